@@ -1,0 +1,36 @@
+"""cconv: compiled 2-D convolution layers (cross-correlation) for NumPy arrays.
+
+The forward and backward passes of a convolution layer over a batch of
+images, computed by typed Cython loops that release the GIL, and exact
+against :func:`scipy.signal.correlate2d`.
+
+Public API
+----------
+conv_forward
+    Valid cross-correlation of (N, H, W) images with (HH, WW) or (K, HH, WW)
+    filters; returns the output and a cache.
+conv_backward
+    Gradients with respect to the images and the filters.
+ConvCache
+    The cache type that links the two passes.
+testing
+    ``rel_error`` and ``numerical_gradient``, to check a layer's gradients.
+"""
+
+try:
+    from . import _kernels  # noqa: F401  (the compiled loops)
+except ImportError as exc:  # pragma: no cover - only without a build
+    import os as _os
+
+    raise ImportError(
+        "cconv's compiled extension (cconv._kernels) is missing from "
+        f"{_os.path.dirname(__file__)}. If that is a source checkout, Python "
+        "found it before the installed package: run from another directory "
+        "after 'pip install .'."
+    ) from exc
+
+from . import testing
+from ._conv3d import ConvCache, conv_backward, conv_forward
+from ._version import __version__
+
+__all__ = ["ConvCache", "conv_backward", "conv_forward", "testing", "__version__"]

@@ -1,0 +1,215 @@
+"""The 3-D (N, H, W) convolution layer: validation, promotion, dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from ._validation import as_kernel_array, as_real_array, check_ndim, compute_dtype
+
+__all__ = ["ConvCache", "conv_forward", "conv_backward"]
+
+
+class ConvCache:
+    """What :func:`conv_backward` needs from a call of :func:`conv_forward`.
+
+    Treat it as opaque: it holds the forward inputs, already converted to the
+    dtype and layout the kernels use (``x`` of shape (Nx, H, W), ``w`` of
+    shape (Nw, HH, WW)), and the number of dimensions ``w`` was given with,
+    so that ``dw`` comes back in the caller's shape.  The arrays are held by
+    reference when no conversion was needed: changing ``x`` or ``w`` in place
+    between the forward and the backward call changes the gradients.
+    """
+
+    __slots__ = ("_x", "_w", "_w_ndim")
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int) -> None:
+        self._x = x
+        self._w = w
+        self._w_ndim = w_ndim
+
+    @property
+    def x(self) -> np.ndarray:
+        """The images, as the kernels saw them: (Nx, H, W)."""
+        return self._x
+
+    @property
+    def w(self) -> np.ndarray:
+        """The filters, as the kernels saw them: (Nw, HH, WW)."""
+        return self._w
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """Shape of the forward output, and so of the ``dout`` backward takes."""
+        (nx, h, wd), (nw, hh, ww) = self._x.shape, self._w.shape
+        return (_pair_count(nx, nw), h - hh + 1, wd - ww + 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"<cconv.ConvCache x{self._x.shape} w{self._w.shape} "
+            f"{self._x.dtype} -> out{self.out_shape}>"
+        )
+
+
+def _pair_count(nx: int, nw: int) -> int:
+    """Leading size of the output when nx images meet nw filters (NumPy rules)."""
+    return nw if nx == 1 else nx
+
+
+def _check_pair(x: np.ndarray, w: np.ndarray) -> None:
+    """Shape rules between an (N, H, W) ``x`` and an (HH, WW) / (K, HH, WW) ``w``."""
+    check_ndim(x, "x", (3,), "of shape (N, H, W)")
+    check_ndim(w, "w", (2, 3), "of shape (HH, WW) or (K, HH, WW)")
+    _, h, wd = x.shape
+    hh, ww = w.shape[-2:]
+    if h == 0 or wd == 0:
+        raise ValueError(f"x has an empty image: shape {x.shape}; H and W must be at least 1")
+    if hh == 0 or ww == 0:
+        raise ValueError(f"w has an empty filter: shape {w.shape}; HH and WW must be at least 1")
+    if hh > h or ww > wd:
+        raise ValueError(
+            f"w's filter ({hh}, {ww}) is larger than x's image ({h}, {wd}): "
+            f"shapes w{w.shape}, x{x.shape}; a valid correlation needs HH <= H and WW <= W"
+        )
+    if w.ndim == 3:
+        nx, nw = x.shape[0], w.shape[0]
+        if nx != nw and nx != 1 and nw != 1:
+            raise ValueError(
+                f"x and w have leading sizes that do not broadcast: x{x.shape}, w{w.shape}; "
+                "expected equal sizes (image n with filter n), or 1 on either side"
+            )
+
+
+def conv_forward(x, w):
+    """Forward pass of a 2-D convolution layer (cross-correlation) over a batch.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W)
+        The images.
+    w : array_like, shape (HH, WW) or (K, HH, WW)
+        The filters, with ``HH <= H`` and ``WW <= W``.  The leading axes of
+        ``x`` and ``w`` broadcast as in NumPy: a 2-D ``w`` (or one of shape
+        (1, HH, WW)) is one filter for every image; ``x`` of shape (1, H, W)
+        with ``w`` of shape (K, HH, WW) matches K templates against one image;
+        equal leading sizes pair image n with filter n.
+
+    Returns
+    -------
+    out : ndarray, shape (N', H - HH + 1, W - WW + 1)
+        ``out[n]`` is the valid cross-correlation of ``x[n]`` with ``w[n]``,
+        as ``scipy.signal.correlate2d(x[n], w[n], mode='valid')`` computes it;
+        ``N'`` is the broadcast leading size.  A new C-contiguous array.
+    cache : ConvCache
+        Pass it to :func:`conv_backward`.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``w`` is complex, object, string, datetime, structured,
+        long double or masked.
+    ValueError
+        If a shape is wrong: ``x`` not 3-D, ``w`` not 2-D or 3-D, an empty
+        image or filter, a filter larger than the image, or leading sizes that
+        do not broadcast.
+
+    Notes
+    -----
+    float32 and float64 are computed natively and float32 stays float32;
+    mixed float32/float64 computes in float64; bool and integer inputs are
+    promoted to float64 and float16 to float32.  Any memory layout is
+    accepted, and the inputs are never modified.  The compiled loop runs
+    without the GIL.
+
+    Examples
+    --------
+    >>> import numpy as np, cconv
+    >>> x = np.arange(16.0).reshape(1, 4, 4)
+    >>> out, cache = cconv.conv_forward(x, np.ones((2, 2)))
+    >>> out
+    array([[[10., 14., 18.],
+            [26., 30., 34.],
+            [42., 46., 50.]]])
+    """
+    x = as_real_array(x, "x")
+    w = as_real_array(w, "w")
+    _check_pair(x, w)
+    dtype = compute_dtype((x, "x"), (w, "w"))
+    xk = as_kernel_array(x, dtype)
+    wk = as_kernel_array(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype)
+    cache = ConvCache(xk, wk, w.ndim)
+    out = np.empty(cache.out_shape, dtype=dtype)
+    _kernels.forward(xk, wk, out)
+    return out, cache
+
+
+def conv_backward(dout, cache):
+    """Backward pass of :func:`conv_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N', H - HH + 1, W - WW + 1)
+        Upstream derivative: the gradient of some loss with respect to the
+        forward output.
+    cache : ConvCache
+        The second value :func:`conv_forward` returned.
+
+    Returns
+    -------
+    dx : ndarray, same shape as ``x``
+        Gradient of ``sum(out * dout)`` with respect to ``x``: the full
+        cross-correlation of ``dout[n]`` with the flipped filter ``w[n]``,
+        summed over ``n`` where ``x`` was broadcast.
+    dw : ndarray, same shape as ``w``
+        Gradient with respect to ``w``: the valid cross-correlation of
+        ``x[n]`` with ``dout[n]``, summed over ``n`` where ``w`` was
+        broadcast (a 2-D ``w`` gets a 2-D ``dw``).
+
+    Raises
+    ------
+    ValueError
+        If ``cache`` did not come from :func:`conv_forward`, or ``dout``'s
+        shape is not the forward output's.
+    TypeError
+        If ``dout`` has a dtype cconv cannot compute in.
+
+    Notes
+    -----
+    The gradients are computed in the forward dtype promoted with ``dout``'s
+    (float32 forward with a float64 ``dout`` gives float64 gradients).
+
+    Examples
+    --------
+    >>> import numpy as np, cconv
+    >>> out, cache = cconv.conv_forward(np.ones((1, 3, 3)), np.ones((2, 2)))
+    >>> dx, dw = cconv.conv_backward(np.ones_like(out), cache)
+    >>> dx[0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> dw
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    if not isinstance(cache, ConvCache):
+        raise ValueError(
+            f"cache must be the ConvCache returned by cconv.conv_forward; "
+            f"got {type(cache).__name__}"
+        )
+    dout = as_real_array(dout, "dout")
+    expected = cache.out_shape
+    if dout.shape != expected:
+        raise ValueError(
+            f"dout has shape {dout.shape}, but the forward output had shape {expected}"
+        )
+    dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
+    x = as_kernel_array(cache.x, dtype)
+    w = as_kernel_array(cache.w, dtype)
+    dout = as_kernel_array(dout, dtype)
+    dx = np.empty(x.shape, dtype=dtype)
+    dw = np.empty(w.shape, dtype=dtype)
+    _kernels.backward_dx(dout, w, dx)
+    _kernels.backward_dw(x, dout, dw)
+    if cache._w_ndim == 2:
+        dw = dw[0]
+    return dx, dw

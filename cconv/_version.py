@@ -1,0 +1,3 @@
+"""The one place cconv's version is written (read by pyproject.toml too)."""
+
+__version__ = "0.1.0"
