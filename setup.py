@@ -7,7 +7,8 @@ extensions = [
     Extension(
         "cconv._kernels",
         ["cconv/_kernels.pyx"],
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
     ),
 ]
 

@@ -13,6 +13,8 @@ conv_backward
     Gradients with respect to the images and the filters.
 ConvCache
     The cache type that links the two passes.
+get_num_threads, set_num_threads
+    The one thread-count knob, for the compiled loops and the FFTs.
 testing
     ``rel_error`` and ``numerical_gradient``, to check a layer's gradients.
 """
@@ -31,6 +33,15 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 from . import testing
 from ._conv3d import ConvCache, conv_backward, conv_forward
+from ._engine import get_num_threads, set_num_threads
 from ._version import __version__
 
-__all__ = ["ConvCache", "conv_backward", "conv_forward", "testing", "__version__"]
+__all__ = [
+    "ConvCache",
+    "conv_backward",
+    "conv_forward",
+    "get_num_threads",
+    "set_num_threads",
+    "testing",
+    "__version__",
+]

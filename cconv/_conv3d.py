@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _engine
 from ._validation import as_kernel_array, as_real_array, check_ndim, compute_dtype
 
 __all__ = ["ConvCache", "conv_forward", "conv_backward"]
@@ -18,15 +18,18 @@ class ConvCache:
     shape (Nw, HH, WW)), and the number of dimensions ``w`` was given with,
     so that ``dw`` comes back in the caller's shape.  The arrays are held by
     reference when no conversion was needed: changing ``x`` or ``w`` in place
-    between the forward and the backward call changes the gradients.
+    between the forward and the backward call changes the gradients.  After
+    an FFT forward pass it also holds the spectra of ``x`` and ``w``, which
+    an FFT backward pass reuses.
     """
 
-    __slots__ = ("_x", "_w", "_w_ndim")
+    __slots__ = ("_x", "_w", "_w_ndim", "_spectra")
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, spectra=None) -> None:
         self._x = x
         self._w = w
         self._w_ndim = w_ndim
+        self._spectra = spectra
 
     @property
     def x(self) -> np.ndarray:
@@ -42,18 +45,13 @@ class ConvCache:
     def out_shape(self) -> tuple[int, int, int]:
         """Shape of the forward output, and so of the ``dout`` backward takes."""
         (nx, h, wd), (nw, hh, ww) = self._x.shape, self._w.shape
-        return (_pair_count(nx, nw), h - hh + 1, wd - ww + 1)
+        return (_engine.pair_count(nx, nw), h - hh + 1, wd - ww + 1)
 
     def __repr__(self) -> str:
         return (
             f"<cconv.ConvCache x{self._x.shape} w{self._w.shape} "
             f"{self._x.dtype} -> out{self.out_shape}>"
         )
-
-
-def _pair_count(nx: int, nw: int) -> int:
-    """Leading size of the output when nx images meet nw filters (NumPy rules)."""
-    return nw if nx == 1 else nx
 
 
 def _check_pair(x: np.ndarray, w: np.ndarray) -> None:
@@ -80,7 +78,7 @@ def _check_pair(x: np.ndarray, w: np.ndarray) -> None:
             )
 
 
-def conv_forward(x, w):
+def conv_forward(x, w, *, method="auto"):
     """Forward pass of a 2-D convolution layer (cross-correlation) over a batch.
 
     Parameters
@@ -93,6 +91,12 @@ def conv_forward(x, w):
         (1, HH, WW)) is one filter for every image; ``x`` of shape (1, H, W)
         with ``w`` of shape (K, HH, WW) matches K templates against one image;
         equal leading sizes pair image n with filter n.
+    method : {'auto', 'direct', 'fft'}, optional
+        'direct' runs the compiled loops, 'fft' multiplies real FFTs of the
+        image's own size (``scipy.fft``), 'auto' (the default) picks the one
+        a cost model predicts is faster for these shapes.  Large filters
+        favour 'fft'; its error is of the order of machine epsilon times the
+        norm of the result rather than of each element.
 
     Returns
     -------
@@ -111,15 +115,15 @@ def conv_forward(x, w):
     ValueError
         If a shape is wrong: ``x`` not 3-D, ``w`` not 2-D or 3-D, an empty
         image or filter, a filter larger than the image, or leading sizes that
-        do not broadcast.
+        do not broadcast; or if ``method`` is unknown.
 
     Notes
     -----
     float32 and float64 are computed natively and float32 stays float32;
     mixed float32/float64 computes in float64; bool and integer inputs are
     promoted to float64 and float16 to float32.  Any memory layout is
-    accepted, and the inputs are never modified.  The compiled loop runs
-    without the GIL.
+    accepted, and the inputs are never modified.  The compiled loops run
+    without the GIL, on :func:`cconv.get_num_threads` threads.
 
     Examples
     --------
@@ -137,13 +141,21 @@ def conv_forward(x, w):
     dtype = compute_dtype((x, "x"), (w, "w"))
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype)
-    cache = ConvCache(xk, wk, w.ndim)
-    out = np.empty(cache.out_shape, dtype=dtype)
-    _kernels.forward(xk, wk, out)
-    return out, cache
+    method = _engine.choose_method(
+        method, xk.shape[0], wk.shape[0], xk.shape[1:], wk.shape[1:], dtype.itemsize,
+        backward=False,
+    )
+    if method == "direct":
+        return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim)
+    shape = _engine.fft_shape(*xk.shape[1:])
+    spectra = (_engine.spectrum(xk, shape), _engine.spectrum(wk, shape))
+    h, wd = xk.shape[1:]
+    hh, ww = wk.shape[1:]
+    out = _engine.correlate_spectra(*spectra, True, shape, (h - hh + 1, wd - ww + 1), False)
+    return out, ConvCache(xk, wk, w.ndim, spectra)
 
 
-def conv_backward(dout, cache):
+def conv_backward(dout, cache, *, method="auto"):
     """Backward pass of :func:`conv_forward`.
 
     Parameters
@@ -153,6 +165,9 @@ def conv_backward(dout, cache):
         forward output.
     cache : ConvCache
         The second value :func:`conv_forward` returned.
+    method : {'auto', 'direct', 'fft'}, optional
+        As for :func:`conv_forward`; 'fft' reuses the spectra an FFT forward
+        pass left in the cache.
 
     Returns
     -------
@@ -168,8 +183,8 @@ def conv_backward(dout, cache):
     Raises
     ------
     ValueError
-        If ``cache`` did not come from :func:`conv_forward`, or ``dout``'s
-        shape is not the forward output's.
+        If ``cache`` did not come from :func:`conv_forward`, ``dout``'s
+        shape is not the forward output's, or ``method`` is unknown.
     TypeError
         If ``dout`` has a dtype cconv cannot compute in.
 
@@ -206,10 +221,43 @@ def conv_backward(dout, cache):
     x = as_kernel_array(cache.x, dtype)
     w = as_kernel_array(cache.w, dtype)
     dout = as_kernel_array(dout, dtype)
-    dx = np.empty(x.shape, dtype=dtype)
-    dw = np.empty(w.shape, dtype=dtype)
-    _kernels.backward_dx(dout, w, dx)
-    _kernels.backward_dw(x, dout, dw)
+    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    method = _engine.choose_method(
+        method, nx, nw, (h, wd), (hh, ww), dtype.itemsize, backward=True
+    )
+    if method == "direct":
+        dx, dw = _backward_direct(dout, x, w)
+    else:
+        dx, dw = _backward_fft(dout, x, w, cache._spectra)
     if cache._w_ndim == 2:
         dw = dw[0]
     return dx, dw
+
+
+def _backward_direct(dout, x, w):
+    """dx and dw by the compiled loops: both are valid correlations."""
+    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    npairs = dout.shape[0]
+    # dx is the full correlation of dout with the flipped filter: a valid
+    # correlation of dout padded by the filter size - 1 on every side.
+    padded = np.zeros((npairs, h + hh - 1, wd + ww - 1), dtype=dout.dtype)
+    padded[:, hh - 1 : h, ww - 1 : wd] = dout
+    flipped = np.ascontiguousarray(w[:, ::-1, ::-1])
+    dx = _engine.correlate_direct(padded, flipped, reduce=nx == 1 and npairs != 1)
+    dw = _engine.correlate_direct(x, dout, reduce=nw == 1 and npairs != 1)
+    return dx, dw
+
+
+def _backward_fft(dout, x, w, spectra):
+    """dx and dw from one transform of dout and the forward pass's spectra."""
+    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    npairs = dout.shape[0]
+    shape = _engine.fft_shape(h, wd)
+    if spectra is None or spectra[0].dtype != np.result_type(dout.dtype, np.complex64):
+        spectra = (_engine.spectrum(x, shape), _engine.spectrum(w, shape))
+    spec_x, spec_w = spectra
+    spec_d = _engine.spectrum(dout, shape)
+    # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
+    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (h, wd), nx == 1 and npairs != 1)
+    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (hh, ww), nw == 1 and npairs != 1)
+    return dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)

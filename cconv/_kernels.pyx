@@ -1,24 +1,83 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # cython: cdivision=True, initializedcheck=False, nonecheck=False
-"""Compiled loops of the 3-D (N, H, W) convolution layer.
+"""Compiled loops of cconv: valid cross-correlation, in two loop orders.
+
+Every pass of the layer is one valid cross-correlation of an "image" with a
+"kernel", over a batch of pairs:
+
+- forward:  out  = correlate(x, w)
+- dx:       dx   = correlate(dout padded by the filter size - 1, w flipped)
+- dw:       dw   = correlate(x, dout)
+
+``correlate_wide`` suits wide outputs and small kernels (forward, dx): each
+iteration owns a strip of output columns held in registers while every kernel
+tap is added to it.  ``correlate_narrow`` suits small outputs and large
+kernels (dw): each output is a long dot product, accumulated in vector lanes.
+
+Pairs and tasks.  The batch has ``npairs`` (image, kernel) pairs; an operand
+with leading size 1 is broadcast to every pair.  The output has a leading size
+``T`` (tasks); task ``t`` sums the pairs ``[t*npairs//T, (t+1)*npairs//T)``.
+With ``T == npairs`` each output is one pair's correlation; with fewer tasks
+each output is a partial sum over pairs, which the caller adds up.  That is
+how a broadcast operand's gradient is reduced without two threads ever
+writing to the same memory.
 
 Every function here trusts its caller (``cconv._conv3d``): the arrays are
-C-contiguous, of one floating dtype, with shapes that agree, and every output
-row is written in full.  Nothing is validated or allocated here, and the loops
-run without the GIL.
-
-Broadcasting over the leading axis is expressed by a leading size of 1: the
-image or filter index ``n`` of a size-1 operand is always 0.
-
-Each loop's innermost level runs over contiguous memory of one image row and
-does one multiply-add per element, with no dependence between iterations, so
-the C compiler can vectorise it.
+C-contiguous, of one floating dtype, with shapes that agree.  Nothing is
+validated or allocated here, and the loops run without the GIL, in parallel
+over output rows when cconv is built with OpenMP.
 """
+
+from cython.parallel cimport prange
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int cconv_openmp_enabled(void) { return 1; }
+    static int cconv_omp_get_max_threads(void) { return omp_get_max_threads(); }
+    static void cconv_omp_set_num_threads(int n) { omp_set_num_threads(n); }
+    #else
+    static int cconv_openmp_enabled(void) { return 0; }
+    static int cconv_omp_get_max_threads(void) { return 1; }
+    static void cconv_omp_set_num_threads(int n) { (void)n; }
+    #endif
+    """
+    int cconv_openmp_enabled() noexcept nogil
+    int cconv_omp_get_max_threads() noexcept nogil
+    void cconv_omp_set_num_threads(int n) noexcept nogil
 
 
 ctypedef fused real:
     float
     double
+
+cdef enum:
+    # Bytes of output columns one strip keeps in registers: 4 AVX-512 or
+    # 8 AVX2 vector registers.  The widths below are compile-time constants
+    # so the compiler unrolls and vectorises the strip loops completely.
+    STRIP_BYTES = 256
+    MAX_LANES = 64          # STRIP_BYTES of float32
+    NARROW_BYTES = 64       # one AVX-512 or two AVX2 registers, for narrow rows
+    NARROW_LANES = 16       # NARROW_BYTES of float32
+    # Rows of a long dot product summed in the input precision before the
+    # partial sum is added to a double.
+    ROWS_PER_FLUSH = 16
+
+
+def openmp_enabled():
+    """Whether the module was compiled with OpenMP."""
+    return bool(cconv_openmp_enabled())
+
+
+def get_max_threads():
+    """OpenMP's thread count for the next parallel loop started by this thread."""
+    return cconv_omp_get_max_threads()
+
+
+def set_num_threads(int n):
+    """Set OpenMP's thread count for loops started by the calling thread."""
+    cconv_omp_set_num_threads(n)
 
 
 cdef inline Py_ssize_t _bcast(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
@@ -26,99 +85,190 @@ cdef inline Py_ssize_t _bcast(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
     return n if size != 1 else 0
 
 
-cdef inline void _axpy(real* y, const real* x, real a, Py_ssize_t m) noexcept nogil:
-    """``y[j] += a * x[j]`` for ``j < m``."""
-    cdef Py_ssize_t j
-    for j in range(m):
-        y[j] += a * x[j]
+cdef inline void _strip(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                        const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                        Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t width) noexcept nogil:
+    """``o[j] = sum_n sum_ab x[n*xn + a*xs + b + j] * k[n*kn + a*WK + b]``, ``j < width``.
 
-
-cdef inline real _dot(const real* x, const real* y, Py_ssize_t m) noexcept nogil:
-    """``sum(x[j] * y[j])`` for ``j < m``, in the precision of ``real``."""
-    cdef Py_ssize_t j
-    cdef real s = 0
-    for j in range(m):
-        s += x[j] * y[j]
-    return s
-
-
-cdef inline void _zero(real* y, Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(m):
-        y[j] = 0
-
-
-def forward(const real[:, :, ::1] x, const real[:, :, ::1] w, real[:, :, ::1] out):
-    """Valid cross-correlation: ``out[n] = correlate2d(x[n], w[n], 'valid')``."""
-    cdef Py_ssize_t N = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
-    cdef Py_ssize_t HH = w.shape[1], WW = w.shape[2]
-    cdef Py_ssize_t Nx = x.shape[0], Nw = w.shape[0]
-    cdef Py_ssize_t n, i, a, b, nx, nw
-    cdef real* orow
-    with nogil:
-        for n in range(N):
-            nx = _bcast(n, Nx)
-            nw = _bcast(n, Nw)
-            for i in range(Ho):
-                orow = &out[n, i, 0]
-                _zero(orow, Wo)
-                for a in range(HH):
-                    for b in range(WW):
-                        _axpy(orow, &x[nx, i + a, b], w[nw, a, b], Wo)
-
-
-def backward_dx(const real[:, :, ::1] dout, const real[:, :, ::1] w, real[:, :, ::1] dx):
-    """Full correlation of ``dout`` with the flipped filter, summed over broadcast.
-
-    ``dx[m] = sum over n paired with m of correlate2d(dout[n], w[n][::-1, ::-1], 'full')``,
-    computed by gathering, for each row ``p`` of ``dx``, the rows ``p - a`` of
-    ``dout`` that reach it, so each output row is owned by one iteration.
+    Called with a constant ``width``, so ``acc`` lives in registers and each
+    kernel tap costs ``width / lanes`` loads and multiply-adds, no stores.
     """
-    cdef Py_ssize_t N = dout.shape[0], Ho = dout.shape[1], Wo = dout.shape[2]
-    cdef Py_ssize_t Nx = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
-    cdef Py_ssize_t HH = w.shape[1], WW = w.shape[2], Nw = w.shape[0]
-    cdef Py_ssize_t m, p, n, n_lo, n_hi, a, a_lo, a_hi, b, nw
-    cdef real* drow
-    cdef const real* grow
-    with nogil:
-        for m in range(Nx):
-            # Images paired with dx[m]: just m, or all of them when x broadcasts.
-            n_lo = m if Nx == N else 0
-            n_hi = m + 1 if Nx == N else N
-            for p in range(H):
-                drow = &dx[m, p, 0]
-                _zero(drow, W)
-                a_lo = p - Ho + 1 if p - Ho + 1 > 0 else 0
-                a_hi = p + 1 if p + 1 < HH else HH
-                for n in range(n_lo, n_hi):
-                    nw = _bcast(n, Nw)
-                    for a in range(a_lo, a_hi):
-                        grow = &dout[n, p - a, 0]
-                        for b in range(WW):
-                            _axpy(drow + b, grow, w[nw, a, b], Wo)
+    cdef real acc[MAX_LANES]
+    cdef Py_ssize_t n, a, b, j
+    cdef real kv
+    cdef const real* xa
+    cdef const real* ka
+    for j in range(width):
+        acc[j] = 0
+    for n in range(npairs):
+        for a in range(HK):
+            xa = x + n * xn + a * xs
+            ka = k + n * kn + a * WK
+            for b in range(WK):
+                kv = ka[b]
+                for j in range(width):
+                    acc[j] += xa[b + j] * kv
+    for j in range(width):
+        o[j] = acc[j]
 
 
-def backward_dw(const real[:, :, ::1] x, const real[:, :, ::1] dout, real[:, :, ::1] dw):
-    """Valid correlation of ``x`` with ``dout``, summed over broadcast.
+cdef inline void _wide_row(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                           const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                           Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t Wo) noexcept nogil:
+    """One output row of ``correlate_wide``, in strips of constant width.
 
-    ``dw[k] = sum over n paired with k of correlate2d(x[n], dout[n], 'valid')``.
+    The last strip of each width overlaps the one before it rather than
+    leaving a ragged tail: recomputing a few columns costs less than a
+    narrower, latency-bound strip, and writes the same values.
     """
-    cdef Py_ssize_t N = dout.shape[0], Ho = dout.shape[1], Wo = dout.shape[2]
-    cdef Py_ssize_t Nw = dw.shape[0], HH = dw.shape[1], WW = dw.shape[2]
-    cdef Py_ssize_t Nx = x.shape[0]
-    cdef Py_ssize_t k, a, b, n, n_lo, n_hi, i, nx
-    cdef real* wrow
-    cdef const real* grow
-    with nogil:
-        for k in range(Nw):
-            n_lo = k if Nw == N else 0
-            n_hi = k + 1 if Nw == N else N
-            for a in range(HH):
-                wrow = &dw[k, a, 0]
-                _zero(wrow, WW)
-                for n in range(n_lo, n_hi):
-                    nx = _bcast(n, Nx)
-                    for i in range(Ho):
-                        grow = &dout[n, i, 0]
-                        for b in range(WW):
-                            wrow[b] += _dot(&x[nx, i + a, b], grow, Wo)
+    cdef Py_ssize_t j = 0
+    cdef Py_ssize_t wide = STRIP_BYTES // sizeof(real)
+    cdef Py_ssize_t narrow = NARROW_BYTES // sizeof(real)
+    if Wo >= wide:
+        while j < Wo:
+            if j + wide > Wo:
+                j = Wo - wide
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, STRIP_BYTES // sizeof(real))
+            j += wide
+    elif Wo >= narrow:
+        while j < Wo:
+            if j + narrow > Wo:
+                j = Wo - narrow
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, NARROW_BYTES // sizeof(real))
+            j += narrow
+    else:
+        for j in range(Wo):
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, 1)
+
+
+def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
+                   real[:, :, ::1] out, Py_ssize_t npairs):
+    """``out[t] = sum over pairs n of task t of correlate2d(x[n], k[n], 'valid')``.
+
+    Parallel over the rows of ``out``; each row is written by one iteration.
+    """
+    cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
+    cdef Py_ssize_t HK = k.shape[1], WK = k.shape[2], xs = x.shape[2]
+    # Distance between consecutive pairs' operands: 0 for a broadcast operand.
+    cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
+    cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
+    cdef Py_ssize_t r, t, i, n0
+    if T == 0 or Ho == 0 or Wo == 0:
+        return
+    for r in prange(T * Ho, nogil=True, schedule="static"):
+        t = r // Ho
+        i = r - t * Ho
+        n0 = t * npairs // T
+        _wide_row(&out[t, i, 0], &x[0, i, 0] + n0 * xn, xs, xn,
+                  &k[0, 0, 0] + n0 * kn, kn, (t + 1) * npairs // T - n0, HK, WK, Wo)
+
+
+cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
+                       Py_ssize_t HK, Py_ssize_t WK, bint four) noexcept nogil:
+    """``o[c] += sum_ij x[i*xs + j + c] * k[i*WK + j]``.
+
+    For ``c < 4`` when ``four``, else ``c == 0``: four neighbouring outputs
+    share each load of ``k``.  Called with a constant ``four``, so the vector
+    accumulators live in registers.  They sum in the input precision for
+    ``ROWS_PER_FLUSH`` rows at a time, then flush into doubles, so a float32
+    sum over a large kernel keeps float32 accuracy.
+    """
+    cdef real a0[NARROW_LANES]
+    cdef real a1[NARROW_LANES]
+    cdef real a2[NARROW_LANES]
+    cdef real a3[NARROW_LANES]
+    cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    cdef Py_ssize_t i, j, l
+    cdef const real* xi
+    cdef const real* ki
+    for l in range(NARROW_BYTES // sizeof(real)):
+        a0[l] = 0
+        a1[l] = 0
+        a2[l] = 0
+        a3[l] = 0
+    for i in range(HK):
+        xi = x + i * xs
+        ki = k + i * WK
+        j = 0
+        # One output: four strips in flight, so the additions into each
+        # accumulator do not wait on one another.
+        while not four and j + 4 * (NARROW_BYTES // sizeof(real)) <= WK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a0[l] += xi[j + l] * ki[j + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a1[l] += xi[j + NARROW_BYTES // sizeof(real) + l] * ki[j + NARROW_BYTES // sizeof(real) + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a2[l] += xi[j + 2 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 2 * (NARROW_BYTES // sizeof(real)) + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a3[l] += xi[j + 3 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 3 * (NARROW_BYTES // sizeof(real)) + l]
+            j += 4 * (NARROW_BYTES // sizeof(real))
+        while j + NARROW_BYTES // sizeof(real) <= WK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a0[l] += xi[j + l] * ki[j + l]
+            if four:
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a1[l] += xi[j + 1 + l] * ki[j + l]
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a2[l] += xi[j + 2 + l] * ki[j + l]
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a3[l] += xi[j + 3 + l] * ki[j + l]
+            j += NARROW_BYTES // sizeof(real)
+        while j < WK:  # the row's ragged end
+            a0[0] += xi[j] * ki[j]
+            if four:
+                a1[0] += xi[j + 1] * ki[j]
+                a2[0] += xi[j + 2] * ki[j]
+                a3[0] += xi[j + 3] * ki[j]
+            j += 1
+        if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == HK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                t0 += a0[l]
+                t1 += a1[l]
+                t2 += a2[l]
+                t3 += a3[l]
+                a0[l] = 0
+                a1[l] = 0
+                a2[l] = 0
+                a3[l] = 0
+    if not four:
+        t0 += t1 + t2 + t3
+    o[0] += <real>t0
+    if four:
+        o[1] += <real>t1
+        o[2] += <real>t2
+        o[3] += <real>t3
+
+
+def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
+                     real[:, :, ::1] out, Py_ssize_t npairs):
+    """Same result as ``correlate_wide``, for outputs small next to ``k``.
+
+    Each output element is one long dot product of ``k[n]`` with a window of
+    ``x[n]``; four neighbouring elements of a row are computed together.
+    Parallel over the rows of ``out``.
+    """
+    cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
+    cdef Py_ssize_t HK = k.shape[1], WK = k.shape[2], xs = x.shape[2]
+    cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
+    cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
+    cdef Py_ssize_t r, t, i, j, n
+    if T == 0 or Ho == 0 or Wo == 0:
+        return
+    for r in prange(T * Ho, nogil=True, schedule="static"):
+        t = r // Ho
+        i = r - t * Ho
+        for j in range(Wo):
+            out[t, i, j] = 0
+        # Pair by pair, so each image stays in cache while all of this
+        # output row's dot products run over it.
+        for n in range(t * npairs // T, (t + 1) * npairs // T):
+            j = 0
+            while j < Wo:
+                if j + 4 <= Wo:
+                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
+                          HK, WK, True)
+                    j = j + 4
+                else:
+                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
+                          HK, WK, False)
+                    j = j + 1

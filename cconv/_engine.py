@@ -1,0 +1,178 @@
+"""How a valid correlation over a batch of pairs gets computed.
+
+Every pass of the layer (forward, dx, dw) is a valid cross-correlation of
+"images" with "kernels" over a batch of pairs, optionally summed over the
+pairs (the gradient of a broadcast operand).  This module turns that one
+operation into calls of the compiled direct loops, or into FFTs, and holds
+the policy: thread count, task split, loop order and method choice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft
+
+from . import _kernels
+
+__all__ = [
+    "METHODS",
+    "get_num_threads",
+    "set_num_threads",
+    "pair_count",
+    "correlate_direct",
+    "fft_shape",
+    "spectrum",
+    "correlate_spectra",
+    "choose_method",
+]
+
+METHODS = ("auto", "direct", "fft")
+
+
+def get_num_threads() -> int:
+    """Number of threads cconv's loops and FFTs use in the calling thread.
+
+    Returns
+    -------
+    int
+        OpenMP's thread count: the machine's cores by default, or
+        ``OMP_NUM_THREADS``, or what :func:`set_num_threads` (or
+        ``threadpoolctl``) set last.  1 in a build without OpenMP.
+    """
+    return max(1, int(_kernels.get_max_threads()))
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads cconv uses (in the calling thread).
+
+    Parameters
+    ----------
+    n : int
+        At least 1.  Applies to the compiled loops (OpenMP, so
+        ``threadpoolctl`` sees and can change the same setting) and to the
+        ``workers`` of the ``scipy.fft`` transforms of the FFT path.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer number of threads; got {n!r}")
+    _kernels.set_num_threads(int(n))
+
+
+def pair_count(n1: int, n2: int) -> int:
+    """Leading size when n1 operands meet n2 (NumPy broadcasting of one axis)."""
+    return n2 if n1 == 1 else n1
+
+
+def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]`` by the compiled loops.
+
+    Parameters
+    ----------
+    x, k : ndarray
+        C-contiguous, same dtype, shapes (Nx, H, W) and (Nk, HK, WK) with
+        leading sizes that broadcast, and HK <= H, WK <= W.
+    reduce : bool
+        Sum over the pairs: the result has leading size 1.
+
+    Returns
+    -------
+    ndarray of shape (npairs or 1, H - HK + 1, W - WK + 1)
+    """
+    npairs = pair_count(x.shape[0], k.shape[0])
+    ho, wo = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
+    if npairs == 0:
+        return np.zeros((1 if reduce else 0, ho, wo), dtype=x.dtype)
+    # Small outputs of large kernels are long dot products; the rest are
+    # strips of output columns accumulated tap by tap.
+    narrow = ho * wo < k.shape[1] * k.shape[2]
+    tasks = npairs
+    if reduce:
+        # Enough partial sums to keep every thread busy over the output rows,
+        # few enough that adding them up afterwards is negligible.
+        threads = get_num_threads()
+        tasks = min(npairs, max(threads, math.ceil(4 * threads / ho)))
+    out = np.empty((tasks, ho, wo), dtype=x.dtype)
+    (_kernels.correlate_narrow if narrow else _kernels.correlate_wide)(x, k, out, npairs)
+    if reduce and tasks > 1:
+        out = out.sum(axis=0, keepdims=True)
+    return out
+
+
+def fft_shape(h: int, w: int) -> tuple[int, int]:
+    """Transform size for images of h x w: no padding beyond a fast length.
+
+    A valid correlation never reads the circular wrap-around, and the full
+    correlation of the dx pass wraps only into zeros, so the image's own size
+    is enough.
+    """
+    return (scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True))
+
+
+def spectrum(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real 2-D FFT of every (H, W) slice of ``a``, zero-padded to ``shape``."""
+    return scipy.fft.rfft2(a, s=shape, workers=get_num_threads())
+
+
+def correlate_spectra(
+    spec_a: np.ndarray, spec_b: np.ndarray, conj_b: bool, shape, crop, reduce: bool
+) -> np.ndarray:
+    """Inverse FFT of ``spec_a * spec_b`` (or its conjugate), cropped.
+
+    With ``conj_b`` this is the circular correlation of the two operands,
+    otherwise their circular convolution.  ``reduce`` sums over the pairs in
+    frequency space first, so only one inverse transform is made.
+    """
+    prod = spec_a * (np.conj(spec_b) if conj_b else spec_b)
+    if reduce and prod.shape[0] != 1:
+        prod = prod.sum(axis=0, keepdims=True)
+    out = scipy.fft.irfft2(prod, s=shape, workers=get_num_threads())
+    return np.ascontiguousarray(out[:, : crop[0], : crop[1]])
+
+
+# Cost model of method="auto": seconds per unit of work, measured on a
+# 2-core AVX-512 machine (benchmarks/bench.py prints the comparison); only
+# their ratio matters.  Direct work is multiply-adds; FFT work is
+# P*Q*log2(P*Q) per transform.
+_DIRECT_WIDE = {4: 1.0 / 50e9, 8: 1.0 / 27e9}
+_DIRECT_NARROW = {4: 1.0 / 12e9, 8: 1.0 / 6e9}
+_FFT = {4: 1.0 / 1.2e9, 8: 1.0 / 0.8e9}
+
+
+def _direct_seconds(npairs, out_hw, k_hw, itemsize) -> float:
+    narrow = out_hw[0] * out_hw[1] < k_hw[0] * k_hw[1]
+    rate = (_DIRECT_NARROW if narrow else _DIRECT_WIDE)[itemsize]
+    return npairs * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1] * rate
+
+
+def _fft_seconds(transforms, shape, itemsize) -> float:
+    size = shape[0] * shape[1]
+    return transforms * size * math.log2(max(size, 2)) * _FFT[itemsize]
+
+
+def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward) -> str:
+    """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    npairs = pair_count(nx, nw)
+    if npairs == 0:  # nothing to transform: the direct path returns the empty sums
+        return "direct"
+    if method != "auto":
+        return method
+    (h, w), (hh, ww) = image_hw, filter_hw
+    out_hw = (h - hh + 1, w - ww + 1)
+    shape = fft_shape(h, w)
+    if backward:
+        direct = _direct_seconds(npairs, (h, w), (hh, ww), itemsize) + _direct_seconds(
+            npairs, (hh, ww), out_hw, itemsize
+        )
+        fft = _fft_seconds(nx + nw + 2 * npairs, shape, itemsize)
+    else:
+        direct = _direct_seconds(npairs, out_hw, (hh, ww), itemsize)
+        fft = _fft_seconds(nx + nw + npairs, shape, itemsize)
+    return "fft" if fft < direct else "direct"
