@@ -9,12 +9,14 @@ the policy: thread count, task split, loop order and method choice.
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 
 import numpy as np
 import scipy.fft
 
-from . import _kernels
+from . import _kernels as _baseline
 
 __all__ = [
     "METHODS",
@@ -29,6 +31,29 @@ __all__ = [
 ]
 
 METHODS = ("auto", "direct", "fft")
+
+
+def _load_kernels():
+    """The compiled loops for this CPU: the x86-64-v4 or -v3 build, else baseline.
+
+    ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to compare builds
+    or to rule one out when hunting a bug.
+    """
+    cap = os.environ.get("CCONV_KERNELS", "v4").strip().lower()
+    levels = {"baseline": 0, "v3": 3, "v4": 4}
+    if cap not in levels:
+        raise ImportError(f"CCONV_KERNELS must be one of {sorted(levels)}; got {cap!r}")
+    usable = min(levels[cap], _baseline.cpu_level())
+    for name, level in (("v4", 4), ("v3", 3)):
+        if level <= usable:
+            try:
+                return name, importlib.import_module(f"cconv._kernels_{name}")
+            except ImportError:  # a build without that twin (not x86-64, or switched off)
+                continue
+    return "baseline", _baseline
+
+
+KERNELS_NAME, _kernels = _load_kernels()
 
 
 def get_num_threads() -> int:

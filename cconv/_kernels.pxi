@@ -1,0 +1,274 @@
+# The compiled loops of cconv, included by _kernels.pyx and its per-ISA twins.
+# See _kernels.pyx for what they compute.
+
+from cython.parallel cimport prange
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int cconv_openmp_enabled(void) { return 1; }
+    static int cconv_omp_get_max_threads(void) { return omp_get_max_threads(); }
+    static void cconv_omp_set_num_threads(int n) { omp_set_num_threads(n); }
+    #else
+    static int cconv_openmp_enabled(void) { return 0; }
+    static int cconv_omp_get_max_threads(void) { return 1; }
+    static void cconv_omp_set_num_threads(int n) { (void)n; }
+    #endif
+    """
+    int cconv_openmp_enabled() noexcept nogil
+    int cconv_omp_get_max_threads() noexcept nogil
+    void cconv_omp_set_num_threads(int n) noexcept nogil
+
+cdef extern from *:
+    """
+    /* Which instruction-set level the running CPU supports (and the OS
+       enables), by GCC's cpu-indicator: 4 = x86-64-v4 (AVX-512),
+       3 = x86-64-v3 (AVX2, FMA), 0 = anything else. */
+    static int cconv_cpu_level(void) {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                 && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+                 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe");
+        int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                 && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+                 && __builtin_cpu_supports("avx512vl");
+        return v4 ? 4 : (v3 ? 3 : 0);
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int cconv_cpu_level() noexcept nogil
+
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    # Bytes of output columns one strip keeps in registers: 4 AVX-512 or
+    # 8 AVX2 vector registers.  The widths below are compile-time constants
+    # so the compiler unrolls and vectorises the strip loops completely.
+    STRIP_BYTES = 256
+    MAX_LANES = 64          # STRIP_BYTES of float32
+    NARROW_BYTES = 64       # one AVX-512 or two AVX2 registers, for narrow rows
+    NARROW_LANES = 16       # NARROW_BYTES of float32
+    # Rows of a long dot product summed in the input precision before the
+    # partial sum is added to a double.
+    ROWS_PER_FLUSH = 16
+
+
+def cpu_level():
+    """x86-64 level of the running CPU: 4 (AVX-512), 3 (AVX2 + FMA) or 0."""
+    return cconv_cpu_level()
+
+
+def openmp_enabled():
+    """Whether the module was compiled with OpenMP."""
+    return bool(cconv_openmp_enabled())
+
+
+def get_max_threads():
+    """OpenMP's thread count for the next parallel loop started by this thread."""
+    return cconv_omp_get_max_threads()
+
+
+def set_num_threads(int n):
+    """Set OpenMP's thread count for loops started by the calling thread."""
+    cconv_omp_set_num_threads(n)
+
+
+cdef inline Py_ssize_t _bcast(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
+    """Index ``n`` into an operand whose leading size is ``size`` (1 = broadcast)."""
+    return n if size != 1 else 0
+
+
+cdef inline void _strip(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                        const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                        Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t width) noexcept nogil:
+    """``o[j] = sum_n sum_ab x[n*xn + a*xs + b + j] * k[n*kn + a*WK + b]``, ``j < width``.
+
+    Called with a constant ``width``, so ``acc`` lives in registers and each
+    kernel tap costs ``width / lanes`` loads and multiply-adds, no stores.
+    """
+    cdef real acc[MAX_LANES]
+    cdef Py_ssize_t n, a, b, j
+    cdef real kv
+    cdef const real* xa
+    cdef const real* ka
+    for j in range(width):
+        acc[j] = 0
+    for n in range(npairs):
+        for a in range(HK):
+            xa = x + n * xn + a * xs
+            ka = k + n * kn + a * WK
+            for b in range(WK):
+                kv = ka[b]
+                for j in range(width):
+                    acc[j] += xa[b + j] * kv
+    for j in range(width):
+        o[j] = acc[j]
+
+
+cdef inline void _wide_row(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                           const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                           Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t Wo) noexcept nogil:
+    """One output row of ``correlate_wide``, in strips of constant width.
+
+    The last strip of each width overlaps the one before it rather than
+    leaving a ragged tail: recomputing a few columns costs less than a
+    narrower, latency-bound strip, and writes the same values.
+    """
+    cdef Py_ssize_t j = 0
+    cdef Py_ssize_t wide = STRIP_BYTES // sizeof(real)
+    cdef Py_ssize_t narrow = NARROW_BYTES // sizeof(real)
+    if Wo >= wide:
+        while j < Wo:
+            if j + wide > Wo:
+                j = Wo - wide
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, STRIP_BYTES // sizeof(real))
+            j += wide
+    elif Wo >= narrow:
+        while j < Wo:
+            if j + narrow > Wo:
+                j = Wo - narrow
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, NARROW_BYTES // sizeof(real))
+            j += narrow
+    else:
+        for j in range(Wo):
+            _strip(o + j, x + j, xs, xn, k, kn, npairs, HK, WK, 1)
+
+
+def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
+                   real[:, :, ::1] out, Py_ssize_t npairs):
+    """``out[t] = sum over pairs n of task t of correlate2d(x[n], k[n], 'valid')``.
+
+    Parallel over the rows of ``out``; each row is written by one iteration.
+    """
+    cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
+    cdef Py_ssize_t HK = k.shape[1], WK = k.shape[2], xs = x.shape[2]
+    # Distance between consecutive pairs' operands: 0 for a broadcast operand.
+    cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
+    cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
+    cdef Py_ssize_t r, t, i, n0
+    if T == 0 or Ho == 0 or Wo == 0:
+        return
+    for r in prange(T * Ho, nogil=True, schedule="static"):
+        t = r // Ho
+        i = r - t * Ho
+        n0 = t * npairs // T
+        _wide_row(&out[t, i, 0], &x[0, i, 0] + n0 * xn, xs, xn,
+                  &k[0, 0, 0] + n0 * kn, kn, (t + 1) * npairs // T - n0, HK, WK, Wo)
+
+
+cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
+                       Py_ssize_t HK, Py_ssize_t WK, bint four) noexcept nogil:
+    """``o[c] += sum_ij x[i*xs + j + c] * k[i*WK + j]``.
+
+    For ``c < 4`` when ``four``, else ``c == 0``: four neighbouring outputs
+    share each load of ``k``.  Called with a constant ``four``, so the vector
+    accumulators live in registers.  They sum in the input precision for
+    ``ROWS_PER_FLUSH`` rows at a time, then flush into doubles, so a float32
+    sum over a large kernel keeps float32 accuracy.
+    """
+    cdef real a0[NARROW_LANES]
+    cdef real a1[NARROW_LANES]
+    cdef real a2[NARROW_LANES]
+    cdef real a3[NARROW_LANES]
+    cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    cdef Py_ssize_t i, j, l
+    cdef const real* xi
+    cdef const real* ki
+    for l in range(NARROW_BYTES // sizeof(real)):
+        a0[l] = 0
+        a1[l] = 0
+        a2[l] = 0
+        a3[l] = 0
+    for i in range(HK):
+        xi = x + i * xs
+        ki = k + i * WK
+        j = 0
+        # One output: four strips in flight, so the additions into each
+        # accumulator do not wait on one another.
+        while not four and j + 4 * (NARROW_BYTES // sizeof(real)) <= WK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a0[l] += xi[j + l] * ki[j + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a1[l] += xi[j + NARROW_BYTES // sizeof(real) + l] * ki[j + NARROW_BYTES // sizeof(real) + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a2[l] += xi[j + 2 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 2 * (NARROW_BYTES // sizeof(real)) + l]
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a3[l] += xi[j + 3 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 3 * (NARROW_BYTES // sizeof(real)) + l]
+            j += 4 * (NARROW_BYTES // sizeof(real))
+        while j + NARROW_BYTES // sizeof(real) <= WK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                a0[l] += xi[j + l] * ki[j + l]
+            if four:
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a1[l] += xi[j + 1 + l] * ki[j + l]
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a2[l] += xi[j + 2 + l] * ki[j + l]
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    a3[l] += xi[j + 3 + l] * ki[j + l]
+            j += NARROW_BYTES // sizeof(real)
+        while j < WK:  # the row's ragged end
+            a0[0] += xi[j] * ki[j]
+            if four:
+                a1[0] += xi[j + 1] * ki[j]
+                a2[0] += xi[j + 2] * ki[j]
+                a3[0] += xi[j + 3] * ki[j]
+            j += 1
+        if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == HK:
+            for l in range(NARROW_BYTES // sizeof(real)):
+                t0 += a0[l]
+                t1 += a1[l]
+                t2 += a2[l]
+                t3 += a3[l]
+                a0[l] = 0
+                a1[l] = 0
+                a2[l] = 0
+                a3[l] = 0
+    if not four:
+        t0 += t1 + t2 + t3
+    o[0] += <real>t0
+    if four:
+        o[1] += <real>t1
+        o[2] += <real>t2
+        o[3] += <real>t3
+
+
+def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
+                     real[:, :, ::1] out, Py_ssize_t npairs):
+    """Same result as ``correlate_wide``, for outputs small next to ``k``.
+
+    Each output element is one long dot product of ``k[n]`` with a window of
+    ``x[n]``; four neighbouring elements of a row are computed together.
+    Parallel over the rows of ``out``.
+    """
+    cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
+    cdef Py_ssize_t HK = k.shape[1], WK = k.shape[2], xs = x.shape[2]
+    cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
+    cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
+    cdef Py_ssize_t r, t, i, j, n
+    if T == 0 or Ho == 0 or Wo == 0:
+        return
+    for r in prange(T * Ho, nogil=True, schedule="static"):
+        t = r // Ho
+        i = r - t * Ho
+        for j in range(Wo):
+            out[t, i, j] = 0
+        # Pair by pair, so each image stays in cache while all of this
+        # output row's dot products run over it.
+        for n in range(t * npairs // T, (t + 1) * npairs // T):
+            j = 0
+            while j < Wo:
+                if j + 4 <= Wo:
+                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
+                          HK, WK, True)
+                    j = j + 4
+                else:
+                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
+                          HK, WK, False)
+                    j = j + 1
