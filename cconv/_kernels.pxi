@@ -164,14 +164,15 @@ def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
 
 
 cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
-                       Py_ssize_t HK, Py_ssize_t WK, bint four) noexcept nogil:
-    """``o[c] += sum_ij x[i*xs + j + c] * k[i*WK + j]``.
+                       Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t nb) noexcept nogil:
+    """``o[c] += sum_ij x[i*xs + j + c] * k[i*WK + j]`` for ``c < nb <= 4``.
 
-    For ``c < 4`` when ``four``, else ``c == 0``: four neighbouring outputs
-    share each load of ``k``.  Called with a constant ``four``, so the vector
-    accumulators live in registers.  They sum in the input precision for
-    ``ROWS_PER_FLUSH`` rows at a time, then flush into doubles, so a float32
-    sum over a large kernel keeps float32 accuracy.
+    The ``nb`` neighbouring outputs share each load of ``k``; a single output
+    keeps four strips in flight instead, so its additions do not wait on one
+    another.  Called with a constant ``nb``, so the vector accumulators live
+    in registers.  They sum in the input precision for ``ROWS_PER_FLUSH``
+    rows at a time, then flush into doubles, so a float32 sum over a large
+    kernel keeps float32 accuracy.
     """
     cdef real a0[NARROW_LANES]
     cdef real a1[NARROW_LANES]
@@ -179,6 +180,7 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
     cdef real a3[NARROW_LANES]
     cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0
     cdef Py_ssize_t i, j, l
+    cdef Py_ssize_t L = NARROW_BYTES // sizeof(real)
     cdef const real* xi
     cdef const real* ki
     for l in range(NARROW_BYTES // sizeof(real)):
@@ -190,34 +192,36 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
         xi = x + i * xs
         ki = k + i * WK
         j = 0
-        # One output: four strips in flight, so the additions into each
-        # accumulator do not wait on one another.
-        while not four and j + 4 * (NARROW_BYTES // sizeof(real)) <= WK:
+        while nb == 1 and j + 4 * L <= WK:
             for l in range(NARROW_BYTES // sizeof(real)):
                 a0[l] += xi[j + l] * ki[j + l]
             for l in range(NARROW_BYTES // sizeof(real)):
-                a1[l] += xi[j + NARROW_BYTES // sizeof(real) + l] * ki[j + NARROW_BYTES // sizeof(real) + l]
+                a1[l] += xi[j + L + l] * ki[j + L + l]
             for l in range(NARROW_BYTES // sizeof(real)):
-                a2[l] += xi[j + 2 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 2 * (NARROW_BYTES // sizeof(real)) + l]
+                a2[l] += xi[j + 2 * L + l] * ki[j + 2 * L + l]
             for l in range(NARROW_BYTES // sizeof(real)):
-                a3[l] += xi[j + 3 * (NARROW_BYTES // sizeof(real)) + l] * ki[j + 3 * (NARROW_BYTES // sizeof(real)) + l]
-            j += 4 * (NARROW_BYTES // sizeof(real))
-        while j + NARROW_BYTES // sizeof(real) <= WK:
+                a3[l] += xi[j + 3 * L + l] * ki[j + 3 * L + l]
+            j += 4 * L
+        while j + L <= WK:
             for l in range(NARROW_BYTES // sizeof(real)):
                 a0[l] += xi[j + l] * ki[j + l]
-            if four:
+            if nb > 1:
                 for l in range(NARROW_BYTES // sizeof(real)):
                     a1[l] += xi[j + 1 + l] * ki[j + l]
+            if nb > 2:
                 for l in range(NARROW_BYTES // sizeof(real)):
                     a2[l] += xi[j + 2 + l] * ki[j + l]
+            if nb > 3:
                 for l in range(NARROW_BYTES // sizeof(real)):
                     a3[l] += xi[j + 3 + l] * ki[j + l]
-            j += NARROW_BYTES // sizeof(real)
+            j += L
         while j < WK:  # the row's ragged end
             a0[0] += xi[j] * ki[j]
-            if four:
+            if nb > 1:
                 a1[0] += xi[j + 1] * ki[j]
+            if nb > 2:
                 a2[0] += xi[j + 2] * ki[j]
+            if nb > 3:
                 a3[0] += xi[j + 3] * ki[j]
             j += 1
         if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == HK:
@@ -230,12 +234,14 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
                 a1[l] = 0
                 a2[l] = 0
                 a3[l] = 0
-    if not four:
+    if nb == 1:
         t0 += t1 + t2 + t3
     o[0] += <real>t0
-    if four:
+    if nb > 1:
         o[1] += <real>t1
+    if nb > 2:
         o[2] += <real>t2
+    if nb > 3:
         o[3] += <real>t3
 
 
@@ -244,7 +250,7 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
     """Same result as ``correlate_wide``, for outputs small next to ``k``.
 
     Each output element is one long dot product of ``k[n]`` with a window of
-    ``x[n]``; four neighbouring elements of a row are computed together.
+    ``x[n]``; up to four neighbouring elements of a row are computed together.
     Parallel over the rows of ``out``.
     """
     cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
@@ -252,6 +258,9 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
     cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
     cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
     cdef Py_ssize_t r, t, i, j, n
+    cdef real* o
+    cdef const real* xj
+    cdef const real* kp
     if T == 0 or Ho == 0 or Wo == 0:
         return
     for r in prange(T * Ho, nogil=True, schedule="static"):
@@ -262,13 +271,20 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
         # Pair by pair, so each image stays in cache while all of this
         # output row's dot products run over it.
         for n in range(t * npairs // T, (t + 1) * npairs // T):
+            kp = &k[0, 0, 0] + n * kn
             j = 0
             while j < Wo:
-                if j + 4 <= Wo:
-                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
-                          HK, WK, True)
+                o = &out[t, i, j]
+                xj = &x[0, i, j] + n * xn
+                if Wo - j >= 4:
+                    _dots(o, xj, xs, kp, HK, WK, 4)
                     j = j + 4
+                elif Wo - j == 3:
+                    _dots(o, xj, xs, kp, HK, WK, 3)
+                    j = j + 3
+                elif Wo - j == 2:
+                    _dots(o, xj, xs, kp, HK, WK, 2)
+                    j = j + 2
                 else:
-                    _dots(&out[t, i, j], &x[0, i, j] + n * xn, xs, &k[0, 0, 0] + n * kn,
-                          HK, WK, False)
+                    _dots(o, xj, xs, kp, HK, WK, 1)
                     j = j + 1
