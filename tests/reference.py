@@ -1,0 +1,136 @@
+"""Independent references for cconv's convolution layer.
+
+Nothing in here imports cconv: these are the yardsticks cconv is measured
+against.  Two families are provided:
+
+* SciPy references, built from :func:`scipy.signal.correlate2d` one image at a
+  time, with NumPy's broadcasting rule for the leading axis;
+* plain-NumPy loop references (the textbook naive loops), slow, meant for
+  small cases, and sharing no code with SciPy.
+
+All references compute in float64, whatever the input dtype.
+
+This module is loaded by ``conftest.py`` from its file path (so it works under
+``--import-mode=importlib``) and reached from tests through the ``ref``
+fixture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import correlate2d
+
+__all__ = [
+    "broadcast_pairs",
+    "scipy_forward",
+    "scipy_backward",
+    "loop_forward",
+    "loop_backward",
+]
+
+
+def _as_f64(a) -> np.ndarray:
+    return np.array(a, dtype=np.float64, copy=True)
+
+
+def _filters_3d(w: np.ndarray) -> np.ndarray:
+    """A 2-D filter is one filter shared by every image: view it as (1, HH, WW)."""
+    return w[np.newaxis] if w.ndim == 2 else w
+
+
+def broadcast_pairs(nx: int, nw: int) -> tuple[int, list[tuple[int, int]]]:
+    """Output leading size and the (image index, filter index) of each output.
+
+    NumPy's rule for one axis: equal sizes pair up, a size of 1 repeats.
+    Anything else raises ``ValueError`` (as ``np.broadcast_shapes`` does).
+    """
+    (n,) = np.broadcast_shapes((nx,), (nw,))
+    pairs = [(i if nx != 1 else 0, i if nw != 1 else 0) for i in range(n)]
+    return n, pairs
+
+
+# --------------------------------------------------------------------------
+# SciPy references
+# --------------------------------------------------------------------------
+
+
+def scipy_forward(x, w) -> np.ndarray:
+    """out[n] = correlate2d(x[n], w[n], 'valid') with leading-axis broadcasting."""
+    x = _as_f64(x)
+    w3 = _filters_3d(_as_f64(w))
+    n, pairs = broadcast_pairs(x.shape[0], w3.shape[0])
+    ho = x.shape[1] - w3.shape[1] + 1
+    wo = x.shape[2] - w3.shape[2] + 1
+    out = np.zeros((n, ho, wo))
+    for k, (i, j) in enumerate(pairs):
+        out[k] = correlate2d(x[i], w3[j], mode="valid")
+    return out
+
+
+def scipy_backward(x, w, dout) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of sum(out * dout) w.r.t. x and w.
+
+    dx[n] = correlate2d(dout[n], flipped w[n], 'full') and
+    dw[n] = correlate2d(x[n], dout[n], 'valid'), each accumulated into the
+    operand that was broadcast, so dx has x's shape and dw has w's shape.
+    """
+    x = _as_f64(x)
+    w = _as_f64(w)
+    dout = _as_f64(dout)
+    w3 = _filters_3d(w)
+    n, pairs = broadcast_pairs(x.shape[0], w3.shape[0])
+    assert dout.shape == (n, x.shape[1] - w3.shape[1] + 1, x.shape[2] - w3.shape[2] + 1)
+    dx = np.zeros_like(x)
+    dw3 = np.zeros_like(w3)
+    for k, (i, j) in enumerate(pairs):
+        dx[i] += correlate2d(dout[k], w3[j][::-1, ::-1], mode="full")
+        dw3[j] += correlate2d(x[i], dout[k], mode="valid")
+    dw = dw3[0] if w.ndim == 2 else dw3
+    return dx, dw
+
+
+# --------------------------------------------------------------------------
+# Plain NumPy loop references (naive, for small cases only)
+# --------------------------------------------------------------------------
+
+
+def loop_forward(x, w) -> np.ndarray:
+    """Naive forward pass: slide each filter over its image, one window at a time."""
+    x = _as_f64(x)
+    w3 = _filters_3d(_as_f64(w))
+    n, pairs = broadcast_pairs(x.shape[0], w3.shape[0])
+    _, hh, ww = w3.shape
+    ho, wo = x.shape[1] - hh + 1, x.shape[2] - ww + 1
+    out = np.zeros((n, ho, wo))
+    for k, (i, j) in enumerate(pairs):
+        for r in range(ho):
+            for c in range(wo):
+                out[k, r, c] = np.sum(x[i, r : r + hh, c : c + ww] * w3[j])
+    return out
+
+
+def loop_backward(x, w, dout) -> tuple[np.ndarray, np.ndarray]:
+    """Naive backward pass: scatter each output's upstream derivative back.
+
+    Each output out[k, r, c] = sum(window * filter), so its derivative dout[k,
+    r, c] flows to the window of x (times the filter) and to the filter (times
+    the window).
+    """
+    x = _as_f64(x)
+    w = _as_f64(w)
+    dout = _as_f64(dout)
+    w3 = _filters_3d(w)
+    n, pairs = broadcast_pairs(x.shape[0], w3.shape[0])
+    _, hh, ww = w3.shape
+    ho, wo = x.shape[1] - hh + 1, x.shape[2] - ww + 1
+    assert dout.shape == (n, ho, wo)
+    dx = np.zeros_like(x)
+    dw3 = np.zeros_like(w3)
+    for k, (i, j) in enumerate(pairs):
+        for r in range(ho):
+            for c in range(wo):
+                g = dout[k, r, c]
+                dx[i, r : r + hh, c : c + ww] += g * w3[j]
+                dw3[j] += g * x[i, r : r + hh, c : c + ww]
+    dw = dw3[0] if w.ndim == 2 else dw3
+    return dx, dw
