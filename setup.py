@@ -23,16 +23,21 @@ if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("CCONV_B
     variants["_kernels_v3"] = ["-march=x86-64-v3"]
     variants["_kernels_v4"] = ["-march=x86-64-v4"]
 
-extensions = [
-    Extension(
+
+def extension(name, isa):
+    flags = ["-O3", *isa, *openmp]
+    return Extension(
         f"cconv.{name}",
         [f"cconv/{name}.pyx"],
         depends=["cconv/_kernels.pxi"],
-        extra_compile_args=["-O3", *isa, *openmp],
+        extra_compile_args=flags,
         extra_link_args=openmp,
+        # Recorded in the module, for cconv.show_config().
+        define_macros=[("CCONV_CFLAGS", '"' + " ".join(flags) + '"')],
     )
-    for name, isa in variants.items()
-]
+
+
+extensions = [extension(name, isa) for name, isa in variants.items()]
 
 setup(
     ext_modules=cythonize(

@@ -15,6 +15,8 @@ ConvCache
     The cache type that links the two passes.
 get_num_threads, set_num_threads
     The one thread-count knob, for the compiled loops and the FFTs.
+show_config
+    Version, compiled build, compiler flags, OpenMP and thread count.
 testing
     ``rel_error`` and ``numerical_gradient``, to check a layer's gradients.
 """
@@ -33,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 from . import testing
 from ._conv3d import ConvCache, conv_backward, conv_forward
+from ._config import show_config
 from ._engine import get_num_threads, set_num_threads
 from ._version import __version__
 
@@ -42,6 +45,7 @@ __all__ = [
     "conv_forward",
     "get_num_threads",
     "set_num_threads",
+    "show_config",
     "testing",
     "__version__",
 ]

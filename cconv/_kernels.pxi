@@ -42,6 +42,23 @@ cdef extern from *:
     """
     int cconv_cpu_level() noexcept nogil
 
+cdef extern from *:
+    """
+    /* What this module was compiled with; setup.py defines CCONV_CFLAGS. */
+    #ifndef CCONV_CFLAGS
+    #define CCONV_CFLAGS "unknown"
+    #endif
+    #if defined(__clang__)
+    #define CCONV_COMPILER "clang " __clang_version__
+    #elif defined(__GNUC__)
+    #define CCONV_COMPILER "gcc " __VERSION__
+    #else
+    #define CCONV_COMPILER "unknown compiler"
+    #endif
+    """
+    const char* CCONV_CFLAGS
+    const char* CCONV_COMPILER
+
 
 ctypedef fused real:
     float
@@ -58,6 +75,11 @@ cdef enum:
     # Rows of a long dot product summed in the input precision before the
     # partial sum is added to a double.
     ROWS_PER_FLUSH = 16
+
+
+def build_info():
+    """``(compiler, flags)`` this module was compiled with."""
+    return CCONV_COMPILER.decode(), CCONV_CFLAGS.decode()
 
 
 def cpu_level():

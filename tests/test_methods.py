@@ -147,3 +147,14 @@ def test_thread_count_knob_and_results_independent_of_it(rng, ref):
 def test_set_num_threads_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=r"\bn\b"):
         cconv.set_num_threads(bad)
+
+
+def test_threadpoolctl_sees_and_limits_the_same_setting():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not cconv._kernels.openmp_enabled():
+        pytest.skip("this build of cconv has no OpenMP")
+    apis = {info["user_api"] for info in threadpoolctl.threadpool_info()}
+    assert "openmp" in apis
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert cconv.get_num_threads() == 1
+    assert cconv.get_num_threads() >= 1

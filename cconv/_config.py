@@ -1,0 +1,47 @@
+"""``cconv.show_config()``: what this installation of cconv is and will do."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import numpy as np
+import scipy
+
+from . import _engine
+from ._version import __version__
+
+
+def config() -> dict:
+    """The facts :func:`show_config` prints, as a dict."""
+    kernels = _engine._kernels
+    compiler, flags = kernels.build_info()
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "kernels": f"{_engine.KERNELS_NAME} ({kernels.__name__})",
+        "cpu_level": _engine._baseline.cpu_level(),
+        "compiler": compiler,
+        "flags": flags,
+        "openmp": bool(kernels.openmp_enabled()),
+        "threads": _engine.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        "CCONV_KERNELS": os.environ.get("CCONV_KERNELS", "(unset)"),
+    }
+
+
+def show_config() -> None:
+    """Print cconv's version, build and run-time configuration.
+
+    The compiled build in use (baseline, x86-64-v3 or x86-64-v4) and the
+    compiler and flags it was built with, whether OpenMP is on and how many
+    threads cconv will use, and the versions of Python, NumPy and SciPy.
+    """
+    facts = config()
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        print(f"{key:<{width}} : {value}")
