@@ -139,9 +139,15 @@ def fft_shape(h: int, w: int) -> tuple[int, int]:
     return (scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True))
 
 
+def _workers(batch: int, shape: tuple[int, int]) -> int:
+    """Threads for one batch of transforms: one for small ones, where
+    starting a second thread costs more than it saves."""
+    return get_num_threads() if batch * shape[0] * shape[1] >= 256 * 256 else 1
+
+
 def spectrum(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Real 2-D FFT of every (H, W) slice of ``a``, zero-padded to ``shape``."""
-    return scipy.fft.rfft2(a, s=shape, workers=get_num_threads())
+    return scipy.fft.rfft2(a, s=shape, workers=_workers(a.shape[0], shape))
 
 
 def correlate_spectra(
@@ -156,28 +162,36 @@ def correlate_spectra(
     prod = spec_a * (np.conj(spec_b) if conj_b else spec_b)
     if reduce and prod.shape[0] != 1:
         prod = prod.sum(axis=0, keepdims=True)
-    out = scipy.fft.irfft2(prod, s=shape, workers=get_num_threads())
+    out = scipy.fft.irfft2(prod, s=shape, workers=_workers(prod.shape[0], shape))
     return np.ascontiguousarray(out[:, : crop[0], : crop[1]])
 
 
-# Cost model of method="auto": seconds per unit of work, measured on a
-# 2-core AVX-512 machine (benchmarks/bench.py prints the comparison); only
-# their ratio matters.  Direct work is multiply-adds; FFT work is
-# P*Q*log2(P*Q) per transform.
-_DIRECT_WIDE = {4: 1.0 / 50e9, 8: 1.0 / 27e9}
-_DIRECT_NARROW = {4: 1.0 / 12e9, 8: 1.0 / 6e9}
-_FFT = {4: 1.0 / 1.2e9, 8: 1.0 / 0.8e9}
+# Cost model of method="auto", measured on a 2-core AVX-512 machine
+# (benchmarks/bench.py prints the comparison it is judged by).  Direct work
+# is multiply-adds at the rate of the loop order the shapes select; FFT work
+# is size * log2(size) per image transformed, plus a fixed cost per transform
+# call.  Only the ratio of the two estimates matters.
+_DIRECT_MACS_PER_S = {  # (narrow, itemsize) -> multiply-adds per second
+    (False, 4): 50e9,
+    (False, 8): 27e9,
+    (True, 4): 14e9,
+    (True, 8): 6.5e9,
+}
+_FFT_S_PER_UNIT = {4: 0.2e-9, 8: 0.3e-9}  # transforms, products, crops
+_FFT_S_PER_CALL = 15e-6
+_CALL_S = 10e-6
 
 
 def _direct_seconds(npairs, out_hw, k_hw, itemsize) -> float:
     narrow = out_hw[0] * out_hw[1] < k_hw[0] * k_hw[1]
-    rate = (_DIRECT_NARROW if narrow else _DIRECT_WIDE)[itemsize]
-    return npairs * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1] * rate
+    macs = npairs * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1]
+    return _CALL_S + macs / _DIRECT_MACS_PER_S[narrow, itemsize]
 
 
-def _fft_seconds(transforms, shape, itemsize) -> float:
+def _fft_seconds(images, calls, shape, itemsize) -> float:
     size = shape[0] * shape[1]
-    return transforms * size * math.log2(max(size, 2)) * _FFT[itemsize]
+    units = images * size * math.log2(max(size, 2))
+    return calls * _FFT_S_PER_CALL + units * _FFT_S_PER_UNIT[itemsize]
 
 
 def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward) -> str:
@@ -196,8 +210,10 @@ def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward) -> st
         direct = _direct_seconds(npairs, (h, w), (hh, ww), itemsize) + _direct_seconds(
             npairs, (hh, ww), out_hw, itemsize
         )
-        fft = _fft_seconds(nx + nw + 2 * npairs, shape, itemsize)
+        # one forward transform (dout) and two inverse (dx, dw); the spectra
+        # of x and w usually come from the cache, but count them to be safe
+        fft = _fft_seconds(nx + nw + 3 * npairs, 5, shape, itemsize)
     else:
+        fft = _fft_seconds(nx + nw + npairs, 3, shape, itemsize)
         direct = _direct_seconds(npairs, out_hw, (hh, ww), itemsize)
-        fft = _fft_seconds(nx + nw + npairs, shape, itemsize)
     return "fft" if fft < direct else "direct"
