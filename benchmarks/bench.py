@@ -1,0 +1,351 @@
+"""Side-by-side timings of cconv against the peers a user would reach for.
+
+Run from anywhere once cconv is installed::
+
+    python benchmarks/bench.py            # full run, a few minutes on 2 cores
+    python benchmarks/bench.py --quick    # short run (CI)
+    python benchmarks/bench.py --plot auto.png
+
+Peers: SciPy always (``correlate2d``, ``fftconvolve``); OpenCV
+(``matchTemplate``, ``filter2D``) and PyTorch (``conv2d`` with autograd)
+when installed (``pip install -r benchmarks/requirements.txt``).  Every
+table comes from one run; times are medians of repeats after one warm-up
+call.  Every timed cconv result is first checked against SciPy.  Ratios are
+"peer time / cconv time": above 1 means cconv is faster.  Nothing here is
+a test: no time is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy
+import scipy.fft
+import scipy.signal
+
+import cconv
+
+try:
+    import cv2
+except ImportError:  # optional peer
+    cv2 = None
+try:
+    import torch
+except ImportError:  # optional peer
+    torch = None
+
+CEILING = {}  # matmul GFLOP/s per dtype name, measured at start
+BANDWIDTH = 0.0  # copy GB/s, measured at start
+
+
+def timeit(fn, repeats: int) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls, after a warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def check(actual, expected, what: str) -> None:
+    """Abort unless ``actual`` matches ``expected`` (normwise relative error)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    tol = 1e-4 if "float32" in what else 1e-10
+    err = np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300)
+    if actual.shape != expected.shape or not err <= tol:
+        sys.exit(f"bench: WRONG RESULT for {what}: normwise error {err:.2e} > {tol:.0e}")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def measure_machine(quick: bool) -> None:
+    global BANDWIDTH
+    n = 1024 if quick else 2048
+    for dt in (np.float64, np.float32):
+        a = np.random.default_rng(0).standard_normal((n, n)).astype(dt)
+        t = timeit(lambda: a @ a, 3 if quick else 5)
+        CEILING[np.dtype(dt).name] = 2 * n**3 / t / 1e9
+    src = np.ones(2**25 if quick else 2**25, dtype=np.float64)  # 256 MiB
+    dst = np.empty_like(src)
+    t = timeit(lambda: np.copyto(dst, src), 3 if quick else 5)
+    BANDWIDTH = 2 * src.nbytes / t / 1e9
+
+
+def ref_forward(x, w):
+    return np.stack([scipy.signal.correlate2d(xi, w, mode="valid") for xi in x.astype(np.float64)])
+
+
+def ref_backward(x, w, dout):
+    w64, d64 = w.astype(np.float64), dout.astype(np.float64)
+    dx = np.stack([scipy.signal.correlate2d(d, w64[::-1, ::-1], mode="full") for d in d64])
+    dw = sum(scipy.signal.correlate2d(xi, d, mode="valid") for xi, d in zip(x.astype(np.float64), d64))
+    return dx, dw
+
+
+def cconv_forward(x, w, method, expected, what):
+    out = cconv.conv_forward(x, w, method=method)[0]
+    check(out, expected, what)
+    return lambda: cconv.conv_forward(x, w, method=method)
+
+
+def cconv_backward(x, w, dout, method, expected, what):
+    cache = cconv.conv_forward(x, w, method=method)[1]
+    dx, dw = cconv.conv_backward(dout, cache, method=method)
+    check(dx, expected[0], what + " dx")
+    check(dw, expected[1], what + " dw")
+    return lambda: cconv.conv_backward(dout, cache, method=method)
+
+
+def flops(n, out_hw, k_hw) -> float:
+    return 2.0 * n * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1]
+
+
+def seed_case(reps: int, quick: bool) -> None:
+    """1x512x512 image, 60x60 filter: the notebook's case."""
+    rng = np.random.default_rng(1)
+    threads = cconv.get_num_threads()
+    x64 = rng.standard_normal((1, 512, 512))
+    w64 = rng.standard_normal((60, 60))
+    dout64 = rng.standard_normal((1, 453, 453))
+    fl = flops(1, (453, 453), (60, 60))
+    fwd_ref = ref_forward(x64, w64)
+    slow = 1 if quick else 2
+    t_corr = timeit(lambda: scipy.signal.correlate2d(x64[0], w64, mode="valid"), slow)
+    with scipy.fft.set_workers(threads):
+        t_fftc = timeit(lambda: scipy.signal.fftconvolve(x64[0], w64[::-1, ::-1], mode="valid"), reps)
+    rows = []
+    for method in ("auto", "fft", "direct"):
+        t = timeit(cconv_forward(x64, w64, method, fwd_ref, f"seed forward {method} float64"), reps)
+        rows.append([f"cconv {method}", ms(t), f"{fl / t / 1e9:.1f}", f"{t_corr / t:.0f}x", f"{t_fftc / t:.2f}x"])
+    rows.append(["scipy correlate2d", ms(t_corr), f"{fl / t_corr / 1e9:.2f}", "1x", ""])
+    rows.append([f"scipy fftconvolve (workers={threads})", ms(t_fftc), "", "", "1x"])
+    table("Seed case, forward, float64: 1x512x512 image, 60x60 filter",
+          ["", "ms", "GFLOP/s (direct-equivalent)", "vs correlate2d", "vs fftconvolve"], rows)
+
+    bwd_ref = ref_backward(x64, w64, dout64)
+    t_corr_b = timeit(lambda: (scipy.signal.correlate2d(dout64[0], w64[::-1, ::-1], mode="full"),
+                               scipy.signal.correlate2d(x64[0], dout64[0], mode="valid")), slow)
+    with scipy.fft.set_workers(threads):
+        t_fftc_b = timeit(lambda: (scipy.signal.fftconvolve(dout64[0], w64, mode="full"),
+                                   scipy.signal.fftconvolve(x64[0], dout64[0][::-1, ::-1], mode="valid")), reps)
+    rows = []
+    for method in ("auto", "fft", "direct"):
+        t = timeit(cconv_backward(x64, w64, dout64, method, bwd_ref, f"seed backward {method} float64"),
+                   reps if method != "direct" else max(1, reps // 3))
+        rows.append([f"cconv {method}", ms(t), f"{t_corr_b / t:.0f}x", f"{t_fftc_b / t:.2f}x"])
+    rows.append(["scipy correlate2d (full + valid)", ms(t_corr_b), "1x", ""])
+    rows.append([f"scipy fftconvolve dx + dw (workers={threads})", ms(t_fftc_b), "", "1x"])
+    table("Seed case, backward (dx + dw), float64", ["", "ms", "vs correlate2d", "vs fftconvolve"], rows)
+
+    x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
+    rows = []
+    t = timeit(cconv_forward(x32, w32, "auto", ref_forward(x32, w32), "seed forward auto float32"), reps)
+    row = ["cconv auto", ms(t)]
+    if cv2 is not None:
+        got = cv2.matchTemplate(x32[0], w32, cv2.TM_CCORR)
+        check(got[None], ref_forward(x32, w32), "cv2.matchTemplate float32")
+        t_cv = timeit(lambda: cv2.matchTemplate(x32[0], w32, cv2.TM_CCORR), reps)
+        rows.append(row + [f"{t_cv / t:.2f}x"])
+        rows.append(["cv2.matchTemplate TM_CCORR", ms(t_cv), "1x"])
+    else:
+        rows.append(row + ["(OpenCV not installed)"])
+    table("Seed case, forward, float32", ["", "ms", "vs cv2.matchTemplate"], rows)
+
+
+def small_filters(reps: int) -> None:
+    """64x128x128 with 3x3 and 5x5: memory-bound layers."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for k in (3, 5):
+        for dt in (np.float32, np.float64):
+            x = rng.standard_normal((64, 128, 128)).astype(dt)
+            w = rng.standard_normal((k, k)).astype(dt)
+            ho = 128 - k + 1
+            dout = rng.standard_normal((64, ho, ho)).astype(dt)
+            name = np.dtype(dt).name
+            t_f = timeit(cconv_forward(x, w, "auto", ref_forward(x, w), f"{k}x{k} forward {name}"), reps)
+            t_b = timeit(cconv_backward(x, w, dout, "auto", ref_backward(x, w, dout), f"{k}x{k} backward {name}"), reps)
+            bound = (x.nbytes + dout.nbytes) / (BANDWIDTH * 1e9)
+            row = [f"{k}x{k}", name, ms(t_f), f"{bound / t_f * 100:.0f}%", ms(t_b), f"{t_b / t_f:.2f}"]
+            if cv2 is not None:
+                c = k // 2
+                got = np.stack([cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT)[c:c + ho, c:c + ho] for img in x])
+                check(got, ref_forward(x, w), f"cv2.filter2D {name}")
+                t_cv = timeit(lambda: [cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT) for img in x], reps)
+                row += [ms(t_cv), f"{t_cv / t_f:.2f}x"]
+            else:
+                row += ["-", "(OpenCV not installed)"]
+            if torch is not None:
+                torch.set_num_threads(cconv.get_num_threads())
+                xt = torch.from_numpy(x[:, None].copy()).requires_grad_(True)
+                wt = torch.from_numpy(w[None, None].copy()).requires_grad_(True)
+                dt_ = torch.from_numpy(dout[:, None].copy())
+
+                def torch_step():
+                    xt.grad = wt.grad = None
+                    out = torch.nn.functional.conv2d(xt, wt)
+                    out.backward(dt_)
+
+                torch_step()
+                check(wt.grad.numpy()[0, 0], ref_backward(x, w, dout)[1], f"torch dw {name}")
+                t_t = timeit(torch_step, reps)
+                row += [ms(t_t), f"{t_t / (t_f + t_b):.1f}x"]
+            else:
+                row += ["-", "(PyTorch not installed)"]
+            rows.append(row)
+    table("Small filters: 64x128x128 images, forward and backward (method auto)",
+          ["filter", "dtype", "forward ms", "% of bandwidth bound", "backward ms", "backward / forward",
+           "cv2.filter2D loop ms", "vs filter2D (forward)", "torch fwd+bwd ms", "vs torch (fwd+bwd)"], rows)
+
+
+def mid_filters(reps: int) -> None:
+    """64x128x128 with 7x7 and 11x11: the direct loop is compute-bound."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in (7, 11):
+        for dt in (np.float32, np.float64):
+            x = rng.standard_normal((64, 128, 128)).astype(dt)
+            w = rng.standard_normal((k, k)).astype(dt)
+            name = np.dtype(dt).name
+            ref = ref_forward(x, w)
+            fl = flops(64, (128 - k + 1, 128 - k + 1), (k, k))
+            t_d = timeit(cconv_forward(x, w, "direct", ref, f"{k}x{k} direct {name}"), reps)
+            t_a = timeit(cconv_forward(x, w, "auto", ref, f"{k}x{k} auto {name}"), reps)
+            gf = fl / t_d / 1e9
+            rows.append([f"{k}x{k}", name, ms(t_d), f"{gf:.1f}", f"{gf / CEILING[name] * 100:.0f}%", ms(t_a)])
+    table("Mid-size filters: 64x128x128 images, forward",
+          ["filter", "dtype", "direct ms", "direct GFLOP/s", "% of matmul", "auto ms"], rows)
+
+
+def threads(reps: int) -> None:
+    rng = np.random.default_rng(4)
+    cases = [("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
+             ("3x3 batch forward, float32", rng.standard_normal((64, 128, 128)).astype(np.float32),
+              rng.standard_normal((3, 3)).astype(np.float32))]
+    full = cconv.get_num_threads()
+    rows = []
+    for name, x, w in cases:
+        dout = np.ones(cconv.conv_forward(x, w)[1].out_shape, dtype=x.dtype)
+        times = {}
+        try:
+            for n in sorted({1, full}):
+                cconv.set_num_threads(n)
+                cache = cconv.conv_forward(x, w)[1]
+                times[n] = (timeit(lambda: cconv.conv_forward(x, w), reps),
+                            timeit(lambda: cconv.conv_backward(dout, cache), reps))
+        finally:
+            cconv.set_num_threads(full)
+        rows.append([name, ms(times[1][0]), ms(times[full][0]), f"{times[1][0] / times[full][0]:.2f}x",
+                     ms(times[1][1]), ms(times[full][1]), f"{times[1][1] / times[full][1]:.2f}x"])
+    table(f"Threads: 1 against {full} (method auto)",
+          ["", "fwd 1 thread ms", f"fwd {full} ms", "speed-up", "bwd 1 thread ms", f"bwd {full} ms", "speed-up"],
+          rows)
+
+
+def auto_choice(reps: int, quick: bool, plot: str | None) -> None:
+    sizes = [1, 3, 5, 9, 15, 25, 41, 61, 101]
+    if quick:
+        sizes = [1, 5, 15, 41, 101]
+    rng = np.random.default_rng(5)
+    rows, series = [], {}
+    for h in (128, 512):
+        x = rng.standard_normal((1, h, h))
+        for k in sizes:
+            if k > h:
+                continue
+            w = rng.standard_normal((k, k))
+            dout = rng.standard_normal((1, h - k + 1, h - k + 1))
+            ref = ref_forward(x, w) if (k <= 15 or not quick) else None
+            bref = ref_backward(x, w, dout) if ref is not None else None
+            res = {}
+            for method in ("direct", "fft", "auto"):
+                slow = method == "direct" and k * k * h * h > 5e7
+                r = max(1, reps // 3) if slow else reps
+                if ref is None:  # quick run: check against the FFT result of SciPy instead
+                    ref = scipy.signal.fftconvolve(x[0], w[::-1, ::-1], mode="valid")[None]
+                    bref = (scipy.signal.fftconvolve(dout[0], w, mode="full")[None],
+                            scipy.signal.fftconvolve(x[0], dout[0][::-1, ::-1], mode="valid"))
+                res[method] = timeit(cconv_forward(x, w, method, ref, f"auto-table {method} {h} {k} float64"), r)
+                res["b" + method] = timeit(
+                    cconv_backward(x, w, dout, method, bref, f"auto-table {method} {h} {k} float64"), r)
+            with scipy.fft.set_workers(cconv.get_num_threads()):
+                res["fftconvolve"] = timeit(lambda: scipy.signal.fftconvolve(x[0], w[::-1, ::-1], mode="valid"), reps)
+            if k * k * (h - k + 1) ** 2 < (3e7 if quick else 3e8):
+                res["correlate2d"] = timeit(lambda: scipy.signal.correlate2d(x[0], w, mode="valid"), 1)
+            f_ratio = res["auto"] / min(res["direct"], res["fft"])
+            b_ratio = res["bauto"] / min(res["bdirect"], res["bfft"])
+            flag = " **over 1.3**" if max(f_ratio, b_ratio) > 1.3 else ""
+            rows.append([f"{h}", f"{k}", ms(res["direct"]), ms(res["fft"]), ms(res["auto"]), f"{f_ratio:.2f}",
+                         ms(res["bdirect"]), ms(res["bfft"]), ms(res["bauto"]), f"{b_ratio:.2f}{flag}"])
+            for key, value in res.items():
+                series.setdefault((h, key), []).append((k, value))
+    table("Method choice, float64, N=1: auto / fastest forced method (target: at most 1.3)",
+          ["image", "filter", "fwd direct ms", "fwd fft ms", "fwd auto ms", "auto / best",
+           "bwd direct ms", "bwd fft ms", "bwd auto ms", "auto / best"], rows)
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        for ax, h in zip(axes, (128, 512)):
+            for key, style in (("direct", "o-"), ("fft", "s-"), ("auto", "k--"), ("correlate2d", "x:"),
+                               ("fftconvolve", "^:")):
+                pts = series.get((h, key), [])
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], style,
+                            label=key if key in ("correlate2d", "fftconvolve") else f"cconv {key}")
+            ax.set_yscale("log")
+            ax.set_xlabel("filter size (square)")
+            ax.set_ylabel("forward time, ms")
+            ax.set_title(f"1x{h}x{h} image, float64")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(plot, dpi=100)
+        plt.close(fig)
+        print(f"\nplot written to {plot}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run, for CI")
+    parser.add_argument("--plot", metavar="PATH", help="write the method-choice plot to this PNG")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    args = parser.parse_args(argv)
+    reps = args.repeats or (3 if args.quick else 15)
+
+    measure_machine(args.quick)
+    print(f"cconv {cconv.__version__} ({cconv._engine.KERNELS_NAME} build), {cconv.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs; numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"opencv {cv2.__version__ if cv2 else 'absent'}, torch {torch.__version__ if torch else 'absent'}")
+    print(f"matmul ceiling: {CEILING['float64']:.0f} GFLOP/s float64, {CEILING['float32']:.0f} GFLOP/s float32; "
+          f"copy bandwidth {BANDWIDTH:.1f} GB/s. Ratios: peer time / cconv time (above 1: cconv faster).")
+    seed_case(reps, args.quick)
+    small_filters(reps)
+    mid_filters(reps)
+    threads(reps)
+    auto_choice(reps, args.quick, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
