@@ -222,13 +222,17 @@ def conv_backward(dout, cache, *, method="auto"):
     w = as_kernel_array(cache.w, dtype)
     dout = as_kernel_array(dout, dtype)
     (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    spectra = cache._spectra
+    if spectra is not None and spectra[0].dtype != np.result_type(dtype, np.complex64):
+        spectra = None  # computed in float32; this backward pass runs in float64
     method = _engine.choose_method(
-        method, nx, nw, (h, wd), (hh, ww), dtype.itemsize, backward=True
+        method, nx, nw, (h, wd), (hh, ww), dtype.itemsize, backward=True,
+        cached=spectra is not None,
     )
     if method == "direct":
         dx, dw = _backward_direct(dout, x, w)
     else:
-        dx, dw = _backward_fft(dout, x, w, cache._spectra)
+        dx, dw = _backward_fft(dout, x, w, spectra)
     if cache._w_ndim == 2:
         dw = dw[0]
     return dx, dw
@@ -253,7 +257,7 @@ def _backward_fft(dout, x, w, spectra):
     (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
     npairs = dout.shape[0]
     shape = _engine.fft_shape(h, wd)
-    if spectra is None or spectra[0].dtype != np.result_type(dout.dtype, np.complex64):
+    if spectra is None:
         spectra = (_engine.spectrum(x, shape), _engine.spectrum(w, shape))
     spec_x, spec_w = spectra
     spec_d = _engine.spectrum(dout, shape)

@@ -174,10 +174,10 @@ def correlate_spectra(
 _DIRECT_MACS_PER_S = {  # (narrow, itemsize) -> multiply-adds per second
     (False, 4): 50e9,
     (False, 8): 27e9,
-    (True, 4): 14e9,
-    (True, 8): 6.5e9,
+    (True, 4): 9e9,
+    (True, 8): 4.6e9,
 }
-_FFT_S_PER_UNIT = {4: 0.2e-9, 8: 0.3e-9}  # transforms, products, crops
+_FFT_S_PER_UNIT = {4: 0.15e-9, 8: 0.22e-9}  # transforms, products, crops
 _FFT_S_PER_CALL = 15e-6
 _CALL_S = 10e-6
 
@@ -194,8 +194,11 @@ def _fft_seconds(images, calls, shape, itemsize) -> float:
     return calls * _FFT_S_PER_CALL + units * _FFT_S_PER_UNIT[itemsize]
 
 
-def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward) -> str:
-    """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass."""
+def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward, cached=False) -> str:
+    """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass.
+
+    ``cached``: the spectra of x and w are at hand (an FFT forward pass).
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     npairs = pair_count(nx, nw)
@@ -210,9 +213,12 @@ def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward) -> st
         direct = _direct_seconds(npairs, (h, w), (hh, ww), itemsize) + _direct_seconds(
             npairs, (hh, ww), out_hw, itemsize
         )
-        # one forward transform (dout) and two inverse (dx, dw); the spectra
-        # of x and w usually come from the cache, but count them to be safe
-        fft = _fft_seconds(nx + nw + 3 * npairs, 5, shape, itemsize)
+        # one forward transform (dout) and two inverse (dx, dw), and those of
+        # x and w unless the forward pass left them in the cache
+        if cached:
+            fft = _fft_seconds(3 * npairs, 3, shape, itemsize)
+        else:
+            fft = _fft_seconds(nx + nw + 3 * npairs, 5, shape, itemsize)
     else:
         fft = _fft_seconds(nx + nw + npairs, 3, shape, itemsize)
         direct = _direct_seconds(npairs, out_hw, (hh, ww), itemsize)
