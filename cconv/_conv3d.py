@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _engine
-from ._validation import as_kernel_array, as_real_array, check_ndim, compute_dtype
+from ._validation import (
+    as_kernel_array,
+    as_real_array,
+    check_memory,
+    check_ndim,
+    compute_dtype,
+    copy_bytes,
+)
 
 __all__ = ["ConvCache", "conv_forward", "conv_backward"]
 
@@ -112,6 +119,9 @@ def conv_forward(x, w, *, method="auto"):
     TypeError
         If ``x`` or ``w`` is complex, object, string, datetime, structured,
         long double or masked.
+    MemoryError
+        If the call would need more memory than the system has available:
+        refused before anything is allocated.
     ValueError
         If a shape is wrong: ``x`` not 3-D, ``w`` not 2-D or 3-D, an empty
         image or filter, a filter larger than the image, or leading sizes that
@@ -139,12 +149,16 @@ def conv_forward(x, w, *, method="auto"):
     w = as_real_array(w, "w")
     _check_pair(x, w)
     dtype = compute_dtype((x, "x"), (w, "w"))
-    xk = as_kernel_array(x, dtype)
-    wk = as_kernel_array(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype)
-    method = _engine.choose_method(
-        method, xk.shape[0], wk.shape[0], xk.shape[1:], wk.shape[1:], dtype.itemsize,
-        backward=False,
+    w3 = w.reshape((1,) * (3 - w.ndim) + w.shape)
+    shapes = (x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], dtype.itemsize)
+    method = _engine.choose_method(method, *shapes, backward=False)
+    check_memory(
+        copy_bytes(x, dtype) + copy_bytes(w3, dtype)
+        + _engine.workspace_bytes(method, *shapes, backward=False),
+        f"conv_forward(x{x.shape}, w{w.shape}, method={method!r})",
     )
+    xk = as_kernel_array(x, dtype)
+    wk = as_kernel_array(w3, dtype)
     if method == "direct":
         return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim)
     shape = _engine.fft_shape(*xk.shape[1:])
@@ -218,17 +232,20 @@ def conv_backward(dout, cache, *, method="auto"):
             f"dout has shape {dout.shape}, but the forward output had shape {expected}"
         )
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
-    x = as_kernel_array(cache.x, dtype)
-    w = as_kernel_array(cache.w, dtype)
-    dout = as_kernel_array(dout, dtype)
-    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    (nx, h, wd), (nw, hh, ww) = cache.x.shape, cache.w.shape
     spectra = cache._spectra
     if spectra is not None and spectra[0].dtype != np.result_type(dtype, np.complex64):
         spectra = None  # computed in float32; this backward pass runs in float64
-    method = _engine.choose_method(
-        method, nx, nw, (h, wd), (hh, ww), dtype.itemsize, backward=True,
-        cached=spectra is not None,
+    shapes = (nx, nw, (h, wd), (hh, ww), dtype.itemsize)
+    method = _engine.choose_method(method, *shapes, backward=True, cached=spectra is not None)
+    check_memory(
+        copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
+        + _engine.workspace_bytes(method, *shapes, backward=True, cached=spectra is not None),
+        f"conv_backward(dout{dout.shape}, cache of x{cache.x.shape}, method={method!r})",
     )
+    x = as_kernel_array(cache.x, dtype)
+    w = as_kernel_array(cache.w, dtype)
+    dout = as_kernel_array(dout, dtype)
     if method == "direct":
         dx, dw = _backward_direct(dout, x, w)
     else:

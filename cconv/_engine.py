@@ -194,6 +194,24 @@ def _fft_seconds(images, calls, shape, itemsize) -> float:
     return calls * _FFT_S_PER_CALL + units * _FFT_S_PER_UNIT[itemsize]
 
 
+def workspace_bytes(method, nx, nw, image_hw, filter_hw, itemsize, backward, cached=False) -> int:
+    """Upper estimate of the bytes one pass allocates, inputs' copies aside."""
+    npairs = pair_count(nx, nw)
+    (h, w), (hh, ww) = image_hw, filter_hw
+    out = npairs * (h - hh + 1) * (w - ww + 1) * itemsize
+    grads = (nx * h * w + nw * hh * ww) * itemsize
+    if method == "direct":
+        if backward:  # dout padded for dx, then dx and dw (and dw's partial sums)
+            return npairs * (h + hh - 1) * (w + ww - 1) * itemsize + 2 * grads
+        return out
+    p, q = fft_shape(h, w)
+    spectrum = p * (q // 2 + 1) * 2 * itemsize
+    inputs = 0 if cached else (nx + nw) * spectrum
+    if backward:  # dout's spectrum, two products, two inverse transforms, dx and dw
+        return inputs + 3 * npairs * spectrum + 2 * npairs * p * q * itemsize + grads
+    return inputs + npairs * (spectrum + p * q * itemsize) + out
+
+
 def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward, cached=False) -> str:
     """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass.
 

@@ -7,9 +7,19 @@ argument, says what was received and what was expected.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-__all__ = ["as_real_array", "compute_dtype", "compute_dtype_of", "as_kernel_array", "check_ndim"]
+__all__ = [
+    "as_real_array",
+    "compute_dtype",
+    "compute_dtype_of",
+    "as_kernel_array",
+    "check_ndim",
+    "copy_bytes",
+    "check_memory",
+]
 
 
 def as_real_array(value, name: str) -> np.ndarray:
@@ -83,3 +93,54 @@ def as_kernel_array(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Copies only when ``arr`` is not already so; never writes to ``arr``.
     """
     return np.require(arr, dtype=dtype, requirements=("C", "A"))
+
+
+def copy_bytes(arr: np.ndarray, dtype: np.dtype) -> int:
+    """Bytes :func:`as_kernel_array` will allocate for ``arr``: 0 if none."""
+    ready = arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned
+    return 0 if ready else arr.size * dtype.itemsize
+
+
+# Below this, a call is not worth the look at /proc/meminfo.
+_CHECK_ABOVE = 256 * 2**20
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating anything, a call that needs more memory than is free.
+
+    Parameters
+    ----------
+    nbytes : int
+        Upper estimate of the bytes the call will allocate.
+    what : str
+        The call and its shapes, for the message.
+
+    Raises
+    ------
+    MemoryError
+        If ``nbytes`` exceeds the memory the system reports as available,
+        rather than letting the machine start swapping (or the kernel kill
+        the process) halfway through.
+    """
+    if nbytes < _CHECK_ABOVE:
+        return
+    available = _available_bytes()
+    if available is not None and nbytes > available:
+        raise MemoryError(
+            f"{what} would allocate about {nbytes / 2**30:.1f} GiB, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; use smaller batches"
+        )
