@@ -113,20 +113,26 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
     ho, wo = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
     if npairs == 0:
         return np.zeros((1 if reduce else 0, ho, wo), dtype=x.dtype)
+    threads = get_num_threads()
     # Small outputs of large kernels are long dot products; the rest are
     # strips of output columns accumulated tap by tap.
-    narrow = ho * wo < k.shape[1] * k.shape[2]
-    tasks = npairs
-    if reduce:
-        # Enough partial sums to keep every thread busy over the output rows,
-        # few enough that adding them up afterwards is negligible.
-        threads = get_num_threads()
-        tasks = min(npairs, max(threads, math.ceil(4 * threads / ho)))
+    # A reduced output is summed from partial sums, one per task: enough
+    # tasks to keep every thread busy, few enough that adding them up
+    # afterwards costs little.
+    if ho * wo >= k.shape[1] * k.shape[2]:
+        tasks = min(npairs, max(threads, math.ceil(4 * threads / ho))) if reduce else npairs
+        out = np.empty((tasks, ho, wo), dtype=x.dtype)
+        _kernels.correlate_wide(x, k, out, npairs)
+        return out.sum(axis=0, keepdims=True) if reduce and tasks > 1 else out
+    # Long dot products: each parallel item computes a block of output rows
+    # over its pairs, reading every pair's images once.  Whole outputs per
+    # item when there are pairs enough to keep the threads busy; else single
+    # rows, so that one large pair still spreads over the threads.
+    tasks = min(npairs, 2 * threads) if reduce else npairs
+    rows = ho if tasks >= 2 * threads else 1
     out = np.empty((tasks, ho, wo), dtype=x.dtype)
-    (_kernels.correlate_narrow if narrow else _kernels.correlate_wide)(x, k, out, npairs)
-    if reduce and tasks > 1:
-        out = out.sum(axis=0, keepdims=True)
-    return out
+    _kernels.correlate_narrow(x, k, out, npairs, rows)
+    return out.sum(axis=0, keepdims=True) if reduce and tasks > 1 else out
 
 
 def fft_shape(h: int, w: int) -> tuple[int, int]:

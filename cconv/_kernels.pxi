@@ -268,45 +268,49 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
 
 
 def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
-                     real[:, :, ::1] out, Py_ssize_t npairs):
+                     real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows):
     """Same result as ``correlate_wide``, for outputs small next to ``k``.
 
     Each output element is one long dot product of ``k[n]`` with a window of
     ``x[n]``; up to four neighbouring elements of a row are computed together.
-    Parallel over the rows of ``out``.
+    Parallel over blocks of ``rows`` rows of ``out``: a block computes all of
+    its rows pair by pair, so each pair's images are read from memory once
+    per block, then reused from cache.
     """
     cdef Py_ssize_t T = out.shape[0], Ho = out.shape[1], Wo = out.shape[2]
     cdef Py_ssize_t HK = k.shape[1], WK = k.shape[2], xs = x.shape[2]
     cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
     cdef Py_ssize_t kn = HK * WK if k.shape[0] != 1 else 0
-    cdef Py_ssize_t r, t, i, j, n
+    cdef Py_ssize_t blocks = (Ho + rows - 1) // rows
+    cdef Py_ssize_t r, t, i, i0, i1, j, n
     cdef real* o
     cdef const real* xj
     cdef const real* kp
     if T == 0 or Ho == 0 or Wo == 0:
         return
-    for r in prange(T * Ho, nogil=True, schedule="static"):
-        t = r // Ho
-        i = r - t * Ho
-        for j in range(Wo):
-            out[t, i, j] = 0
-        # Pair by pair, so each image stays in cache while all of this
-        # output row's dot products run over it.
+    for r in prange(T * blocks, nogil=True, schedule="static"):
+        t = r // blocks
+        i0 = (r - t * blocks) * rows
+        i1 = i0 + rows if i0 + rows < Ho else Ho
+        for i in range(i0, i1):
+            for j in range(Wo):
+                out[t, i, j] = 0
         for n in range(t * npairs // T, (t + 1) * npairs // T):
             kp = &k[0, 0, 0] + n * kn
-            j = 0
-            while j < Wo:
-                o = &out[t, i, j]
-                xj = &x[0, i, j] + n * xn
-                if Wo - j >= 4:
-                    _dots(o, xj, xs, kp, HK, WK, 4)
-                    j = j + 4
-                elif Wo - j == 3:
-                    _dots(o, xj, xs, kp, HK, WK, 3)
-                    j = j + 3
-                elif Wo - j == 2:
-                    _dots(o, xj, xs, kp, HK, WK, 2)
-                    j = j + 2
-                else:
-                    _dots(o, xj, xs, kp, HK, WK, 1)
-                    j = j + 1
+            for i in range(i0, i1):
+                j = 0
+                while j < Wo:
+                    o = &out[t, i, j]
+                    xj = &x[0, i, j] + n * xn
+                    if Wo - j >= 4:
+                        _dots(o, xj, xs, kp, HK, WK, 4)
+                        j = j + 4
+                    elif Wo - j == 3:
+                        _dots(o, xj, xs, kp, HK, WK, 3)
+                        j = j + 3
+                    elif Wo - j == 2:
+                        _dots(o, xj, xs, kp, HK, WK, 2)
+                        j = j + 2
+                    else:
+                        _dots(o, xj, xs, kp, HK, WK, 1)
+                        j = j + 1

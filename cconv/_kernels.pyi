@@ -14,5 +14,5 @@ def correlate_wide(
     x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int
 ) -> None: ...
 def correlate_narrow(
-    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
 ) -> None: ...
