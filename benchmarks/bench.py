@@ -82,7 +82,7 @@ def measure_machine(quick: bool) -> None:
         a = np.random.default_rng(0).standard_normal((n, n)).astype(dt)
         t = timeit(lambda: a @ a, 3 if quick else 5)
         CEILING[np.dtype(dt).name] = 2 * n**3 / t / 1e9
-    src = np.ones(2**25 if quick else 2**25, dtype=np.float64)  # 256 MiB
+    src = np.ones(2**25, dtype=np.float64)  # 256 MiB
     dst = np.empty_like(src)
     t = timeit(lambda: np.copyto(dst, src), 3 if quick else 5)
     BANDWIDTH = 2 * src.nbytes / t / 1e9

@@ -102,11 +102,6 @@ def set_num_threads(int n):
     cconv_omp_set_num_threads(n)
 
 
-cdef inline Py_ssize_t _bcast(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
-    """Index ``n`` into an operand whose leading size is ``size`` (1 = broadcast)."""
-    return n if size != 1 else 0
-
-
 cdef inline void _strip(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
                         const real* k, Py_ssize_t kn, Py_ssize_t npairs,
                         Py_ssize_t HK, Py_ssize_t WK, Py_ssize_t width) noexcept nogil:

@@ -22,7 +22,7 @@ each output is a partial sum over pairs, which the caller adds up.  That is
 how a broadcast operand's gradient is reduced without two threads ever
 writing to the same memory.
 
-Every function here trusts its caller (``cconv._conv3d``): the arrays are
+Every function here trusts its caller (``cconv._engine``): the arrays are
 C-contiguous, of one floating dtype, with shapes that agree.  Nothing is
 validated or allocated here, and the loops run without the GIL, in parallel
 over output rows when cconv is built with OpenMP.
