@@ -83,7 +83,7 @@ def numerical_gradient(
     """
     if not h > 0:
         raise ValueError(f"h must be a positive step; got {h!r}")
-    point = np.array(x, dtype=np.float64)  # a private copy we may perturb
+    point = np.array(x, dtype=np.float64, order="C")  # a private copy we may perturb
     dout = np.asarray(dout, dtype=np.float64)
     grad = np.empty_like(point)
     flat, gflat = point.reshape(-1), grad.reshape(-1)
