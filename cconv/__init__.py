@@ -6,6 +6,13 @@ against :func:`scipy.signal.correlate2d`.
 
 Public API
 ----------
+conv2d_forward
+    The full layer: (N, C, H, W) input, (F, C // groups, HH, WW) filters,
+    bias, stride, padding, dilation and groups, as ``torch.nn.functional.conv2d``.
+conv2d_backward
+    Its gradients with respect to the input, the filters and the bias.
+Conv2dCache
+    The cache type that links those two passes.
 conv_forward
     Valid cross-correlation of (N, H, W) images with (HH, WW) or (K, HH, WW)
     filters; returns the output and a cache.
@@ -34,13 +41,17 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from . import testing
+from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
 from ._conv3d import ConvCache, conv_backward, conv_forward
 from ._config import show_config
 from ._engine import get_num_threads, set_num_threads
 from ._version import __version__
 
 __all__ = [
+    "Conv2dCache",
     "ConvCache",
+    "conv2d_backward",
+    "conv2d_forward",
     "conv_backward",
     "conv_forward",
     "get_num_threads",

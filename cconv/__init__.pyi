@@ -25,6 +25,33 @@ def conv_forward(
 def conv_backward(
     dout: npt.ArrayLike, cache: ConvCache, *, method: _Method = "auto"
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...
+_Method2d = Literal["auto", "gemm", "direct", "fft"]
+_IntPair = int | tuple[int, int]
+
+class Conv2dCache:
+    @property
+    def x(self) -> npt.NDArray[np.floating]: ...
+    @property
+    def w(self) -> npt.NDArray[np.floating]: ...
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]: ...
+    @property
+    def method(self) -> str: ...
+
+def conv2d_forward(
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    b: npt.ArrayLike | None = None,
+    stride: _IntPair = 1,
+    padding: _IntPair | Literal["valid", "same"] = 0,
+    dilation: _IntPair = 1,
+    groups: int = 1,
+    *,
+    method: _Method2d = "auto",
+) -> tuple[npt.NDArray[np.floating], Conv2dCache]: ...
+def conv2d_backward(
+    dout: npt.ArrayLike, cache: Conv2dCache
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating] | None]: ...
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def show_config() -> None: ...

@@ -309,3 +309,254 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
                     else:
                         _dots(o, xj, xs, kp, HK, WK, 1)
                         j = j + 1
+
+
+# ---------------------------------------------------------------------------
+# The 4-D layer lowered to matrix products: im2col / col2im and BLAS.
+#
+# For image n, group g and a tile of output positions, the output is one
+# matrix product
+#     out[n, g*Fg:(g+1)*Fg, tile] = w[g] @ cols
+# with w[g] the (Fg, Kg) filters of the group, Kg = Cg*KH*KW, and cols the
+# (Kg, tile size) matrix of input windows (im2col), built in the calling
+# thread's own slot of a workspace.  A tile is a block of whole output rows,
+# or a run of columns within one row, so that it is contiguous in ``out``.
+# Python sizes the tiles, so that a slot stays small, and allocates one slot
+# per thread.  The BLAS is called from several threads at once: Python holds
+# it at one thread of its own meanwhile (cconv._blas).
+
+cimport scipy.linalg.cython_blas as _blas
+from cython.parallel cimport threadid
+
+
+cdef struct Geometry:
+    # One group of the layer, and how its windows sit in the image.
+    Py_ssize_t C, H, W          # channels per group, input height, width
+    Py_ssize_t KH, KW, Ho, Wo   # filter and output sizes
+    Py_ssize_t sh, sw, ph, pw, dh, dw   # stride, top/left padding, dilation
+
+
+cdef struct Tile:
+    # Output rows [i0, i1) and columns [j0, j1); P = their count.
+    Py_ssize_t i0, i1, j0, j1, P
+
+
+cdef Geometry _geometry(tuple shape, tuple geom):
+    cdef Geometry g
+    g.C, g.H, g.W, g.KH, g.KW, g.Ho, g.Wo = shape
+    g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = geom
+    return g
+
+
+cdef inline Tile _tile(const Geometry* g, Py_ssize_t t, Py_ssize_t rows,
+                       Py_ssize_t cols) noexcept nogil:
+    """Tile ``t`` of ``rows`` whole rows, or of ``cols`` columns of one row."""
+    cdef Tile tl
+    cdef Py_ssize_t per_row
+    if cols < g.Wo:
+        per_row = (g.Wo + cols - 1) // cols
+        tl.i0 = t // per_row
+        tl.i1 = tl.i0 + 1
+        tl.j0 = (t % per_row) * cols
+        tl.j1 = tl.j0 + cols if tl.j0 + cols < g.Wo else g.Wo
+    else:
+        tl.i0 = t * rows
+        tl.i1 = tl.i0 + rows if tl.i0 + rows < g.Ho else g.Ho
+        tl.j0 = 0
+        tl.j1 = g.Wo
+    tl.P = (tl.i1 - tl.i0) * (tl.j1 - tl.j0)
+    return tl
+
+
+cdef inline Py_ssize_t _tile_count(const Geometry* g, Py_ssize_t rows,
+                                   Py_ssize_t cols) noexcept nogil:
+    if cols < g.Wo:
+        return g.Ho * ((g.Wo + cols - 1) // cols)
+    return (g.Ho + rows - 1) // rows
+
+
+cdef inline void _gemm(char ta, char tb, int m, int n, int k,
+                       const real* a, int lda, const real* b, int ldb,
+                       real beta, real* c, int ldc) noexcept nogil:
+    """Column-major ``c = op(a) @ op(b) + beta * c`` by SciPy's BLAS."""
+    cdef real one = 1
+    if real is float:
+        _blas.sgemm(&ta, &tb, &m, &n, &k, &one, <float*>a, &lda,
+                    <float*>b, &ldb, &beta, c, &ldc)
+    else:
+        _blas.dgemm(&ta, &tb, &m, &n, &k, &one, <double*>a, &lda,
+                    <double*>b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void _column_span(const Geometry* g, const Tile* tl, Py_ssize_t b,
+                              Py_ssize_t* jlo, Py_ssize_t* jhi) noexcept nogil:
+    """Columns ``[jlo, jhi)`` of the tile whose tap ``b`` falls inside the image."""
+    cdef Py_ssize_t off = b * g.dw - g.pw          # input column of output column 0
+    cdef Py_ssize_t lo = 0, hi = 0
+    if off < 0:
+        lo = (-off + g.sw - 1) // g.sw
+    if g.W - 1 - off >= 0:
+        hi = (g.W - 1 - off) // g.sw + 1
+    lo = lo if lo > tl.j0 else tl.j0
+    hi = hi if hi < tl.j1 else tl.j1
+    jlo[0] = lo
+    jhi[0] = hi if hi > lo else lo
+
+
+cdef void _im2col(const Geometry* g, const Tile* tl, const real* x,
+                  real* cols) noexcept nogil:
+    """``cols[(c*KH + a)*KW + b, tile position of (i, j)] = x[c, i*sh-ph+a*dh, j*sw-pw+b*dw]``.
+
+    Zero where the window reaches into the padding.
+    """
+    cdef Py_ssize_t c, a, b, i, j, y, jlo, jhi
+    cdef real* o
+    cdef const real* src
+    for c in range(g.C):
+        for a in range(g.KH):
+            for b in range(g.KW):
+                _column_span(g, tl, b, &jlo, &jhi)
+                o = cols + ((c * g.KH + a) * g.KW + b) * tl.P - tl.j0
+                for i in range(tl.i0, tl.i1):
+                    y = i * g.sh - g.ph + a * g.dh
+                    if y < 0 or y >= g.H:
+                        for j in range(tl.j0, tl.j1):
+                            o[j] = 0
+                    else:
+                        src = x + (c * g.H + y) * g.W + b * g.dw - g.pw
+                        for j in range(tl.j0, jlo):
+                            o[j] = 0
+                        if g.sw == 1:
+                            for j in range(jlo, jhi):
+                                o[j] = src[j]
+                        else:
+                            for j in range(jlo, jhi):
+                                o[j] = src[j * g.sw]
+                        for j in range(jhi, tl.j1):
+                            o[j] = 0
+                    o += tl.j1 - tl.j0
+
+
+cdef void _col2im(const Geometry* g, const Tile* tl, const real* cols,
+                  real* dx) noexcept nogil:
+    """The adjoint of ``_im2col``: add every window entry back into ``dx``."""
+    cdef Py_ssize_t c, a, b, i, j, y, jlo, jhi
+    cdef const real* o
+    cdef real* dst
+    for c in range(g.C):
+        for a in range(g.KH):
+            for b in range(g.KW):
+                _column_span(g, tl, b, &jlo, &jhi)
+                o = cols + ((c * g.KH + a) * g.KW + b) * tl.P - tl.j0
+                for i in range(tl.i0, tl.i1):
+                    y = i * g.sh - g.ph + a * g.dh
+                    if 0 <= y < g.H:
+                        dst = dx + (c * g.H + y) * g.W + b * g.dw - g.pw
+                        if g.sw == 1:
+                            for j in range(jlo, jhi):
+                                dst[j] += o[j]
+                        else:
+                            for j in range(jlo, jhi):
+                                dst[j * g.sw] += o[j]
+                    o += tl.j1 - tl.j0
+
+
+cdef inline bint _is_pointwise(const Geometry* g) noexcept nogil:
+    """A 1x1 filter at stride 1 without padding: the image itself is ``cols``."""
+    return (g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1
+            and g.ph == 0 and g.pw == 0 and g.Ho == g.H and g.Wo == g.W)
+
+
+def conv2d_gemm_forward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
+                        const real[::1] bias, real[:, :, ::1] out, real[:, ::1] work,
+                        tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols):
+    """``out[n, f] = sum_c correlate(x[n, c], w[f, c]) + bias[f]``, by im2col and GEMM.
+
+    ``x`` is (N, C, H, W); ``w`` is (G, Fg, Kg), one matrix per group; ``out``
+    is (N, G*Fg, Ho*Wo); ``shape`` is (Cg, H, W, KH, KW, Ho, Wo) and ``geom``
+    (sh, sw, ph, pw, dh, dw).  An empty ``bias`` adds nothing.  Work items
+    are (image, group, tile), spread over ``work.shape[0]`` threads, each
+    using its own row of ``work`` (at least Kg times the tile size long).
+    """
+    cdef Geometry g = _geometry(shape, geom)
+    cdef Py_ssize_t N = x.shape[0], G = w.shape[0], Fg = w.shape[1], Kg = w.shape[2]
+    cdef Py_ssize_t HW = g.H * g.W, HoWo = g.Ho * g.Wo
+    cdef Py_ssize_t tiles = _tile_count(&g, rows, cols)
+    cdef bint pointwise = _is_pointwise(&g)
+    cdef Py_ssize_t item, n, grp, f, p
+    cdef Tile tl
+    cdef const real* a
+    cdef real* o
+    if N == 0 or G == 0 or Fg == 0 or HoWo == 0:
+        return
+    for item in prange(N * G * tiles, nogil=True, schedule="static",
+                       num_threads=work.shape[0]):
+        n = item // (G * tiles)
+        grp = (item // tiles) % G
+        tl = _tile(&g, item % tiles, rows, cols)
+        if pointwise:
+            a = &x[n, grp * g.C, 0, 0] + tl.i0 * g.W + tl.j0
+        else:
+            _im2col(&g, &tl, &x[n, grp * g.C, 0, 0], &work[threadid(), 0])
+            a = &work[threadid(), 0]
+        o = &out[n, grp * Fg, tl.i0 * g.Wo + tl.j0]
+        # Row-major o (Fg x P, row stride HoWo) = w[grp] (Fg x Kg) @ cols (Kg x P).
+        _gemm(c'N', c'N', <int>tl.P, <int>Fg, <int>Kg, a, <int>(HW if pointwise else tl.P),
+              &w[grp, 0, 0], <int>Kg, 0, o, <int>HoWo)
+        if bias.shape[0] != 0:
+            for f in range(Fg):
+                for p in range(tl.P):
+                    o[f * HoWo + p] += bias[grp * Fg + f]
+
+
+def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
+                         const real[:, :, ::1] dout, real[:, :, :, ::1] dx,
+                         real[:, :, :, ::1] dw, real[:, ::1] work,
+                         tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols):
+    """Gradients of ``sum(out * dout)`` for the layer of ``conv2d_gemm_forward``.
+
+    ``dx`` (N, C, H, W) must be zeros; it is summed into.  ``dw`` is
+    (T, G, Fg, Kg) of zeros, one partial sum per thread (T =
+    ``work.shape[0]``), which the caller adds up.  An empty ``dx`` or ``dw``
+    is skipped.  Work items are (image, group), so no two threads write the
+    same part of ``dx``; each runs through its tiles in order.
+    """
+    cdef Geometry g = _geometry(shape, geom)
+    cdef Py_ssize_t N = x.shape[0], G = w.shape[0], Fg = w.shape[1], Kg = w.shape[2]
+    cdef Py_ssize_t HW = g.H * g.W, HoWo = g.Ho * g.Wo
+    cdef Py_ssize_t tiles = _tile_count(&g, rows, cols)
+    cdef bint want_dx = dx.shape[0] != 0, want_dw = dw.shape[0] != 0
+    cdef bint pointwise = _is_pointwise(&g)
+    cdef Py_ssize_t item, n, grp, t, tid
+    cdef Tile tl
+    cdef real* ws
+    cdef const real* a
+    cdef const real* d
+    if N == 0 or G == 0 or Fg == 0 or HoWo == 0:
+        return
+    for item in prange(N * G, nogil=True, schedule="dynamic", num_threads=work.shape[0]):
+        n = item // G
+        grp = item % G
+        tid = threadid()
+        ws = &work[tid, 0]
+        for t in range(tiles):
+            tl = _tile(&g, t, rows, cols)
+            d = &dout[n, grp * Fg, tl.i0 * g.Wo + tl.j0]
+            if want_dw:
+                # Row-major dw (Fg x Kg) += dout (Fg x P) @ cols.T (P x Kg).
+                if pointwise:
+                    a = &x[n, grp * g.C, 0, 0] + tl.i0 * g.W + tl.j0
+                else:
+                    _im2col(&g, &tl, &x[n, grp * g.C, 0, 0], ws)
+                    a = ws
+                _gemm(c'T', c'N', <int>Kg, <int>Fg, <int>tl.P, a, <int>(HW if pointwise else tl.P),
+                      d, <int>HoWo, 1, &dw[tid, grp, 0, 0], <int>Kg)
+            if want_dx:
+                # Row-major dcols (Kg x P) = w[grp].T (Kg x Fg) @ dout (Fg x P).
+                if pointwise:
+                    _gemm(c'N', c'T', <int>tl.P, <int>Kg, <int>Fg, d, <int>HoWo, &w[grp, 0, 0],
+                          <int>Kg, 1, &dx[n, grp * g.C, 0, 0] + tl.i0 * g.W + tl.j0, <int>HW)
+                else:
+                    _gemm(c'N', c'T', <int>tl.P, <int>Kg, <int>Fg, d, <int>HoWo, &w[grp, 0, 0],
+                          <int>Kg, 0, ws, <int>tl.P)
+                    _col2im(&g, &tl, ws, &dx[n, grp * g.C, 0, 0])

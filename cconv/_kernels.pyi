@@ -16,3 +16,26 @@ def correlate_wide(
 def correlate_narrow(
     x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
 ) -> None: ...
+def conv2d_gemm_forward(
+    x: npt.NDArray[_Real],
+    w: npt.NDArray[_Real],
+    bias: npt.NDArray[_Real],
+    out: npt.NDArray[_Real],
+    work: npt.NDArray[_Real],
+    shape: tuple[int, int, int, int, int, int, int],
+    geom: tuple[int, int, int, int, int, int],
+    rows: int,
+    cols: int,
+) -> None: ...
+def conv2d_gemm_backward(
+    x: npt.NDArray[_Real],
+    w: npt.NDArray[_Real],
+    dout: npt.NDArray[_Real],
+    dx: npt.NDArray[_Real],
+    dw: npt.NDArray[_Real],
+    work: npt.NDArray[_Real],
+    shape: tuple[int, int, int, int, int, int, int],
+    geom: tuple[int, int, int, int, int, int],
+    rows: int,
+    cols: int,
+) -> None: ...
