@@ -259,6 +259,70 @@ def threads(reps: int) -> None:
           rows)
 
 
+def ref_layer(x, w, b, stride, padding):
+    """The 4-D layer by sliding windows and einsum, in float64 (no torch needed)."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64)) + b.reshape(-1, 1, 1)
+
+
+LAYERS = [  # name, N, C, H=W, F, filter, stride, padding
+    ("N=16 C=16 64x64 F=32 3x3 s1 p1", 16, 16, 64, 32, 3, 1, 1),
+    ("N=64 C=3 32x32 F=16 5x5 (first layer)", 64, 3, 32, 16, 5, 1, 0),
+    ("N=8 C=64 28x28 F=64 3x3 s2", 8, 64, 28, 64, 3, 2, 0),
+]
+
+
+def layer(reps: int) -> None:
+    """The 4-D layer against torch.nn.functional.conv2d, same thread count."""
+    rng = np.random.default_rng(5)
+    threads = cconv.get_num_threads()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    rows = []
+    for dt in (np.float32, np.float64):
+        for name, n, c, hw, f, k, s, p in LAYERS:
+            x = rng.standard_normal((n, c, hw, hw)).astype(dt)
+            w = rng.standard_normal((f, c, k, k)).astype(dt)
+            b = rng.standard_normal(f).astype(dt)
+            what = f"layer {name} {np.dtype(dt).name}"
+            out, cache = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
+            check(out, ref_layer(x, w, b, s, p), what)
+            dout = rng.standard_normal(out.shape).astype(dt)
+            fl = 2.0 * out.size * c * k * k
+            t_f = timeit(lambda: cconv.conv2d_forward(x, w, b, stride=s, padding=p), reps)
+
+            def fwd_bwd():
+                o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
+                return cconv.conv2d_backward(dout, ca)
+
+            t_fb = timeit(fwd_bwd, reps)
+            row = [name, np.dtype(dt).name, ms(t_f), f"{fl / t_f / 1e9:.0f}", ms(t_fb), f"{3 * fl / t_fb / 1e9:.0f}"]
+            if torch is not None:
+                xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+                dt_ = torch.from_numpy(dout)
+                grads = fwd_bwd()
+                ot = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
+                for mine, theirs, part in zip(grads, torch.autograd.grad(ot, (xt, wt, bt), dt_), "x w b".split()):
+                    check(mine, theirs.numpy(), f"{what} d{part} against torch")
+                t_tf = timeit(lambda: torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p), reps)
+
+                def torch_fwd_bwd():
+                    o = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
+                    return torch.autograd.grad(o, (xt, wt, bt), dt_)
+
+                t_tfb = timeit(torch_fwd_bwd, reps)
+                row += [ms(t_tf), f"{t_f / t_tf:.2f}x", ms(t_tfb), f"{t_fb / t_tfb:.2f}x"]
+            else:
+                row += ["(torch not installed)", "", "", ""]
+            row.append(f"{CEILING[np.dtype(dt).name]:.0f}")
+            rows.append(row)
+    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {torch.__version__ if torch else ''}, "
+          f"{threads} threads. Ratio here: cconv time / torch time (below 1: cconv faster)",
+          ["layer", "dtype", "fwd ms", "fwd GFLOP/s", "fwd+bwd ms", "fwd+bwd GFLOP/s", "torch fwd ms",
+           "fwd ratio", "torch fwd+bwd ms", "fwd+bwd ratio", "matmul GFLOP/s"], rows)
+
+
 def flag(ratio: float) -> str:
     return f"{ratio:.2f}" + (" **over 1.3**" if ratio > 1.3 else "")
 
@@ -337,6 +401,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run, for CI")
     parser.add_argument("--plot", metavar="PATH", help="write the method-choice plot to this PNG")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    parser.add_argument("--only", choices=sorted(TABLES), action="append",
+                        help="run only these tables (repeatable)")
     args = parser.parse_args(argv)
     reps = args.repeats or (3 if args.quick else 15)
 
@@ -346,12 +412,21 @@ def main(argv=None) -> int:
           f"opencv {cv2.__version__ if cv2 else 'absent'}, torch {torch.__version__ if torch else 'absent'}")
     print(f"matmul ceiling: {CEILING['float64']:.0f} GFLOP/s float64, {CEILING['float32']:.0f} GFLOP/s float32; "
           f"copy bandwidth {BANDWIDTH:.1f} GB/s. Ratios: peer time / cconv time (above 1: cconv faster).")
-    seed_case(reps, args.quick)
-    small_filters(reps)
-    mid_filters(reps)
-    threads(reps)
-    auto_choice(reps, args.quick, args.plot)
+    runs = {
+        "seed": lambda: seed_case(reps, args.quick),
+        "small": lambda: small_filters(reps),
+        "mid": lambda: mid_filters(reps),
+        "threads": lambda: threads(reps),
+        "auto": lambda: auto_choice(reps, args.quick, args.plot),
+        "layer": lambda: layer(reps),
+    }
+    for name in TABLES:
+        if not args.only or name in args.only:
+            runs[name]()
     return 0
+
+
+TABLES = ("seed", "small", "mid", "threads", "auto", "layer")
 
 
 if __name__ == "__main__":

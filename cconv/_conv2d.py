@@ -184,8 +184,8 @@ class _Layer:
         _, _, _, _, _, cg, hh, ww = self.shape
         ho, wo = self.out_hw
         column = cg * hh * ww * itemsize  # workspace bytes per output position
-        if self.pointwise():
-            return ho, wo  # no workspace: the image is the matrix
+        if self.pointwise() or column * wo == 0:
+            return max(ho, 1), max(wo, 1)  # no workspace: the image is the matrix, or empty
         rows = TILE_BYTES // (column * wo)
         if rows >= 1:
             return min(rows, ho), wo

@@ -6,7 +6,10 @@ against.  Two families are provided:
 * SciPy references, built from :func:`scipy.signal.correlate2d` one image at a
   time, with NumPy's broadcasting rule for the leading axis;
 * plain-NumPy loop references (the textbook naive loops), slow, meant for
-  small cases, and sharing no code with SciPy.
+  small cases, and sharing no code with SciPy;
+* the 4-D layer (channels, stride, padding, dilation, groups, bias) as in
+  ``torch.nn.functional.conv2d``, by strided window views and ``einsum``,
+  one filter tap at a time.
 
 All references compute in float64, whatever the input dtype.
 
@@ -26,6 +29,9 @@ __all__ = [
     "scipy_backward",
     "loop_forward",
     "loop_backward",
+    "layer_padding",
+    "layer_forward",
+    "layer_backward",
 ]
 
 
@@ -134,3 +140,86 @@ def loop_backward(x, w, dout) -> tuple[np.ndarray, np.ndarray]:
                 dw3[j] += g * x[i, r : r + hh, c : c + ww]
     dw = dw3[0] if w.ndim == 2 else dw3
     return dx, dw
+
+
+# --------------------------------------------------------------------------
+# The 4-D layer: windows and einsum
+# --------------------------------------------------------------------------
+
+
+def _two(v) -> tuple[int, int]:
+    return (v, v) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def layer_padding(padding, w_shape, dilation) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) zeros, by PyTorch's documented rule.
+
+    'same' pads a total of dilation * (filter - 1) per axis, the odd one
+    at the end (bottom/right).
+    """
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        pads = []
+        for k, d in zip(w_shape[2:], _two(dilation)):
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+        return pads[0], pads[1]
+    ph, pw = _two(padding)
+    return (ph, ph), (pw, pw)
+
+
+def _taps(x_shape, w_shape, stride, padding, dilation):
+    """Padding, output size, and for every tap (a, b) the window slices of the padded input."""
+    (sh, sw), (dh, dw) = _two(stride), _two(dilation)
+    pad = layer_padding(padding, w_shape, dilation)
+    hp = x_shape[2] + sum(pad[0])
+    wp = x_shape[3] + sum(pad[1])
+    kh, kw = w_shape[2:]
+    ho = (hp - dh * (kh - 1) - 1) // sh + 1
+    wo = (wp - dw * (kw - 1) - 1) // sw + 1
+    taps = [
+        (a, b, (slice(a * dh, a * dh + sh * (ho - 1) + 1, sh), slice(b * dw, b * dw + sw * (wo - 1) + 1, sw)))
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    return pad, (ho, wo), taps
+
+
+def layer_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """out[n, f] = sum over f's group's channels of the strided, dilated window products, + b[f]."""
+    x, w = _as_f64(x), _as_f64(w)
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    cg, fg = c // groups, f // groups
+    pad, (ho, wo), taps = _taps(x.shape, w.shape, stride, padding, dilation)
+    xp = np.pad(x, ((0, 0), (0, 0), *pad))
+    out = np.zeros((n, f, ho, wo))
+    for g in range(groups):
+        xg = xp[:, g * cg : (g + 1) * cg]
+        for a, b_, (rows, cols) in taps:
+            window = xg[:, :, rows, cols]  # (N, Cg, Ho, Wo): tap (a, b_) of every window
+            out[:, g * fg : (g + 1) * fg] += np.einsum("nchw,fc->nfhw", window, w[g * fg : (g + 1) * fg, :, a, b_])
+    if b is not None:
+        out += _as_f64(b)[None, :, None, None]
+    return out
+
+
+def layer_backward(x, w, dout, stride=1, padding=0, dilation=1, groups=1):
+    """(dx, dw, db): gradients of sum(layer_forward(...) * dout)."""
+    x, w, dout = _as_f64(x), _as_f64(w), _as_f64(dout)
+    c, (h, wd) = x.shape[1], x.shape[2:]
+    f = w.shape[0]
+    cg, fg = c // groups, f // groups
+    pad, _, taps = _taps(x.shape, w.shape, stride, padding, dilation)
+    xp = np.pad(x, ((0, 0), (0, 0), *pad))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for g in range(groups):
+        cs, fs = slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)
+        for a, b_, (rows, cols) in taps:
+            window = xp[:, cs, rows, cols]
+            dw[fs, :, a, b_] += np.einsum("nchw,nfhw->fc", window, dout[:, fs])
+            dxp[:, cs, rows, cols] += np.einsum("nfhw,fc->nchw", dout[:, fs], w[fs, :, a, b_])
+    dx = dxp[:, :, pad[0][0] : pad[0][0] + h, pad[1][0] : pad[1][0] + wd]
+    return dx, dw, dout.sum(axis=(0, 2, 3))
