@@ -33,8 +33,8 @@ Environment
 -----------
 ``CCONV_FUZZ_EXAMPLES``
     Hypothesis examples per fuzz test (default 40, so CI stays fast: the
-    file runs in some 15 s; a long run is e.g. ``CCONV_FUZZ_EXAMPLES=500``
-    or ``5000``).  No example database is written.
+    file runs in a few seconds; ``CCONV_FUZZ_EXAMPLES=500``, a long run,
+    takes under a minute).  No example database is written.
 
 The regression tests at the end pin, one minimal reproduction each, the bugs
 the fuzz found in ``cconv.testing`` and ``set_num_threads`` (fixed).
