@@ -69,23 +69,45 @@ def get_num_threads() -> int:
     return max(1, int(_kernels.get_max_threads()))
 
 
+# The largest count set_num_threads accepts.  OpenMP (libgomp) stores the
+# count in an int and starts that many threads at the next parallel loop,
+# keeping per-thread start data on the calling thread's stack: counts far
+# beyond any machine's cores crash the process (100000 did) or make libgomp
+# abort it when the system refuses a thread.  4096 is more than the hardware
+# threads of any current machine and starts fine here.
+MAX_THREADS = 4096
+
+
 def set_num_threads(n: int) -> None:
     """Set the number of threads cconv uses (in the calling thread).
 
     Parameters
     ----------
     n : int
-        At least 1.  Applies to the compiled loops (OpenMP, so
-        ``threadpoolctl`` sees and can change the same setting) and to the
-        ``workers`` of the ``scipy.fft`` transforms of the FFT path.
+        ``1 <= n <= 4096`` (``cconv._engine.MAX_THREADS``).  A Python
+        ``int`` or a NumPy integer; ``bool`` is refused.  Applies to the
+        compiled loops (OpenMP, so ``threadpoolctl`` sees and can change the
+        same setting) and to the ``workers`` of the ``scipy.fft``
+        transforms of the FFT path.  More threads than the machine has cores
+        is allowed, but only slows the calls down.
 
     Raises
     ------
+    TypeError
+        If ``n`` is not an integer (a float, a string, ``None``, a bool).
     ValueError
-        If ``n`` is not a positive integer.
+        If ``n`` is below 1 or above 4096.  The setting is unchanged after
+        either error.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer number of threads; got {n!r}")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(
+            f"n must be an integer number of threads (1 to {MAX_THREADS}); "
+            f"got {n!r} of type {type(n).__name__}"
+        )
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(
+            f"n must be a number of threads from 1 to {MAX_THREADS}; got {n!r}"
+        )
     _kernels.set_num_threads(int(n))
 
 

@@ -150,9 +150,15 @@ def test_thread_count_knob_and_results_independent_of_it(rng, ref):
     assert all(np.array_equal(r[1], results[0][1]) for r in results)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])
+@pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, np.int64(-2)])
 def test_set_num_threads_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=r"\bn\b"):
+        cconv.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, "2", None, True, np.bool_(True)])
+def test_set_num_threads_rejects_non_integers(bad):
+    with pytest.raises(TypeError, match=r"\bn\b"):
         cconv.set_num_threads(bad)
 
 

@@ -1,0 +1,1159 @@
+"""Hypothesis fuzz of every public entry point.
+
+Each call gets arbitrary shapes (sizes 0 and 1, filters larger than images,
+0-D to 4-D arrays), every NumPy dtype kind, every memory layout (Fortran,
+sliced, negative and zero strides, read-only, unaligned, byte-swapped,
+subclasses, masked) and things that are not arrays at all (lists, ragged
+lists, tuples, scalars, None, memoryview, bytes, str, dicts, sets).
+
+The property, for every call: it either
+
+* returns results equal to the SciPy reference (normwise relative error within
+  the tolerance of the dtype it computed in, which must be the documented one),
+  in new C-contiguous arrays that share no memory with any input; or
+* raises ``ValueError`` / ``TypeError`` whose message names an argument the
+  specification says is wrong (``x``, ``w``, ``dout``, ``cache``, ``method``,
+  ``a``, ``b``, ``h``, ``n``); or
+* for a huge declared size (a zero-stride ``np.broadcast_to`` view), raises
+  ``MemoryError`` (or ``ValueError``) naming the shape, quickly, before
+  allocating: the peak of memory traced (tracemalloc, which sees NumPy's
+  allocations) during the call stays under 64 MiB.  Shapes whose byte size
+  overflows int64 cannot be created by NumPy and are skipped.
+
+Nothing else: no other exception type, no warning (warnings are turned into
+errors around every call), no crash.  Inputs are never modified: the bytes
+of every array involved (and of the buffer it views) are hashed before and
+after each call.
+
+The expected outcome is worked out independently of cconv, from the
+specification: which argument is at fault (possibly several: any of them may
+be reported), else the reference result.
+
+Environment
+-----------
+``CCONV_FUZZ_EXAMPLES``
+    Hypothesis examples per fuzz test (default 40, so CI stays fast: the
+    file runs in a few seconds; ``CCONV_FUZZ_EXAMPLES=500``, a long run,
+    takes under a minute).  No example database is written.
+
+The regression tests at the end pin, one minimal reproduction each, the bugs
+the fuzz found in ``cconv.testing`` and ``set_num_threads`` (fixed).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import re
+import subprocess
+import sys
+import tracemalloc
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+import cconv
+from cconv.testing import numerical_gradient, rel_error
+
+EXAMPLES = int(os.environ.get("CCONV_FUZZ_EXAMPLES", "40"))
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=False,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
+
+METHODS = ("auto", "direct", "fft")
+BAD_METHODS = (None, "FFT", "", "naive", 3)
+
+# A huge declared size must be refused at once: no machine has this much.
+HUGE_BYTES = 2**40  # 1 TiB
+HUGE_PEAK = 64 * 2**20  # bytes traced while refusing: far below any copy of the input
+
+
+# --------------------------------------------------------------------------
+# dtypes, values, layouts, forms
+# --------------------------------------------------------------------------
+
+# Real kinds cconv computes in (bool/int -> float64, float16/32 -> float32).
+REAL_DTYPES = tuple(
+    np.dtype(d)
+    for d in (
+        "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
+        "f2", "f4", "f8", ">f8", ">i4", ">f4", ">u2",
+    )
+)
+# Kinds it refuses with TypeError.  np.longdouble is float64 on some
+# platforms (then it is accepted); the oracle decides from itemsize.
+BAD_DTYPES = tuple(
+    np.dtype(d)
+    for d in (
+        np.longdouble, "c8", "c16", "O", "U3", "S3", "M8[s]", "m8[ms]",
+        [("a", "<i4"), ("b", "<f8")], "V8",
+    )
+)
+ALL_DTYPES = REAL_DTYPES * 2 + BAD_DTYPES  # weighted towards the computable
+# For calls meant to succeed: every real kind, and float32 often enough that
+# both operands are float32 (the native float32 path) in a fair share.
+VALID_DTYPES = REAL_DTYPES + (np.dtype("f4"),) * 8 + (np.dtype("f8"),) * 4
+
+STYLES = ("normal", "normal", "normal", "small", "zeros", "const", "wide")
+
+LAYOUTS = (
+    "C", "C", "C", "F", "transposed", "sliced", "negative", "zero_stride",
+    "readonly", "unaligned", "unaligned_writeable", "byteswapped",
+    "readonly_sliced_negative",
+)
+
+ARRAY_FORMS = ("array", "array", "array", "array", "array", "list", "tuple",
+               "memoryview", "subclass")
+JUNK_FORMS = ("masked", "ragged", "scalar", "none", "bytes", "bytes_view",
+              "dict", "str", "set")
+ALL_FORMS = ARRAY_FORMS * 3 + JUNK_FORMS
+VALID_FORMS = ("array",) * 6 + ("list", "tuple", "memoryview", "subclass")
+
+
+def _is_computable(dt: np.dtype) -> bool:
+    """The specification's dtype rule, written out independently."""
+    return dt.kind in "biu" or (dt.kind == "f" and dt.itemsize <= 8)
+
+
+def _compute_dtype(*dtypes) -> np.dtype:
+    """float32 when every operand is float16/float32, else float64."""
+    for dt in dtypes:
+        if not (dt.kind == "f" and dt.itemsize <= 4):
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+_SCALES = {
+    # Float magnitudes that keep every product and sum representable in the
+    # dtype cconv computes in (float16 inputs compute in float32).
+    2: (1e-2, 1.0, 1e2, 1e3),
+    4: (1e-6, 1e-3, 1.0, 1e3, 1e6),
+    8: (1e-30, 1e-6, 1.0, 1e6, 1e30),
+}
+
+
+def _fill(rng: np.random.Generator, shape, dt: np.dtype, style: str) -> np.ndarray:
+    """Values of ``dt`` in ``shape``, native byte order (layouts swap later)."""
+    native = dt.newbyteorder("=") if dt.byteorder not in "|=" else dt
+    if style == "zeros":
+        return np.zeros(shape, native)
+    if dt.kind == "b":
+        if style == "const":
+            return np.ones(shape, native)
+        return rng.random(shape) < 0.5
+    if dt.kind in "iu":
+        info = np.iinfo(native)
+        if style == "const":
+            return np.full(shape, 3, native)
+        if style == "wide":  # the whole range: float64 rounding included
+            return rng.integers(info.min, info.max, size=shape, dtype=native, endpoint=True)
+        lo = 0 if dt.kind == "u" else -8
+        return rng.integers(lo, 8, size=shape).astype(native)
+    if dt.kind == "f":
+        scale = _SCALES.get(dt.itemsize, (1.0,))
+        if style == "const":
+            return np.full(shape, 1.5, native)
+        if style == "small":
+            return rng.integers(-4, 5, size=shape).astype(native)
+        s = scale[rng.integers(len(scale))] if style == "wide" else 1.0
+        return (rng.standard_normal(shape) * s).astype(native)
+    if dt.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(native)
+    if dt.kind == "O":
+        out = np.empty(shape, dtype=object)
+        flat = out.reshape(-1)
+        for i in range(flat.size):
+            flat[i] = float(rng.standard_normal())
+        return out
+    if dt.kind in "US":
+        return rng.integers(0, 9, size=shape).astype(native)  # "3", b"7": numeric text
+    if dt.kind in "mM":
+        return rng.integers(0, 1000, size=shape).astype(native)
+    return np.zeros(shape, native)  # structured, void
+
+
+def _sentinel(dt: np.dtype):
+    if dt.kind == "f" or dt.kind == "c":
+        return np.nan  # reading a gap of a strided view would show
+    if dt.kind in "iu":
+        return 99
+    return None
+
+
+def _layout(a: np.ndarray, layout: str) -> np.ndarray:
+    """``a``'s values (except zero_stride, which repeats some) in ``layout``."""
+    nd = a.ndim
+    if layout == "C":
+        return np.array(a, order="C", copy=True)
+    if layout == "F":
+        return np.array(a, order="F", copy=True)
+    if layout == "transposed":
+        return np.array(a.T, order="C", copy=True).T
+    if layout == "sliced":
+        steps = (2, 3, 2, 3, 2)[:nd]
+        big = np.empty(tuple(s * k for s, k in zip(a.shape, steps)), dtype=a.dtype)
+        fill = _sentinel(a.dtype)
+        if fill is not None:
+            big[...] = fill
+        view = big[tuple(slice(None, None, k) for k in steps) + (Ellipsis,)]
+        view[...] = a
+        return view
+    flip = (slice(None, None, -1),) * nd + (Ellipsis,)  # Ellipsis: 0-D stays an array
+    if layout == "negative":
+        return np.array(a[flip], order="C", copy=True)[flip]
+    if layout == "zero_stride":
+        if a.size == 0 or nd == 0:
+            return np.broadcast_to(np.array(a, copy=True), a.shape)
+        axes = [i for i in range(nd) if a.shape[i] > 1] or [0]
+        index = [slice(None)] * nd
+        index[axes[0]] = slice(0, 1)
+        return np.broadcast_to(np.array(a[tuple(index)], copy=True), a.shape)
+    if layout == "readonly":
+        b = np.array(a, copy=True)
+        b.flags.writeable = False
+        return b
+    if layout in ("unaligned", "unaligned_writeable"):
+        if a.dtype.hasobject or a.size == 0:
+            return _layout(a, "readonly" if layout == "unaligned" else "C")
+        raw = b"\0" + np.ascontiguousarray(a).tobytes()
+        buf = raw if layout == "unaligned" else bytearray(raw)  # bytes: read-only
+        return np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    if layout == "byteswapped":
+        return np.array(a, dtype=a.dtype.newbyteorder(), copy=True)
+    if layout == "readonly_sliced_negative":
+        b = _layout(a[flip], "sliced")[flip]
+        b.flags.writeable = False
+        return b
+    raise AssertionError(layout)
+
+
+class _Sub(np.ndarray):
+    """A plain ndarray subclass: must be accepted like an ndarray."""
+
+
+def _ragged(a: np.ndarray):
+    nested = a.tolist() if a.ndim >= 2 and a.size else [[1.0, 2.0], [3.0]]
+    if not isinstance(nested, list):
+        return [[1.0], [2.0, 3.0]]
+    inner = nested
+    while isinstance(inner[0], list) and inner[0] and isinstance(inner[0][0], list):
+        inner = inner[0]
+    inner[0] = list(inner[0]) + [0.0]  # one row longer than the others
+    return nested
+
+
+def _form(a: np.ndarray, form: str, keep_shape: bool = False):
+    """What is passed for the array ``a``: ``(value, arrays that value holds)``.
+
+    ``keep_shape``: a value NumPy turns back into an array of ``a``'s shape
+    (a list of an empty array would lose it).
+    """
+    if keep_shape and form in ("list", "tuple") and 0 in a.shape:
+        form = "array"
+    if form == "array":
+        return a, [a]
+    if form == "list":
+        return a.tolist(), []
+    if form == "tuple":
+        def to_tuple(v):
+            return tuple(to_tuple(i) for i in v) if isinstance(v, list) else v
+        return to_tuple(a.tolist()), []
+    if form == "memoryview":
+        try:
+            return memoryview(a), [a]
+        except (ValueError, TypeError, BufferError, NotImplementedError):
+            return a, [a]  # datetime, object, ...: no buffer export
+    if form == "subclass":
+        return a.view(_Sub), [a]
+    if form == "masked":
+        return np.ma.masked_array(a, mask=np.zeros(a.shape, bool)), [a]
+    if form == "ragged":
+        return _ragged(a), []
+    if form == "scalar":
+        return 2.5, []
+    if form == "none":
+        return None, []
+    if form == "bytes":
+        return b"\x01\x02\x03\x04\x05\x06\x07\x08", []
+    if form == "bytes_view":
+        raw = bytearray(b"\x01\x02\x03\x04")
+        return memoryview(raw), [np.frombuffer(raw, np.uint8)]
+    if form == "dict":
+        return {"x": 1.0}, []
+    if form == "str":
+        return "abc", []
+    if form == "set":
+        return {1.0, 2.0}, []
+    raise AssertionError(form)
+
+
+@dataclass
+class Operand:
+    value: object
+    arrays: list
+    desc: str
+    saved: object = None  # a deep copy of a value holding no array, to compare after
+
+
+@st.composite
+def operands(draw, shape, dtypes=ALL_DTYPES, forms=ALL_FORMS, layouts=LAYOUTS, styles=STYLES,
+             keep_shape=False):
+    dt = draw(st.sampled_from(dtypes))
+    style = draw(st.sampled_from(styles))
+    layout = draw(st.sampled_from(layouts))
+    form = draw(st.sampled_from(forms))
+    seed = draw(st.integers(0, 2**32 - 1))
+    base = _fill(np.random.default_rng(seed), tuple(shape), dt, style)
+    if not dt.isnative:
+        base = base.astype(dt)
+    arr = _layout(base, layout)
+    value, arrays = _form(arr, form, keep_shape)
+    op = Operand(value, arrays, f"{form}/{layout}/{arr.dtype.str}/{style}/{tuple(shape)}/seed={seed}")
+    if not arrays:
+        op.saved = copy.deepcopy(value)
+    return op
+
+
+# --------------------------------------------------------------------------
+# shapes
+# --------------------------------------------------------------------------
+
+@st.composite
+def conv_shapes(draw):
+    """(x shape, w shape), mostly 3-D x and 2-D/3-D w, biased towards valid pairs."""
+    h = draw(st.integers(0, 9))
+    wd = draw(st.integers(0, 9))
+    hh = draw(st.integers(0, h + 1))  # h + 1: a filter taller than the image
+    ww = draw(st.integers(0, wd + 1))
+    nx = draw(st.sampled_from((1, 1, 2, 3, 0)))
+    nw = draw(st.sampled_from((1, nx, nx, 2, 3, 0)))
+    xnd = draw(st.sampled_from((3,) * 8 + (0, 1, 2, 4)))
+    wnd = draw(st.sampled_from((2,) * 4 + (3,) * 4 + (0, 1, 4)))
+    xs = {0: (), 1: (wd,), 2: (h, wd), 3: (nx, h, wd), 4: (1, nx, h, wd)}[xnd]
+    ws = {0: (), 1: (ww,), 2: (hh, ww), 3: (nw, hh, ww), 4: (1, nw, hh, ww)}[wnd]
+    return xs, ws
+
+
+@st.composite
+def valid_conv_shapes(draw):
+    h = draw(st.integers(1, 9))
+    wd = draw(st.integers(1, 9))
+    hh = draw(st.integers(1, h))
+    ww = draw(st.integers(1, wd))
+    nx = draw(st.sampled_from((1, 1, 2, 3, 0)))
+    w3 = draw(st.booleans())
+    if w3:
+        nw = draw(st.sampled_from((1, nx, nx) + ((2, 3) if nx == 1 else ())))
+        return (nx, h, wd), (nw, hh, ww)
+    return (nx, h, wd), (hh, ww)
+
+
+# --------------------------------------------------------------------------
+# the oracle
+# --------------------------------------------------------------------------
+
+@dataclass
+class Expect:
+    """Acceptable errors as (exception type, argument name) pairs, or success."""
+
+    errors: set = field(default_factory=set)
+    huge: str | None = None  # the shape a MemoryError must name
+
+    def add(self, exc, name):
+        self.errors.add((exc, name))
+
+
+def _convert(value, name: str, expect: Expect):
+    """What NumPy makes of ``value`` (cconv takes any array_like), and its faults."""
+    if isinstance(value, np.ma.MaskedArray):
+        expect.add(TypeError, name)
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            arr = np.asarray(value)
+    except (ValueError, TypeError):
+        expect.add(ValueError, name)  # ragged and other non-rectangular input
+        return None
+    if not _is_computable(arr.dtype):
+        expect.add(TypeError, name)
+        return None
+    return arr
+
+
+def _names(message: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", message) is not None
+
+
+def _check_raised(exc: BaseException, expect: Expect, peak: int = 0) -> None:
+    """``exc`` must be one of the acceptable errors, naming its argument."""
+    message = str(exc)
+    ok = [name for typ, name in expect.errors if type(exc) is typ and _names(message, name)]
+    if ok:
+        event(f"{type(exc).__name__} naming {ok[0]}")
+        return
+    # exactly MemoryError: not NumPy's _ArrayMemoryError, which means it tried
+    if expect.huge is not None and type(exc) in (MemoryError, ValueError):
+        assert expect.huge in message, (
+            f"{type(exc).__name__} does not name the shape {expect.huge}: {message}"
+        )
+        assert peak < HUGE_PEAK, f"allocated {peak / 2**20:.0f} MiB before refusing"
+        event(f"huge: {type(exc).__name__}")
+        return
+    raise AssertionError(
+        f"raised {type(exc).__name__}: {message!r}\n"
+        f"acceptable: {sorted((t.__name__, n) for t, n in expect.errors)}"
+        + (f", MemoryError naming {expect.huge}" if expect.huge else "")
+    )
+
+
+def _call(fn, *args, trace=False, **kwargs):
+    """Run ``fn``; return (result, exception, peak bytes traced).
+
+    Warnings are errors.  With ``trace``, the peak is tracemalloc's during
+    the call (NumPy reports its data allocations to it); else 0.
+    """
+    if trace:
+        tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - classified by the caller
+        return None, exc, _stop_trace(trace)
+    return result, None, _stop_trace(trace)
+
+
+def _stop_trace(trace: bool) -> int:
+    if not trace:
+        return 0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _fingerprint(a: np.ndarray):
+    """Shape, strides, flags and bytes of ``a`` and of the buffer it views."""
+    root = _root(a)
+    parts = [a.shape, a.strides, a.dtype.str, a.flags.writeable, root.flags.writeable]
+    parts.append(hashlib.sha256(root.tobytes(order="A")).hexdigest())
+    if a.size <= 10**6:
+        parts.append(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())
+    return tuple(parts)
+
+
+class Guard:
+    """Checks that ``operands`` are unchanged and share no memory with outputs."""
+
+    def __init__(self, *ops):
+        self.ops = ops
+        self.arrays = [a for op in ops for a in op.arrays]
+        self.before = [_fingerprint(a) for a in self.arrays]
+
+    def check_unchanged(self):
+        for a, fp in zip(self.arrays, self.before):
+            assert _fingerprint(a) == fp, "an input array was modified"
+        for op in self.ops:
+            if not op.arrays:
+                assert op.value == op.saved or op.value is op.saved, "an input was modified"
+
+    def check_fresh(self, *results):
+        for r in results:
+            assert type(r) is np.ndarray, type(r)
+            assert r.flags.c_contiguous and r.flags.writeable
+            for a in self.arrays:
+                assert not np.shares_memory(r, _root(a)), "output shares memory with an input"
+        for i, r in enumerate(results):
+            for s in results[i + 1:]:
+                assert not np.shares_memory(r, s), "two outputs share memory"
+
+
+def _err(actual, expected, floor: float) -> float:
+    """Normwise relative error max|a - e| / max(max|e|, floor).
+
+    ``floor`` is the largest single product in the sums (max|a| * max|b| of
+    the two operands): where a result cancels to (near) zero, rounding
+    errors are of the size of its terms, not of the result.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"shape {a.shape}, expected {e.shape}"
+    if e.size == 0:
+        return 0.0
+    scale = max(float(np.max(np.abs(e))), floor)
+    err = float(np.max(np.abs(a - e)))
+    return err if scale == 0 else err / scale
+
+
+def _amax(a) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def _forward_expect(xa, wa, x_name="x", w_name="w", expect=None) -> Expect:
+    """Shape rules between converted ``xa`` and ``wa`` (either may be None)."""
+    expect = expect or Expect()
+    if xa is not None and xa.ndim != 3:
+        expect.add(ValueError, x_name)
+        xa = None
+    if wa is not None and wa.ndim not in (2, 3):
+        expect.add(ValueError, w_name)
+        wa = None
+    if xa is not None and (xa.shape[1] == 0 or xa.shape[2] == 0):
+        expect.add(ValueError, x_name)
+        xa = None
+    if wa is not None and (wa.shape[-2] == 0 or wa.shape[-1] == 0):
+        expect.add(ValueError, w_name)
+        wa = None
+    if xa is None or wa is None:
+        return expect
+    if wa.shape[-2] > xa.shape[1] or wa.shape[-1] > xa.shape[2]:
+        expect.add(ValueError, w_name)
+        expect.add(ValueError, x_name)
+    if wa.ndim == 3:
+        nx, nw = xa.shape[0], wa.shape[0]
+        if nx != nw and 1 not in (nx, nw):
+            expect.add(ValueError, w_name)
+            expect.add(ValueError, x_name)
+    return expect
+
+
+def _declared_bytes(a: np.ndarray, itemsize: int) -> int:
+    return math.prod(a.shape) * itemsize
+
+
+# --------------------------------------------------------------------------
+# conv_forward
+# --------------------------------------------------------------------------
+
+@st.composite
+def huge_operand(draw):
+    """A zero-stride view declaring more than HUGE_BYTES (an int64-sized product)."""
+    dt = np.dtype(draw(st.sampled_from(("f8", "f4", "f2", "i4", "?"))))
+    n = draw(st.sampled_from((1, 1, 2, 7)))
+    h = 2 ** draw(st.integers(20, 31)) - draw(st.integers(0, 2**19))
+    wd = 2 ** draw(st.integers(20, 31)) - draw(st.integers(0, 2**19))
+    # NumPy cannot create an array whose byte size overflows its index type
+    # (an int64 product): skip those.
+    assume(n * h * wd * dt.itemsize < 2**63)
+    assume(n * h * wd * 4 >= HUGE_BYTES)
+    x = np.broadcast_to(np.ones((), dt), (n, h, wd))
+    return Operand(x, [x], f"huge broadcast {x.shape} {dt}")
+
+
+@st.composite
+def forward_case(draw):
+    kind = draw(st.sampled_from(("valid",) * 6 + ("any",) * 6 + ("huge",)))
+    if kind == "valid":
+        xs, ws = draw(valid_conv_shapes())
+        return (draw(operands(xs, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True)),
+                draw(operands(ws, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True)))
+    if kind == "huge":
+        x = draw(huge_operand())
+        hh, ww = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+        wshape = draw(st.sampled_from(((hh, ww), (1, hh, ww), (x.value.shape[0], hh, ww))))
+        w = draw(operands(wshape, dtypes=REAL_DTYPES, forms=("array",)))
+        return x, w
+    xs, ws = draw(conv_shapes())
+    return draw(operands(xs)), draw(operands(ws))
+
+
+def _run_forward(x: Operand, w: Operand, method, ref) -> None:
+    expect = Expect()
+    if method not in METHODS:
+        expect.add(ValueError, "method")
+    xa = _convert(x.value, "x", expect)
+    wa = _convert(w.value, "w", expect)
+    _forward_expect(xa, wa, expect=expect)
+    itemsize = 4 if all(a is not None and a.dtype.kind == "f" and a.dtype.itemsize <= 4
+                        for a in (xa, wa)) else 8
+    huge = [a for a in (xa, wa) if a is not None and _declared_bytes(a, itemsize) >= HUGE_BYTES]
+    if huge:
+        expect.huge = str(huge[0].shape)
+    guard = Guard(x, w)
+    result, exc, peak = _call(cconv.conv_forward, x.value, w.value, method=method,
+                              trace=expect.huge is not None)
+    guard.check_unchanged()
+    if exc is not None:
+        _check_raised(exc, expect, peak)
+        return
+    assert not expect.errors and expect.huge is None, (
+        f"returned, but expected one of {expect.errors} (huge: {expect.huge})"
+    )
+    out, cache = result
+    dtype = _compute_dtype(xa.dtype, wa.dtype)
+    assert out.dtype == dtype, f"computed in {out.dtype}, expected {dtype}"
+    guard.check_fresh(out)
+    expected = ref.scipy_forward(xa, wa)
+    err = _err(out, expected, _amax(xa) * _amax(wa))
+    assert err <= TOL[dtype], f"error {err:.3g} > {TOL[dtype]} ({dtype}, method={method})"
+    assert isinstance(cache, cconv.ConvCache)
+    event(f"forward ok {dtype} {method}")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@FUZZ
+@given(case=forward_case())
+def test_fuzz_conv_forward(ref, method, case):
+    _run_forward(*case, method, ref)
+
+
+@FUZZ
+@given(case=forward_case(), method=st.sampled_from(METHODS + BAD_METHODS))
+def test_fuzz_conv_forward_any_method(ref, case, method):
+    _run_forward(*case, method, ref)
+
+
+# --------------------------------------------------------------------------
+# conv_backward
+# --------------------------------------------------------------------------
+
+
+@st.composite
+def backward_case(draw):
+    xs, ws = draw(valid_conv_shapes())
+    x = draw(operands(xs, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True))
+    w = draw(operands(ws, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True))
+    fmethod = draw(st.sampled_from(METHODS))
+    n = ws[0] if len(ws) == 3 and xs[0] == 1 else xs[0]
+    out_shape = (n, xs[1] - ws[-2] + 1, xs[2] - ws[-1] + 1)
+    kind = draw(st.sampled_from(("exact",) * 6 + ("dtype", "shape", "junk")))
+    if kind == "exact":
+        dout = draw(operands(out_shape, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True))
+    elif kind == "dtype":
+        dout = draw(operands(out_shape, dtypes=BAD_DTYPES, forms=ARRAY_FORMS))
+    elif kind == "shape":
+        wrong = draw(st.sampled_from((
+            out_shape[1:], out_shape + (1,), (out_shape[0] + 1,) + out_shape[1:],
+            (out_shape[0], out_shape[1] + 1, out_shape[2]),
+            (out_shape[0], out_shape[1], out_shape[2] + 1), (), (1,) + out_shape[1:],
+        )))
+        dout = draw(operands(wrong, dtypes=VALID_DTYPES, forms=VALID_FORMS, keep_shape=True))
+    else:
+        dout = draw(operands(out_shape, dtypes=REAL_DTYPES, forms=JUNK_FORMS))
+    ckind = draw(st.sampled_from(("real",) * 8 + ("other", "junk")))
+    junk_cache = draw(st.sampled_from(("none", "tuple", "dict", "array", "object", "list", "fake")))
+    method = draw(st.sampled_from(METHODS * 3 + BAD_METHODS[:2]))
+    return x, w, fmethod, dout, ckind, junk_cache, method
+
+
+class _FakeCache:
+    """Duck-types a cache: has x, w and out_shape, but is no ConvCache."""
+
+    def __init__(self, x, w):
+        self.x, self.w = x, w
+        self.out_shape = (x.shape[0], x.shape[1] - w.shape[1] + 1, x.shape[2] - w.shape[2] + 1)
+        self._x, self._w, self._w_ndim, self._spectra = x, w, 3, None
+
+
+@FUZZ
+@given(case=backward_case())
+def test_fuzz_conv_backward(ref, case):
+    x, w, fmethod, dout, ckind, junk_cache, method = case
+    guard = Guard(x, w, dout)
+    fwd, exc, _ = _call(cconv.conv_forward, x.value, w.value, method=fmethod)
+    assert exc is None, f"valid forward call raised {type(exc).__name__}: {exc}"
+    out, cache = fwd
+    xa, wa = np.asarray(x.value), np.asarray(w.value)  # what the forward pass saw
+    if ckind == "other":  # a real cache, of another (valid) forward call
+        xa = np.ones((2, 6, 5), np.float32)
+        wa = np.full((3, 2), 0.5)
+        cache = cconv.conv_forward(xa, wa)[1]
+    elif ckind == "junk":
+        cache = {
+            "none": None,
+            "tuple": (xa, wa),
+            "dict": {"x": xa, "w": wa},
+            "array": xa,
+            "object": object(),
+            "list": [xa, wa],
+            "fake": _FakeCache(np.array(xa, dtype=np.float64).reshape((-1,) + xa.shape[-2:]),
+                               np.array(wa, dtype=np.float64).reshape((-1,) + wa.shape[-2:])),
+        }[junk_cache]
+
+    expect = Expect()
+    if method not in METHODS:
+        expect.add(ValueError, "method")
+    if not isinstance(cache, cconv.ConvCache):
+        expect.add(ValueError, "cache")
+    da = _convert(dout.value, "dout", expect)
+    w3 = wa if wa.ndim == 3 else wa[np.newaxis]
+    nx, nw = xa.shape[0], w3.shape[0]
+    out_shape = (nw if nx == 1 else nx, xa.shape[1] - w3.shape[1] + 1, xa.shape[2] - w3.shape[2] + 1)
+    if da is not None and da.shape != out_shape:
+        expect.add(ValueError, "dout")
+
+    result, exc, _ = _call(cconv.conv_backward, dout.value, cache, method=method)
+    guard.check_unchanged()
+    if exc is not None:
+        _check_raised(exc, expect)
+        return
+    assert not expect.errors, f"returned, but expected one of {expect.errors}"
+    dx, dw = result
+    dtype = _compute_dtype(_compute_dtype(xa.dtype, wa.dtype), _compute_dtype(da.dtype))
+    assert dx.dtype == dtype and dw.dtype == dtype, (dx.dtype, dw.dtype, dtype)
+    assert dx.shape == xa.shape and dw.shape == wa.shape
+    guard.check_fresh(dx, dw)
+    for r in (dx, dw):
+        assert not np.shares_memory(r, out)
+    edx, edw = ref.scipy_backward(xa, wa, da)
+    tol = TOL[dtype]
+    err_dx = _err(dx, edx, _amax(da) * _amax(wa))
+    err_dw = _err(dw, edw, _amax(da) * _amax(xa))
+    assert err_dx <= tol, f"dx error {err_dx:.3g} > {tol} ({dtype}, {fmethod} -> {method})"
+    assert err_dw <= tol, f"dw error {err_dw:.3g} > {tol} ({dtype}, {fmethod} -> {method})"
+    # The cache is not consumed or changed by a backward pass.
+    again = cconv.conv_backward(dout.value, cache, method=method)
+    assert np.array_equal(again[0], dx) and np.array_equal(again[1], dw)
+    event(f"backward ok {dtype} {fmethod}->{method}")
+
+
+# --------------------------------------------------------------------------
+# cconv.testing.rel_error
+# --------------------------------------------------------------------------
+
+@st.composite
+def rel_error_case(draw):
+    shape = draw(st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple))
+    other = draw(st.sampled_from(("same", "same", "scalar", "ones", "random")))
+    if other == "same":
+        shape_b = shape
+    elif other == "scalar":
+        shape_b = ()
+    elif other == "ones":
+        shape_b = tuple(1 for _ in shape)
+    else:
+        shape_b = draw(st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple))
+    a = draw(operands(shape))
+    b = draw(operands(shape_b))
+    if draw(st.integers(0, 3)) == 0:  # equal arrays: exactly 0
+        b = draw(operands(shape, dtypes=REAL_DTYPES, forms=ARRAY_FORMS))
+        arr = np.asarray(a.value) if a.arrays else None
+        if arr is not None and _is_computable(arr.dtype):
+            b = Operand(np.array(arr, copy=True), [], "copy of a")
+            b.arrays = [b.value]
+    return a, b
+
+
+def _leads_with(message: str, names) -> bool:
+    """``message`` starts with one of ``names``: the argument is its subject.
+
+    Stricter than :func:`_names` for one-letter names: ``a`` is also the
+    article ("b is a masked array").
+    """
+    return any(re.match(rf"{re.escape(n)}(?!\w)", message) for n in names)
+
+
+def _rel_error_reference(fa: np.ndarray, fb: np.ndarray) -> float:
+    """The documented definition, entry by entry, in plain Python floats."""
+    worst = 0.0
+    for x, y in np.broadcast(fa, fb):
+        x, y = float(x), float(y)
+        if math.isnan(x) or math.isnan(y):
+            return math.nan
+        if x == y:  # also inf == inf
+            e = 0.0
+        elif math.isinf(x) or math.isinf(y):
+            e = 1.0  # the limit of |x - y| / (|x| + |y|)
+        else:
+            e = abs(x - y) / max(1e-8, abs(x) + abs(y))
+        worst = max(worst, e)
+    return worst
+
+
+@FUZZ
+@given(case=rel_error_case())
+def test_fuzz_rel_error(case):
+    a, b = case
+    guard = Guard(a, b)
+    result, exc, _ = _call(rel_error, a.value, b.value)
+    guard.check_unchanged()
+    expect = Expect()
+    fa = _convert(a.value, "a", expect)
+    fb = _convert(b.value, "b", expect)
+    if expect.errors:
+        assert exc is not None, f"returned {result!r}; expected one of {expect.errors}"
+        names = [n for t, n in expect.errors if type(exc) is t]
+        assert names, f"raised {type(exc).__name__}: {exc}; expected one of {expect.errors}"
+        assert _leads_with(str(exc), names), f"message names none of {names}: {exc}"
+        event(f"rel_error {type(exc).__name__}")
+        return
+    fa, fb = fa.astype(np.float64), fb.astype(np.float64)
+    if fa.size == 0 and fb.size == 0:  # documented: 0 for two empty arrays
+        assert exc is None, f"raised {type(exc).__name__}: {exc}"
+        assert result == 0.0 and type(result) is float
+        return
+    try:
+        bshape = np.broadcast_shapes(fa.shape, fb.shape)
+    except ValueError:
+        assert exc is not None, f"returned {result!r} for shapes {fa.shape} and {fb.shape}"
+        assert type(exc) is ValueError, f"{type(exc).__name__}: {exc}"
+        message = str(exc)
+        assert _names(message, "b") and str(fa.shape) in message and str(fb.shape) in message, message
+        assert _leads_with(message, ["a"]), message
+        event("rel_error shapes do not broadcast")
+        return
+    assert exc is None, f"raised {type(exc).__name__}: {exc}"
+    assert type(result) is float
+    expected = _rel_error_reference(fa, fb) if math.prod(bshape) else 0.0
+    if math.isnan(expected):  # None in an object array, NaN: NaN out
+        assert math.isnan(result)
+        return
+    assert result == pytest.approx(expected, rel=1e-12, abs=0.0), (result, expected)
+    assert 0.0 <= result <= 1.0
+    event("rel_error ok")
+
+
+@st.composite
+def special_pair(draw):
+    """Float arrays with inf, -inf and NaN, and a second one equal in places."""
+    from hypothesis.extra import numpy as hnp
+
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4))
+    dt = draw(st.sampled_from((np.float64, np.float32)))
+    values = st.one_of(st.floats(-1e3, 1e3, width=32), st.sampled_from((np.inf, -np.inf, np.nan, 0.0)))
+    a = draw(hnp.arrays(dt, shape, elements=values))
+    b = draw(hnp.arrays(dt, shape, elements=values))
+    same = draw(hnp.arrays(np.bool_, shape))
+    b = np.where(same, a, b).astype(dt)
+    return a, b
+
+
+@FUZZ
+@given(case=special_pair())
+def test_fuzz_rel_error_special_values(case):
+    a, b = case
+    result, exc, _ = _call(rel_error, a, b)
+    assert exc is None, f"raised {type(exc).__name__}: {exc}"
+    expected = _rel_error_reference(a.astype(np.float64), b.astype(np.float64)) if a.size else 0.0
+    if math.isnan(expected):
+        assert math.isnan(result), result
+        event("rel_error NaN")
+        return
+    assert result == pytest.approx(expected, rel=1e-12, abs=0.0), (result, expected)
+    event("rel_error special ok")
+
+
+# --------------------------------------------------------------------------
+# cconv.testing.numerical_gradient (tiny inputs: two calls per entry)
+# --------------------------------------------------------------------------
+
+GOOD_H = st.one_of(st.floats(1e-6, 1e-1), st.sampled_from((1e-5, np.float64(1e-4), np.float32(1e-3), 1)))
+BAD_H = st.sampled_from((0, 0.0, -1e-5, float("nan"), float("inf"), float("-inf"), np.float64(-1),
+                         np.float16(1e-9), 10**400, None, "1e-5", [1e-5], np.array([1e-5, 2e-5]),
+                         1j, True, np.bool_(True)))
+
+
+@st.composite
+def gradient_case(draw):
+    kind = draw(st.sampled_from(("valid",) * 5 + ("x", "dout", "h")))
+    if kind == "x":
+        xs, ws = draw(conv_shapes())
+        xs = tuple(min(s, 4) for s in xs)
+        ws = draw(st.sampled_from(((1, 1), (2, 2), (1, 2))))
+    else:
+        xs, ws = draw(valid_conv_shapes())
+        xs = (min(xs[0], 2),) + tuple(min(s, 4) for s in xs[1:])
+        ws = tuple(min(s, t) for s, t in zip(ws[-2:], xs[1:]))
+    styles = ("normal", "small", "zeros", "const")
+    if kind == "x":  # anything at all
+        x = draw(operands(xs, styles=styles))
+    else:
+        x = draw(operands(xs, dtypes=REAL_DTYPES, forms=VALID_FORMS, styles=styles, keep_shape=True))
+    w = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal(ws)
+    n = xs[0] if len(xs) == 3 else 1
+    out_shape = (n, max(xs[-2] - ws[0] + 1, 0) if len(xs) >= 2 else 0,
+                 max(xs[-1] - ws[1] + 1, 0) if xs else 0)
+    if kind == "dout":
+        dshape = draw(st.sampled_from((out_shape, (), (1, 1, 1), out_shape[1:],
+                                       (out_shape[0] + 2,) + out_shape[1:],
+                                       (out_shape[0], out_shape[1] + 2, out_shape[2]))))
+        dout = draw(operands(dshape, styles=styles))
+    else:
+        dout = draw(operands(out_shape, dtypes=VALID_DTYPES, forms=VALID_FORMS, styles=styles,
+                             keep_shape=True))
+    h = draw(BAD_H if kind == "h" else GOOD_H)
+    method = draw(st.sampled_from(METHODS))
+    return x, w, dout, h, method
+
+
+def _h_fault(h):
+    """The error a step ``h`` calls for (TypeError or ValueError), or None."""
+    if isinstance(h, (bool, np.bool_)) or not isinstance(h, (int, float, np.integer, np.floating)):
+        return TypeError
+    try:
+        value = float(h)
+    except OverflowError:
+        return ValueError
+    return None if math.isfinite(value) and value > 0 else ValueError
+
+
+@FUZZ
+@given(case=gradient_case())
+def test_fuzz_numerical_gradient(ref, case):
+    x, w, dout, h, method = case
+    guard = Guard(x, dout)
+
+    def f(v):
+        return cconv.conv_forward(v, w, method=method)[0]
+
+    result, exc, _ = _call(numerical_gradient, f, x.value, dout.value, h=h)
+    guard.check_unchanged()
+    expect = Expect()
+    h_fault = _h_fault(h)
+    if h_fault is not None:
+        expect.add(h_fault, "h")
+    xa = _convert(x.value, "x", expect)
+    da = _convert(dout.value, "dout", expect)
+    if xa is not None and xa.size:
+        # f is called with a float64 copy of x: conv_forward's rules apply to it.
+        _forward_expect(xa, w, expect=expect)
+        if da is not None and not expect.errors:
+            out_shape = (xa.shape[0], xa.shape[1] - w.shape[0] + 1, xa.shape[2] - w.shape[1] + 1)
+            if da.shape != out_shape:  # exactly f(x)'s shape: no broadcasting
+                expect.add(ValueError, "dout")
+
+    if exc is not None:
+        _check_raised(exc, expect)
+        return
+    assert not expect.errors, f"returned, but expected one of {expect.errors}"
+    xf = xa.astype(np.float64)
+    assert type(result) is np.ndarray and result.dtype == np.float64
+    assert result.shape == xf.shape
+    assert result.flags.writeable  # (C order is not promised here)
+    for a in guard.arrays:
+        assert not np.shares_memory(result, _root(a)), "output shares memory with an input"
+    if xf.size == 0:
+        event("numerical_gradient: empty x")  # no entry to perturb: f is never called
+        return
+    df = da.astype(np.float64)
+    edx, _ = ref.scipy_backward(xf, w, df)
+    err = _err(result, edx, _amax(df) * _amax(w))
+    assert err <= 1e-6, f"numerical gradient off by {err:.3g} (h={h!r}, method={method})"
+    event("numerical_gradient ok")
+
+
+# --------------------------------------------------------------------------
+# get_num_threads / set_num_threads
+# --------------------------------------------------------------------------
+
+MAX_THREADS = 4096  # the documented largest count
+
+THREAD_COUNTS = st.one_of(
+    st.integers(-3, 8),
+    st.integers(MAX_THREADS - 3, MAX_THREADS + 3),
+    st.integers(2**31 - 2, 2**80),
+    st.sampled_from((0, -1, 1.0, 2.5, "2", None, True, False, np.int64(2), np.int32(3),
+                     np.uint8(1), np.uint64(2**64 - 1), np.float64(2.0), [2], 1j,
+                     np.int64(2**40), np.bool_(True), 100_000)),
+)
+
+
+@FUZZ
+@given(n=THREAD_COUNTS)
+def test_fuzz_set_num_threads(n):
+    before = cconv.get_num_threads()
+    integer = isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+    valid = integer and 1 <= n <= MAX_THREADS
+    try:
+        _, exc, _ = _call(cconv.set_num_threads, n)
+        if exc is not None:
+            expect = Expect(errors={(ValueError if integer else TypeError, "n")})
+            _check_raised(exc, expect)
+            assert repr(n) in str(exc), f"the message does not show the value {n!r}: {exc}"
+            assert cconv.get_num_threads() == before, "a refused count changed the setting"
+            return
+        assert valid, f"set_num_threads({n!r}) was accepted"
+        assert cconv.get_num_threads() == (int(n) if cconv._kernels.openmp_enabled() else 1)
+        event("set_num_threads ok")
+        if n <= 8:  # (large counts start that many threads: no call made)
+            out, _ = cconv.conv_forward(np.ones((3, 5, 5)), np.ones((2, 2)), method="direct")
+            assert np.array_equal(out, np.full((3, 4, 4), 4.0))
+    finally:
+        cconv.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------
+# pinned cases
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_huge_broadcast_is_refused_before_allocating(method, dtype):
+    # 320 GB as float64 if it were materialised: refused, not attempted.
+    x = np.broadcast_to(dtype(1), (1, 200_000, 200_000))
+    _, exc, peak = _call(cconv.conv_forward, x, np.ones((3, 3), dtype), method=method, trace=True)
+    assert type(exc) in (MemoryError, ValueError), repr(exc)  # not NumPy's _ArrayMemoryError
+    assert "200000" in str(exc)
+    assert peak < HUGE_PEAK, f"allocated {peak / 2**20:.0f} MiB before refusing"
+
+
+def test_shapes_overflowing_int64_cannot_be_created():
+    # Why the fuzz skips them: NumPy itself refuses.
+    with pytest.raises(ValueError):
+        np.broadcast_to(np.float64(1), (2**32, 2**32, 2**32))
+
+
+# --------------------------------------------------------------------------
+# regressions: minimal reproductions of the bugs the fuzz found (once strict
+# xfails, now fixed)
+# --------------------------------------------------------------------------
+
+def _f(v):
+    return cconv.conv_forward(v, np.ones((2, 2)))[0]
+
+
+@pytest.mark.parametrize("h", ["1e-5", None, [1e-5], 1j, True])
+def test_numerical_gradient_non_numeric_h_names_h(h):
+    # Was: NumPy's "'>' not supported between ..." or "truth value ...".
+    with pytest.raises(TypeError, match=r"^h\b.*" + re.escape(repr(h))):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones((1, 2, 2)), h=h)
+
+
+@pytest.mark.parametrize("h", [float("inf"), float("nan"), 0, -1e-5, 10**400])
+def test_numerical_gradient_rejects_infinite_or_non_positive_h(h):
+    # Was: h=inf accepted, a NaN gradient returned.
+    with pytest.raises(ValueError, match=r"^h\b.*positive finite"):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones((1, 2, 2)), h=h)
+
+
+@pytest.mark.parametrize("which", ["x", "dout"])
+def test_numerical_gradient_complex_input(which):
+    # Was: cast to real with a ComplexWarning (the imaginary part dropped).
+    args = {"x": np.ones((1, 3, 3)), "dout": np.ones((1, 2, 2))}
+    args[which] = args[which] * (1 + 1j)
+    with pytest.raises(TypeError, match=rf"^{which}\b.*complex"):
+        numerical_gradient(_f, args["x"], args["dout"])
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 2), (2, 2, 2), (1, 1, 1), (2, 2)])
+def test_numerical_gradient_bad_dout_names_dout(shape):
+    # Was: NumPy's broadcast error (naming no argument), or a silent
+    # broadcast of dout against f(x)'s output.
+    with pytest.raises(ValueError, match=r"^dout\b.*" + re.escape(str(shape))):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones(shape))
+
+
+def test_numerical_gradient_fortran_x():
+    # Was: a Fortran-ordered x gave uninitialised memory (fixed in ca41cd9).
+    x = np.asfortranarray(np.arange(12.0).reshape(1, 3, 4))
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dout = np.ones((1, 2, 3))
+    g = numerical_gradient(lambda v: cconv.conv_forward(v, w)[0], x, dout)
+    expected = [[[1, 3, 3, 2], [4, 10, 10, 6], [3, 7, 7, 4]]]  # worked out by hand
+    np.testing.assert_allclose(g, expected, rtol=1e-8)
+
+
+def test_numerical_gradient_empty_x_does_not_call_f():
+    def f(v):
+        raise AssertionError("f called")
+
+    g = numerical_gradient(f, np.ones((0, 3)), np.ones((7,)))
+    assert g.shape == (0, 3) and g.dtype == np.float64
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_rel_error_complex(which):
+    # Was: the imaginary part silently dropped (rel_error(1+1j, 1-1j) == 0).
+    args = {"a": np.array([1 + 1j]), "b": np.array([1 - 1j])}
+    if which == "b":
+        args["a"] = np.array([1.0])
+    with pytest.raises(TypeError, match=rf"^{which}\b.*complex"):
+        rel_error(args["a"], args["b"])
+
+
+@pytest.mark.parametrize("sa, sb", [((0, 3), (1, 3)), ((2, 0), ()), ((0,), (1,)), ((0, 3), (0, 4))])
+def test_rel_error_empty(sa, sb):
+    # Was: ValueError "zero-size array to reduction operation maximum".
+    assert rel_error(np.ones(sa), np.ones(sb)) == 0.0
+
+
+def test_rel_error_shapes_that_do_not_broadcast():
+    with pytest.raises(ValueError, match=r"^a\b.*\bb\b.*\(2, 3\).*\(4,\)"):
+        rel_error(np.ones((2, 3)), np.ones(4))
+
+
+def test_rel_error_infinities_and_nan():
+    inf = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" RuntimeWarning either
+        assert rel_error([inf, 1.0], [inf, 1.0]) == 0.0
+        assert rel_error([-inf, 2.0], [-inf, 2.0]) == 0.0
+        assert rel_error([inf, 1.0], [inf, 3.0]) == 0.5  # the finite entry decides
+        assert rel_error([inf], [1.0]) == 1.0
+        assert rel_error([inf], [-inf]) == 1.0
+        assert math.isnan(rel_error([np.nan, 1.0], [np.nan, 1.0]))
+        assert math.isnan(rel_error([inf, 1.0], [inf, np.nan]))
+
+
+@pytest.mark.parametrize("n", [2**31, 2**63, 4097, 100_000, np.int64(2**40)])
+def test_set_num_threads_overflow(n):
+    # Was: OverflowError from the C shim for 2**31 and beyond.
+    before = cconv.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match=r"^n\b.*" + re.escape(repr(n))):
+            cconv.set_num_threads(n)
+        assert cconv.get_num_threads() == before
+    finally:
+        cconv.set_num_threads(before)
+
+
+def test_set_num_threads_accepts_the_documented_range():
+    before = cconv.get_num_threads()
+    try:
+        for n in (1, np.int32(2), np.uint8(3), MAX_THREADS):
+            cconv.set_num_threads(n)  # (no parallel loop started: 4096 threads)
+            if cconv._kernels.openmp_enabled():
+                assert cconv.get_num_threads() == n
+    finally:
+        cconv.set_num_threads(before)
+
+
+def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
+    # Was: set_num_threads(100_000) accepted; the next call died of SIGSEGV
+    # inside libgomp.  In a child process, so a crash fails only this test.
+    code = (
+        "import re, numpy as np, cconv\n"
+        "try:\n"
+        "    cconv.set_num_threads(100_000)\n"
+        "except ValueError as e:\n"
+        "    assert re.match(r'n\\b.*100000', str(e)), str(e)\n"
+        "    cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "    raise SystemExit(0)\n"
+        "cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "raise SystemExit(3)\n"
+    )
+    def no_core_dump():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    # Outside the checkout (so the installed package is imported), no core file.
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          cwd=tmp_path, preexec_fn=no_core_dump)
+    assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"
