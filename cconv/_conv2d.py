@@ -492,10 +492,10 @@ def _backward_gemm(dout, cache, dtype):
         return dx, np.zeros((f, cg, hh, ww), dtype)
     with single_blas as pinned:
         t = threads if pinned else 1
-        dw = np.zeros((t, g, f // g, cg * hh * ww), dtype)
+        dw = np.zeros((t, g, cg * hh * ww, f // g), dtype)
         work = np.empty(layer.workspace(dtype.itemsize, t), dtype)
         _engine._kernels.conv2d_gemm_backward(
             x, w.reshape(g, f // g, -1), dout.reshape(n, f, -1), dx, dw, work,
             layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize),
         )
-    return dx, dw.sum(axis=0).reshape(f, cg, hh, ww)
+    return dx, np.ascontiguousarray(dw.sum(axis=0).transpose(0, 2, 1)).reshape(f, cg, hh, ww)

@@ -516,8 +516,9 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     """Gradients of ``sum(out * dout)`` for the layer of ``conv2d_gemm_forward``.
 
     ``dx`` (N, C, H, W) must be zeros; it is summed into.  ``dw`` is
-    (T, G, Fg, Kg) of zeros, one partial sum per thread (T =
-    ``work.shape[0]``), which the caller adds up.  An empty ``dx`` or ``dw``
+    (T, G, Kg, Fg) of zeros: one partial sum per thread (T =
+    ``work.shape[0]``) of each group's filters, transposed, which the caller
+    adds up and transposes back.  An empty ``dx`` or ``dw``
     is skipped.  Work items are (image, group), so no two threads write the
     same part of ``dx``; each runs through its tiles in order.
     """
@@ -543,14 +544,14 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
             tl = _tile(&g, t, rows, cols)
             d = &dout[n, grp * Fg, tl.i0 * g.Wo + tl.j0]
             if want_dw:
-                # Row-major dw (Fg x Kg) += dout (Fg x P) @ cols.T (P x Kg).
+                # Row-major dw.T (Kg x Fg) += cols (Kg x P) @ dout.T (P x Fg).
                 if pointwise:
                     a = &x[n, grp * g.C, 0, 0] + tl.i0 * g.W + tl.j0
                 else:
                     _im2col(&g, &tl, &x[n, grp * g.C, 0, 0], ws)
                     a = ws
-                _gemm(c'T', c'N', <int>Kg, <int>Fg, <int>tl.P, a, <int>(HW if pointwise else tl.P),
-                      d, <int>HoWo, 1, &dw[tid, grp, 0, 0], <int>Kg)
+                _gemm(c'T', c'N', <int>Fg, <int>Kg, <int>tl.P, d, <int>HoWo,
+                      a, <int>(HW if pointwise else tl.P), 1, &dw[tid, grp, 0, 0], <int>Fg)
             if want_dx:
                 # Row-major dcols (Kg x P) = w[grp].T (Kg x Fg) @ dout (Fg x P).
                 if pointwise:
