@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import scipy
 
-from . import _engine
+from . import _blas, _engine
 from ._version import __version__
 
 
@@ -31,6 +31,7 @@ def config() -> dict:
         "threads": _engine.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "CCONV_KERNELS": os.environ.get("CCONV_KERNELS", "(unset)"),
+        "blas": _blas.blas_library() or "(no thread control found: conv2d runs its tiles on one thread)",
     }
 
 
@@ -39,7 +40,8 @@ def show_config() -> None:
 
     The compiled build in use (baseline, x86-64-v3 or x86-64-v4) and the
     compiler and flags it was built with, whether OpenMP is on and how many
-    threads cconv will use, and the versions of Python, NumPy and SciPy.
+    threads cconv will use, the versions of Python, NumPy and SciPy, and the
+    BLAS library whose threads the 4-D layer holds at one during its calls.
     """
     facts = config()
     width = max(map(len, facts))

@@ -327,6 +327,7 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
 
 cimport scipy.linalg.cython_blas as _blas
 from cython.parallel cimport threadid
+from libc.string cimport memcpy
 
 
 cdef struct Geometry:
@@ -427,8 +428,7 @@ cdef void _im2col(const Geometry* g, const Tile* tl, const real* x,
                         for j in range(tl.j0, jlo):
                             o[j] = 0
                         if g.sw == 1:
-                            for j in range(jlo, jhi):
-                                o[j] = src[j]
+                            memcpy(o + jlo, src + jlo, (jhi - jlo) * sizeof(real))
                         else:
                             for j in range(jlo, jhi):
                                 o[j] = src[j * g.sw]
