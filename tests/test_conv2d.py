@@ -7,6 +7,7 @@ comparison against PyTorch is in ``test_conv2d_torch.py``.
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -334,3 +335,37 @@ def test_property_matches_reference(ref, case, dtype, layout, bias, seed):
     assert ref.max_rel_err(dx, rx) <= ref.tol(dtype)
     assert ref.max_rel_err(dw, rw) <= ref.tol(dtype)
     assert (db is None) if b is None else ref.max_rel_err(db, rb) <= ref.tol(dtype)
+
+
+def test_without_blas_thread_control_runs_on_one_thread(ref, rng, monkeypatch):
+    """Where no BLAS thread API is found, the tiles run on one thread (the BLAS may thread)."""
+    import cconv._blas as blas
+
+    monkeypatch.setattr(blas, "_controls", [])
+    assert blas.blas_library() is None
+    x, w, b, opts = _make(rng, (3, 4, 9, 8, 4, 3, 3, {"padding": 1, "stride": 2}), np.float64)
+    out, cache = cconv.conv2d_forward(x, w, b, **opts)
+    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
+    dout = rng.standard_normal(out.shape)
+    for got, want in zip(cconv.conv2d_backward(dout, cache), ref.layer_backward(x, w, dout, **opts)):
+        assert ref.max_rel_err(got, want) <= 1e-12
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the BLAS is found through /proc/self/maps")
+def test_blas_thread_setting_is_found_and_restored():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import cconv._blas as blas
+
+    path = blas.blas_library()
+    assert path is not None, "SciPy's BLAS thread control not found"
+    info = [lib for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
+    assert info, f"{path} is not a BLAS threadpoolctl knows"
+    before = info[0]["num_threads"]
+    with blas.single_threaded_blas() as pinned:
+        assert pinned
+        inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
+        with blas.single_threaded_blas():  # nested: still one, and not restored early
+            pass
+        after_nested = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
+    after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
+    assert inside == [1] and after_nested == [1] and after == [before]
