@@ -20,6 +20,11 @@ conv_backward
     Gradients with respect to the images and the filters.
 ConvCache
     The cache type that links the two passes.
+match_template
+    Template matching with OpenCV's six scores (normalised cross-correlation
+    by default), one or many templates against one or many images.
+find_matches, Match
+    The best matches in score maps, with non-maximum suppression.
 get_num_threads, set_num_threads
     The one thread-count knob, for the compiled loops and the FFTs.
 show_config
@@ -45,6 +50,7 @@ from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
 from ._conv3d import ConvCache, conv_backward, conv_forward
 from ._config import show_config
 from ._engine import get_num_threads, set_num_threads
+from ._match import Match, find_matches, match_template
 from ._version import __version__
 
 __all__ = [
@@ -54,7 +60,10 @@ __all__ = [
     "conv2d_forward",
     "conv_backward",
     "conv_forward",
+    "find_matches",
     "get_num_threads",
+    "Match",
+    "match_template",
     "set_num_threads",
     "show_config",
     "testing",

@@ -1,6 +1,6 @@
 """Type stubs of cconv's public API."""
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,28 @@ def conv2d_forward(
 def conv2d_backward(
     dout: npt.ArrayLike, cache: Conv2dCache
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating] | None]: ...
+_MatchMethod = Literal["sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed"]
+
+class Match(NamedTuple):
+    index: int
+    y: int
+    x: int
+    score: float
+
+def match_template(
+    image: npt.ArrayLike,
+    templates: npt.ArrayLike,
+    method: _MatchMethod = "ccoeff_normed",
+    pad_input: bool = False,
+) -> npt.NDArray[np.floating]: ...
+def find_matches(
+    scores: npt.ArrayLike,
+    num: int = 5,
+    min_distance: int = 10,
+    threshold: float | None = None,
+    *,
+    lower_is_better: bool = False,
+) -> list[Match]: ...
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def show_config() -> None: ...

@@ -206,6 +206,7 @@ def ref() -> types.SimpleNamespace:
         layer_padding=reference.layer_padding,
         layer_forward=reference.layer_forward,
         layer_backward=reference.layer_backward,
+        match_scores=reference.match_scores,
         broadcast_pairs=reference.broadcast_pairs,
         max_rel_err=max_rel_err,
         tol=tol,

@@ -9,7 +9,8 @@ against.  Two families are provided:
   small cases, and sharing no code with SciPy;
 * the 4-D layer (channels, stride, padding, dilation, groups, bias) as in
   ``torch.nn.functional.conv2d``, by strided window views and ``einsum``,
-  one filter tap at a time.
+  one filter tap at a time;
+* template-matching scores (OpenCV's six definitions), one window at a time.
 
 All references compute in float64, whatever the input dtype.
 
@@ -32,6 +33,7 @@ __all__ = [
     "layer_padding",
     "layer_forward",
     "layer_backward",
+    "match_scores",
 ]
 
 
@@ -223,3 +225,49 @@ def layer_backward(x, w, dout, stride=1, padding=0, dilation=1, groups=1):
             dxp[:, cs, rows, cols] += np.einsum("nfhw,fc->nchw", dout[:, fs], w[fs, :, a, b_])
     dx = dxp[:, :, pad[0][0] : pad[0][0] + h, pad[1][0] : pad[1][0] + wd]
     return dx, dw, dout.sum(axis=(0, 2, 3))
+
+
+# --------------------------------------------------------------------------
+# Template matching: every window, by the definitions
+# --------------------------------------------------------------------------
+
+
+def match_scores(image, template, method, pad_input=False) -> np.ndarray:
+    """OpenCV's score ``method`` of a 2-D template at every placement in a 2-D image.
+
+    Each window is taken out and scored on its own, in float64, with its mean
+    subtracted directly (no running sums).  Windows (or templates) with zero
+    variance (ccoeff_normed) or zero energy (ccorr_normed, sqdiff_normed)
+    get 0 (sqdiff_normed: 1).  ``pad_input`` pads the image with zeros so
+    that the output has its size and is indexed by the template's centre
+    (HH // 2, WW // 2).
+    """
+    img, t = _as_f64(image), _as_f64(template)
+    hh, ww = t.shape
+    if pad_input:
+        img = np.pad(img, ((hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2)))
+    ho, wo = img.shape[0] - hh + 1, img.shape[1] - ww + 1
+    out = np.zeros((ho, wo))
+    tc = t - t.mean()
+    for r in range(ho):
+        for c in range(wo):
+            win = img[r : r + hh, c : c + ww]
+            if method == "sqdiff":
+                out[r, c] = np.sum((t - win) ** 2)
+            elif method == "ccorr":
+                out[r, c] = np.sum(t * win)
+            elif method == "ccoeff":
+                out[r, c] = np.sum(tc * (win - win.mean()))
+            elif method == "ccoeff_normed":
+                wc = win - win.mean()
+                den = np.sqrt(np.sum(wc * wc) * np.sum(tc * tc))
+                out[r, c] = np.sum(tc * wc) / den if den > 0 else 0.0
+            elif method == "ccorr_normed":
+                den = np.sqrt(np.sum(win * win) * np.sum(t * t))
+                out[r, c] = np.sum(t * win) / den if den > 0 else 0.0
+            elif method == "sqdiff_normed":
+                den = np.sqrt(np.sum(win * win) * np.sum(t * t))
+                out[r, c] = min(np.sum((t - win) ** 2) / den, 1.0) if den > 0 else 1.0
+            else:
+                raise ValueError(method)
+    return out
