@@ -328,6 +328,7 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
 cimport scipy.linalg.cython_blas as _blas
 from cython.parallel cimport threadid
 from libc.string cimport memcpy
+from libc.math cimport sqrt
 
 
 cdef struct Geometry:
@@ -561,3 +562,121 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
                     _gemm(c'N', c'T', <int>tl.P, <int>Kg, <int>Fg, d, <int>HoWo, &w[grp, 0, 0],
                           <int>Kg, 0, ws, <int>tl.P)
                     _col2im(&g, &tl, ws, &dx[n, grp * g.C, 0, 0])
+
+
+# ---------------------------------------------------------------------------
+# Window sums for template matching.
+
+def window_sums(const double[:, :, ::1] x, Py_ssize_t hh, Py_ssize_t ww,
+                double[:, :, ::1] s1, double[:, :, ::1] s2, double[:, :, ::1] work):
+    """``s1[n, i, j]`` = sum of ``x[n, i:i+hh, j:j+ww]``, ``s2`` the same of ``x**2``.
+
+    Running sums, slid one row down and one column across at a time, and
+    started afresh every ``hh`` rows and every ``ww`` columns, so that
+    rounding never accumulates over more than a window's length.  Parallel
+    over blocks of ``hh`` output rows; ``work`` is (threads, 2, W), one pair
+    of column-sum rows per thread.
+    """
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t Ho = s1.shape[1], Wo = s1.shape[2]
+    cdef Py_ssize_t blocks = (Ho + hh - 1) // hh
+    cdef Py_ssize_t item, n, i0, i1, i, j, j0, j1, r, tid
+    cdef double* c1
+    cdef double* c2
+    cdef double a, b, t1, t2
+    if N == 0 or Ho <= 0 or Wo <= 0:
+        return
+    for item in prange(N * blocks, nogil=True, schedule="static", num_threads=work.shape[0]):
+        n = item // blocks
+        i0 = (item % blocks) * hh
+        i1 = i0 + hh if i0 + hh < Ho else Ho
+        tid = threadid()
+        c1 = &work[tid, 0, 0]
+        c2 = &work[tid, 1, 0]
+        for j in range(W):
+            c1[j] = 0
+            c2[j] = 0
+        for r in range(i0, i0 + hh):
+            for j in range(W):
+                a = x[n, r, j]
+                c1[j] += a
+                c2[j] += a * a
+        for i in range(i0, i1):
+            if i > i0:  # slide the column sums down one row
+                for j in range(W):
+                    a = x[n, i + hh - 1, j]
+                    b = x[n, i - 1, j]
+                    c1[j] += a - b
+                    c2[j] += a * a - b * b
+            j0 = 0
+            while j0 < Wo:
+                t1 = 0
+                t2 = 0
+                for j in range(j0, j0 + ww):
+                    t1 = t1 + c1[j]
+                    t2 = t2 + c2[j]
+                s1[n, i, j0] = t1
+                s2[n, i, j0] = t2
+                j1 = j0 + ww if j0 + ww < Wo else Wo
+                for j in range(j0 + 1, j1):
+                    t1 = t1 + (c1[j + ww - 1] - c1[j - 1])
+                    t2 = t2 + (c2[j + ww - 1] - c2[j - 1])
+                    s1[n, i, j] = t1
+                    s2[n, i, j] = t2
+                j0 = j1
+
+
+cdef enum:
+    # What finish_scores computes from c = corr + offset (see its docstring).
+    SCORE_PLAIN = 0
+    SCORE_NORMED = 1
+    SCORE_SQDIFF = 2
+    SCORE_SQDIFF_NORMED = 3
+
+
+def finish_scores(const real[:, :, ::1] corr, const double[:, :, ::1] window,
+                  const double[::1] offset, const double[::1] templ,
+                  const double[::1] w_floor, const double[::1] t_floor,
+                  int kind, real[:, :, ::1] out):
+    """Template-matching scores of pairs ``p`` from their correlation, in one pass.
+
+    With ``c = corr[p] + offset[p]``, ``e = window[p]`` (or ``window[0]`` for
+    every pair), ``t = templ[p]`` and ``s = sqrt(e * t)``, ``kind`` is one of
+
+    - 0: ``c``;
+    - 1: ``c / s`` clipped to [-1, 1], 0 where ``e <= w_floor[p]`` or
+      ``t <= t_floor[p]`` (a flat window or template);
+    - 2: ``max(t - 2c + e, 0)``: the sum of squared differences;
+    - 3: that over ``s``, clipped to [0, 1], 1 where flat.
+
+    Arithmetic in double; ``out`` may be ``corr`` itself.
+    """
+    cdef Py_ssize_t P = corr.shape[0], Ho = corr.shape[1], Wo = corr.shape[2]
+    cdef bint shared = window.shape[0] == 1
+    cdef Py_ssize_t r, p, i, j
+    cdef double c, e, s, v, lo = -1.0 if kind == SCORE_NORMED else 0.0
+    cdef bint flat
+    for r in prange(P * Ho, nogil=True, schedule="static"):
+        p = r // Ho
+        i = r - p * Ho
+        for j in range(Wo):
+            c = corr[p, i, j] + offset[p]
+            e = window[0 if shared else p, i, j]
+            if kind == SCORE_PLAIN:
+                out[p, i, j] = <real>c
+                continue
+            if kind >= SCORE_SQDIFF:
+                c = templ[p] - 2 * c + e
+                c = c if c > 0 else 0
+                if kind == SCORE_SQDIFF:
+                    out[p, i, j] = <real>c
+                    continue
+            flat = e <= w_floor[p] or templ[p] <= t_floor[p]
+            s = sqrt((e if e > 0 else 0) * templ[p])
+            if flat:
+                v = 1.0 if kind == SCORE_SQDIFF_NORMED else 0.0
+            else:
+                v = c / s
+                v = v if v > lo else lo
+                v = v if v < 1.0 else 1.0
+            out[p, i, j] = <real>v

@@ -39,3 +39,21 @@ def conv2d_gemm_backward(
     rows: int,
     cols: int,
 ) -> None: ...
+def window_sums(
+    x: npt.NDArray[np.float64],
+    hh: int,
+    ww: int,
+    s1: npt.NDArray[np.float64],
+    s2: npt.NDArray[np.float64],
+    work: npt.NDArray[np.float64],
+) -> None: ...
+def finish_scores(
+    corr: npt.NDArray[_Real],
+    window: npt.NDArray[np.float64],
+    offset: npt.NDArray[np.float64],
+    templ: npt.NDArray[np.float64],
+    w_floor: npt.NDArray[np.float64],
+    t_floor: npt.NDArray[np.float64],
+    kind: int,
+    out: npt.NDArray[_Real],
+) -> None: ...

@@ -10,25 +10,26 @@ Every score is built from three pieces, each computed once per call:
 Window sums.  scikit-image takes them from 2-D integral images (cumulative
 sums over the whole image), whose magnitude grows with the image: on a large
 image with a large mean the difference of four huge numbers loses the
-window's variance and normalised scores leave [-1, 1].  Here the image's
-mean is subtracted first, and the sums run along one axis at a time
-(a column sum over the template's height, then a row sum over its width), in
-float64: a rounding error is relative to one column or row of the window, not
-to the whole image.  The correlation is also taken on the mean-subtracted
-image; the mean's share is added back exactly where a score needs it.
+window's variance, and normalised scores leave [-1, 1].  Here the image's
+mean is subtracted first, then a compiled loop (``window_sums``) keeps
+running sums in float64, slid one row down and one column across at a time
+and started afresh every window length: a rounding error is relative to one
+window's sum, never to the whole image's.  The correlation is also taken on
+the mean-subtracted image; the mean's share is added back exactly where a
+score needs it.  Score maps are finished in chunks of about 64 MiB of float64
+work, so memory stays proportional to the image and the output.
 
 Flat windows.  A window whose variance (for the ccoeff scores) or whose
 energy, the sum of squares (for ccorr_normed and sqdiff_normed), is within
 the rounding error of the computation has no defined normalised score: it
 gets 0 (``sqdiff_normed``: 1, the worst match, as in OpenCV).  That error is
-bounded by ``max(4 * eps64 * (H*WW + W*HH + n), n * (8 * eps)**2) * scale**2``
-for an H x W image and an HH x WW template of n pixels, ``eps`` that of the
-compute dtype and ``scale`` the image's largest magnitude (for ccoeff: its
-largest distance from its mean): for a 2048x2048 image and a 64x64 template,
-windows whose standard deviation is below about 2e-7 of ``scale``.  A
-template that is itself flat by the same rule makes every normalised score
-0 (1).  Normalised scores are clipped to their range, so rounding never
-takes them past -1 or 1 (0 or 1).
+below ``n * max(8 * eps64, (8 * eps)**2) * scale**2`` for a template of n
+pixels, ``eps`` that of the compute dtype and ``scale`` the image's largest
+magnitude (for ccoeff: its largest distance from its mean), i.e. windows
+whose standard deviation is below about 3e-8 (float64) or 1e-6 (float32) of
+``scale``.  A template that is itself flat by the same rule makes every
+normalised score 0 (1).  Normalised scores are clipped to their range, so
+rounding never takes them past -1 or 1 (0 or 1).
 """
 
 from __future__ import annotations
@@ -50,16 +51,6 @@ MATCH_METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "
 Match = namedtuple("Match", ["index", "y", "x", "score"])
 Match.__doc__ = """One match: score map ``index`` (the pair of image and template), top-left
 corner ``(y, x)`` of the window (its centre with ``pad_input=True``), and the score."""
-
-
-def _box_sums(a: np.ndarray, hh: int, ww: int) -> np.ndarray:
-    """Sums of ``a[n]`` over every ``hh x ww`` window, one axis at a time, in float64."""
-    c = np.zeros((a.shape[0], a.shape[1] + 1, a.shape[2]))
-    np.cumsum(a, axis=1, out=c[:, 1:])
-    cols = c[:, hh:] - c[:, :-hh]  # (N, H', W): sums over hh rows
-    r = np.zeros((a.shape[0], cols.shape[1], cols.shape[2] + 1))
-    np.cumsum(cols, axis=2, out=r[:, :, 1:])
-    return r[:, :, ww:] - r[:, :, :-ww]
 
 
 def _check_match_args(image, templates, method, pad_input):
@@ -164,81 +155,101 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     _check_match_args(image, templates, method, pad_input)
     dtype = compute_dtype((image, "image"), (templates, "templates"))
     x = image.reshape((1,) * (3 - image.ndim) + image.shape)
-    t = templates.reshape((1,) * (3 - templates.ndim) + templates.shape)
+    t = templates.reshape((1,) * (3 - templates.ndim) + templates.shape).astype(np.float64)
+    nx, nt = x.shape[0], t.shape[0]
     hh, ww = t.shape[1:]
-    npairs = _engine.pair_count(x.shape[0], t.shape[0])
-    out_hw = (x.shape[1], x.shape[2]) if pad_input else (x.shape[1] - hh + 1, x.shape[2] - ww + 1)
-    padded_hw = (x.shape[1] + hh - 1, x.shape[2] + ww - 1) if pad_input else x.shape[1:]
-    # float64 statistics of the image (three image-sized arrays) and scores
+    npairs = _engine.pair_count(nx, nt)
+    hp, wp = (x.shape[1] + hh - 1, x.shape[2] + ww - 1) if pad_input else x.shape[1:]
+    ho, wo = hp - hh + 1, wp - ww + 1
+    # the image in float64 and the compute dtype, its window sums; the
+    # scores, and a chunk of float64 work arrays
     check_memory(
-        copy_bytes(x, dtype) + copy_bytes(t, dtype)
-        + x.shape[0] * padded_hw[0] * padded_hw[1] * (8 * 3 + dtype.itemsize)
-        + npairs * out_hw[0] * out_hw[1] * (8 * 3 + dtype.itemsize),
+        copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * hp * wp * (8 + dtype.itemsize)
+        + nx * ho * wo * 16 + npairs * ho * wo * dtype.itemsize + 4 * _CHUNK_BYTES,
         f"match_template(image{image.shape}, templates{templates.shape})",
     )
-    x64 = x.astype(np.float64)
-    t64 = t.astype(np.float64)
+    # The image minus its mean, in float64: window sums of small numbers.
+    xs = x.astype(np.float64)
     if pad_input:
         pad = ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2))
-        x64 = np.pad(x64, pad)
+        xs = np.pad(xs, pad)
+    mean = xs.mean(axis=(1, 2), keepdims=True)
+    xs -= mean
+    s1 = np.empty((nx, ho, wo))
+    s2 = np.empty((nx, ho, wo))
+    threads = _engine.get_num_threads()
+    _engine._kernels.window_sums(xs, hh, ww, s1, s2, np.empty((threads, 2, wp)))
     n = hh * ww
-    # The image minus its mean: window sums and correlation of small numbers.
-    mean = x64.mean(axis=(1, 2), keepdims=True)
-    xs = x64 - mean
-    s1 = _box_sums(xs, hh, ww)  # sum over each window of I - mean
-    t_sum = t64.sum(axis=(1, 2)).reshape(-1, 1, 1)
-    eps = np.finfo(dtype).eps
+    ccoeff = method.startswith("ccoeff")
+    if ccoeff:
+        t = t - t.mean(axis=(1, 2), keepdims=True)
+        s2 -= s1 * s1 / n  # sum of I'^2: the windows' variances times n
+        window = s2
+    else:
+        s2 += s1 * (2 * mean) + n * mean * mean  # sum of I^2: the windows' energies
+        window = s2
+    t_sum = t.sum(axis=(1, 2)).reshape(-1, 1, 1)
+    t_sq = np.sum(t * t, axis=(1, 2)).reshape(-1, 1, 1)
+    scale = np.max(np.abs(xs if ccoeff else xs + mean), axis=(1, 2), keepdims=True)
+    w_floor = _flat_below(scale, hh, ww, dtype)
+    t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), hh, ww, dtype)
+    correlate = _Correlator(xs.astype(dtype, copy=False), t.astype(dtype), dtype)
 
-    hp, wp = x64.shape[1:]
-
-    def floor(a):
-        # Below this, a window's variance or energy is rounding error: of the
-        # float64 running sums (sums of up to hp * ww + wp * hh + n squares),
-        # and of the correlation in the compute dtype.
-        big = np.max(np.abs(a), axis=(1, 2), keepdims=True) ** 2
-        return np.maximum(4 * np.finfo(np.float64).eps * (hp * ww + wp * hh + n) * big, n * (8 * eps) ** 2 * big)
-
-    if method.startswith("ccoeff"):
-        tc = t64 - t64.mean(axis=(1, 2), keepdims=True)
-        num = _correlate(xs, tc, dtype)  # sum T'(I - mean) = sum T' I'
-        if method == "ccoeff":
-            return _finish(num, image, templates, dtype)
-        var = _box_sums(xs * xs, hh, ww) - s1 * s1 / n  # sum of I'^2 per window
-        t_var = np.sum(tc * tc, axis=(1, 2)).reshape(-1, 1, 1)
-        return _finish(_normalise(num, var, floor(xs), t_var, floor(tc), -1.0, 0.0), image, templates, dtype)
-    # ccorr and sqdiff need the raw correlation and the raw window energy.
-    corr = _correlate(xs, t64, dtype) + mean * t_sum  # sum T I
-    if method == "ccorr":
-        return _finish(corr, image, templates, dtype)
-    energy = _box_sums(xs * xs, hh, ww) + s1 * (2 * mean) + n * mean * mean  # sum I^2
-    t_energy = np.sum(t64 * t64, axis=(1, 2)).reshape(-1, 1, 1)
-    floors = floor(x64), floor(t64)
-    if method == "ccorr_normed":
-        return _finish(_normalise(corr, energy, floors[0], t_energy, floors[1], -1.0, 0.0), image, templates, dtype)
-    sqdiff = np.maximum(t_energy - 2 * corr + energy, 0.0)
-    if method == "sqdiff":
-        return _finish(sqdiff, image, templates, dtype)
-    return _finish(_normalise(sqdiff, energy, floors[0], t_energy, floors[1], 0.0, 1.0), image, templates, dtype)
+    kind = {"ccorr": 0, "ccoeff": 0, "ccorr_normed": 1, "ccoeff_normed": 1,
+            "sqdiff": 2, "sqdiff_normed": 3}[method]
+    # Per pair: the mean's share of sum T*I (0 for ccoeff, whose T' sums to 0),
+    # the template's sum of squares, and the flatness floors.
+    per_pair = [np.broadcast_to(a.reshape(-1), (npairs,)).astype(np.float64)
+                for a in (np.zeros(1) if ccoeff else mean * t_sum, t_sq, w_floor, t_floor)]
+    out = np.empty((npairs, ho, wo), dtype)
+    chunk = max(1, _CHUNK_BYTES // (8 * ho * wo))
+    for p0 in range(0, npairs, chunk):
+        p1 = min(p0 + chunk, npairs)
+        xi = slice(p0, p1) if nx > 1 else slice(0, 1)  # the pairs' images...
+        ti = slice(p0, p1) if nt > 1 else slice(0, 1)  # ...and templates
+        corr = correlate(xi, ti)  # sum T (I - mean), or sum T' I' for ccoeff
+        offset, tsq, wf, tf = (a[p0:p1] for a in per_pair)
+        _engine._kernels.finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1])
+    return out[0] if image.ndim == 2 and templates.ndim == 2 else out
 
 
-def _correlate(xs: np.ndarray, t: np.ndarray, dtype) -> np.ndarray:
-    """Valid correlation by the 3-D layer, in the compute dtype, as float64."""
-    out, _ = conv_forward(xs.astype(dtype, copy=False), t.astype(dtype, copy=False))
-    return out.astype(np.float64, copy=False)
+# The correlations of a chunk of score maps stay below this size (float64).
+_CHUNK_BYTES = 64 * 2**20
 
 
-def _normalise(num, window, floor, templ, t_floor, low, degenerate):
-    """``num / sqrt(window * templ)`` clipped to [low, 1]; ``degenerate`` where either is flat."""
-    flat = (window <= floor) | (templ <= t_floor)
-    denom = np.sqrt(np.maximum(window, 0.0) * templ)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.clip(num / denom, low, 1.0)
-    return np.where(flat, degenerate, score)
+def _flat_below(scale, hh, ww, dtype):
+    """Variance or energy of a window (or template) below which it counts as flat.
+
+    The rounding error of the running sums (each sum restarts every window
+    length), and of the correlation in the compute dtype.
+    """
+    n = hh * ww
+    eps64, eps = np.finfo(np.float64).eps, np.finfo(dtype).eps
+    return max(8 * eps64 * n, n * (8 * eps) ** 2) * scale * scale
 
 
-def _finish(scores: np.ndarray, image, templates, dtype) -> np.ndarray:
-    scores = np.ascontiguousarray(scores, dtype=dtype)
-    return scores[0] if image.ndim == 2 and templates.ndim == 2 else scores
+class _Correlator:
+    """Valid correlations of chosen images with chosen templates, by cconv's own
+    fastest path for the sizes at hand; the image's spectrum is taken once."""
+
+    def __init__(self, x, t, dtype):
+        self.x, self.t = x, t
+        self.method = _engine.choose_method(
+            "auto", x.shape[0], t.shape[0], x.shape[1:], t.shape[1:], dtype.itemsize, backward=False
+        )
+        if self.method == "fft":
+            self.shape = _engine.fft_shape(*x.shape[1:])
+            self.spec_x = _engine.spectrum(x, self.shape) if x.shape[0] == 1 else None
+
+    def __call__(self, xi: slice, ti: slice) -> np.ndarray:
+        x, t = self.x[xi], self.t[ti]
+        if self.method == "direct":
+            return _engine.correlate_direct(x, t, reduce=False)
+        else:
+            spec_x = self.spec_x if self.spec_x is not None else _engine.spectrum(x, self.shape)
+            crop = (x.shape[1] - t.shape[1] + 1, x.shape[2] - t.shape[2] + 1)
+            out = _engine.correlate_spectra(spec_x, _engine.spectrum(t, self.shape), True, self.shape, crop, False)
+        return np.ascontiguousarray(out, dtype=self.x.dtype)
 
 
 def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_better=False):
