@@ -568,8 +568,13 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
 # Window sums for template matching.
 
 def window_sums(const double[:, :, ::1] x, Py_ssize_t hh, Py_ssize_t ww,
-                double[:, :, ::1] s1, double[:, :, ::1] s2, double[:, :, ::1] work):
+                double[:, :, ::1] s1, double[:, :, ::1] s2, double[:, :, ::1] work,
+                bint centred, const double[::1] shift):
     """``s1[n, i, j]`` = sum of ``x[n, i:i+hh, j:j+ww]``, ``s2`` the same of ``x**2``.
+
+    Then, with ``centred``, ``s2`` becomes the sum of squares about the
+    window's own mean, ``s2 - s1**2 / (hh*ww)``; else the sum of squares of
+    ``x + shift[n]``, ``s2 + 2 shift s1 + hh*ww shift**2``.
 
     Running sums, slid one row down and one column across at a time, and
     started afresh every ``hh`` rows and every ``ww`` columns, so that
@@ -583,7 +588,8 @@ def window_sums(const double[:, :, ::1] x, Py_ssize_t hh, Py_ssize_t ww,
     cdef Py_ssize_t item, n, i0, i1, i, j, j0, j1, r, tid
     cdef double* c1
     cdef double* c2
-    cdef double a, b, t1, t2
+    cdef double a, b, t1, t2, m
+    cdef double area = hh * ww
     if N == 0 or Ho <= 0 or Wo <= 0:
         return
     for item in prange(N * blocks, nogil=True, schedule="static", num_threads=work.shape[0]):
@@ -624,6 +630,13 @@ def window_sums(const double[:, :, ::1] x, Py_ssize_t hh, Py_ssize_t ww,
                     s1[n, i, j] = t1
                     s2[n, i, j] = t2
                 j0 = j1
+            m = shift[n]
+            if centred:
+                for j in range(Wo):
+                    s2[n, i, j] = s2[n, i, j] - s1[n, i, j] * s1[n, i, j] / area
+            else:
+                for j in range(Wo):
+                    s2[n, i, j] = s2[n, i, j] + (2 * m) * s1[n, i, j] + area * m * m
 
 
 cdef enum:
@@ -654,29 +667,42 @@ def finish_scores(const real[:, :, ::1] corr, const double[:, :, ::1] window,
     cdef Py_ssize_t P = corr.shape[0], Ho = corr.shape[1], Wo = corr.shape[2]
     cdef bint shared = window.shape[0] == 1
     cdef Py_ssize_t r, p, i, j
-    cdef double c, e, s, v, lo = -1.0 if kind == SCORE_NORMED else 0.0
-    cdef bint flat
+    cdef double c, e, v, off, t, wf
+    cdef double lo = -1.0 if kind == SCORE_NORMED else 0.0
+    cdef double degenerate = 1.0 if kind == SCORE_SQDIFF_NORMED else 0.0
+    cdef bint flat_template
+    cdef const real* cr
+    cdef const double* er
+    cdef real* o
     for r in prange(P * Ho, nogil=True, schedule="static"):
         p = r // Ho
         i = r - p * Ho
-        for j in range(Wo):
-            c = corr[p, i, j] + offset[p]
-            e = window[0 if shared else p, i, j]
-            if kind == SCORE_PLAIN:
-                out[p, i, j] = <real>c
-                continue
-            if kind >= SCORE_SQDIFF:
-                c = templ[p] - 2 * c + e
-                c = c if c > 0 else 0
-                if kind == SCORE_SQDIFF:
-                    out[p, i, j] = <real>c
-                    continue
-            flat = e <= w_floor[p] or templ[p] <= t_floor[p]
-            s = sqrt((e if e > 0 else 0) * templ[p])
-            if flat:
-                v = 1.0 if kind == SCORE_SQDIFF_NORMED else 0.0
-            else:
-                v = c / s
+        cr = &corr[p, i, 0]
+        er = &window[0 if shared else p, i, 0]
+        o = &out[p, i, 0]
+        off = offset[p]
+        t = templ[p]
+        wf = w_floor[p]
+        flat_template = t <= t_floor[p]
+        if kind == SCORE_PLAIN:
+            for j in range(Wo):
+                o[j] = <real>(cr[j] + off)
+        elif kind == SCORE_SQDIFF:
+            for j in range(Wo):
+                v = t - 2 * (cr[j] + off) + er[j]
+                o[j] = <real>(v if v > 0 else 0)
+        elif flat_template:
+            for j in range(Wo):
+                o[j] = <real>degenerate
+        else:
+            # kind 1 or 3: branch-free, so that the loop vectorises
+            for j in range(Wo):
+                c = cr[j] + off
+                e = er[j]
+                if kind == SCORE_SQDIFF_NORMED:
+                    c = t - 2 * c + e
+                    c = c if c > 0 else 0
+                v = c / sqrt((e if e > wf else 1.0) * t)
                 v = v if v > lo else lo
                 v = v if v < 1.0 else 1.0
-            out[p, i, j] = <real>v
+                o[j] = <real>(v if e > wf else degenerate)

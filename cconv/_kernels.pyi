@@ -46,6 +46,8 @@ def window_sums(
     s1: npt.NDArray[np.float64],
     s2: npt.NDArray[np.float64],
     work: npt.NDArray[np.float64],
+    centred: bool,
+    shift: npt.NDArray[np.float64],
 ) -> None: ...
 def finish_scores(
     corr: npt.NDArray[_Real],

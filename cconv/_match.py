@@ -175,23 +175,22 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
         xs = np.pad(xs, pad)
     mean = xs.mean(axis=(1, 2), keepdims=True)
     xs -= mean
-    s1 = np.empty((nx, ho, wo))
-    s2 = np.empty((nx, ho, wo))
-    threads = _engine.get_num_threads()
-    _engine._kernels.window_sums(xs, hh, ww, s1, s2, np.empty((threads, 2, wp)))
-    n = hh * ww
     ccoeff = method.startswith("ccoeff")
+    # Per window: sum of I'^2 (I minus the window's mean) for ccoeff, else sum of I^2.
+    s1 = np.empty((nx, ho, wo))
+    window = np.empty((nx, ho, wo))
+    threads = _engine.get_num_threads()
+    _engine._kernels.window_sums(xs, hh, ww, s1, window, np.empty((threads, 2, wp)), ccoeff,
+                                 np.ascontiguousarray(mean.reshape(-1)))
+    del s1
     if ccoeff:
         t = t - t.mean(axis=(1, 2), keepdims=True)
-        s2 -= s1 * s1 / n  # sum of I'^2: the windows' variances times n
-        window = s2
-    else:
-        s2 += s1 * (2 * mean) + n * mean * mean  # sum of I^2: the windows' energies
-        window = s2
     t_sum = t.sum(axis=(1, 2)).reshape(-1, 1, 1)
     t_sq = np.sum(t * t, axis=(1, 2)).reshape(-1, 1, 1)
-    scale = np.max(np.abs(xs if ccoeff else xs + mean), axis=(1, 2), keepdims=True)
-    w_floor = _flat_below(scale, hh, ww, dtype)
+    low, high = xs.min(axis=(1, 2), keepdims=True), xs.max(axis=(1, 2), keepdims=True)
+    if not ccoeff:
+        low, high = low + mean, high + mean
+    w_floor = _flat_below(np.maximum(-low, high), hh, ww, dtype)
     t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), hh, ww, dtype)
     correlate = _Correlator(xs.astype(dtype, copy=False), t.astype(dtype), dtype)
 
