@@ -13,8 +13,15 @@ image) on the photograph of Grace Hopper that ships with matplotlib:
    ``cconv.conv_forward(img[None], template)``, and time both;
 5. take the argmax of the correlation as the best match, check it is where the
    template was cut, and compare the two results;
-6. save a four-panel figure: the noisy image with the match marked, the
-   template, and the two correlation maps.
+6. match the template again with normalised cross-correlation,
+   ``cconv.match_template(img, template)`` (``'ccoeff_normed'``);
+7. the harder case: add a brightness gradient to the noisy photograph (400
+   grey levels rising smoothly across row 400, a logistic ramp of scale 40
+   pixels) and match both ways.  Plain correlation now prefers the bright
+   band, whatever its shape; the normalised score still finds the eye;
+8. save the figure: the noisy image with the match marked, the template,
+   the two correlation maps, and a second row with the normalised score map
+   and the gradient case.
 
 Run ``python -m cconv.demo --help`` for the options (another image, another
 box, the noise level, the seed, where to write the figure).  The demo needs
@@ -37,6 +44,10 @@ PROG = "cconv.demo"
 #: Top, left, height, width of a 60x60 box centred on Grace Hopper's left eye
 #: (the one on the right of the picture) in ``grace_hopper.jpg``.
 DEFAULT_BOX = (157, 275, 60, 60)
+
+#: The harder case's brightness gradient: amplitude (grey levels), the row
+#: it is centred on, and the scale (pixels) of its logistic ramp.
+GRADIENT = (400.0, 400, 40.0)
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA = (0.299, 0.587, 0.114)
@@ -168,6 +179,17 @@ def add_noise(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return img + rng.normal(0.0, sigma, size=img.shape)
 
 
+def add_gradient(img: np.ndarray, amplitude: float, row: float, scale: float) -> np.ndarray:
+    """Return ``img`` plus a brightness ramp rising down the image.
+
+    The ramp is ``amplitude / (1 + exp(-(y - row) / scale))``: dark above
+    ``row``, ``amplitude`` grey levels brighter below it, changing smoothly
+    over a few ``scale`` rows.
+    """
+    rows = np.arange(img.shape[0], dtype=np.float64)[:, None]
+    return img + amplitude / (1.0 + np.exp(-(rows - row) / scale))
+
+
 def best_match(corr: np.ndarray) -> tuple[int, int]:
     """Position ``(y, x)`` of the largest value of a 2-D correlation map."""
     y, x = np.unravel_index(np.argmax(corr), corr.shape)
@@ -214,8 +236,8 @@ def measure(noisy: np.ndarray, template: np.ndarray) -> dict:
     }
 
 
-def plot(noisy, template, box, found, ref, out, path) -> None:
-    """Save the four-panel figure of the experiment.
+def plot(noisy, template, box, found, ref, out, path, extra=None) -> None:
+    """Save the figure of the experiment.
 
     Parameters
     ----------
@@ -231,40 +253,87 @@ def plot(noisy, template, box, found, ref, out, path) -> None:
         Correlation maps from SciPy and from cconv (their maximum is circled).
     path : str
         Where to write the figure; the format follows the file extension.
+    extra : dict, optional
+        The normalised matching: ``ncc`` (its score map on ``noisy``),
+        ``graded`` (the image with the gradient), ``graded_plain`` and
+        ``graded_ncc`` (its two score maps); drawn as a second row.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     y, x, h, w = box
     fy, fx = found
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.5))
-    try:
-        ax = axes[0]
-        ax.imshow(noisy, cmap="gray")
+    rows = 1 if extra is None else 2
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 4.5 * rows), squeeze=False)
+
+    def show_image(ax, image, matches, title):
+        ax.imshow(image, cmap="gray")
         ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="cyan",
                                lw=1.5, ls="--", label="template cut here"))
-        ax.add_patch(Rectangle((fx - 0.5, fy - 0.5), w, h, fill=False, ec="red",
-                               lw=1.5, label="best match"))
-        ax.plot(fx + (w - 1) / 2, fy + (h - 1) / 2, "r+", ms=10, mew=1.5)
+        for (my, mx), colour, label in matches:
+            ax.add_patch(Rectangle((mx - 0.5, my - 0.5), w, h, fill=False, ec=colour, lw=1.5, label=label))
+            ax.plot(mx + (w - 1) / 2, my + (h - 1) / 2, "+", color=colour, ms=10, mew=1.5)
         ax.legend(loc="lower right", fontsize="small", framealpha=0.8)
-        ax.set_title("Noisy image")
+        ax.set_title(title)
 
-        axes[1].imshow(template, cmap="gray")
-        axes[1].set_title("Template")
+    def show_map(ax, corr, title):
+        ax.imshow(corr, cmap="viridis")
+        py, px = best_match(corr)
+        ax.plot(px, py, "o", mfc="none", mec="red", ms=12, mew=1.5)
+        ax.set_title(title)
 
-        for ax, corr, title in ((axes[2], ref, "scipy.signal.correlate2d"),
-                                (axes[3], out, "cconv.conv_forward")):
-            ax.imshow(corr, cmap="viridis")
-            py, px = best_match(corr)
-            ax.plot(px, py, "o", mfc="none", mec="red", ms=12, mew=1.5)
-            ax.set_title(title)
-
-        for ax in axes:
+    try:
+        show_image(axes[0, 0], noisy, [((fy, fx), "red", "best match")], "Noisy image")
+        axes[0, 1].imshow(template, cmap="gray")
+        axes[0, 1].set_title("Template")
+        show_map(axes[0, 2], ref, "scipy.signal.correlate2d")
+        show_map(axes[0, 3], out, "cconv.conv_forward")
+        if extra is not None:
+            show_map(axes[1, 0], extra["ncc"], "cconv.match_template (ccoeff_normed)")
+            show_image(axes[1, 1], extra["graded"],
+                       [(best_match(extra["graded_plain"]), "orange", "plain correlation"),
+                        (best_match(extra["graded_ncc"]), "red", "ccoeff_normed")],
+                       "With a brightness gradient")
+            show_map(axes[1, 2], extra["graded_plain"], "gradient: plain correlation")
+            show_map(axes[1, 3], extra["graded_ncc"], "gradient: ccoeff_normed")
+        for ax in axes.ravel():
             ax.axis("off")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
     finally:
         plt.close(fig)
+
+
+def _verdict(found, box) -> str:
+    (fy, fx), (y, x) = found, box[:2]
+    return "correct" if (fy, fx) == (y, x) else f"WRONG: off by {fy - y:+d}, {fx - x:+d}"
+
+
+def match_normalised(noisy: np.ndarray, template: np.ndarray) -> dict:
+    """The normalised matching, and the gradient case by both scores.
+
+    Returns
+    -------
+    dict
+        ``ncc`` and ``t_ncc``: ``match_template`` scores on ``noisy`` and the
+        seconds they took; ``graded``: ``noisy`` plus the brightness gradient
+        (:data:`GRADIENT`), mean removed; ``graded_plain`` and ``graded_ncc``:
+        its plain correlation and its ``ccoeff_normed`` scores.
+    """
+    import cconv
+
+    t0 = time.perf_counter()
+    ncc = cconv.match_template(noisy, template)
+    t1 = time.perf_counter()
+    graded = add_gradient(noisy, *GRADIENT)
+    graded -= graded.mean()
+    return {
+        "ncc": ncc,
+        "t_ncc": t1 - t0,
+        "graded": graded,
+        "graded_plain": cconv.conv_forward(graded[None], template)[0][0],
+        "graded_ncc": cconv.match_template(graded, template),
+    }
 
 
 def _parse_args(argv):
@@ -341,9 +410,7 @@ def run(args) -> None:
 
     res = measure(noisy, template)
     fy, fx = best_match(res["cconv"])
-    verdict = ("correct" if (fy, fx) == (y, x)
-               else f"WRONG: off by {fy - y:+d}, {fx - x:+d}")
-    print(f"best match found at y={fy}, x={fx} ({verdict})")
+    print(f"best match found at y={fy}, x={fx} ({_verdict((fy, fx), box)})")
     print(
         f"relative error cconv vs scipy: {res['norm_error']:.1e} of the largest value"
         f" ({res['rel_error']:.1e} elementwise, the notebook's rel_error)"
@@ -352,8 +419,18 @@ def run(args) -> None:
     print(f"time cconv.conv_forward:       {res['t_cconv'] * 1e3:8.1f} ms "
           f"({_speedup(res['t_scipy'], res['t_cconv'])})")
 
+    extra = match_normalised(noisy, template)
+    ny, nx = best_match(extra["ncc"])
+    print(f"normalised (ccoeff_normed) match at y={ny}, x={nx} ({_verdict((ny, nx), box)}), "
+          f"score {extra['ncc'][ny, nx]:.3f}, {extra['t_ncc'] * 1e3:.1f} ms")
+    amplitude, row, scale = GRADIENT
+    print(f"harder case: + a brightness gradient of {amplitude:.0f} grey levels across row {row}")
+    for name, key in (("plain correlation:", "graded_plain"), ("ccoeff_normed:    ", "graded_ncc")):
+        gy, gx = best_match(extra[key])
+        print(f"  {name} best match at y={gy}, x={gx} ({_verdict((gy, gx), box)})")
+
     try:
-        plot(noisy, template, box, (fy, fx), res["scipy"], res["cconv"], args.out)
+        plot(noisy, template, box, (fy, fx), res["scipy"], res["cconv"], args.out, extra)
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DemoError(f"cannot write figure {args.out}: {reason}") from None
