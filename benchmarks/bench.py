@@ -7,8 +7,9 @@ Run from anywhere once cconv is installed::
     python benchmarks/bench.py --plot auto.png
 
 Peers: SciPy always (``correlate2d``, ``fftconvolve``); OpenCV
-(``matchTemplate``, ``filter2D``) and PyTorch (``conv2d`` with autograd)
-when installed (``pip install -r benchmarks/requirements.txt``).  Every
+(``matchTemplate``, ``filter2D``), PyTorch (``conv2d`` with autograd) and
+scikit-image (``match_template``) when installed (``pip install -r
+benchmarks/requirements.txt``).  ``--only TABLE`` runs some tables.  Every
 table comes from one run; times are medians of repeats after one warm-up
 call.  Every timed cconv result is first checked against SciPy.  Ratios are
 "peer time / cconv time": above 1 means cconv is faster.  Nothing here is
@@ -37,6 +38,10 @@ try:
     import torch
 except ImportError:  # optional peer
     torch = None
+try:
+    import skimage.feature as skimage_feature
+except ImportError:  # optional peer
+    skimage_feature = None
 
 CEILING = {}  # matmul GFLOP/s per dtype name, measured at start
 BANDWIDTH = 0.0  # copy GB/s, measured at start
@@ -323,6 +328,43 @@ def layer(reps: int) -> None:
            "fwd ratio", "torch fwd+bwd ms", "fwd+bwd ratio", "matmul GFLOP/s"], rows)
 
 
+def matching(reps: int, quick: bool) -> None:
+    """match_template (ccoeff_normed) against cv2.matchTemplate and skimage.feature.match_template."""
+    rng = np.random.default_rng(6)
+    cases = [("eye case: 600x512 float64, 60x60", (600, 512), 60, 1, np.float64),
+             ("2048x2048 float32, one 64x64", (2048, 2048), 64, 1, np.float32),
+             ("2048x2048 float32, 16 templates 64x64", (2048, 2048), 64, 16, np.float32)]
+    rows = []
+    for name, hw, k, count, dt in cases:
+        image = rng.uniform(0, 255, hw).astype(dt)
+        templates = np.stack([image[y:y + k, x:x + k] for y, x in rng.integers(0, hw[0] - k, (count, 2))])
+        templates += rng.normal(0, 10, templates.shape).astype(dt)
+        arg = templates[0] if count == 1 else templates
+        slow = 1 if quick or count > 1 else max(1, reps // 3)
+        got = cconv.match_template(image, arg)
+        t_c = timeit(lambda: cconv.match_template(image, arg), slow if count > 1 else reps)
+        row = [name, ms(t_c)]
+        if cv2 is not None:  # OpenCV takes float32 only
+            image32, templates32 = image.astype(np.float32), templates.astype(np.float32)
+            want = np.stack([cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32])
+            check(got.reshape(want.shape), want, f"match {name} against OpenCV float32")
+            t_cv = timeit(lambda: [cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32],
+                          slow if count > 1 else reps)
+            row += [ms(t_cv), f"{t_cv / t_c:.2f}x"]
+        else:
+            row += ["(OpenCV not installed)", ""]
+        if skimage_feature is not None:
+            want = skimage_feature.match_template(image, templates[0])
+            check(got.reshape((count,) + want.shape)[0], want, f"match {name} against scikit-image float32")
+            t_sk = timeit(lambda: [skimage_feature.match_template(image, t) for t in templates], slow)
+            row += [ms(t_sk), f"{t_sk / t_c:.2f}x"]
+        else:
+            row += ["(scikit-image not installed)", ""]
+        rows.append(row)
+    table("Template matching, ccoeff_normed (the peers loop over the templates; OpenCV in float32)",
+          ["", "cconv ms", "cv2.matchTemplate ms", "vs OpenCV", "skimage ms", "vs skimage"], rows)
+
+
 def flag(ratio: float) -> str:
     return f"{ratio:.2f}" + (" **over 1.3**" if ratio > 1.3 else "")
 
@@ -419,6 +461,7 @@ def main(argv=None) -> int:
         "threads": lambda: threads(reps),
         "auto": lambda: auto_choice(reps, args.quick, args.plot),
         "layer": lambda: layer(reps),
+        "match": lambda: matching(reps, args.quick),
     }
     for name in TABLES:
         if not args.only or name in args.only:
@@ -426,7 +469,7 @@ def main(argv=None) -> int:
     return 0
 
 
-TABLES = ("seed", "small", "mid", "threads", "auto", "layer")
+TABLES = ("seed", "small", "mid", "threads", "auto", "layer", "match")
 
 
 if __name__ == "__main__":
