@@ -8,7 +8,8 @@
 # own exit status is neutral (--error-exitcode=0: CPython, ld.so and NumPy
 # report a few harmless errors of their own); instead its log is searched for
 # "Invalid read" / "Invalid write" errors whose stack passes through cconv's
-# compiled modules (_kernels, _kernels_v3, _kernels_v4).
+# compiled modules (_kernels, _kernels_v3, _kernels_v4), the 4-D layer's
+# im2col/BLAS loops included.
 #
 # Usage:  [PYTHON=python3] bash tools/memcheck.sh [-k EXPR] [more pytest args...]
 #         bash tools/memcheck.sh --scan LOG     (only search an existing log)
@@ -22,13 +23,14 @@
 # Exit status: 0 clean; 1 invalid accesses in cconv's modules; 2 setup
 # problem (no valgrind, cconv not installed, no ERROR SUMMARY); otherwise the
 # status of pytest when a test failed under valgrind.
-# Python under valgrind is some 50x slower: the default run of the three core
-# files (about 800 small tests) takes a few minutes.
+# Python under valgrind is some 50x slower: the default run of the four core
+# files (the 3-D layer's three and the 4-D layer's test_conv2d.py) takes a
+# few minutes.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-tests=(test_conv_forward.py test_conv_backward.py test_bad_input.py)
+tests=(test_conv_forward.py test_conv_backward.py test_bad_input.py test_conv2d.py)
 
 # Invalid reads/writes whose access stack (the part before "Address 0x...")
 # passes through cconv's compiled modules: print them, exit 1 if any.  Each
