@@ -167,6 +167,10 @@ class _Layer:
                 )
             sizes.append((size + lo + hi - e) // s + 1)
         self.out_hw = tuple(sizes)
+        # Past the padded size, a larger stride or a 1-tap dilation changes
+        # nothing: clamp them, so that huge values reach the loops as C ints.
+        self.stride = tuple(min(s, size + lo + hi) for s, size, (lo, hi) in zip(self.stride, (h, wd), self.pad))
+        self.dilation = tuple(1 if k == 1 else d for d, k in zip(self.dilation, (hh, ww)))
 
     @property
     def out_shape(self):
@@ -285,7 +289,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     TypeError
         If an array has a dtype cconv cannot compute in (complex, object,
         ...), or an option is not an int (or pair of ints) where one is
-        expected.
+        expected (a sequence of the wrong length is a ValueError).
     ValueError
         If a shape or option is wrong: ``x`` or ``w`` not 4-D, ``b`` not of
         length F, ``w``'s channels not C // groups, ``groups`` not dividing C
@@ -340,6 +344,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         copy_bytes(x, dtype) + copy_bytes(w, dtype) + (math.prod(out_shape) + extra) * dtype.itemsize,
         f"conv2d_forward(x{x.shape}, w{w.shape})",
     )
+    if x.size == 0 or w.size == 0 or math.prod(out_shape) == 0:
+        # No products to take (no channels, images or filters): only the bias.
+        out = np.zeros(out_shape, dtype)
+        if b is not None:
+            out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
+        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
+        return out, cache
     if method != "gemm":
         return _forward_3d(x, w, b, layer, method, dtype)
     layer.check_blas_sizes()
@@ -347,12 +358,6 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     wk = as_kernel_array(w, dtype)
     bk = np.zeros(0, dtype) if b is None else as_kernel_array(b, dtype)
     ho, wo = layer.out_hw
-    if xk.size == 0 or wk.size == 0 or math.prod(out_shape) == 0:
-        # No products to take (no channels, images or filters): only the bias.
-        out = np.zeros(out_shape, dtype)
-        if b is not None:
-            out += bk.reshape(-1, 1, 1)
-        return out, Conv2dCache(xk, wk, b is not None, layer, method)
     out = np.empty((n, f, ho * wo), dtype)
     with single_blas as pinned:
         work = np.empty(layer.workspace(dtype.itemsize, threads if pinned else 1), dtype)

@@ -521,7 +521,9 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     ``work.shape[0]``) of each group's filters, transposed, which the caller
     adds up and transposes back.  An empty ``dx`` or ``dw``
     is skipped.  Work items are (image, group), so no two threads write the
-    same part of ``dx``; each runs through its tiles in order.
+    same part of ``dx``; each runs through its tiles in order.  The static
+    schedule gives each thread the same items on every call, so ``dw``'s
+    partial sums, and their total, are the same bits every time.
     """
     cdef Geometry g = _geometry(shape, geom)
     cdef Py_ssize_t N = x.shape[0], G = w.shape[0], Fg = w.shape[1], Kg = w.shape[2]
@@ -536,7 +538,7 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     cdef const real* d
     if N == 0 or G == 0 or Fg == 0 or HoWo == 0:
         return
-    for item in prange(N * G, nogil=True, schedule="dynamic", num_threads=work.shape[0]):
+    for item in prange(N * G, nogil=True, schedule="static", num_threads=work.shape[0]):
         n = item // G
         grp = item % G
         tid = threadid()

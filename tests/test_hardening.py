@@ -7,9 +7,8 @@
   strided, padded, dilated layers by 'gemm'; single-channel layers by
   'direct' and 'fft'), with one OpenMP thread per call and with the default
   count; afterwards SciPy's BLAS runs on as many threads as before (conv2d
-  holds it at one during each call).  With several OpenMP threads, the
-  'gemm' path's dw is not bit-reproducible even serially (a strict xfail
-  below): it is compared within the tolerance there.
+  holds it at one during each call).  The 'gemm' path's dw, a sum of
+  per-thread partial sums, is the same bits on every call too.
 * Thousands of forward + backward calls (``CCONV_LEAK_CALLS``, default 2000),
   of both layers, leave Python's traced memory (tracemalloc) and the
   resident set (/proc/self/statm) where they were.
@@ -242,12 +241,7 @@ def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads
                     assert a is None, f"thread {i}: {name} for a layer without bias"
                     continue
                 assert a.dtype == e.dtype and a.shape == e.shape
-                if name.startswith("dw") and method == "gemm" and threads_each > 1:
-                    # Not reproducible even serially (test_conv2d_backward_dw_bit_reproducible).
-                    err = ref.max_rel_err(a, e)
-                    assert err <= ref.tol(e.dtype), f"thread {i} call {call}: {name} off by {err:.2g}"
-                else:
-                    assert np.array_equal(a, e), f"thread {i} call {call}: {name} differs from serial"
+                assert np.array_equal(a, e), f"thread {i} call {call}: {name} differs from serial"
     # The serial results are right, so "identical to serial" means something.
     for (inputs, _), (out, dx, dw, db, *_) in zip(jobs, serial):
         x, w, b, dout, opts = inputs
@@ -261,11 +255,9 @@ def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads
           f"({threads_each} OpenMP each): {elapsed:.2f} s")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "conv2d_backward 'gemm': dw is the sum of per-thread partial sums over (image, group) "
-    "items handed out by a dynamic schedule, so with 2+ OpenMP threads its rounding "
-    "differs from call to call"))
 def test_conv2d_backward_dw_bit_reproducible(rng):
+    # Was: per-thread partial sums of dw over (image, group) items handed out
+    # by a dynamic schedule, so that its rounding changed from call to call.
     if not cconv._kernels.openmp_enabled():
         pytest.skip("built without OpenMP: one thread")
     x = rng.standard_normal((8, 2, 16, 16))
