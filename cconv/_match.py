@@ -34,11 +34,11 @@ rounding never takes them past -1 or 1 (0 or 1).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections import namedtuple
 
 import numpy as np
-import scipy.ndimage
 
 from . import _engine
 from ._conv3d import conv_forward
@@ -155,7 +155,8 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     _check_match_args(image, templates, method, pad_input)
     dtype = compute_dtype((image, "image"), (templates, "templates"))
     x = image.reshape((1,) * (3 - image.ndim) + image.shape)
-    t = templates.reshape((1,) * (3 - templates.ndim) + templates.shape).astype(np.float64)
+    t = np.array(templates.reshape((1,) * (3 - templates.ndim) + templates.shape),
+                 dtype=np.float64, order="C")
     nx, nt = x.shape[0], t.shape[0]
     hh, ww = t.shape[1:]
     npairs = _engine.pair_count(nx, nt)
@@ -169,7 +170,7 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
         f"match_template(image{image.shape}, templates{templates.shape})",
     )
     # The image minus its mean, in float64: window sums of small numbers.
-    xs = x.astype(np.float64)
+    xs = np.array(x, dtype=np.float64, order="C")  # a C-ordered copy, whatever x's layout
     if pad_input:
         pad = ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2))
         xs = np.pad(xs, pad)
@@ -192,7 +193,7 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
         low, high = low + mean, high + mean
     w_floor = _flat_below(np.maximum(-low, high), hh, ww, dtype)
     t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), hh, ww, dtype)
-    correlate = _Correlator(xs.astype(dtype, copy=False), t.astype(dtype), dtype)
+    correlate = _Correlator(xs.astype(dtype, copy=False), np.ascontiguousarray(t, dtype=dtype), dtype)
 
     kind = {"ccorr": 0, "ccoeff": 0, "ccorr_normed": 1, "ccoeff_normed": 1,
             "sqdiff": 2, "sqdiff_normed": 3}[method]
@@ -277,7 +278,7 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
     list of Match
         ``Match(index, y, x, score)`` named tuples, best first: ``index`` is
         the map (0 for a 2-D ``scores``), ``(y, x)`` the position in it.
-        NaN scores are never matches.
+        NaN scores are never matches; infinite ones are, in their order.
 
     Raises
     ------
@@ -299,27 +300,47 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
             raise TypeError(f"{name} must be an int; got {value!r}")
         if value < low:
             raise ValueError(f"{name} must be at least {low}; got {value!r}")
-    if threshold is not None and (
-        isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real)
-        or np.isnan(threshold)
-    ):
-        raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
+    if threshold is not None:
+        if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
+            raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
+        try:
+            limit = float(threshold)
+        except OverflowError:  # an int beyond float's range
+            limit = math.inf if threshold > 0 else -math.inf
+        if math.isnan(limit):
+            raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
     if not isinstance(lower_is_better, (bool, np.bool_)):
         raise TypeError(f"lower_is_better must be True or False; got {lower_is_better!r}")
-    s3 = s.reshape((1,) * (3 - s.ndim) + s.shape).astype(np.float64)
-    if lower_is_better:
-        s3 = -s3
-    s3 = np.where(np.isnan(s3), -np.inf, s3)
-    keep = np.isfinite(s3) | (s3 == np.inf)
+    num, min_distance = int(num), int(min_distance)
+    s3 = s.reshape((1,) * (3 - s.ndim) + s.shape)
+    goodness = -s3.astype(np.float64) if lower_is_better else s3.astype(np.float64)
+    keep = ~np.isnan(goodness)
     if threshold is not None:
-        keep &= s3 >= (-threshold if lower_is_better else threshold)
-    if min_distance > 0 and s3.size:
-        size = (1, 2 * min_distance + 1, 2 * min_distance + 1)
-        keep &= s3 >= scipy.ndimage.maximum_filter(s3, size=size, mode="constant", cval=-np.inf)
-    idx = np.flatnonzero(keep)
-    idx = idx[np.argsort(-s3.ravel()[idx], kind="stable")]  # best first
-    ks, ys, xs = np.unravel_index(idx, s3.shape)
-    alive = np.ones(idx.size, dtype=bool)
+        keep &= goodness >= (-limit if lower_is_better else limit)
+    candidates = np.flatnonzero(keep)
+    values = goodness.ravel()[candidates]
+    # Beyond the map's size, a distance suppresses the whole map.
+    reach = min(min_distance, max(s3.shape[1:], default=0))
+    # Greedy suppression, best first, over the best `take` candidates; if they
+    # run out before `num` matches, start again with more.  Every candidate
+    # left out is worse than all those taken, so the answer is exact.
+    take = num * (2 * reach + 1) ** 2 + num
+    while True:
+        if take < candidates.size:
+            top = np.argpartition(-values, take - 1)[:take]
+        else:
+            top = np.arange(candidates.size)
+        top = top[np.argsort(-values[top], kind="stable")]
+        matches = _greedy(candidates[top], s3, num, reach)
+        if len(matches) == num or top.size == candidates.size:
+            return matches
+        take *= 4
+
+
+def _greedy(flat, s3, num, reach):
+    """Accept, best first, each candidate not within ``reach`` of an accepted one of its map."""
+    ks, ys, xs = np.unravel_index(flat, s3.shape)
+    alive = np.ones(flat.size, dtype=bool)
     matches = []
     start = 0
     while len(matches) < num:
@@ -328,9 +349,7 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
             break
         i = start + int(ahead[0])
         k, y, x = int(ks[i]), int(ys[i]), int(xs[i])
-        matches.append(Match(k, y, x, s.reshape(s3.shape)[k, y, x].item()))
-        # suppress the worse candidates of the same map within min_distance
-        alive[i:] &= ~((ks[i:] == k) & (np.abs(ys[i:] - y) <= min_distance)
-                       & (np.abs(xs[i:] - x) <= min_distance))
+        matches.append(Match(k, y, x, s3[k, y, x].item()))
+        alive[i:] &= ~((ks[i:] == k) & (np.abs(ys[i:] - y) <= reach) & (np.abs(xs[i:] - x) <= reach))
         start = i + 1
     return matches

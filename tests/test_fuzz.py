@@ -68,12 +68,10 @@ Environment
 
 The regression tests at the end pin, one minimal reproduction each, the bugs
 the fuzz found (all fixed) in ``cconv.testing``, ``set_num_threads`` and
-``conv2d_forward`` (an option of 2**63 or more raised OverflowError); and,
-as strict xfails until fixed, those in ``match_template`` (inputs not in C
-order) and ``find_matches`` (a peak beside a suppressed candidate lost, the
-worst infinity never a match, a threshold beyond float, a huge
-``min_distance``).  The strategies (or, for find_matches' answers, the
-exact comparison) step around them, as each reason says.
+``conv2d_forward`` (an option of 2**63 or more raised OverflowError),
+``match_template`` (inputs not in C order) and ``find_matches`` (a peak
+beside a suppressed candidate lost, the worst infinity never a match, a
+threshold beyond float, a huge ``min_distance``).
 """
 
 from __future__ import annotations
@@ -1266,10 +1264,7 @@ NORMED = {"ccoeff_normed": ((-1.0, 1.0), 0.0), "ccorr_normed": ((-1.0, 1.0), 0.0
 # with the size of their terms as the floor (_match_floor).
 MATCH_TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
 NORMED_TOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
-# Not drawn: inputs whose float64 copy (order 'K') is not C-ordered raise
-# "ndarray is not C-contiguous" (test_match_template_not_c_ordered, a strict
-# xfail).
-MATCH_LAYOUTS = tuple(layout for layout in LAYOUTS if layout not in ("F", "transposed", "zero_stride"))
+MATCH_LAYOUTS = LAYOUTS
 
 
 @st.composite
@@ -1423,9 +1418,8 @@ GOOD_NUMS = st.one_of(st.integers(1, 12), st.sampled_from(
     (np.int64(3), np.int32(1), np.uint8(2), np.uint64(2**64 - 1), 2**70)))
 BAD_NUMS = st.sampled_from((0, -1, np.int64(0), -2**70, 1.0, 2.5, np.float64(3), None, "3",
                             True, np.bool_(True), [3], 1j))
-# Large distances: test_find_matches_huge_min_distance (a strict xfail).
 GOOD_DISTANCES = st.one_of(st.integers(0, 2), st.integers(0, 2), st.integers(0, 12), st.sampled_from(
-    (np.int64(2), np.uint8(0), np.int16(1), 100, np.uint64(1000))))
+    (np.int64(2), np.uint8(0), np.int16(1), 100, np.uint64(1000), 2**40, np.int64(2**62), 2**70)))
 BAD_DISTANCES = st.sampled_from((-1, -5, np.int64(-1), -2**70, 1.0, 2.0, np.float32(1), None, "2",
                                  True, np.bool_(False), [1], 1j))
 # (A Fraction or an int beyond float: test_find_matches_threshold_beyond_float.)
@@ -1563,14 +1557,6 @@ def test_fuzz_find_matches(case):
         event("find_matches: ties (properties only)")
         return
     want = _greedy_matches(good, candidate, int(num), int(min_distance))
-    # cconv takes only the local maxima that are not the worst infinity
-    # (two strict xfails below): where that changes the answer, only the
-    # properties are checked.
-    known = _greedy_matches(good, candidate & _local_maxima(good, int(min_distance))
-                            & (good > -np.inf), int(num), int(min_distance))
-    if known != want:
-        event("find_matches: cconv's known deviation (strict xfails)")
-        return
     assert [m[:3] for m in result] == want, f"{result}, expected {want}"
     event(f"find_matches exact, {len(want)} matches")
 
@@ -2026,9 +2012,9 @@ def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# bugs the match_template / find_matches fuzz found, pinned (strict xfails:
-# each turns into a failure, XPASS, once fixed; then drop the marker and the
-# strategies' or oracle's detour named in the reason)
+# bugs the match_template / find_matches fuzz found, now fixed: inputs not in
+# C order, a peak beside a suppressed candidate, the worst infinity, a
+# threshold beyond float, a huge min_distance (it crashed the interpreter)
 # --------------------------------------------------------------------------
 
 _ORDERS = {
@@ -2038,27 +2024,17 @@ _ORDERS = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "match_template: an image or templates whose float64 copy (astype, order 'K') is not "
-    "C-ordered (Fortran order, a transpose, a broadcast row) reach the compiled window_sums / "
-    "correlation as is and raise 'ndarray is not C-contiguous', naming no argument; the fuzz "
-    "draws no such layout (MATCH_LAYOUTS)"))
 @pytest.mark.parametrize("which", ["image", "templates"])
 @pytest.mark.parametrize("order", list(_ORDERS))
 @pytest.mark.parametrize("method", ["ccorr", "ccoeff_normed"])
 def test_match_template_not_c_ordered(ref, which, order, method):
     args = {"image": np.arange(30.0).reshape(5, 6) % 7, "templates": np.array([[1.0, 2.0], [0.0, 5.0]])}
-    want = ref.match_scores(args["image"], args["templates"], method)
     args[which] = _ORDERS[order](args[which])
+    want = ref.match_scores(np.array(args["image"]), np.array(args["templates"]), method)
     got = cconv.match_template(args["image"], args["templates"], method)
     np.testing.assert_allclose(got, want, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "find_matches keeps only the local maxima of each (2 * min_distance + 1) neighbourhood "
-    "before suppressing: a candidate next to a better one that is itself suppressed is "
-    "lost, though no match is within min_distance of it; the fuzz checks only the "
-    "properties where this changes the answer"))
 def test_find_matches_peak_beside_a_suppressed_candidate():
     # 10 is a match; 9 (2 from it) is suppressed; 8 is 4 from 10, 2 from the
     # suppressed 9: by the documented rule ("a better match suppresses the
@@ -2068,10 +2044,6 @@ def test_find_matches_peak_beside_a_suppressed_candidate():
     assert [tuple(m) for m in got] == [(0, 0, 0, 10.0), (0, 0, 4, 8.0)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "find_matches: -inf (+inf with lower_is_better), the worst score, is never a match, as "
-    "NaN is (it maps NaN to -inf, then drops every -inf); only NaN is documented as never a "
-    "match; the fuzz checks only the properties where this changes the answer"))
 @pytest.mark.parametrize("lower_is_better", [False, True])
 def test_find_matches_worst_infinity_is_a_score(lower_is_better):
     worst = np.inf if lower_is_better else -np.inf
@@ -2080,11 +2052,7 @@ def test_find_matches_worst_infinity_is_a_score(lower_is_better):
     assert [tuple(m) for m in got] == [(0, 0, 0, 1.0), (0, 0, 1, worst)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "find_matches: a threshold that is a Real but no float (a Fraction, an int beyond "
-    "float64) raises NumPy's TypeError from np.isnan, naming no argument; the fuzz draws "
-    "none"))
-@pytest.mark.parametrize("threshold, want", [(Fraction(19, 2), 2), (10**400, 0), (-10**400, 3)],
+@pytest.mark.parametrize("threshold, want", [(Fraction(19, 2), 2), (10**400, 0), (-10**400, 5)],
                          ids=["fraction", "int 1e400", "int -1e400"])
 def test_find_matches_threshold_beyond_float(threshold, want):
     s = np.array([[1.0, 0.0, 9.5, 0.0, 10.0]])
@@ -2096,10 +2064,6 @@ def test_find_matches_threshold_beyond_float(threshold, want):
     assert len(got) == want, got
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "find_matches passes 2 * min_distance + 1 unclamped to scipy.ndimage.maximum_filter: "
-    "min_distance >= 2**31 raises a bare MemoryError, 2**61 crashes the interpreter "
-    "(SIGSEGV), NumPy's int64 2**62 warns of an overflow; the fuzz draws at most 1000"))
 @pytest.mark.parametrize("min_distance", ["2**31", "2**40", "2**61", "np.int64(2**62)"])
 def test_find_matches_huge_min_distance(min_distance, tmp_path):
     # A valid distance (an int >= 0): one match per map, as for any distance
