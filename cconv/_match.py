@@ -313,26 +313,30 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
         raise TypeError(f"lower_is_better must be True or False; got {lower_is_better!r}")
     num, min_distance = int(num), int(min_distance)
     s3 = s.reshape((1,) * (3 - s.ndim) + s.shape)
-    goodness = -s3.astype(np.float64) if lower_is_better else s3.astype(np.float64)
-    keep = ~np.isnan(goodness)
+    if s3.dtype.kind != "f":
+        s3 = s3.astype(np.float64)
+    # Larger is better in `good`; NaN becomes -inf there, and is dropped below.
+    good = -s3.ravel() if lower_is_better else s3.ravel()
+    nan = np.isnan(good)
+    if nan.any():
+        good = np.where(nan, -np.inf, good)
     if threshold is not None:
-        keep &= goodness >= (-limit if lower_is_better else limit)
-    candidates = np.flatnonzero(keep)
-    values = goodness.ravel()[candidates]
+        limit = -limit if lower_is_better else limit
     # Beyond the map's size, a distance suppresses the whole map.
     reach = min(min_distance, max(s3.shape[1:], default=0))
-    # Greedy suppression, best first, over the best `take` candidates; if they
-    # run out before `num` matches, start again with more.  Every candidate
-    # left out is worse than all those taken, so the answer is exact.
+    # Greedy suppression, best first, over the best `take` scores; if they
+    # run out before `num` matches (and before the threshold), start again
+    # with more.  Every score left out is no better than those taken.
+    size = good.size
     take = num * (2 * reach + 1) ** 2 + num
     while True:
-        if take < candidates.size:
-            top = np.argpartition(-values, take - 1)[:take]
-        else:
-            top = np.arange(candidates.size)
-        top = top[np.argsort(-values[top], kind="stable")]
-        matches = _greedy(candidates[top], s3, num, reach)
-        if len(matches) == num or top.size == candidates.size:
+        top = np.argpartition(good, size - take)[size - take:] if take < size else np.arange(size)
+        top = top[np.argsort(-good[top], kind="stable")]
+        usable = ~nan[top]
+        if threshold is not None:
+            usable &= good[top] >= limit
+        matches = _greedy(top[usable], s3, num, reach)
+        if len(matches) == num or top.size == size or (threshold is not None and good[top[-1]] < limit):
             return matches
         take *= 4
 
