@@ -1,0 +1,397 @@
+"""cconv's layers and template matching over Dask arrays.
+
+``import cconv.dask as cd`` (needs ``pip install cconv[dask]``); ``import
+cconv`` itself never imports Dask.
+
+- :func:`conv_forward` and :func:`conv_backward`: the 3-D layer of
+  :func:`cconv.conv_forward` on an (N, H, W) Dask array chunked along N, H
+  and W in any way.
+- :func:`match_template`: :func:`cconv.match_template` of a (possibly huge)
+  Dask image, tiled.
+
+How chunks map to tasks.  Along N a chunk of images is one task.  Along H
+and W each chunk is extended by the filter's size minus one into its
+neighbour below and to the right (``dask.array.overlap`` with no boundary
+padding), so that a task sees every window that starts in its chunk and
+returns exactly the valid outputs that start there: the results equal the
+in-memory ones whatever the chunking (the sums in each output are the same
+sums).  A chunk along H (W) must therefore have at least HH (WW) rows
+(columns); smaller chunks are merged with their neighbours by a rechunk, with
+a :class:`ChunkWarning` saying so.
+
+The backward pass mirrors this: for each chunk of ``x``, ``dx`` reads the
+slice of ``dout`` that reaches HH - 1 rows (WW - 1 columns) into the chunk
+above (to the left), and comes back chunked like ``x``;
+``dw`` (for one filter shared by all images) is a sum over every chunk,
+reduced as a tree (``split_every``).
+
+Threads.  Each task calls cconv's compiled loops, which release the GIL, so
+the threaded scheduler runs tasks on every core.  A task runs cconv on
+``threads_per_task`` threads: by default one inside a ``dask.distributed``
+worker or a worker thread of the threaded scheduler (the workers already use
+the cores: more would oversubscribe them), and cconv's usual count when run
+in the calling thread (the synchronous scheduler).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - only without the extra
+    raise ImportError("cconv.dask needs Dask: pip install 'cconv[dask]'") from exc
+
+from . import _engine
+from ._conv3d import _check_pair
+from ._conv3d import conv_forward as _conv_forward
+from ._match import _check_match_args
+from ._match import match_template as _match_template
+from ._validation import as_real_array, check_ndim, compute_dtype
+
+__all__ = ["ChunkWarning", "DaskConvCache", "conv_forward", "conv_backward", "match_template"]
+
+
+class ChunkWarning(UserWarning):
+    """Chunks were smaller than the filter and have been merged by a rechunk."""
+
+
+def _task_threads(requested: int | None) -> int:
+    """Threads cconv uses inside one task."""
+    if requested is not None:
+        return requested
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return 1  # a distributed worker: its threads (and processes) use the cores
+    except (ImportError, ValueError):
+        pass
+    if threading.current_thread() is not threading.main_thread():
+        return 1  # a worker thread of the threaded scheduler
+    return _engine.get_num_threads()
+
+
+def _with_threads(fn, threads_per_task):
+    """``fn`` run with cconv on the task's thread count, restored afterwards."""
+
+    @functools.wraps(fn)  # keeps the signature: Dask looks for block_info in it
+    def run(*args, **kwargs):
+        saved = _engine.get_num_threads()
+        _engine.set_num_threads(_task_threads(threads_per_task))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _engine.set_num_threads(saved)
+
+    return run
+
+
+def _check_threads(threads_per_task) -> None:
+    if threads_per_task is None:
+        return
+    if isinstance(threads_per_task, (bool, np.bool_)) or not isinstance(threads_per_task, (int, np.integer)):
+        raise TypeError(f"threads_per_task must be a positive int or None; got {threads_per_task!r}")
+    if not 1 <= threads_per_task <= _engine.MAX_THREADS:
+        raise ValueError(f"threads_per_task must be between 1 and {_engine.MAX_THREADS}; got {threads_per_task!r}")
+
+
+def _as_dask(x, name: str, ndim: tuple[int, ...], layout: str):
+    """``x`` as a Dask array of a real dtype (a NumPy array becomes one chunk)."""
+    if not isinstance(x, da.Array):
+        x = da.from_array(as_real_array(x, name), chunks=-1)
+    else:
+        as_real_array(np.empty((0,), dtype=x.dtype), name)  # the dtype check only
+    check_ndim(x, name, ndim, layout)
+    return x
+
+
+def _min_chunks(x, axis: int, size: int, name: str, quiet: bool = False):
+    """Rechunk ``axis`` so that every chunk has at least ``size`` elements."""
+    chunks = list(x.chunks[axis])
+    if size <= 1 or min(chunks) >= size:
+        return x
+    merged, run = [], 0
+    for c in chunks:
+        run += c
+        if run >= size:
+            merged.append(run)
+            run = 0
+    if run:
+        if merged:
+            merged[-1] += run
+        else:
+            merged.append(run)
+    if not quiet:
+        warnings.warn(
+        f"{name}'s chunks along axis {axis} {tuple(chunks)} include some smaller than the "
+        f"filter's {size}; rechunked to {tuple(merged)}",
+        ChunkWarning,
+        stacklevel=3,
+        )
+    return x.rechunk({axis: tuple(merged)})
+
+
+def _valid_chunks(chunks, k: int):
+    """Output chunks of a valid correlation: chunk [a, b) gives the starts in [a, min(b, n - k + 1))."""
+    n = sum(chunks)
+    out, start = [], 0
+    for c in chunks:
+        out.append(max(0, min(start + c, n - k + 1) - start))
+        start += c
+    return tuple(out)
+
+
+def _extend(x, right: tuple[int, int] = (0, 0), left: tuple[int, int] = (0, 0)):
+    """Each chunk extended into its neighbours along axes 1 and 2 (no boundary padding)."""
+    depth = {0: 0, 1: (left[0], right[0]), 2: (left[1], right[1])}
+    if all(d == (0, 0) for d in (depth[1], depth[2])):
+        return x
+    return da.overlap.overlap(x, depth=depth, boundary="none")
+
+
+class DaskConvCache:
+    """What :func:`conv_backward` needs from :func:`conv_forward`: the lazy
+    ``x``, the filters (a NumPy array), the forward method and threads."""
+
+    __slots__ = ("x", "w", "w_ndim", "method", "threads_per_task", "dtype")
+
+    def __init__(self, x, w, w_ndim, method, threads_per_task, dtype):
+        self.x, self.w, self.w_ndim = x, w, w_ndim
+        self.method, self.threads_per_task, self.dtype = method, threads_per_task, dtype
+
+    @property
+    def out_shape(self):
+        n, h, wd = self.x.shape
+        return (n, h - self.w.shape[1] + 1, wd - self.w.shape[2] + 1)
+
+    def __repr__(self):
+        return f"<cconv.dask.DaskConvCache x{self.x.shape} chunks {self.x.chunks} w{self.w.shape}>"
+
+
+def conv_forward(x, w, *, method="auto", threads_per_task=None):
+    """:func:`cconv.conv_forward` of a Dask array, lazily.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like, shape (N, H, W)
+        The images, chunked in any way along N, H and W.
+    w : array_like, shape (HH, WW) or (K, HH, WW)
+        The filters, in memory: one for every image (2-D, or K = 1), or
+        image n with filter n (K = N).
+    method : {'auto', 'direct', 'fft'}, optional
+        As for :func:`cconv.conv_forward`, chosen per task.
+    threads_per_task : int, optional
+        cconv's threads inside a task (see the module notes for the default).
+
+    Returns
+    -------
+    out : dask.array.Array, shape (N, H - HH + 1, W - WW + 1)
+        Lazy; chunked like ``x`` along N, and along H and W by the valid
+        outputs that start in each chunk of ``x``.
+    cache : DaskConvCache
+        For :func:`conv_backward`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`cconv.conv_forward` for bad shapes and dtypes; also for a
+        ``w`` of K filters with K not 1 or N (one image against K filters
+        is :func:`cconv.match_template`'s job, or stack the image K times).
+
+    Warns
+    -----
+    ChunkWarning
+        When chunks along H or W smaller than the filter are merged.
+    """
+    x = _as_dask(x, "x", (3,), "of shape (N, H, W)")
+    w = as_real_array(w, "w")
+    check_ndim(w, "w", (2, 3), "of shape (HH, WW) or (K, HH, WW)")
+    _check_threads(threads_per_task)
+    if method not in _engine.METHODS:
+        raise ValueError(f"method must be one of {_engine.METHODS}; got {method!r}")
+    n = x.shape[0]
+    hh, ww = w.shape[-2:]
+    _check_pair(x, w)  # the in-memory layer's rules and messages
+    if w.ndim == 3 and w.shape[0] not in (1, n):
+        raise ValueError(
+            f"w has {w.shape[0]} filters but x has {n} images (x{x.shape}, w{w.shape}); cconv.dask "
+            "takes one filter for every image or one per image"
+        )
+    dtype = compute_dtype((np.empty(0, x.dtype), "x"), (w, "w"))
+    w3 = np.ascontiguousarray(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype=dtype)
+    x = _min_chunks(_min_chunks(x, 1, hh, "x"), 2, ww, "x")
+    xe = _extend(x, right=(hh - 1, ww - 1))
+    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
+    pairwise = w3.shape[0] > 1
+
+    def block(xb, block_info=None):
+        ws = w3
+        if pairwise:
+            lo, hi = block_info[0]["array-location"][0]
+            ws = w3[lo:hi]
+        return _conv_forward(xb, ws, method=method)[0].astype(dtype, copy=False)
+
+    out = da.map_blocks(_with_threads(block, threads_per_task), xe, chunks=out_chunks, dtype=dtype,
+                        name="cconv-conv-forward")
+    return out, DaskConvCache(x, w3, w.ndim, method, threads_per_task, dtype)
+
+
+def conv_backward(dout, cache, *, split_every=8):
+    """:func:`cconv.conv_backward` of a Dask array, lazily.
+
+    Parameters
+    ----------
+    dout : dask.array.Array or array_like, shape (N, H - HH + 1, W - WW + 1)
+        Upstream derivative; rechunked to the forward output's chunks if
+        its own differ.
+    cache : DaskConvCache
+        From :func:`conv_forward`.
+    split_every : int, optional
+        Fan-in of the tree that sums ``dw`` over the chunks.
+
+    Returns
+    -------
+    dx : dask.array.Array, shape and chunks of ``x``
+    dw : dask.array.Array, shape of ``w``
+        For one shared filter, the sum over all images and chunks.
+    """
+    if not isinstance(cache, DaskConvCache):
+        raise ValueError(f"cache must be the DaskConvCache returned by cconv.dask.conv_forward; got {type(cache).__name__}")
+    dout = _as_dask(dout, "dout", (3,), "of shape (N, H', W')")
+    if dout.shape != cache.out_shape:
+        raise ValueError(f"dout has shape {dout.shape}, but the forward output had shape {cache.out_shape}")
+    x, w3, method, threads = cache.x, cache.w, cache.method, cache.threads_per_task
+    dtype = compute_dtype((np.empty(0, dout.dtype), "dout"), (np.empty(0, cache.dtype), "x"))
+    hh, ww = w3.shape[1:]
+    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
+    dout = dout.rechunk(out_chunks)
+    w_flip = np.ascontiguousarray(w3[:, ::-1, ::-1], dtype=dtype)
+    pairwise = w3.shape[0] > 1
+    h, wd = x.shape[1:]
+
+    # dx: rows [a, b) of x read dout rows [a - HH + 1, b) (columns alike):
+    # each chunk of x gets that slice of dout, which reaches HH - 1 rows into
+    # the chunk of dout above; the rows outside dout are zeros.
+    ho, wo = cache.out_shape[1:]
+
+    def dx_block(db, a, b, c, d, n0, n1):
+        full = np.zeros((db.shape[0], b - a + hh - 1, d - c + ww - 1), dtype=dtype)
+        r0, c0 = max(hh - 1 - a, 0), max(ww - 1 - c, 0)
+        full[:, r0:r0 + db.shape[1], c0:c0 + db.shape[2]] = db
+        ws = w_flip[n0:n1] if pairwise else w_flip
+        return _conv_forward(full, ws, method=method)[0].astype(dtype, copy=False)
+
+    run_dx = dask.delayed(_with_threads(dx_block, threads), pure=True)
+    bounds = [np.cumsum((0,) + c) for c in x.chunks]
+    rows = []
+    for i in range(len(x.chunks[0])):
+        n0, n1 = int(bounds[0][i]), int(bounds[0][i + 1])
+        row = []
+        for j in range(len(x.chunks[1])):
+            a, b = int(bounds[1][j]), int(bounds[1][j + 1])
+            col = []
+            for k in range(len(x.chunks[2])):
+                c, d = int(bounds[2][k]), int(bounds[2][k + 1])
+                piece = dout[n0:n1, max(a - hh + 1, 0):min(b, ho), max(c - ww + 1, 0):min(d, wo)]
+                col.append(da.from_delayed(run_dx(piece, a, b, c, d, n0, n1),
+                                           shape=(n1 - n0, b - a, d - c), dtype=dtype))
+            row.append(col)
+        rows.append(row)
+    dx = da.block(rows)
+
+    # dw: each chunk of x, extended as in the forward pass, correlated with
+    # its chunk of dout; summed over chunks (and images, for a shared filter).
+    xe = _extend(x, right=(hh - 1, ww - 1))
+
+    def dw_block(xb, db):
+        if db.size == 0:
+            return np.zeros((db.shape[0] if pairwise else 1, hh, ww), dtype)
+        full = _conv_forward(xb.astype(dtype, copy=False), db.astype(dtype, copy=False), method=method)[0]
+        part = full if pairwise else full.sum(axis=0, keepdims=True)
+        return part.astype(dtype, copy=False)
+
+    run = dask.delayed(_with_threads(dw_block, threads), pure=True)
+    xs, ds = xe.to_delayed(), dout.to_delayed()
+    per_image_block = []
+    for i, ni in enumerate(x.chunks[0]):
+        shape = (ni if pairwise else 1, hh, ww)
+        parts = [da.from_delayed(run(xs[i, j, k], ds[i, j, k]), shape=shape, dtype=dtype)
+                 for j in range(xs.shape[1]) for k in range(xs.shape[2])]
+        per_image_block.append(da.stack(parts).sum(axis=0, split_every=split_every))
+    if pairwise:
+        dw = da.concatenate(per_image_block, axis=0)
+    else:
+        dw = da.stack(per_image_block).sum(axis=0, split_every=split_every)
+    if cache.w_ndim == 2:
+        dw = dw[0]
+    return dx, dw
+
+
+def match_template(image, templates, method="ccoeff_normed", pad_input=False, *, threads_per_task=None):
+    """:func:`cconv.match_template` of a Dask image, tiled, lazily.
+
+    Parameters
+    ----------
+    image : dask.array.Array or array_like, shape (H, W) or (N, H, W)
+        Chunked in any way; each chunk, extended by the template's size
+        minus one into its neighbours below and to the right, is one task.
+    templates : array_like, shape (HH, WW) or (K, HH, WW)
+        In memory.  Leading axes broadcast as in :func:`cconv.match_template`.
+    method, pad_input
+        As for :func:`cconv.match_template`.
+    threads_per_task : int, optional
+        cconv's threads inside a task (see the module notes).
+
+    Returns
+    -------
+    scores : dask.array.Array
+        The shape :func:`cconv.match_template` returns, chunked like the
+        image (by the valid placements that start in each chunk); a bank of
+        K templates against one image is one chunk along K.
+
+    Notes
+    -----
+    Each tile computes its window statistics on its own, so the rule that
+    makes a near-flat window score 0 uses the tile's largest magnitude
+    rather than the whole image's: only windows within rounding of flat can
+    score differently from the in-memory call.  Memory per task is a few
+    times the tile (with its halo) and its scores.
+    """
+    image = _as_dask(image, "image", (2, 3), "of shape (H, W) or (N, H, W)")
+    templates = as_real_array(templates, "templates")
+    _check_threads(threads_per_task)
+    _check_match_args(image, templates, method, pad_input)  # the in-memory rules and messages
+    x = image if image.ndim == 3 else image[None]
+    t = templates if templates.ndim == 3 else templates[None]
+    hh, ww = t.shape[1:]
+    n, k = x.shape[0], t.shape[0]
+    dtype = compute_dtype((np.empty(0, image.dtype), "image"), (templates, "templates"))
+    t = np.ascontiguousarray(t, dtype=dtype)
+    x = _min_chunks(_min_chunks(x, 1, hh, "image"), 2, ww, "image")
+    if pad_input:  # the padding's own edge chunks, merged without a warning
+        x = da.pad(x, ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2)))
+        x = _min_chunks(_min_chunks(x, 1, hh, "image", quiet=True), 2, ww, "image", quiet=True)
+    if n == 1 and k > 1:
+        lead = (k,)
+    else:
+        lead = x.chunks[0]
+    out_chunks = (lead, _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
+    xe = _extend(x, right=(hh - 1, ww - 1))
+    pairwise = k > 1 and n > 1
+
+    def block(xb, block_info=None):
+        ts = t
+        if pairwise:
+            lo, hi = block_info[0]["array-location"][0]
+            ts = t[lo:hi]
+        return _match_template(xb, ts, method).astype(dtype, copy=False)
+
+    scores = da.map_blocks(_with_threads(block, threads_per_task), xe, chunks=out_chunks, dtype=dtype,
+                           name="cconv-match-template")
+    return scores[0] if image.ndim == 2 and templates.ndim == 2 else scores
