@@ -27,8 +27,6 @@ import os
 import threading
 from contextlib import contextmanager
 
-import scipy
-
 __all__ = ["blas_library", "single_threaded_blas"]
 
 # (get, set) function names of BLAS libraries' thread settings.

@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 
 from . import _blas, _engine
-from ._conv3d import ConvCache, conv_backward, conv_forward
+from ._conv3d import conv_backward, conv_forward
 from ._validation import (
     as_kernel_array,
     as_real_array,
@@ -203,6 +203,7 @@ class _Layer:
         return 1, positions
 
     def pointwise(self) -> bool:
+        """A 1x1 filter at stride 1 without padding: the image is the matrix, no im2col."""
         _, _, _, _, _, _, hh, ww = self.shape
         return (hh, ww, self.stride, self.pad) == (1, 1, (1, 1), ((0, 0), (0, 0)))
 
@@ -234,11 +235,6 @@ def _check_arrays(x, w, b):
                 f"b has length {b.shape[0]}, but w has {w.shape[0]} filters (w{w.shape}); "
                 f"expected b of shape ({w.shape[0]},)"
             )
-
-
-def _threads() -> tuple[int, object]:
-    """Threads for the lowered loops, and the context that keeps BLAS on one."""
-    return _engine.get_num_threads(), _blas.single_threaded_blas()
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, method="auto"):
@@ -332,7 +328,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     operands = [(x, "x"), (w, "w")] + ([] if b is None else [(b, "b")])
     dtype = compute_dtype(*operands)
     method = _resolve(method, layer)
-    threads, single_blas = _threads()
+    threads = _engine.get_num_threads()
     out_shape = layer.out_shape
     n, c, h, wd, f, _, _, _ = layer.shape
     if method == "gemm":
@@ -359,11 +355,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     bk = np.zeros(0, dtype) if b is None else as_kernel_array(b, dtype)
     ho, wo = layer.out_hw
     out = np.empty((n, f, ho * wo), dtype)
-    with single_blas as pinned:
+    with _blas.single_threaded_blas() as pinned:
         work = np.empty(layer.workspace(dtype.itemsize, threads if pinned else 1), dtype)
         _engine._kernels.conv2d_gemm_forward(
             xk, wk.reshape(layer.groups, f // layer.groups, -1), bk, out, work,
-            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize),
+            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize), layer.pointwise(),
         )
     return out.reshape(out_shape), Conv2dCache(xk, wk, b is not None, layer, method)
 
@@ -482,7 +478,7 @@ def _backward_gemm(dout, cache, dtype):
     layer = cache._layer
     n, c, h, wd, f, cg, hh, ww = layer.shape
     g = layer.groups
-    threads, single_blas = _threads()
+    threads = _engine.get_num_threads()
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
         + (cache.x.size + (threads + 1) * cache.w.size
@@ -495,12 +491,12 @@ def _backward_gemm(dout, cache, dtype):
     dx = np.zeros((n, c, h, wd), dtype)
     if x.size == 0 or w.size == 0 or dout.size == 0:
         return dx, np.zeros((f, cg, hh, ww), dtype)
-    with single_blas as pinned:
+    with _blas.single_threaded_blas() as pinned:
         t = threads if pinned else 1
         dw = np.zeros((t, g, cg * hh * ww, f // g), dtype)
         work = np.empty(layer.workspace(dtype.itemsize, t), dtype)
         _engine._kernels.conv2d_gemm_backward(
             x, w.reshape(g, f // g, -1), dout.reshape(n, f, -1), dx, dw, work,
-            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize),
+            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize), layer.pointwise(),
         )
     return dx, np.ascontiguousarray(dw.sum(axis=0).transpose(0, 2, 1)).reshape(f, cg, hh, ww)

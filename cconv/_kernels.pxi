@@ -462,15 +462,10 @@ cdef void _col2im(const Geometry* g, const Tile* tl, const real* cols,
                     o += tl.j1 - tl.j0
 
 
-cdef inline bint _is_pointwise(const Geometry* g) noexcept nogil:
-    """A 1x1 filter at stride 1 without padding: the image itself is ``cols``."""
-    return (g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1
-            and g.ph == 0 and g.pw == 0 and g.Ho == g.H and g.Wo == g.W)
-
-
 def conv2d_gemm_forward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
                         const real[::1] bias, real[:, :, ::1] out, real[:, ::1] work,
-                        tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols):
+                        tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols,
+                        bint pointwise):
     """``out[n, f] = sum_c correlate(x[n, c], w[f, c]) + bias[f]``, by im2col and GEMM.
 
     ``x`` is (N, C, H, W); ``w`` is (G, Fg, Kg), one matrix per group; ``out``
@@ -478,12 +473,13 @@ def conv2d_gemm_forward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     (sh, sw, ph, pw, dh, dw).  An empty ``bias`` adds nothing.  Work items
     are (image, group, tile), spread over ``work.shape[0]`` threads, each
     using its own row of ``work`` (at least Kg times the tile size long).
+    ``pointwise`` (a 1x1 filter at stride 1 without padding, as the caller
+    decides): the image itself is the matrix, and ``work`` is not used.
     """
     cdef Geometry g = _geometry(shape, geom)
     cdef Py_ssize_t N = x.shape[0], G = w.shape[0], Fg = w.shape[1], Kg = w.shape[2]
     cdef Py_ssize_t HW = g.H * g.W, HoWo = g.Ho * g.Wo
     cdef Py_ssize_t tiles = _tile_count(&g, rows, cols)
-    cdef bint pointwise = _is_pointwise(&g)
     cdef Py_ssize_t item, n, grp, f, p
     cdef Tile tl
     cdef const real* a
@@ -513,7 +509,8 @@ def conv2d_gemm_forward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
 def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
                          const real[:, :, ::1] dout, real[:, :, :, ::1] dx,
                          real[:, :, :, ::1] dw, real[:, ::1] work,
-                         tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols):
+                         tuple shape, tuple geom, Py_ssize_t rows, Py_ssize_t cols,
+                         bint pointwise):
     """Gradients of ``sum(out * dout)`` for the layer of ``conv2d_gemm_forward``.
 
     ``dx`` (N, C, H, W) must be zeros; it is summed into.  ``dw`` is
@@ -530,7 +527,6 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     cdef Py_ssize_t HW = g.H * g.W, HoWo = g.Ho * g.Wo
     cdef Py_ssize_t tiles = _tile_count(&g, rows, cols)
     cdef bint want_dx = dx.shape[0] != 0, want_dw = dw.shape[0] != 0
-    cdef bint pointwise = _is_pointwise(&g)
     cdef Py_ssize_t item, n, grp, t, tid
     cdef Tile tl
     cdef real* ws

@@ -26,6 +26,7 @@ def conv2d_gemm_forward(
     geom: tuple[int, int, int, int, int, int],
     rows: int,
     cols: int,
+    pointwise: bool,
 ) -> None: ...
 def conv2d_gemm_backward(
     x: npt.NDArray[_Real],
@@ -38,6 +39,7 @@ def conv2d_gemm_backward(
     geom: tuple[int, int, int, int, int, int],
     rows: int,
     cols: int,
+    pointwise: bool,
 ) -> None: ...
 def window_sums(
     x: npt.NDArray[np.float64],

@@ -41,7 +41,6 @@ from collections import namedtuple
 import numpy as np
 
 from . import _engine
-from ._conv3d import conv_forward
 from ._validation import as_real_array, check_memory, check_ndim, compute_dtype, copy_bytes
 
 __all__ = ["MATCH_METHODS", "Match", "match_template", "find_matches"]
@@ -245,10 +244,9 @@ class _Correlator:
         x, t = self.x[xi], self.t[ti]
         if self.method == "direct":
             return _engine.correlate_direct(x, t, reduce=False)
-        else:
-            spec_x = self.spec_x if self.spec_x is not None else _engine.spectrum(x, self.shape)
-            crop = (x.shape[1] - t.shape[1] + 1, x.shape[2] - t.shape[2] + 1)
-            out = _engine.correlate_spectra(spec_x, _engine.spectrum(t, self.shape), True, self.shape, crop, False)
+        spec_x = self.spec_x if self.spec_x is not None else _engine.spectrum(x, self.shape)
+        crop = (x.shape[1] - t.shape[1] + 1, x.shape[2] - t.shape[2] + 1)
+        out = _engine.correlate_spectra(spec_x, _engine.spectrum(t, self.shape), True, self.shape, crop, False)
         return np.ascontiguousarray(out, dtype=self.x.dtype)
 
 

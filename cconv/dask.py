@@ -52,7 +52,7 @@ from ._conv3d import _check_pair
 from ._conv3d import conv_forward as _conv_forward
 from ._match import _check_match_args
 from ._match import match_template as _match_template
-from ._validation import as_real_array, check_ndim, compute_dtype
+from ._validation import as_real_array, check_ndim, compute_dtype, compute_dtype_of
 
 __all__ = ["ChunkWarning", "DaskConvCache", "conv_forward", "conv_backward", "match_template"]
 
@@ -106,7 +106,7 @@ def _as_dask(x, name: str, ndim: tuple[int, ...], layout: str):
     if not isinstance(x, da.Array):
         x = da.from_array(as_real_array(x, name), chunks=-1)
     else:
-        as_real_array(np.empty((0,), dtype=x.dtype), name)  # the dtype check only
+        compute_dtype_of(np.empty(0, x.dtype), name)  # the dtype check only
     check_ndim(x, name, ndim, layout)
     return x
 
@@ -147,12 +147,12 @@ def _valid_chunks(chunks, k: int):
     return tuple(out)
 
 
-def _extend(x, right: tuple[int, int] = (0, 0), left: tuple[int, int] = (0, 0)):
-    """Each chunk extended into its neighbours along axes 1 and 2 (no boundary padding)."""
-    depth = {0: 0, 1: (left[0], right[0]), 2: (left[1], right[1])}
-    if all(d == (0, 0) for d in (depth[1], depth[2])):
+def _extend(x, hh: int, ww: int):
+    """Each chunk extended by HH - 1 rows and WW - 1 columns into its
+    neighbours below and to the right (no boundary padding)."""
+    if hh == 1 and ww == 1:
         return x
-    return da.overlap.overlap(x, depth=depth, boundary="none")
+    return da.overlap.overlap(x, depth={0: 0, 1: (0, hh - 1), 2: (0, ww - 1)}, boundary="none")
 
 
 class DaskConvCache:
@@ -226,7 +226,7 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
     dtype = compute_dtype((np.empty(0, x.dtype), "x"), (w, "w"))
     w3 = np.ascontiguousarray(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype=dtype)
     x = _min_chunks(_min_chunks(x, 1, hh, "x"), 2, ww, "x")
-    xe = _extend(x, right=(hh - 1, ww - 1))
+    xe = _extend(x, hh, ww)
     out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
     pairwise = w3.shape[0] > 1
 
@@ -307,7 +307,7 @@ def conv_backward(dout, cache, *, split_every=8):
 
     # dw: each chunk of x, extended as in the forward pass, correlated with
     # its chunk of dout; summed over chunks (and images, for a shared filter).
-    xe = _extend(x, right=(hh - 1, ww - 1))
+    xe = _extend(x, hh, ww)
 
     def dw_block(xb, db):
         if db.size == 0:
@@ -382,7 +382,7 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False, *,
     else:
         lead = x.chunks[0]
     out_chunks = (lead, _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
-    xe = _extend(x, right=(hh - 1, ww - 1))
+    xe = _extend(x, hh, ww)
     pairwise = k > 1 and n > 1
 
     def block(xb, block_info=None):

@@ -1990,6 +1990,20 @@ def test_set_num_threads_accepts_the_documented_range():
         cconv.set_num_threads(before)
 
 
+def _run_child(code: str, tmp_path) -> None:
+    """Run ``code`` in a fresh interpreter (a crash fails only the test), outside
+    the checkout (so the installed package is imported), with no core file."""
+
+    def no_core_dump():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          cwd=tmp_path, preexec_fn=no_core_dump)
+    assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"
+
+
 def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
     # Was: set_num_threads(100_000) accepted; the next call died of SIGSEGV
     # inside libgomp.  In a child process, so a crash fails only this test.
@@ -2004,15 +2018,7 @@ def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
         "cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
         "raise SystemExit(3)\n"
     )
-    def no_core_dump():
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    # Outside the checkout (so the installed package is imported), no core file.
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
-                          cwd=tmp_path, preexec_fn=no_core_dump)
-    assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"
+    _run_child(code, tmp_path)
 
 
 # --------------------------------------------------------------------------
@@ -2080,14 +2086,7 @@ def test_find_matches_huge_min_distance(min_distance, tmp_path):
         "assert [tuple(m) for m in got] == [(0, 2, 3, 11.0)], got\n"
     )
 
-    def no_core_dump():
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
-                          cwd=tmp_path, preexec_fn=no_core_dump)
-    assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"
+    _run_child(code, tmp_path)
 
 
 # --------------------------------------------------------------------------

@@ -86,15 +86,9 @@ def _once(inputs, method, shared_cache):
     sdx, sdw = cconv.conv_backward(dout, shared_cache, method=method)
     return out, dx, dw, sdx, sdw
 
-
-def test_concurrent_threads_bit_identical_to_serial(rng, ref):
-    threads_each = cconv.get_num_threads()
-    jobs = _thread_jobs(rng)
-    caches = {}
-    for inputs, _ in jobs:  # one cache per input set, from an FFT pass (it holds spectra)
-        caches.setdefault(id(inputs), cconv.conv_forward(inputs[0], inputs[1], method="fft")[1])
-    serial = [_once(inputs, m, caches[id(inputs)]) for inputs, m in jobs]
-
+def _hammer(jobs, caches, once, threads_each):
+    """N_THREADS threads, released together, each calling ``once`` on its job
+    CALLS_PER_THREAD times; returns every thread's results and the seconds."""
     barrier = threading.Barrier(N_THREADS)
     results: list = [None] * N_THREADS
     errors: list = []
@@ -106,7 +100,7 @@ def test_concurrent_threads_bit_identical_to_serial(rng, ref):
             cconv.set_num_threads(threads_each)
             inputs, method = jobs[i]
             barrier.wait(timeout=30)
-            results[i] = [_once(inputs, method, caches[id(inputs)]) for _ in range(CALLS_PER_THREAD)]
+            results[i] = [once(inputs, method, caches[id(inputs)]) for _ in range(CALLS_PER_THREAD)]
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append((i, exc))
             barrier.abort()
@@ -120,6 +114,18 @@ def test_concurrent_threads_bit_identical_to_serial(rng, ref):
     elapsed = time.perf_counter() - start
     assert not any(t.is_alive() for t in threads), "a thread hung"
     assert not errors, errors
+    return results, elapsed
+
+
+def test_concurrent_threads_bit_identical_to_serial(rng, ref):
+    threads_each = cconv.get_num_threads()
+    jobs = _thread_jobs(rng)
+    caches = {}
+    for inputs, _ in jobs:  # one cache per input set, from an FFT pass (it holds spectra)
+        caches.setdefault(id(inputs), cconv.conv_forward(inputs[0], inputs[1], method="fft")[1])
+    serial = [_once(inputs, m, caches[id(inputs)]) for inputs, m in jobs]
+
+    results, elapsed = _hammer(jobs, caches, _once, threads_each)
 
     names = ("out", "dx", "dw", "dx(shared cache)", "dw(shared cache)")
     for i, (expected, got) in enumerate(zip(serial, results)):
@@ -201,30 +207,7 @@ def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads
         cconv.set_num_threads(saved)
     assert _blas_threads() == blas_before
 
-    barrier = threading.Barrier(N_THREADS)
-    results: list = [None] * N_THREADS
-    errors: list = []
-
-    def worker(i):
-        try:
-            cconv.set_num_threads(threads_each)  # per calling thread, as the serial calls had
-            inputs, method = jobs[i]
-            barrier.wait(timeout=30)
-            results[i] = [_once_2d(inputs, method, caches[id(inputs)])
-                          for _ in range(CALLS_PER_THREAD)]
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append((i, exc))
-            barrier.abort()
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(N_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    elapsed = time.perf_counter() - start
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    assert not errors, errors
+    results, elapsed = _hammer(jobs, caches, _once_2d, threads_each)
     # Each call saves and restores the BLAS setting (counted, under a lock):
     # after eight threads' overlapping calls it is what it was.
     assert _blas_threads() == blas_before, "conv2d left SciPy's BLAS on another thread count"
