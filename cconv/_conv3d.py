@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _engine
+from ._nonfinite import restore
 from ._validation import (
     as_kernel_array,
     as_real_array,
@@ -26,17 +27,19 @@ class ConvCache:
     so that ``dw`` comes back in the caller's shape.  The arrays are held by
     reference when no conversion was needed: changing ``x`` or ``w`` in place
     between the forward and the backward call changes the gradients.  After
-    an FFT forward pass it also holds the spectra of ``x`` and ``w``, which
-    an FFT backward pass reuses.
+    an FFT forward pass it also holds the spectra of ``x`` and ``w`` (of
+    their finite parts), which an FFT backward pass reuses, and whether
+    either held NaN or Inf.
     """
 
-    __slots__ = ("_x", "_w", "_w_ndim", "_spectra")
+    __slots__ = ("_x", "_w", "_w_ndim", "_spectra", "_nonfinite")
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, spectra=None) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, spectra=None, nonfinite=False) -> None:
         self._x = x
         self._w = w
         self._w_ndim = w_ndim
         self._spectra = spectra
+        self._nonfinite = nonfinite
 
     @property
     def x(self) -> np.ndarray:
@@ -103,7 +106,8 @@ def conv_forward(x, w, *, method="auto"):
         image's own size (``scipy.fft``), 'auto' (the default) picks the one
         a cost model predicts is faster for these shapes.  Large filters
         favour 'fft'; its error is of the order of machine epsilon times the
-        norm of the result rather than of each element.
+        norm of the result rather than of each element.  NaN and Inf stay
+        local on every method (see Notes).
 
     Returns
     -------
@@ -135,6 +139,17 @@ def conv_forward(x, w, *, method="auto"):
     accepted, and the inputs are never modified.  The compiled loops run
     without the GIL, on :func:`cconv.get_num_threads` threads.
 
+    NaN and Inf are not errors: an output is NaN, +Inf or -Inf exactly where
+    ``scipy.signal.correlate2d``'s is (NaN where a window holds a NaN, meets
+    an infinity with a zero tap, or sums +Inf and -Inf terms), and every
+    other output is what finite inputs give.  The direct loops do this by
+    IEEE arithmetic.  The FFT route transforms the finite part of its
+    operands and writes the non-finite outputs back where the non-finite
+    values reach: free when the inputs are finite (the check reads the
+    spectra's DC terms); up to about twice a finite call for a few
+    non-finite cells, each marking its windows; 3-10x for a large share of
+    them, whose windows are counted by FFTs of 0/1 masks.
+
     Examples
     --------
     >>> import numpy as np, cconv
@@ -162,11 +177,13 @@ def conv_forward(x, w, *, method="auto"):
     if method == "direct":
         return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim)
     shape = _engine.fft_shape(*xk.shape[1:])
-    spectra = (_engine.spectrum(xk, shape), _engine.spectrum(wk, shape))
+    (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(xk, shape), _engine.finite_spectrum(wk, shape)
     h, wd = xk.shape[1:]
     hh, ww = wk.shape[1:]
-    out = _engine.correlate_spectra(*spectra, True, shape, (h - hh + 1, wd - ww + 1), False)
-    return out, ConvCache(xk, wk, w.ndim, spectra)
+    out = _engine.correlate_spectra(spec_x, spec_w, True, shape, (h - hh + 1, wd - ww + 1), False)
+    if bad_x or bad_w:
+        restore(out, xk, wk, reduce=False)
+    return out, ConvCache(xk, wk, w.ndim, (spec_x, spec_w), bad_x or bad_w)
 
 
 def conv_backward(dout, cache, *, method="auto"):
@@ -249,7 +266,7 @@ def conv_backward(dout, cache, *, method="auto"):
     if method == "direct":
         dx, dw = _backward_direct(dout, x, w)
     else:
-        dx, dw = _backward_fft(dout, x, w, spectra)
+        dx, dw = _backward_fft(dout, x, w, spectra, cache._nonfinite)
     if cache._w_ndim == 2:
         dw = dw[0]
     return dx, dw
@@ -269,16 +286,29 @@ def _backward_direct(dout, x, w):
     return dx, dw
 
 
-def _backward_fft(dout, x, w, spectra):
-    """dx and dw from one transform of dout and the forward pass's spectra."""
+def _backward_fft(dout, x, w, spectra, nonfinite):
+    """dx and dw from one transform of dout and the forward pass's spectra.
+
+    ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:
+    take them here); ``nonfinite``: whether ``x`` or ``w`` held NaN or Inf.
+    """
     (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
     npairs = dout.shape[0]
     shape = _engine.fft_shape(h, wd)
     if spectra is None:
-        spectra = (_engine.spectrum(x, shape), _engine.spectrum(w, shape))
-    spec_x, spec_w = spectra
-    spec_d = _engine.spectrum(dout, shape)
+        (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(x, shape), _engine.finite_spectrum(w, shape)
+        nonfinite = bad_x or bad_w
+    else:
+        spec_x, spec_w = spectra
+    spec_d, bad_d = _engine.finite_spectrum(dout, shape)
+    reduce_dx, reduce_dw = nx == 1 and npairs != 1, nw == 1 and npairs != 1
     # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
-    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (h, wd), nx == 1 and npairs != 1)
-    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (hh, ww), nw == 1 and npairs != 1)
-    return dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
+    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (h, wd), reduce_dx)
+    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (hh, ww), reduce_dw)
+    dx, dw = dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
+    if nonfinite or bad_d:
+        # dx is the valid correlation of dout, padded by the filter size - 1,
+        # with the flipped filter; dw that of x with dout.
+        restore(dx, dout, w[:, ::-1, ::-1], reduce=reduce_dx, pad=(hh - 1, hh - 1, ww - 1, ww - 1))
+        restore(dw, x, dout, reduce=reduce_dw)
+    return dx, dw

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.fft
 
 from . import _kernels as _baseline
+from ._nonfinite import any_nonfinite, finite_part
 
 __all__ = [
     "METHODS",
@@ -26,6 +27,7 @@ __all__ = [
     "correlate_direct",
     "fft_shape",
     "spectrum",
+    "finite_spectrum",
     "correlate_spectra",
     "choose_method",
 ]
@@ -145,7 +147,7 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
         tasks = min(npairs, max(threads, math.ceil(4 * threads / ho))) if reduce else npairs
         out = np.empty((tasks, ho, wo), dtype=x.dtype)
         _kernels.correlate_wide(x, k, out, npairs)
-        return out.sum(axis=0, keepdims=True) if reduce and tasks > 1 else out
+        return sum_pairs(out) if reduce and tasks > 1 else out
     # Long dot products: each parallel item computes a block of output rows
     # over its pairs, reading every pair's images once.  Whole outputs per
     # item when there are pairs enough to keep the threads busy; else single
@@ -154,7 +156,13 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
     rows = ho if tasks >= 2 * threads else 1
     out = np.empty((tasks, ho, wo), dtype=x.dtype)
     _kernels.correlate_narrow(x, k, out, npairs, rows)
-    return out.sum(axis=0, keepdims=True) if reduce and tasks > 1 else out
+    return sum_pairs(out) if reduce and tasks > 1 else out
+
+
+def sum_pairs(a: np.ndarray) -> np.ndarray:
+    """``a`` summed over its first axis, kept; where +Inf meets -Inf, NaN without a warning."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return a.sum(axis=0, keepdims=True)
 
 
 def fft_shape(h: int, w: int) -> tuple[int, int]:
@@ -176,6 +184,19 @@ def _workers(batch: int, shape: tuple[int, int]) -> int:
 def spectrum(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Real 2-D FFT of every (H, W) slice of ``a``, zero-padded to ``shape``."""
     return scipy.fft.rfft2(a, s=shape, workers=_workers(a.shape[0], shape))
+
+
+def finite_spectrum(a: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    """The spectrum of ``a``'s finite part, and whether ``a`` held NaN or Inf.
+
+    On finite data this is :func:`spectrum` plus a look at its DC terms;
+    otherwise the transform is taken again with the non-finite values zeroed
+    (see ``cconv._nonfinite``).
+    """
+    spec = spectrum(a, shape)
+    if not any_nonfinite(spec):
+        return spec, False
+    return spectrum(finite_part(a), shape), True
 
 
 def correlate_spectra(

@@ -1,0 +1,226 @@
+"""NaN and infinities on the FFT route: kept where a direct sum puts them.
+
+A direct sum propagates IEEE special values by itself: an output is NaN when
+one of its terms is NaN (a NaN operand, ``Inf * 0``) or when both ``+Inf``
+and ``-Inf`` terms meet in it, else ``+Inf`` or ``-Inf`` when a term of that
+sign is present, else finite.  An FFT mixes every input into every output,
+so a single NaN pixel would make the whole result NaN.
+
+So the FFT route transforms the *finite part* of its operands (non-finite
+values replaced by zeros), which gives every output the value its finite
+terms sum to, and then :func:`restore` writes NaN, ``+Inf`` and ``-Inf``
+where the direct sum has them.  Which terms of an output are non-finite
+depends only on the classes of the two values multiplied (NaN, +Inf, -Inf,
+zero, positive, negative).  :func:`restore` finds them one of two ways:
+
+- a few non-finite cells (a dead pixel, an infinite filter tap): each one
+  marks the outputs it reaches, a slice per cell;
+- many: each kind of non-finite term is counted by a correlation of 0/1
+  class masks, taken by FFT in float64 and rounded (exact for any count
+  below 2**40 or so).
+
+Detection costs nothing on finite data: the DC term of a spectrum sums every
+value of its operand, and no IEEE addition or multiplication turns a
+non-finite value finite, so a finite DC term means a finite operand
+(:func:`any_nonfinite`).  A DC term that overflowed on finite but huge data
+only sends the call through :func:`restore`, which then finds nothing to
+restore.
+
+Zero padding counts as zeros multiplied by the filter, as in
+``scipy.signal.correlate2d(..., mode='full')``: an infinite filter tap over
+padding gives NaN.  The input gradient of the 4-D layer, as PyTorch defines
+it, has no terms there at all (``pad_zeros=False``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+__all__ = ["any_nonfinite", "finite_part", "restore"]
+
+
+def any_nonfinite(spec: np.ndarray) -> bool:
+    """Whether the operand of ``spec`` (a batch of 2-D spectra) held NaN or Inf."""
+    return not np.isfinite(spec[..., 0, 0]).all()
+
+
+def finite_part(a: np.ndarray) -> np.ndarray:
+    """``a`` with every NaN and infinity replaced by zero (a new array)."""
+    return np.where(np.isfinite(a), a, a.dtype.type(0))
+
+
+# Value classes, and what the product of two classes contributes to a sum.
+NAN, PINF, MINF, ZERO, POS, NEG, NONE = range(7)  # NONE: padding that is no term
+NAN_BIT, POS_BIT, NEG_BIT = 1, 2, 4
+_PRODUCT = np.zeros((7, 7), dtype=np.uint8)
+_PRODUCT[NAN, :NONE] = _PRODUCT[:NONE, NAN] = NAN_BIT
+for _a, _b, _bit in ((PINF, PINF, POS_BIT), (PINF, MINF, NEG_BIT), (MINF, MINF, POS_BIT),
+                     (PINF, ZERO, NAN_BIT), (MINF, ZERO, NAN_BIT),
+                     (PINF, POS, POS_BIT), (PINF, NEG, NEG_BIT), (MINF, POS, NEG_BIT), (MINF, NEG, POS_BIT)):
+    _PRODUCT[_a, _b] = _PRODUCT[_b, _a] = _bit
+
+
+def _classes(a: np.ndarray, pad=None, pad_class=ZERO) -> np.ndarray:
+    """The class of every value of ``a`` (uint8), padded with ``pad_class``."""
+    c = np.full(a.shape, POS, dtype=np.uint8)
+    c[a < 0] = NEG
+    c[a == 0] = ZERO
+    c[a == np.inf] = PINF
+    c[a == -np.inf] = MINF
+    c[np.isnan(a)] = NAN
+    if pad is not None:
+        top, bottom, left, right = pad
+        c = np.pad(c, ((0, 0), (top, bottom), (left, right)), constant_values=pad_class)
+    return c
+
+
+def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad=None,
+            pad_zeros: bool = True) -> None:
+    """Write NaN, +Inf and -Inf into ``out`` where the direct sum has them.
+
+    Parameters
+    ----------
+    out : ndarray, shape (npairs or 1, Ho, Wo)
+        The valid correlation of ``x`` (padded by ``pad``) with ``k``.
+        Every output with a non-finite term is written; the others must
+        already hold the sum of their (finite) terms, as a correlation of
+        the operands' finite parts gives.  Changed in place.
+    x, k : ndarray
+        The operands as given, (Nx, H, W) and (Nk, HK, WK), with leading
+        sizes that broadcast.
+    reduce : bool
+        ``out`` sums over the pairs.
+    pad : (top, bottom, left, right), optional
+        Cells around ``x``: zeros multiplied by ``k`` (``pad_zeros``), or
+        no terms at all.
+    """
+    pad = pad or (0, 0, 0, 0)
+    bad_x = np.argwhere(~np.isfinite(x))
+    bad_k = np.argwhere(~np.isfinite(k))
+    npairs = max(x.shape[0], k.shape[0])
+    (hk, wk), (ho, wo) = k.shape[1:], out.shape[1:]
+    # Cells, each taken with every pair it is part of, and the outputs they reach.
+    cells = len(bad_x) * (npairs // x.shape[0]) + len(bad_k) * (npairs // k.shape[0])
+    reach = (len(bad_x) * (npairs // x.shape[0]) * min(hk, ho) * min(wk, wo)
+             + len(bad_k) * (npairs // k.shape[0]) * ho * wo)
+    if cells <= _SCATTER_CELLS and reach <= _SCATTER_PER_OUTPUT * out.size:
+        flags = _flags_by_scatter(out.shape, x, k, bad_x, bad_k, reduce, pad, pad_zeros)
+    else:
+        flags = _flags_by_fft(out.shape, x, k, reduce, pad, pad_zeros)
+    pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
+    nan = ((flags & NAN_BIT) != 0) | (pos & neg)
+    out[pos] = np.inf
+    out[neg] = -np.inf
+    out[nan] = np.nan
+
+
+# Below these, marking outputs cell by cell beats transforming masks.
+_SCATTER_CELLS = 256
+_SCATTER_PER_OUTPUT = 4
+
+
+def _pairs_of(index: int, n: int, npairs: int) -> range:
+    """The pairs an operand with leading size ``n`` takes its ``index`` into."""
+    return range(npairs) if n == 1 else range(index, index + 1)
+
+
+def _flags_by_scatter(shape, x, k, bad_x, bad_k, reduce, pad, pad_zeros) -> np.ndarray:
+    """Bits of the non-finite terms of each output, marked cell by cell."""
+    flags = np.zeros(shape, dtype=np.uint8)
+    npairs = max(x.shape[0], k.shape[0])
+    (hk, wk), (ho, wo) = k.shape[1:], shape[1:]
+    top, _, left, _ = pad
+    if len(bad_x):
+        k_classes = _classes(k)
+        x_values = x[tuple(bad_x.T)]
+        for (n, r, c), value in zip(bad_x, x_values):
+            code = _classes(np.array([value]))[0]
+            r, c = r + top, c + left  # in the padded image
+            i0, i1 = max(r - hk + 1, 0), min(r, ho - 1)
+            j0, j1 = max(c - wk + 1, 0), min(c, wo - 1)
+            if i0 > i1 or j0 > j1:
+                continue
+            for p in _pairs_of(n, x.shape[0], npairs):
+                kn = p if k.shape[0] != 1 else 0
+                # Output (i, j) meets this cell at tap (r - i, c - j).
+                taps = k_classes[kn, r - i1 : r - i0 + 1, c - j1 : c - j0 + 1][::-1, ::-1]
+                flags[0 if reduce else p, i0 : i1 + 1, j0 : j1 + 1] |= _PRODUCT[code, taps]
+    if len(bad_k):
+        x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
+        k_values = k[tuple(bad_k.T)]
+        for (n, a, b), value in zip(bad_k, k_values):
+            code = _classes(np.array([value]))[0]
+            for p in _pairs_of(n, k.shape[0], npairs):
+                xn = p if x.shape[0] != 1 else 0
+                # Output (i, j) meets this tap at image cell (i + a, j + b).
+                flags[0 if reduce else p] |= _PRODUCT[x_classes[xn, a : a + ho, b : b + wo], code]
+    return flags
+
+
+# Each kind of non-finite term, as (class of the image value, class of the
+# filter value) pairs of masks.  "any" is every value, padding included.
+_NAN_TERMS = (("nan", "any"), ("any", "nan"), ("inf", "zero"), ("zero", "inf"))
+_POS_TERMS = (("pinf", "pos+"), ("minf", "neg-"), ("pos", "pinf"), ("neg", "minf"))
+_NEG_TERMS = (("pinf", "neg-"), ("minf", "pos+"), ("pos", "minf"), ("neg", "pinf"))
+_DENSE = frozenset(("any", "zero", "pos", "neg", "pos+", "neg-"))
+_MASKS = {
+    "any": (NAN, PINF, MINF, ZERO, POS, NEG),
+    "nan": (NAN,),
+    "inf": (PINF, MINF),
+    "pinf": (PINF,),
+    "minf": (MINF,),
+    "zero": (ZERO,),
+    "pos": (POS,),
+    "neg": (NEG,),
+    "pos+": (POS, PINF),
+    "neg-": (NEG, MINF),
+}
+
+
+class _MaskSpectra:
+    """Spectra of 0/1 class masks of one operand, made when first asked for."""
+
+    def __init__(self, classes, shape):
+        self.classes, self.shape = classes, shape
+        self.masks, self.spectra = {}, {}
+
+    def present(self, name) -> bool:
+        """Whether the class has a member (a pass over the data, no transform)."""
+        if name not in self.masks:
+            mask = np.isin(self.classes, _MASKS[name])
+            self.masks[name] = mask if mask.any() else None
+        return self.masks[name] is not None
+
+    def __call__(self, name):
+        if name not in self.spectra:
+            self.spectra[name] = scipy.fft.rfft2(self.masks[name].astype(np.float64), s=self.shape)
+        return self.spectra[name]
+
+
+def _flags_by_fft(shape, x, k, reduce, pad, pad_zeros) -> np.ndarray:
+    """Bits of the non-finite terms of each output, from FFT-counted masks."""
+    x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
+    size = x_classes.shape[1:]
+    fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in size)
+    spec_x, spec_k = _MaskSpectra(x_classes, fft_shape), _MaskSpectra(_classes(k), fft_shape)
+    flags = np.zeros(shape, dtype=np.uint8)
+    for bit, terms in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
+        total = None
+        for x_class, k_class in terms:
+            # The non-finite class of the pair first: it is usually empty,
+            # and then the dense one's mask is never made.
+            sides = [(spec_x, x_class), (spec_k, k_class)]
+            if x_class in _DENSE:
+                sides.reverse()
+            if not all(side.present(name) for side, name in sides):
+                continue
+            prod = spec_x(x_class) * np.conj(spec_k(k_class))
+            total = prod if total is None else total + prod
+        if total is None:
+            continue
+        if reduce and total.shape[0] != 1:
+            total = total.sum(axis=0, keepdims=True)
+        counts = scipy.fft.irfft2(total, s=fft_shape)[:, : shape[1], : shape[2]]
+        flags[counts > 0.5] |= bit
+    return flags
