@@ -139,6 +139,12 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     Memory use is a few arrays of the scores' size and the image's, never
     one per template pixel.
 
+    NaN and Inf in the image are missing data: every window that covers one
+    scores NaN, and every other window scores what it would if those pixels
+    were not in the image at all (they take no part in the window sums, the
+    image mean or the flatness scale).  A template holding NaN or Inf scores
+    NaN everywhere.  :func:`find_matches` never returns a NaN score.
+
     Examples
     --------
     >>> import numpy as np, cconv
@@ -173,7 +179,19 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     if pad_input:
         pad = ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2))
         xs = np.pad(xs, pad)
-    mean = xs.mean(axis=(1, 2), keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data, not errors
+        mean = xs.mean(axis=(1, 2), keepdims=True)
+    # NaN or Inf in the image (a finite mean means none, at no extra cost):
+    # they take no part in the statistics, and score NaN in every window
+    # that covers them, computed apart, so that no window sum carries them.
+    covered = None
+    if not np.isfinite(mean).all():
+        bad = ~np.isfinite(xs)
+        xs[bad] = 0
+        count = np.maximum((~bad).sum(axis=(1, 2), keepdims=True), 1)
+        mean = xs.sum(axis=(1, 2), keepdims=True) / count
+        xs[bad] = np.broadcast_to(mean, xs.shape)[bad]
+        covered = _window_counts(bad, hh, ww) > 0
     xs -= mean
     ccoeff = method.startswith("ccoeff")
     # Per window: sum of I'^2 (I minus the window's mean) for ccoeff, else sum of I^2.
@@ -183,6 +201,10 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     _engine._kernels.window_sums(xs, hh, ww, s1, window, np.empty((threads, 2, wp)), ccoeff,
                                  np.ascontiguousarray(mean.reshape(-1)))
     del s1
+    # A template with NaN or Inf scores NaN everywhere.
+    bad_templates = ~np.isfinite(t).all(axis=(1, 2))
+    if bad_templates.any():
+        t[bad_templates] = 0
     if ccoeff:
         t = t - t.mean(axis=(1, 2), keepdims=True)
     t_sum = t.sum(axis=(1, 2)).reshape(-1, 1, 1)
@@ -209,7 +231,21 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
         corr = correlate(xi, ti)  # sum T (I - mean), or sum T' I' for ccoeff
         offset, tsq, wf, tf = (a[p0:p1] for a in per_pair)
         _engine._kernels.finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1])
+    if covered is not None:
+        out[np.broadcast_to(covered, out.shape)] = np.nan
+    if bad_templates.any():
+        out[np.broadcast_to(bad_templates, (npairs,))] = np.nan
     return out[0] if image.ndim == 2 and templates.ndim == 2 else out
+
+
+def _window_counts(mask: np.ndarray, hh: int, ww: int) -> np.ndarray:
+    """How many True values of ``mask`` (N, H, W) each valid hh x ww window holds.
+
+    Exact integer sums over a summed-area table.
+    """
+    table = np.zeros((mask.shape[0], mask.shape[1] + 1, mask.shape[2] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(mask, axis=1, dtype=np.int64), axis=2, out=table[:, 1:, 1:])
+    return table[:, hh:, ww:] - table[:, :-hh, ww:] - table[:, hh:, :-ww] + table[:, :-hh, :-ww]
 
 
 # The correlations of a chunk of score maps stay below this size (float64).
