@@ -21,7 +21,8 @@ import numbers
 import numpy as np
 
 from . import _blas, _engine
-from ._conv3d import conv_backward, conv_forward
+from ._conv3d import ConvCache, conv_backward, conv_forward
+from ._nonfinite import finite_part, restore
 from ._validation import (
     as_kernel_array,
     as_real_array,
@@ -344,7 +345,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         # No products to take (no channels, images or filters): only the bias.
         out = np.zeros(out_shape, dtype)
         if b is not None:
-            out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
         cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
         return out, cache
     if method != "gemm":
@@ -389,7 +391,8 @@ def _forward_3d(x, w, b, layer: _Layer, method, dtype):
     out3, inner = conv_forward(x3, w[:, 0].astype(dtype, copy=False), method=asked)
     out = out3.reshape(layer.out_shape)  # (N, 1, ...) or (1, F, ...): the same data
     if b is not None:
-        out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
     resolved = "fft" if inner._spectra is not None else "direct"
     xk, wk = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     return out, Conv2dCache(xk, wk, b is not None, layer, resolved, inner, asked)
@@ -459,7 +462,8 @@ def conv2d_backward(dout, cache):
         dx, dw = _backward_3d(dout, cache, dtype)
     else:
         dx, dw = _backward_gemm(dout, cache, dtype)
-    db = dout.sum(axis=(0, 2, 3), dtype=dtype) if cache._has_bias else None
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data
+        db = dout.sum(axis=(0, 2, 3), dtype=dtype) if cache._has_bias else None
     return dx, dw, db
 
 
@@ -469,9 +473,30 @@ def _backward_3d(dout, cache, dtype):
     n, c, h, wd, f, cg, hh, ww = layer.shape
     dout3 = dout.reshape(inner.out_shape)
     dx3, dw3 = conv_backward(dout3, inner, method=cache._backward_method)
+    if not np.isfinite(inner.w).all():
+        dx3 = _dx_nonfinite_filter(dout3, inner, cache._backward_method)
     (pt, _), (pl, _) = layer.pad
     dx = np.ascontiguousarray(dx3[:, pt : pt + h, pl : pl + wd]).reshape(n, c, h, wd)
     return dx, dw3.reshape(f, cg, hh, ww)
+
+
+def _dx_nonfinite_filter(dout3, inner, method):
+    """The 3-D layer's dx for a filter holding NaN or Inf, as PyTorch has it.
+
+    The 3-D layer's dx is the full correlation of ``dout`` with the flipped
+    filter, which multiplies the filter by zeros beyond ``dout``'s edges
+    (NaN from an infinite tap).  The layer's own gradient has no terms
+    there: dx is computed from the filter's finite part, then its NaN and
+    infinities restored from the terms inside ``dout`` alone.
+    """
+    w = inner.w
+    finite = ConvCache(inner.x, finite_part(w), inner._w_ndim)
+    dx3, _ = conv_backward(dout3, finite, method=method)
+    dout3 = np.asarray(dout3, dtype=dx3.dtype)
+    hh, ww = w.shape[1:]
+    reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
+    restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(hh - 1, hh - 1, ww - 1, ww - 1), pad_zeros=False)
+    return dx3
 
 
 def _backward_gemm(dout, cache, dtype):
@@ -499,4 +524,5 @@ def _backward_gemm(dout, cache, dtype):
             x, w.reshape(g, f // g, -1), dout.reshape(n, f, -1), dx, dw, work,
             layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize), layer.pointwise(),
         )
-    return dx, np.ascontiguousarray(dw.sum(axis=0).transpose(0, 2, 1)).reshape(f, cg, hh, ww)
+    dw = _engine.sum_pairs(dw)[0]  # the threads' partial sums
+    return dx, np.ascontiguousarray(dw.transpose(0, 2, 1)).reshape(f, cg, hh, ww)

@@ -92,6 +92,17 @@ def _with_threads(fn, threads_per_task):
     return run
 
 
+def _quiet_sum(a, axis=None, keepdims=False):
+    """``np.sum`` without a warning where +Inf and -Inf meet: NaN there is data."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.sum(a, axis=axis, keepdims=keepdims)
+
+
+def _tree_sum(a, split_every: int):
+    """The sum of ``a`` over its first axis, as a tree of fan-in ``split_every``."""
+    return da.reduction(a, _quiet_sum, _quiet_sum, axis=0, split_every=split_every, dtype=a.dtype)
+
+
 def _check_threads(threads_per_task) -> None:
     if threads_per_task is None:
         return
@@ -313,7 +324,7 @@ def conv_backward(dout, cache, *, split_every=8):
         if db.size == 0:
             return np.zeros((db.shape[0] if pairwise else 1, hh, ww), dtype)
         full = _conv_forward(xb.astype(dtype, copy=False), db.astype(dtype, copy=False), method=method)[0]
-        part = full if pairwise else full.sum(axis=0, keepdims=True)
+        part = full if pairwise else _quiet_sum(full, axis=0, keepdims=True)
         return part.astype(dtype, copy=False)
 
     run = dask.delayed(_with_threads(dw_block, threads), pure=True)
@@ -323,11 +334,11 @@ def conv_backward(dout, cache, *, split_every=8):
         shape = (ni if pairwise else 1, hh, ww)
         parts = [da.from_delayed(run(xs[i, j, k], ds[i, j, k]), shape=shape, dtype=dtype)
                  for j in range(xs.shape[1]) for k in range(xs.shape[2])]
-        per_image_block.append(da.stack(parts).sum(axis=0, split_every=split_every))
+        per_image_block.append(_tree_sum(da.stack(parts), split_every))
     if pairwise:
         dw = da.concatenate(per_image_block, axis=0)
     else:
-        dw = da.stack(per_image_block).sum(axis=0, split_every=split_every)
+        dw = _tree_sum(da.stack(per_image_block), split_every)
     if cache.w_ndim == 2:
         dw = dw[0]
     return dx, dw
