@@ -1,14 +1,23 @@
 """Build of cconv's compiled extensions; all metadata lives in pyproject.toml.
 
-One source, ``cconv/_kernels.pxi``, is compiled into a baseline module that
-runs on any CPU and, on x86-64, into twins for the x86-64-v3 (AVX2, FMA) and
-x86-64-v4 (AVX-512) instruction sets; ``cconv._engine`` imports the best one
-the running CPU supports.  Never ``-march=native``: a wheel must run on any
-x86-64 machine.
+The compiled modules, one per family of loops:
+
+  cconv._runtime      OpenMP and CPU queries (baseline flags)
+  cconv._correlate    the direct loops of the 3-D engine; on x86-64 also
+                      compiled as _correlate_v3 (x86-64-v3: AVX2, FMA) and
+                      _correlate_v4 (x86-64-v4: AVX-512), of which
+                      cconv._build imports the best one the CPU supports
+  cconv._gemm         the 4-D layer's im2col/col2im around SciPy's BLAS
+  cconv._match_cy     template matching's window sums and scores
+
+Only the direct loops get per-ISA twins: the others are bound by memory or
+by the BLAS.  Never ``-march=native``: a wheel must run on any x86-64 CPU.
 
 Environment switches for a source build:
   CCONV_NO_OPENMP=1       build without OpenMP (the loops run on one thread)
-  CCONV_BASELINE_ONLY=1   build only the baseline module
+  CCONV_BASELINE_ONLY=1   build only the baseline direct loops
+  CCONV_DEBUG=1           bounds and initialisation checks on in every loop
+                          (an IndexError instead of a silent bad access), -O1
 """
 
 import os
@@ -17,20 +26,29 @@ import platform
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+DEBUG = os.environ.get("CCONV_DEBUG") == "1"
 openmp = [] if os.environ.get("CCONV_NO_OPENMP") == "1" else ["-fopenmp"]
-variants = {"_kernels": []}
-if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("CCONV_BASELINE_ONLY") != "1":
-    variants["_kernels_v3"] = ["-march=x86-64-v3"]
-    variants["_kernels_v4"] = ["-march=x86-64-v4"]
+optimise = ["-O1", "-g"] if DEBUG else ["-O3"]
+
+# The compiler directives of every module, in one place.
+directives = {
+    "language_level": 3,
+    "embedsignature": True,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "nonecheck": False,
+}
 
 
-def extension(name, isa):
+def extension(name, isa=()):
     # -fno-math-errno: sqrt compiles to one instruction (cconv never reads errno).
-    flags = ["-O3", "-fno-math-errno", *isa, *openmp]
+    flags = [*optimise, "-fno-math-errno", *isa, *openmp]
     return Extension(
         f"cconv.{name}",
         [f"cconv/{name}.pyx"],
-        depends=["cconv/_kernels.pxi"],
+        depends=["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi"],
         extra_compile_args=flags,
         extra_link_args=openmp,
         # Recorded in the module, for cconv.show_config().
@@ -38,11 +56,9 @@ def extension(name, isa):
     )
 
 
-extensions = [extension(name, isa) for name, isa in variants.items()]
+extensions = [extension("_runtime"), extension("_correlate"), extension("_gemm"), extension("_match_cy")]
+if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("CCONV_BASELINE_ONLY") != "1":
+    extensions += [extension("_correlate_v3", ["-march=x86-64-v3"]),
+                   extension("_correlate_v4", ["-march=x86-64-v4"])]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives={"language_level": 3, "embedsignature": True},
-    ),
-)
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -449,7 +449,7 @@ def main(argv=None) -> int:
     reps = args.repeats or (3 if args.quick else 15)
 
     measure_machine(args.quick)
-    print(f"cconv {cconv.__version__} ({cconv._engine.KERNELS_NAME} build), {cconv.get_num_threads()} threads, "
+    print(f"cconv {cconv.__version__} ({cconv._build.name} build), {cconv.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs; numpy {np.__version__}, scipy {scipy.__version__}, "
           f"opencv {cv2.__version__ if cv2 else 'absent'}, torch {torch.__version__ if torch else 'absent'}")
     print(f"matmul ceiling: {CEILING['float64']:.0f} GFLOP/s float64, {CEILING['float32']:.0f} GFLOP/s float32; "

@@ -7,14 +7,14 @@ against :func:`scipy.signal.correlate2d`.
 Public API
 ----------
 conv2d_forward
-    The full layer: (N, C, H, W) input, (F, C // groups, HH, WW) filters,
+    The full layer: (N, C, H, W) input, (F, C // groups, KH, KW) filters,
     bias, stride, padding, dilation and groups, as ``torch.nn.functional.conv2d``.
 conv2d_backward
     Its gradients with respect to the input, the filters and the bias.
 Conv2dCache
     The cache type that links those two passes.
 conv_forward
-    Valid cross-correlation of (N, H, W) images with (HH, WW) or (K, HH, WW)
+    Valid cross-correlation of (N, H, W) images with (KH, KW) or (K, KH, KW)
     filters; returns the output and a cache.
 conv_backward
     Gradients with respect to the images and the filters.
@@ -25,8 +25,9 @@ match_template
     by default), one or many templates against one or many images.
 find_matches, Match
     The best matches in score maps, with non-maximum suppression.
-get_num_threads, set_num_threads
-    The one thread-count knob, for the compiled loops and the FFTs.
+get_num_threads, set_num_threads, threads
+    The one thread-count knob, for the compiled loops and the FFTs
+    (``threads(n)`` for the duration of a ``with`` block).
 show_config
     Version, compiled build, compiler flags, OpenMP and thread count.
 testing
@@ -34,23 +35,23 @@ testing
 """
 
 try:
-    from . import _kernels  # noqa: F401  (the compiled loops)
+    from . import _runtime  # noqa: F401  (the first compiled module)
 except ImportError as exc:  # pragma: no cover - only without a build
     import os as _os
 
     raise ImportError(
-        "cconv's compiled extension (cconv._kernels) is missing from "
+        "cconv's compiled extensions (cconv._runtime, ...) are missing from "
         f"{_os.path.dirname(__file__)}. If that is a source checkout, Python "
         "found it before the installed package: run from another directory "
         "after 'pip install .'."
     ) from exc
 
 from . import testing
-from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
-from ._conv3d import ConvCache, conv_backward, conv_forward
 from ._config import show_config
-from ._engine import get_num_threads, set_num_threads
+from ._conv import ConvCache, conv_backward, conv_forward
+from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
 from ._match import Match, find_matches, match_template
+from ._threads import get_num_threads, set_num_threads, threads
 from ._version import __version__
 
 __all__ = [
@@ -67,5 +68,6 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "testing",
+    "threads",
     "__version__",
 ]

@@ -9,13 +9,14 @@ import sys
 import numpy as np
 import scipy
 
-from . import _blas, _engine
+from . import _blas, _build, _runtime
+from ._threads import get_num_threads
 from ._version import __version__
 
 
 def config() -> dict:
     """The facts :func:`show_config` prints, as a dict."""
-    kernels = _engine._kernels
+    kernels = _build.correlate_module
     compiler, flags = kernels.build_info()
     return {
         "version": __version__,
@@ -23,12 +24,12 @@ def config() -> dict:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "kernels": f"{_engine.KERNELS_NAME} ({kernels.__name__})",
-        "cpu_level": _engine._baseline.cpu_level(),
+        "kernels": f"{_build.name} ({kernels.__name__})",
+        "cpu_level": _runtime.cpu_level(),
         "compiler": compiler,
         "flags": flags,
-        "openmp": bool(kernels.openmp_enabled()),
-        "threads": _engine.get_num_threads(),
+        "openmp": _runtime.openmp_enabled(),
+        "threads": get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "CCONV_KERNELS": os.environ.get("CCONV_KERNELS", "(unset)"),
         "blas": _blas.blas_library() or "(no thread control found: conv2d runs its tiles on one thread)",

@@ -1,56 +1,52 @@
-"""The 4-D (N, C, H, W) convolution layer: options, validation, dispatch.
+"""The 4-D layer, ``conv2d_forward`` and ``conv2d_backward``: the layer
+of ``torch.nn.functional.conv2d`` (channels, stride, padding, dilation,
+groups, bias).  Options are checked here, then one of two routes runs:
 
-Two ways to compute it:
-
-- 'gemm': every option (stride, padding, dilation, groups).  The compiled
-  loops lower each tile of the output to one matrix product, im2col then
-  ``sgemm``/``dgemm`` from SciPy's BLAS, in parallel over images, groups and
-  tiles.  The tiles are sized here so that each thread's workspace stays
-  near ``TILE_BYTES``.
-- 'direct' and 'fft': the 3-D layer's own engine, for a single-channel layer
-  (C = 1, stride 1, dilation 1, and one image or one filter), where a matrix
-  product would be a matrix-vector product.  The zero padding is applied to
-  a copy of ``x`` first.
+- 'gemm': every option.  The compiled loops of ``cconv._gemm`` lower each
+  tile of the output to one matrix product, im2col then ``sgemm``/``dgemm``
+  from SciPy's BLAS, in parallel over images, groups and tiles, with tiles
+  sized by ``cconv._tiling``.
+- the single-channel route ('direct' and 'fft'): the 3-D layer's own
+  engine (``cconv._conv``), for C = 1, stride 1, dilation 1 and one image
+  or one filter, where a matrix product would be a matrix-vector product.
+  The zero padding is applied to a copy of ``x`` first.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-import numbers
+from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _engine
-from ._conv3d import ConvCache, conv_backward, conv_forward
+from . import _blas, _tiling
+from ._conv import ConvCache, conv_backward, conv_forward
 from ._nonfinite import finite_part, restore
+from ._threads import get_num_threads
 from ._validation import (
     as_kernel_array,
     as_real_array,
+    check_choice,
+    check_int,
     check_memory,
     check_ndim,
     compute_dtype,
     copy_bytes,
+    int_pair,
 )
 
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
 
 METHODS = ("auto", "gemm", "direct", "fft")
-
-# How many output positions one tile (one matrix product) covers.  A product
-# of m*n*k up to about 2**20 multiply-adds runs fastest (OpenBLAS multiplies
-# such small matrices without packing them, 1.5-2x faster per flop than the
-# packed path, measured on the benchmark's layers), but never fewer than
-# MIN_POSITIONS, below which each call's fixed cost dominates.
-TARGET_MACS = 2**20
-MIN_POSITIONS = 128
-# Upper bound on one thread's im2col workspace (bytes), whatever the above
-# asks for: it stays in the core's L2 cache while the product reads it...
-TILE_BYTES = 512 * 2**10
-# ...unless a single output position's window is larger: then a tile has
-# MIN_TILE positions (or the whole output, if smaller).
-MIN_TILE = 16
 # BLAS takes 32-bit sizes.
 _INT_MAX = 2**31 - 1
+
+
+def _gemm() -> ModuleType:
+    """The im2col/BLAS loops, imported when first needed: they load scipy.linalg."""
+    return importlib.import_module("cconv._gemm")
 
 
 class Conv2dCache:
@@ -58,20 +54,20 @@ class Conv2dCache:
 
     Treat it as opaque.  It holds ``x`` and ``w`` as the kernels saw them
     (by reference when no conversion was needed: changing them in place
-    between the two calls changes the gradients), the options, and whether
-    there was a bias.
+    between the two calls changes the gradients), the layer's options, the
+    method the forward pass ran and whether there was a bias.
     """
 
-    __slots__ = ("_x", "_w", "_has_bias", "_layer", "_method", "_inner", "_backward_method")
+    __slots__ = ("_x", "_w", "_has_bias", "_layer", "_method", "_inner")
 
-    def __init__(self, x, w, has_bias, layer, method, inner=None, backward_method=None) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, has_bias: bool, layer: Layer, method: str,
+                 inner: ConvCache | None = None) -> None:
         self._x = x
         self._w = w
         self._has_bias = has_bias
         self._layer = layer
         self._method = method
-        self._inner = inner  # the 3-D layer's ConvCache, for 'direct' and 'fft'
-        self._backward_method = backward_method  # what the 3-D backward pass is asked for
+        self._inner = inner  # the 3-D layer's cache, on the single-channel route
 
     @property
     def x(self) -> np.ndarray:
@@ -80,7 +76,7 @@ class Conv2dCache:
 
     @property
     def w(self) -> np.ndarray:
-        """The filters, (F, C // groups, HH, WW)."""
+        """The filters, (F, C // groups, KH, KW)."""
         return self._w
 
     @property
@@ -100,135 +96,108 @@ class Conv2dCache:
         )
 
 
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each at least ``minimum``, as a pair."""
-    items = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints; got {value!r}")
-    for v in items:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
-        if v < minimum:
-            raise ValueError(f"{name} must be at least {minimum}; got {value!r}")
-    return int(items[0]), int(items[1])
+class LayerShape(NamedTuple):
+    """The sizes of one layer: x is (n, c, ih, iw), w is (f, cg, kh, kw)."""
+
+    n: int
+    c: int
+    ih: int
+    iw: int
+    f: int
+    cg: int
+    kh: int
+    kw: int
 
 
-class _Layer:
+class Layer:
     """The options of one layer, checked, and the sizes they imply."""
 
-    __slots__ = ("shape", "stride", "dilation", "pad", "groups", "out_hw")
+    __slots__ = ("shape", "stride", "dilation", "pad", "groups", "out_size")
 
-    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups):
-        n, c, h, wd = x_shape
-        f, cg, hh, ww = w_shape
-        self.stride = _pair(stride, "stride", 1)
-        self.dilation = _pair(dilation, "dilation", 1)
-        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
-            raise TypeError(f"groups must be a positive int; got {groups!r}")
-        if groups < 1:
-            raise ValueError(f"groups must be a positive int; got {groups!r}")
-        self.groups = int(groups)
-        if c % self.groups or f % self.groups:
+    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups) -> None:
+        self.shape = s = LayerShape(*x_shape, *w_shape)
+        self.stride = int_pair(stride, "stride", 1)
+        self.dilation = int_pair(dilation, "dilation", 1)
+        self.groups = check_int(groups, "groups", 1)
+        if s.c % self.groups or s.f % self.groups:
             raise ValueError(
-                f"groups={groups} must divide both x's channels C={c} and w's filters F={f} "
+                f"groups={groups} must divide both x's channels C={s.c} and w's filters F={s.f} "
                 f"(x{x_shape}, w{w_shape})"
             )
-        if cg * self.groups != c:
+        if s.cg * self.groups != s.c:
             raise ValueError(
-                f"w's channel size {cg} does not match x's: w{w_shape} with groups={groups} "
-                f"expects C // groups = {c // self.groups} channels per filter (x{x_shape})"
+                f"w's channel size {s.cg} does not match x's: w{w_shape} with groups={groups} "
+                f"expects C // groups = {s.c // self.groups} channels per filter (x{x_shape})"
             )
-        extent = (self.dilation[0] * (hh - 1) + 1, self.dilation[1] * (ww - 1) + 1)
-        if isinstance(padding, str):
-            if padding == "valid":
-                self.pad = ((0, 0), (0, 0))
-            elif padding == "same":
-                if self.stride != (1, 1):
-                    raise ValueError(
-                        f"padding='same' needs stride 1 (as in PyTorch); got stride={stride!r}"
-                    )
-                # The extra pixel of an even extent goes to the bottom/right.
-                self.pad = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in extent)
-            else:
-                raise ValueError(
-                    f"padding must be an int, a pair of ints, 'valid' or 'same'; got {padding!r}"
-                )
-        else:
-            ph, pw = _pair(padding, "padding", 0)
-            self.pad = ((ph, ph), (pw, pw))
-        self.shape = (n, c, h, wd, f, cg, hh, ww)
+        extent = (self.dilation[0] * (s.kh - 1) + 1, self.dilation[1] * (s.kw - 1) + 1)
+        self.pad = _padding(padding, extent, self.stride, stride)
         sizes = []
-        for size, (lo, hi), e, s, axis in zip(
-            (h, wd), self.pad, extent, self.stride, ("height", "width")
-        ):
+        for size, (lo, hi), e, step, axis in zip((s.ih, s.iw), self.pad, extent, self.stride, ("height", "width")):
             if size + lo + hi < e:
                 raise ValueError(
                     f"no output: the filter's {axis} {e} (w{w_shape}, dilation={dilation!r}) "
                     f"exceeds x's padded {axis} {size + lo + hi} (x{x_shape}, padding={padding!r})"
                 )
-            sizes.append((size + lo + hi - e) // s + 1)
-        self.out_hw = tuple(sizes)
+            sizes.append((size + lo + hi - e) // step + 1)
+        self.out_size = (sizes[0], sizes[1])
         # Past the padded size, a larger stride or a 1-tap dilation changes
         # nothing: clamp them, so that huge values reach the loops as C ints.
-        self.stride = tuple(min(s, size + lo + hi) for s, size, (lo, hi) in zip(self.stride, (h, wd), self.pad))
-        self.dilation = tuple(1 if k == 1 else d for d, k in zip(self.dilation, (hh, ww)))
+        sh, sw = (min(step, size + lo + hi) for step, size, (lo, hi) in zip(self.stride, (s.ih, s.iw), self.pad))
+        self.stride = (sh, sw)
+        self.dilation = (1 if s.kh == 1 else self.dilation[0], 1 if s.kw == 1 else self.dilation[1])
 
     @property
-    def out_shape(self):
-        return (self.shape[0], self.shape[4], *self.out_hw)
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.shape.n, self.shape.f, *self.out_size)
 
     def single_channel(self) -> bool:
         """Whether the 3-D layer's engine can compute this layer."""
-        n, c, *_, f, _, _, _ = self.shape
-        return c == 1 and self.stride == (1, 1) and self.dilation == (1, 1) and (n == 1 or f == 1)
+        s = self.shape
+        return s.c == 1 and self.stride == (1, 1) and self.dilation == (1, 1) and (s.n == 1 or s.f == 1)
 
-    def geometry(self):
-        (sh, sw), (dh, dw), ((ph, _), (pw, _)) = self.stride, self.dilation, self.pad
-        return (sh, sw, ph, pw, dh, dw)
+    def geometry(self) -> tuple[int, int, int, int, int, int]:
+        """(stride h, stride w, pad top, pad left, dilation h, dilation w), as the loops take it."""
+        (sh, sw), (dh, dw), ((pt, _), (pl, _)) = self.stride, self.dilation, self.pad
+        return (sh, sw, pt, pl, dh, dw)
 
-    def kernel_shape(self):
-        _, _, h, wd, _, cg, hh, ww = self.shape
-        return (cg, h, wd, hh, ww, *self.out_hw)
-
-    def tiles(self, itemsize: int) -> tuple[int, int]:
-        """Output rows and columns per tile: whole rows when a row fits."""
-        _, _, _, _, f, cg, hh, ww = self.shape
-        ho, wo = self.out_hw
-        window = cg * hh * ww  # workspace elements per output position
-        if self.pointwise() or window * wo == 0:
-            return max(ho, 1), max(wo, 1)  # no workspace: the image is the matrix, or empty
-        positions = max(MIN_POSITIONS, TARGET_MACS // max(1, window * f // self.groups))
-        positions = max(MIN_TILE, min(positions, TILE_BYTES // (window * itemsize)))
-        if positions >= wo:
-            return min(positions // wo, ho), wo
-        return 1, positions
-
-    def pointwise(self) -> bool:
-        """A 1x1 filter at stride 1 without padding: the image is the matrix, no im2col."""
-        _, _, _, _, _, _, hh, ww = self.shape
-        return (hh, ww, self.stride, self.pad) == (1, 1, (1, 1), ((0, 0), (0, 0)))
-
-    def workspace(self, itemsize: int, threads: int) -> tuple[int, int]:
-        """Shape of the im2col workspace: one row per thread."""
-        _, _, _, _, _, cg, hh, ww = self.shape
-        rows, cols = self.tiles(itemsize)
-        return threads, 1 if self.pointwise() else cg * hh * ww * rows * cols
+    def kernel_shape(self) -> tuple[int, int, int, int, int, int, int]:
+        """(cg, ih, iw, kh, kw, oh, ow), as the loops take it."""
+        s = self.shape
+        return (s.cg, s.ih, s.iw, s.kh, s.kw, *self.out_size)
 
     def check_blas_sizes(self) -> None:
-        n, c, h, wd, f, cg, hh, ww = self.shape
-        ho, wo = self.out_hw
-        if max(h * wd, ho * wo, cg * hh * ww, f) > _INT_MAX:
+        s = self.shape
+        oh, ow = self.out_size
+        if max(s.ih * s.iw, oh * ow, s.cg * s.kh * s.kw, s.f) > _INT_MAX:
             raise ValueError(
-                f"x{(n, c, h, wd)} with w{(f, cg, hh, ww)} has an image, output or filter "
+                f"x{s[:4]} with w{s[4:]} has an image, output or filter "
                 f"of more than 2**31 - 1 elements, beyond BLAS's 32-bit sizes"
             )
 
 
+def _padding(padding, extent, stride, stride_given) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) for ``padding`` as given."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' needs stride 1 (as in PyTorch); got stride={stride_given!r}"
+                )
+            # The extra pixel of an even extent goes to the bottom/right.
+            (top, left) = ((e - 1) // 2 for e in extent)
+            return ((top, extent[0] - 1 - top), (left, extent[1] - 1 - left))
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same'; got {padding!r}")
+    ph, pw = int_pair(padding, "padding", 0)
+    return ((ph, ph), (pw, pw))
+
+
 def _check_arrays(x, w, b):
     check_ndim(x, "x", (4,), "of shape (N, C, H, W)")
-    check_ndim(w, "w", (4,), "of shape (F, C // groups, HH, WW)")
+    check_ndim(w, "w", (4,), "of shape (F, C // groups, KH, KW)")
     if w.shape[2] == 0 or w.shape[3] == 0:
-        raise ValueError(f"w has an empty filter: shape {w.shape}; HH and WW must be at least 1")
+        raise ValueError(f"w is empty: shape {w.shape}; its height and width must be at least 1")
     if b is not None:
         check_ndim(b, "b", (1,), "of shape (F,)")
         if b.shape[0] != w.shape[0]:
@@ -249,7 +218,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     ----------
     x : array_like, shape (N, C, H, W)
         The input.
-    w : array_like, shape (F, C // groups, HH, WW)
+    w : array_like, shape (F, C // groups, KH, KW)
         The filters.
     b : array_like, shape (F,), optional
         A bias added to each filter's output.
@@ -276,7 +245,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     Returns
     -------
     out : ndarray, shape (N, F, H', W')
-        ``H' = (H + pad_top + pad_bottom - dilation*(HH - 1) - 1) // stride + 1``,
+        ``H' = (H + pad_top + pad_bottom - dilation*(KH - 1) - 1) // stride + 1``,
         and the same for ``W'``.  A new C-contiguous array.
     cache : Conv2dCache
         Pass it to :func:`conv2d_backward`.
@@ -303,7 +272,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     float64 natively, bool and integers promoted to float64, float16 to
     float32, any memory layout, inputs never modified.  The 'gemm' path
     splits the output into tiles whose windows take at most
-    ``max(TILE_BYTES, MIN_TILE * C // groups * HH * WW * itemsize)`` bytes of
+    ``max(TILE_BYTES, MIN_TILE * C // groups * KH * KW * itemsize)`` bytes of
     workspace per thread (512 KiB for all but very large filters); its
     matrix products run on SciPy's BLAS, held at one thread per call while
     cconv's own :func:`get_num_threads` threads run the work items.
@@ -325,80 +294,84 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     w = as_real_array(w, "w")
     b = None if b is None else as_real_array(b, "b")
     _check_arrays(x, w, b)
-    layer = _Layer(x.shape, w.shape, stride, padding, dilation, groups)
+    layer = Layer(x.shape, w.shape, stride, padding, dilation, groups)
     operands = [(x, "x"), (w, "w")] + ([] if b is None else [(b, "b")])
     dtype = compute_dtype(*operands)
-    method = _resolve(method, layer)
-    threads = _engine.get_num_threads()
-    out_shape = layer.out_shape
-    n, c, h, wd, f, _, _, _ = layer.shape
-    if method == "gemm":
-        extra = math.prod(layer.workspace(dtype.itemsize, threads))
+    route = _route(check_choice(method, "method", METHODS), layer)
+    s = layer.shape
+    if route == "gemm":
+        extra = math.prod(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads()))
     else:  # the padded copy of x; the 3-D layer checks its own needs after
         (pt, pb), (pl, pr) = layer.pad
-        extra = n * (h + pt + pb) * (wd + pl + pr)
+        extra = s.n * (s.ih + pt + pb) * (s.iw + pl + pr)
     check_memory(
-        copy_bytes(x, dtype) + copy_bytes(w, dtype) + (math.prod(out_shape) + extra) * dtype.itemsize,
+        copy_bytes(x, dtype) + copy_bytes(w, dtype) + (math.prod(layer.out_shape) + extra) * dtype.itemsize,
         f"conv2d_forward(x{x.shape}, w{w.shape})",
     )
-    if x.size == 0 or w.size == 0 or math.prod(out_shape) == 0:
+    if x.size == 0 or w.size == 0 or math.prod(layer.out_shape) == 0:
         # No products to take (no channels, images or filters): only the bias.
-        out = np.zeros(out_shape, dtype)
+        out = np.zeros(layer.out_shape, dtype)
         if b is not None:
             with np.errstate(invalid="ignore", over="ignore"):
                 out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
         cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
         return out, cache
-    if method != "gemm":
-        return _forward_3d(x, w, b, layer, method, dtype)
+    if route == "single":
+        return _forward_single(x, w, b, layer, method, dtype)
+    return _forward_gemm(x, w, b, layer, dtype)
+
+
+def _route(method: str, layer: Layer) -> str:
+    """'single' (the 3-D layer's engine, which then resolves 'auto') or 'gemm'."""
+    if method == "gemm":
+        return "gemm"
+    if layer.single_channel():
+        return "single"
+    if method == "auto":
+        return "gemm"
+    s = layer.shape
+    raise ValueError(
+        f"method={method!r} takes a single-channel layer only (C = 1, stride 1, "
+        f"dilation 1, N = 1 or F = 1); got x with N={s.n}, C={s.c}, w with F={s.f}, "
+        f"stride={layer.stride}, dilation={layer.dilation}: use 'gemm' or 'auto'"
+    )
+
+
+def _forward_gemm(x, w, b, layer: Layer, dtype):
     layer.check_blas_sizes()
+    s = layer.shape
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w, dtype)
     bk = np.zeros(0, dtype) if b is None else as_kernel_array(b, dtype)
-    ho, wo = layer.out_hw
-    out = np.empty((n, f, ho * wo), dtype)
+    oh, ow = layer.out_size
+    out = np.empty((s.n, s.f, oh * ow), dtype)
+    gemm = _gemm()
     with _blas.single_threaded_blas() as pinned:
-        work = np.empty(layer.workspace(dtype.itemsize, threads if pinned else 1), dtype)
-        _engine._kernels.conv2d_gemm_forward(
-            xk, wk.reshape(layer.groups, f // layer.groups, -1), bk, out, work,
-            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize), layer.pointwise(),
+        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads() if pinned else 1), dtype)
+        gemm.conv2d_gemm_forward(
+            xk, wk.reshape(layer.groups, s.f // layer.groups, -1), bk, out, work,
+            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
+            _tiling.pointwise(layer),
         )
-    return out.reshape(out_shape), Conv2dCache(xk, wk, b is not None, layer, method)
+    return out.reshape(layer.out_shape), Conv2dCache(xk, wk, b is not None, layer, "gemm")
 
 
-def _resolve(method, layer: _Layer) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    if method == "auto":
-        return "3d" if layer.single_channel() else "gemm"
-    if method in ("direct", "fft") and not layer.single_channel():
-        n, c, *_, f, _, _, _ = layer.shape
-        raise ValueError(
-            f"method={method!r} takes a single-channel layer only (C = 1, stride 1, "
-            f"dilation 1, N = 1 or F = 1); got x with N={n}, C={c}, w with F={f}, "
-            f"stride={layer.stride}, dilation={layer.dilation}: use 'gemm' or 'auto'"
-        )
-    return method
-
-
-def _forward_3d(x, w, b, layer: _Layer, method, dtype):
+def _forward_single(x, w, b, layer: Layer, method, dtype):
     """A single-channel layer by the 3-D layer: (N or F) valid correlations."""
     (pt, pb), (pl, pr) = layer.pad
     x3 = x[:, 0].astype(dtype, copy=False)
     if pt or pb or pl or pr:
         x3 = np.pad(x3, ((0, 0), (pt, pb), (pl, pr)))
-    asked = "auto" if method == "3d" else method
-    out3, inner = conv_forward(x3, w[:, 0].astype(dtype, copy=False), method=asked)
+    out3, inner = conv_forward(x3, w[:, 0].astype(dtype, copy=False), method=method)
     out = out3.reshape(layer.out_shape)  # (N, 1, ...) or (1, F, ...): the same data
     if b is not None:
         with np.errstate(invalid="ignore", over="ignore"):
             out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
-    resolved = "fft" if inner._spectra is not None else "direct"
     xk, wk = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    return out, Conv2dCache(xk, wk, b is not None, layer, resolved, inner, asked)
+    return out, Conv2dCache(xk, wk, b is not None, layer, inner.method, inner)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, *, method="auto"):
     """Backward pass of :func:`conv2d_forward`.
 
     Parameters
@@ -408,12 +381,17 @@ def conv2d_backward(dout, cache):
         forward output.
     cache : Conv2dCache
         The second value :func:`conv2d_forward` returned.
+    method : {'auto', 'gemm', 'direct', 'fft'}, optional
+        As for :func:`conv2d_forward`, whatever the forward pass ran:
+        'direct' and 'fft' take a single-channel layer only, where 'auto'
+        chooses between them (reusing the spectra an FFT forward pass left
+        in the cache); 'auto' is 'gemm' for other layers.
 
     Returns
     -------
     dx : ndarray, shape (N, C, H, W)
         Gradient of ``sum(out * dout)`` with respect to ``x``.
-    dw : ndarray, shape (F, C // groups, HH, WW)
+    dw : ndarray, shape (F, C // groups, KH, KW)
         Gradient with respect to ``w``.
     db : ndarray of shape (F,), or None
         Gradient with respect to ``b``: ``dout`` summed over all but the
@@ -422,17 +400,19 @@ def conv2d_backward(dout, cache):
     Raises
     ------
     ValueError
-        If ``cache`` did not come from :func:`conv2d_forward` or ``dout``'s
-        shape is not the forward output's.
+        If ``cache`` did not come from :func:`conv2d_forward`, ``dout``'s
+        shape is not the forward output's, or ``method`` is unknown or does
+        not apply to the layer.
     TypeError
         If ``dout`` has a dtype cconv cannot compute in.
 
     Notes
     -----
-    Computed by the forward pass's method, in the forward dtype promoted
-    with ``dout``'s.  The 'gemm' path runs in parallel over images and
-    groups (one image and group per thread at a time), each thread summing
-    its own partial ``dw``.
+    Computed in the forward dtype promoted with ``dout``'s.  The 'gemm'
+    path runs in parallel over images and groups (one image and group per
+    thread at a time), each thread summing its own partial ``dw``.  NaN and
+    Inf propagate as in PyTorch's float64 layer: padding zeros are terms of
+    ``dw`` (0 * Inf is NaN there), and ``dx`` has no terms beyond ``dout``.
 
     Examples
     --------
@@ -457,9 +437,10 @@ def conv2d_backward(dout, cache):
         raise ValueError(
             f"dout has shape {dout.shape}, but the forward output had shape {layer.out_shape}"
         )
+    route = _route(check_choice(method, "method", METHODS), layer)
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
-    if cache._inner is not None:
-        dx, dw = _backward_3d(dout, cache, dtype)
+    if route == "single" and cache.x.size and cache.w.size:
+        dx, dw = _backward_single(dout, cache, method, dtype)
     else:
         dx, dw = _backward_gemm(dout, cache, dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data
@@ -467,62 +448,76 @@ def conv2d_backward(dout, cache):
     return dx, dw, db
 
 
-def _backward_3d(dout, cache, dtype):
+def _backward_single(dout, cache, method, dtype):
+    """dx and dw of a single-channel layer by the 3-D layer."""
     layer = cache._layer
+    s = layer.shape
     inner = cache._inner
-    n, c, h, wd, f, cg, hh, ww = layer.shape
+    if inner is None:  # the forward pass ran 'gemm': the 3-D layer's view of it
+        (pt, pb), (pl, pr) = layer.pad
+        x3 = np.pad(cache.x[:, 0], ((0, 0), (pt, pb), (pl, pr)))
+        inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
     dout3 = dout.reshape(inner.out_shape)
-    dx3, dw3 = conv_backward(dout3, inner, method=cache._backward_method)
+    dx3, dw3 = conv_backward(dout3, inner, method=method)
     if not np.isfinite(inner.w).all():
-        dx3 = _dx_nonfinite_filter(dout3, inner, cache._backward_method)
+        dx3 = _dx_nonfinite_filter(dout3, inner, method)
     (pt, _), (pl, _) = layer.pad
-    dx = np.ascontiguousarray(dx3[:, pt : pt + h, pl : pl + wd]).reshape(n, c, h, wd)
-    return dx, dw3.reshape(f, cg, hh, ww)
+    dx = np.ascontiguousarray(dx3[:, pt : pt + s.ih, pl : pl + s.iw]).reshape(s.n, s.c, s.ih, s.iw)
+    return dx, dw3.reshape(s.f, s.cg, s.kh, s.kw)
 
 
 def _dx_nonfinite_filter(dout3, inner, method):
     """The 3-D layer's dx for a filter holding NaN or Inf, as PyTorch has it.
 
-    The 3-D layer's dx is the full correlation of ``dout`` with the flipped
-    filter, which multiplies the filter by zeros beyond ``dout``'s edges
-    (NaN from an infinite tap).  The layer's own gradient has no terms
-    there: dx is computed from the filter's finite part, then its NaN and
-    infinities restored from the terms inside ``dout`` alone.
+    The 3-D layer's dx is the full correlation of ``dout`` with the
+    flipped filter, which multiplies the filter by zeros beyond ``dout``'s
+    edges (NaN from an infinite tap).  The 4-D layer's own gradient has
+    no terms there: dx is computed from the filter's finite part, then its
+    NaN and infinities restored from the terms inside ``dout`` alone.
     """
     w = inner.w
-    finite = ConvCache(inner.x, finite_part(w), inner._w_ndim)
+    finite = ConvCache(inner.x, finite_part(w), 3, inner.method)
     dx3, _ = conv_backward(dout3, finite, method=method)
     dout3 = np.asarray(dout3, dtype=dx3.dtype)
-    hh, ww = w.shape[1:]
+    kh, kw = w.shape[1:]
     reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
-    restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(hh - 1, hh - 1, ww - 1, ww - 1), pad_zeros=False)
+    restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(kh - 1, kh - 1, kw - 1, kw - 1), pad_zeros=False)
     return dx3
 
 
 def _backward_gemm(dout, cache, dtype):
     layer = cache._layer
-    n, c, h, wd, f, cg, hh, ww = layer.shape
+    s = layer.shape
     g = layer.groups
-    threads = _engine.get_num_threads()
+    threads = get_num_threads()
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
         + (cache.x.size + (threads + 1) * cache.w.size
-           + math.prod(layer.workspace(dtype.itemsize, threads))) * dtype.itemsize,
+           + math.prod(_tiling.workspace_shape(layer, dtype.itemsize, threads))) * dtype.itemsize,
         f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
     )
     x = as_kernel_array(cache.x, dtype)
     w = as_kernel_array(cache.w, dtype)
     dout = as_kernel_array(dout, dtype)
-    dx = np.zeros((n, c, h, wd), dtype)
+    dx = np.zeros((s.n, s.c, s.ih, s.iw), dtype)
     if x.size == 0 or w.size == 0 or dout.size == 0:
-        return dx, np.zeros((f, cg, hh, ww), dtype)
+        return dx, np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
+    layer.check_blas_sizes()
+    gemm = _gemm()
     with _blas.single_threaded_blas() as pinned:
         t = threads if pinned else 1
-        dw = np.zeros((t, g, cg * hh * ww, f // g), dtype)
-        work = np.empty(layer.workspace(dtype.itemsize, t), dtype)
-        _engine._kernels.conv2d_gemm_backward(
-            x, w.reshape(g, f // g, -1), dout.reshape(n, f, -1), dx, dw, work,
-            layer.kernel_shape(), layer.geometry(), *layer.tiles(dtype.itemsize), layer.pointwise(),
+        dw = np.zeros((t, g, s.cg * s.kh * s.kw, s.f // g), dtype)
+        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, t), dtype)
+        gemm.conv2d_gemm_backward(
+            x, w.reshape(g, s.f // g, -1), dout.reshape(s.n, s.f, -1), dx, dw, work,
+            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
+            _tiling.pointwise(layer),
         )
-    dw = _engine.sum_pairs(dw)[0]  # the threads' partial sums
-    return dx, np.ascontiguousarray(dw.transpose(0, 2, 1)).reshape(f, cg, hh, ww)
+    dw = _sum_partials(dw)
+    return dx, np.ascontiguousarray(dw.transpose(0, 2, 1)).reshape(s.f, s.cg, s.kh, s.kw)
+
+
+def _sum_partials(parts: np.ndarray) -> np.ndarray:
+    """The threads' partial sums, added; where +Inf meets -Inf, NaN without a warning."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return parts.sum(axis=0)

@@ -1,116 +1,39 @@
-"""How a valid correlation over a batch of pairs gets computed.
+"""The correlation engine: a valid correlation over a batch of pairs, by
+the direct loops or by FFTs, and the cost model that chooses between them.
 
 Every pass of the layer (forward, dx, dw) is a valid cross-correlation of
 "images" with "kernels" over a batch of pairs, optionally summed over the
 pairs (the gradient of a broadcast operand).  This module turns that one
-operation into calls of the compiled direct loops, or into FFTs, and holds
-the policy: thread count, task split, loop order and method choice.
+operation into calls of the compiled direct loops (``cconv._correlate``, in
+the build ``cconv._build`` chose), with their task split and loop order, or
+into FFTs (``scipy.fft``), and estimates which is faster.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 
 import numpy as np
 import scipy.fft
 
-from . import _kernels as _baseline
+from ._build import correlate_module as _loops
 from ._nonfinite import any_nonfinite, finite_part
+from ._threads import get_num_threads
 
 __all__ = [
     "METHODS",
-    "get_num_threads",
-    "set_num_threads",
     "pair_count",
+    "sum_pairs",
     "correlate_direct",
     "fft_shape",
     "spectrum",
     "finite_spectrum",
     "correlate_spectra",
     "choose_method",
+    "workspace_bytes",
 ]
 
 METHODS = ("auto", "direct", "fft")
-
-
-def _load_kernels():
-    """The compiled loops for this CPU: the x86-64-v4 or -v3 build, else baseline.
-
-    ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to compare builds
-    or to rule one out when hunting a bug.
-    """
-    cap = os.environ.get("CCONV_KERNELS", "v4").strip().lower()
-    levels = {"baseline": 0, "v3": 3, "v4": 4}
-    if cap not in levels:
-        raise ImportError(f"CCONV_KERNELS must be one of {sorted(levels)}; got {cap!r}")
-    usable = min(levels[cap], _baseline.cpu_level())
-    for name, level in (("v4", 4), ("v3", 3)):
-        if level <= usable:
-            try:
-                return name, importlib.import_module(f"cconv._kernels_{name}")
-            except ImportError:  # a build without that twin (not x86-64, or switched off)
-                continue
-    return "baseline", _baseline
-
-
-KERNELS_NAME, _kernels = _load_kernels()
-
-
-def get_num_threads() -> int:
-    """Number of threads cconv's loops and FFTs use in the calling thread.
-
-    Returns
-    -------
-    int
-        OpenMP's thread count: the machine's cores by default, or
-        ``OMP_NUM_THREADS``, or what :func:`set_num_threads` (or
-        ``threadpoolctl``) set last.  1 in a build without OpenMP.
-    """
-    return max(1, int(_kernels.get_max_threads()))
-
-
-# The largest count set_num_threads accepts.  OpenMP (libgomp) stores the
-# count in an int and starts that many threads at the next parallel loop,
-# keeping per-thread start data on the calling thread's stack: counts far
-# beyond any machine's cores crash the process (100000 did) or make libgomp
-# abort it when the system refuses a thread.  4096 is more than the hardware
-# threads of any current machine and starts fine here.
-MAX_THREADS = 4096
-
-
-def set_num_threads(n: int) -> None:
-    """Set the number of threads cconv uses (in the calling thread).
-
-    Parameters
-    ----------
-    n : int
-        ``1 <= n <= 4096`` (``cconv._engine.MAX_THREADS``).  A Python
-        ``int`` or a NumPy integer; ``bool`` is refused.  Applies to the
-        compiled loops (OpenMP, so ``threadpoolctl`` sees and can change the
-        same setting) and to the ``workers`` of the ``scipy.fft``
-        transforms of the FFT path.  More threads than the machine has cores
-        is allowed, but only slows the calls down.
-
-    Raises
-    ------
-    TypeError
-        If ``n`` is not an integer (a float, a string, ``None``, a bool).
-    ValueError
-        If ``n`` is below 1 or above 4096.  The setting is unchanged after
-        either error.
-    """
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise TypeError(
-            f"n must be an integer number of threads (1 to {MAX_THREADS}); "
-            f"got {n!r} of type {type(n).__name__}"
-        )
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(
-            f"n must be a number of threads from 1 to {MAX_THREADS}; got {n!r}"
-        )
-    _kernels.set_num_threads(int(n))
 
 
 def pair_count(n1: int, n2: int) -> int:
@@ -124,38 +47,38 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
     Parameters
     ----------
     x, k : ndarray
-        C-contiguous, same dtype, shapes (Nx, H, W) and (Nk, HK, WK) with
-        leading sizes that broadcast, and HK <= H, WK <= W.
+        C-contiguous, same dtype, shapes (Nx, IH, IW) and (Nk, KH, KW) with
+        leading sizes that broadcast, and KH <= IH, KW <= IW.
     reduce : bool
         Sum over the pairs: the result has leading size 1.
 
     Returns
     -------
-    ndarray of shape (npairs or 1, H - HK + 1, W - WK + 1)
+    ndarray of shape (npairs or 1, IH - KH + 1, IW - KW + 1)
     """
     npairs = pair_count(x.shape[0], k.shape[0])
-    ho, wo = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
+    oh, ow = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
     if npairs == 0:
-        return np.zeros((1 if reduce else 0, ho, wo), dtype=x.dtype)
+        return np.zeros((1 if reduce else 0, oh, ow), dtype=x.dtype)
     threads = get_num_threads()
     # Small outputs of large kernels are long dot products; the rest are
     # strips of output columns accumulated tap by tap.
     # A reduced output is summed from partial sums, one per task: enough
     # tasks to keep every thread busy, few enough that adding them up
     # afterwards costs little.
-    if ho * wo >= k.shape[1] * k.shape[2]:
-        tasks = min(npairs, max(threads, math.ceil(4 * threads / ho))) if reduce else npairs
-        out = np.empty((tasks, ho, wo), dtype=x.dtype)
-        _kernels.correlate_wide(x, k, out, npairs)
+    if oh * ow >= k.shape[1] * k.shape[2]:
+        tasks = min(npairs, max(threads, math.ceil(4 * threads / oh))) if reduce else npairs
+        out = np.empty((tasks, oh, ow), dtype=x.dtype)
+        _loops.correlate_wide(x, k, out, npairs)
         return sum_pairs(out) if reduce and tasks > 1 else out
     # Long dot products: each parallel item computes a block of output rows
     # over its pairs, reading every pair's images once.  Whole outputs per
     # item when there are pairs enough to keep the threads busy; else single
     # rows, so that one large pair still spreads over the threads.
     tasks = min(npairs, 2 * threads) if reduce else npairs
-    rows = ho if tasks >= 2 * threads else 1
-    out = np.empty((tasks, ho, wo), dtype=x.dtype)
-    _kernels.correlate_narrow(x, k, out, npairs, rows)
+    rows = oh if tasks >= 2 * threads else 1
+    out = np.empty((tasks, oh, ow), dtype=x.dtype)
+    _loops.correlate_narrow(x, k, out, npairs, rows)
     return sum_pairs(out) if reduce and tasks > 1 else out
 
 
@@ -165,14 +88,14 @@ def sum_pairs(a: np.ndarray) -> np.ndarray:
         return a.sum(axis=0, keepdims=True)
 
 
-def fft_shape(h: int, w: int) -> tuple[int, int]:
-    """Transform size for images of h x w: no padding beyond a fast length.
+def fft_shape(ih: int, iw: int) -> tuple[int, int]:
+    """Transform size for images of ih x iw: no padding beyond a fast length.
 
     A valid correlation never reads the circular wrap-around, and the full
     correlation of the dx pass wraps only into zeros, so the image's own size
     is enough.
     """
-    return (scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True))
+    return (scipy.fft.next_fast_len(ih, real=True), scipy.fft.next_fast_len(iw, real=True))
 
 
 def _workers(batch: int, shape: tuple[int, int]) -> int:
@@ -231,9 +154,9 @@ _FFT_S_PER_CALL = 15e-6
 _CALL_S = 10e-6
 
 
-def _direct_seconds(npairs, out_hw, k_hw, itemsize) -> float:
-    narrow = out_hw[0] * out_hw[1] < k_hw[0] * k_hw[1]
-    macs = npairs * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1]
+def _direct_seconds(npairs, out_size, k_size, itemsize) -> float:
+    narrow = out_size[0] * out_size[1] < k_size[0] * k_size[1]
+    macs = npairs * out_size[0] * out_size[1] * k_size[0] * k_size[1]
     return _CALL_S + macs / _DIRECT_MACS_PER_S[narrow, itemsize]
 
 
@@ -243,17 +166,17 @@ def _fft_seconds(images, calls, shape, itemsize) -> float:
     return calls * _FFT_S_PER_CALL + units * _FFT_S_PER_UNIT[itemsize]
 
 
-def workspace_bytes(method, nx, nw, image_hw, filter_hw, itemsize, backward, cached=False) -> int:
+def workspace_bytes(method, nx, nw, image_size, filter_size, itemsize, backward, cached=False) -> int:
     """Upper estimate of the bytes one pass allocates, inputs' copies aside."""
     npairs = pair_count(nx, nw)
-    (h, w), (hh, ww) = image_hw, filter_hw
-    out = npairs * (h - hh + 1) * (w - ww + 1) * itemsize
-    grads = (nx * h * w + nw * hh * ww) * itemsize
+    (ih, iw), (kh, kw) = image_size, filter_size
+    out = npairs * (ih - kh + 1) * (iw - kw + 1) * itemsize
+    grads = (nx * ih * iw + nw * kh * kw) * itemsize
     if method == "direct":
         if backward:  # dout padded for dx, then dx and dw (and dw's partial sums)
-            return npairs * (h + hh - 1) * (w + ww - 1) * itemsize + 2 * grads
+            return npairs * (ih + kh - 1) * (iw + kw - 1) * itemsize + 2 * grads
         return out
-    p, q = fft_shape(h, w)
+    p, q = fft_shape(ih, iw)
     spectrum = p * (q // 2 + 1) * 2 * itemsize
     inputs = 0 if cached else (nx + nw) * spectrum
     if backward:  # dout's spectrum, two products, two inverse transforms, dx and dw
@@ -261,7 +184,7 @@ def workspace_bytes(method, nx, nw, image_hw, filter_hw, itemsize, backward, cac
     return inputs + npairs * (spectrum + p * q * itemsize) + out
 
 
-def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward, cached=False) -> str:
+def choose_method(method, nx, nw, image_size, filter_size, itemsize, backward, cached=False) -> str:
     """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass.
 
     ``cached``: the spectra of x and w are at hand (an FFT forward pass).
@@ -273,12 +196,12 @@ def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward, cache
         return "direct"
     if method != "auto":
         return method
-    (h, w), (hh, ww) = image_hw, filter_hw
-    out_hw = (h - hh + 1, w - ww + 1)
-    shape = fft_shape(h, w)
+    (ih, iw), (kh, kw) = image_size, filter_size
+    out_size = (ih - kh + 1, iw - kw + 1)
+    shape = fft_shape(ih, iw)
     if backward:
-        direct = _direct_seconds(npairs, (h, w), (hh, ww), itemsize) + _direct_seconds(
-            npairs, (hh, ww), out_hw, itemsize
+        direct = _direct_seconds(npairs, (ih, iw), (kh, kw), itemsize) + _direct_seconds(
+            npairs, (kh, kw), out_size, itemsize
         )
         # one forward transform (dout) and two inverse (dx, dw), and those of
         # x and w unless the forward pass left them in the cache
@@ -288,5 +211,5 @@ def choose_method(method, nx, nw, image_hw, filter_hw, itemsize, backward, cache
             fft = _fft_seconds(nx + nw + 3 * npairs, 5, shape, itemsize)
     else:
         fft = _fft_seconds(nx + nw + npairs, 3, shape, itemsize)
-        direct = _direct_seconds(npairs, out_hw, (hh, ww), itemsize)
+        direct = _direct_seconds(npairs, out_size, (kh, kw), itemsize)
     return "fft" if fft < direct else "direct"

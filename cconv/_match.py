@@ -36,47 +36,47 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import namedtuple
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _engine
-from ._validation import as_real_array, check_memory, check_ndim, compute_dtype, copy_bytes
+from ._match_cy import Score, finish_scores, window_sums
+from ._threads import get_num_threads
+from ._validation import (
+    as_batch,
+    as_real_array,
+    check_batch_pair,
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_ndim,
+    compute_dtype,
+    copy_bytes,
+)
 
 __all__ = ["MATCH_METHODS", "Match", "match_template", "find_matches"]
 
 MATCH_METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
 
-Match = namedtuple("Match", ["index", "y", "x", "score"])
-Match.__doc__ = """One match: score map ``index`` (the pair of image and template), top-left
-corner ``(y, x)`` of the window (its centre with ``pad_input=True``), and the score."""
+# What the compiled score pass computes from each method's correlation.
+_SCORES = {"ccorr": Score.PLAIN, "ccoeff": Score.PLAIN, "ccorr_normed": Score.NORMED,
+           "ccoeff_normed": Score.NORMED, "sqdiff": Score.SQDIFF, "sqdiff_normed": Score.SQDIFF_NORMED}
 
 
-def _check_match_args(image, templates, method, pad_input):
-    if not isinstance(method, str) or method not in MATCH_METHODS:
-        raise ValueError(f"method must be one of {MATCH_METHODS}; got {method!r}")
-    if not isinstance(pad_input, (bool, np.bool_)):
-        raise TypeError(f"pad_input must be True or False; got {pad_input!r}")
-    check_ndim(image, "image", (2, 3), "of shape (H, W) or (N, H, W)")
-    check_ndim(templates, "templates", (2, 3), "of shape (HH, WW) or (K, HH, WW)")
-    h, w = image.shape[-2:]
-    hh, ww = templates.shape[-2:]
-    if h == 0 or w == 0:
-        raise ValueError(f"image is empty: shape {image.shape}; H and W must be at least 1")
-    if hh == 0 or ww == 0:
-        raise ValueError(f"templates are empty: shape {templates.shape}; HH and WW must be at least 1")
-    if hh > h or ww > w:
-        raise ValueError(
-            f"templates ({hh}, {ww}) are larger than the image ({h}, {w}): shapes "
-            f"templates{templates.shape}, image{image.shape}"
-        )
-    if image.ndim == 3 and templates.ndim == 3:
-        n, k = image.shape[0], templates.shape[0]
-        if n != k and 1 not in (n, k):
-            raise ValueError(
-                f"image and templates have leading sizes that do not broadcast: image{image.shape}, "
-                f"templates{templates.shape}; expected equal sizes (image n with template n), or 1 on either side"
-            )
+class Match(NamedTuple):
+    """One match found by :func:`find_matches`.
+
+    ``pair`` is the score map it was found in (the pair of image and
+    template; 0 for a 2-D map), ``(y, x)`` the top-left corner of the window
+    (its centre with ``pad_input=True``), ``score`` the score there.
+    """
+
+    pair: int
+    y: int
+    x: int
+    score: float
 
 
 def match_template(image, templates, method="ccoeff_normed", pad_input=False):
@@ -86,9 +86,9 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     ----------
     image : array_like, shape (H, W) or (N, H, W)
         The image, or a batch of images.
-    templates : array_like, shape (HH, WW) or (K, HH, WW)
-        One template, or K templates of one size, with ``HH <= H`` and
-        ``WW <= W``.  The leading axes broadcast as in :func:`conv_forward`:
+    templates : array_like, shape (KH, KW) or (K, KH, KW)
+        One template, or K templates of one size, with ``KH <= H`` and
+        ``KW <= W``.  The leading axes broadcast as in :func:`conv_forward`:
         one image against K templates, N images against one template, or
         image n against template n.
     method : str, optional
@@ -109,15 +109,15 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     pad_input : bool, optional
         If True, the image is padded with zeros so that the scores have the
         image's size and ``scores[..., y, x]`` is the template centred on
-        ``(y, x)`` (centre ``(HH // 2, WW // 2)``), as in scikit-image.  If
+        ``(y, x)`` (centre ``(KH // 2, KW // 2)``), as in scikit-image.  If
         False (the default), only placements inside the image are scored and
         ``scores[..., y, x]`` has the template's top-left corner at ``(y, x)``.
 
     Returns
     -------
     scores : ndarray
-        Shape ``(H - HH + 1, W - WW + 1)`` for a 2-D image and template,
-        ``(N', H - HH + 1, W - WW + 1)`` otherwise (N' the broadcast leading
+        Shape ``(H - KH + 1, W - KW + 1)`` for a 2-D image and template,
+        ``(N', H - KH + 1, W - KW + 1)`` otherwise (N' the broadcast leading
         size), or ``H, W`` in place of the last two with ``pad_input``.
         float32 for float32 (or float16) inputs, else float64.
 
@@ -157,27 +157,29 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     """
     image = as_real_array(image, "image")
     templates = as_real_array(templates, "templates")
-    _check_match_args(image, templates, method, pad_input)
+    check_choice(method, "method", MATCH_METHODS)
+    pad_input = check_bool(pad_input, "pad_input")
+    check_batch_pair(image, templates, ("image", "templates"), images_ndim=(2, 3))
     dtype = compute_dtype((image, "image"), (templates, "templates"))
-    x = image.reshape((1,) * (3 - image.ndim) + image.shape)
-    t = np.array(templates.reshape((1,) * (3 - templates.ndim) + templates.shape),
-                 dtype=np.float64, order="C")
+    x = as_batch(image)
+    t = np.array(as_batch(templates), dtype=np.float64, order="C")
     nx, nt = x.shape[0], t.shape[0]
-    hh, ww = t.shape[1:]
+    kh, kw = t.shape[1:]
     npairs = _engine.pair_count(nx, nt)
-    hp, wp = (x.shape[1] + hh - 1, x.shape[2] + ww - 1) if pad_input else x.shape[1:]
-    ho, wo = hp - hh + 1, wp - ww + 1
+    # The image size, with the padding of pad_input.
+    ih, iw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if pad_input else x.shape[1:]
+    oh, ow = ih - kh + 1, iw - kw + 1
     # the image in float64 and the compute dtype, its window sums; the
     # scores, and a chunk of float64 work arrays
     check_memory(
-        copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * hp * wp * (8 + dtype.itemsize)
-        + nx * ho * wo * 16 + npairs * ho * wo * dtype.itemsize + 4 * _CHUNK_BYTES,
+        copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * ih * iw * (8 + dtype.itemsize)
+        + nx * oh * ow * 16 + npairs * oh * ow * dtype.itemsize + 4 * _CHUNK_BYTES,
         f"match_template(image{image.shape}, templates{templates.shape})",
     )
     # The image minus its mean, in float64: window sums of small numbers.
     xs = np.array(x, dtype=np.float64, order="C")  # a C-ordered copy, whatever x's layout
     if pad_input:
-        pad = ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2))
+        pad = ((0, 0), (kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2))
         xs = np.pad(xs, pad)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data, not errors
         mean = xs.mean(axis=(1, 2), keepdims=True)
@@ -191,15 +193,15 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
         count = np.maximum((~bad).sum(axis=(1, 2), keepdims=True), 1)
         mean = xs.sum(axis=(1, 2), keepdims=True) / count
         xs[bad] = np.broadcast_to(mean, xs.shape)[bad]
-        covered = _window_counts(bad, hh, ww) > 0
+        covered = _window_counts(bad, kh, kw) > 0
     xs -= mean
     ccoeff = method.startswith("ccoeff")
     # Per window: sum of I'^2 (I minus the window's mean) for ccoeff, else sum of I^2.
-    s1 = np.empty((nx, ho, wo))
-    window = np.empty((nx, ho, wo))
-    threads = _engine.get_num_threads()
-    _engine._kernels.window_sums(xs, hh, ww, s1, window, np.empty((threads, 2, wp)), ccoeff,
-                                 np.ascontiguousarray(mean.reshape(-1)))
+    s1 = np.empty((nx, oh, ow))
+    window = np.empty((nx, oh, ow))
+    threads = get_num_threads()
+    window_sums(xs, kh, kw, s1, window, np.empty((threads, 2, iw)), ccoeff,
+                np.ascontiguousarray(mean.reshape(-1)))
     del s1
     # A template with NaN or Inf scores NaN everywhere.
     bad_templates = ~np.isfinite(t).all(axis=(1, 2))
@@ -212,25 +214,24 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     low, high = xs.min(axis=(1, 2), keepdims=True), xs.max(axis=(1, 2), keepdims=True)
     if not ccoeff:
         low, high = low + mean, high + mean
-    w_floor = _flat_below(np.maximum(-low, high), hh, ww, dtype)
-    t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), hh, ww, dtype)
+    w_floor = _flat_below(np.maximum(-low, high), kh, kw, dtype)
+    t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), kh, kw, dtype)
     correlate = _Correlator(xs.astype(dtype, copy=False), np.ascontiguousarray(t, dtype=dtype), dtype)
 
-    kind = {"ccorr": 0, "ccoeff": 0, "ccorr_normed": 1, "ccoeff_normed": 1,
-            "sqdiff": 2, "sqdiff_normed": 3}[method]
+    kind = _SCORES[method]
     # Per pair: the mean's share of sum T*I (0 for ccoeff, whose T' sums to 0),
     # the template's sum of squares, and the flatness floors.
     per_pair = [np.broadcast_to(a.reshape(-1), (npairs,)).astype(np.float64)
                 for a in (np.zeros(1) if ccoeff else mean * t_sum, t_sq, w_floor, t_floor)]
-    out = np.empty((npairs, ho, wo), dtype)
-    chunk = max(1, _CHUNK_BYTES // (8 * ho * wo))
+    out = np.empty((npairs, oh, ow), dtype)
+    chunk = max(1, _CHUNK_BYTES // (8 * oh * ow))
     for p0 in range(0, npairs, chunk):
         p1 = min(p0 + chunk, npairs)
         xi = slice(p0, p1) if nx > 1 else slice(0, 1)  # the pairs' images...
         ti = slice(p0, p1) if nt > 1 else slice(0, 1)  # ...and templates
         corr = correlate(xi, ti)  # sum T (I - mean), or sum T' I' for ccoeff
         offset, tsq, wf, tf = (a[p0:p1] for a in per_pair)
-        _engine._kernels.finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1])
+        finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1])
     if covered is not None:
         out[np.broadcast_to(covered, out.shape)] = np.nan
     if bad_templates.any():
@@ -238,27 +239,27 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False):
     return out[0] if image.ndim == 2 and templates.ndim == 2 else out
 
 
-def _window_counts(mask: np.ndarray, hh: int, ww: int) -> np.ndarray:
-    """How many True values of ``mask`` (N, H, W) each valid hh x ww window holds.
+def _window_counts(mask: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """How many True values of ``mask`` (N, H, W) each valid kh x kw window holds.
 
     Exact integer sums over a summed-area table.
     """
     table = np.zeros((mask.shape[0], mask.shape[1] + 1, mask.shape[2] + 1), dtype=np.int64)
     np.cumsum(np.cumsum(mask, axis=1, dtype=np.int64), axis=2, out=table[:, 1:, 1:])
-    return table[:, hh:, ww:] - table[:, :-hh, ww:] - table[:, hh:, :-ww] + table[:, :-hh, :-ww]
+    return table[:, kh:, kw:] - table[:, :-kh, kw:] - table[:, kh:, :-kw] + table[:, :-kh, :-kw]
 
 
 # The correlations of a chunk of score maps stay below this size (float64).
 _CHUNK_BYTES = 64 * 2**20
 
 
-def _flat_below(scale, hh, ww, dtype):
+def _flat_below(scale, kh, kw, dtype):
     """Variance or energy of a window (or template) below which it counts as flat.
 
     The rounding error of the running sums (each sum restarts every window
     length), and of the correlation in the compute dtype.
     """
-    n = hh * ww
+    n = kh * kw
     eps64, eps = np.finfo(np.float64).eps, np.finfo(dtype).eps
     return max(8 * eps64 * n, n * (8 * eps) ** 2) * scale * scale
 
@@ -310,7 +311,7 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
     Returns
     -------
     list of Match
-        ``Match(index, y, x, score)`` named tuples, best first: ``index`` is
+        ``Match(pair, y, x, score)`` named tuples, best first: ``pair`` is
         the map (0 for a 2-D ``scores``), ``(y, x)`` the position in it.
         NaN scores are never matches; infinite ones are, in their order.
 
@@ -325,15 +326,12 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
     >>> import numpy as np, cconv
     >>> s = np.zeros((5, 8)); s[1, 1] = 0.9; s[1, 2] = 0.8; s[3, 6] = 0.7
     >>> cconv.find_matches(s, num=3, min_distance=1, threshold=0.5)
-    [Match(index=0, y=1, x=1, score=0.9), Match(index=0, y=3, x=6, score=0.7)]
+    [Match(pair=0, y=1, x=1, score=0.9), Match(pair=0, y=3, x=6, score=0.7)]
     """
     s = as_real_array(scores, "scores")
     check_ndim(s, "scores", (2, 3), "of shape (H', W') or (M, H', W')")
-    for value, name, low in ((num, "num", 1), (min_distance, "min_distance", 0)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int; got {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be at least {low}; got {value!r}")
+    num = check_int(num, "num", 1)
+    min_distance = check_int(min_distance, "min_distance", 0)
     if threshold is not None:
         if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
             raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
@@ -343,10 +341,8 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
             limit = math.inf if threshold > 0 else -math.inf
         if math.isnan(limit):
             raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
-    if not isinstance(lower_is_better, (bool, np.bool_)):
-        raise TypeError(f"lower_is_better must be True or False; got {lower_is_better!r}")
-    num, min_distance = int(num), int(min_distance)
-    s3 = s.reshape((1,) * (3 - s.ndim) + s.shape)
+    lower_is_better = check_bool(lower_is_better, "lower_is_better")
+    s3 = as_batch(s)
     if s3.dtype.kind != "f":
         s3 = s3.astype(np.float64)
     # Larger is better in `good`; NaN becomes -inf there, and is dropped below.

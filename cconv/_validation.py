@@ -7,7 +7,9 @@ argument, says what was received and what was expected.
 
 from __future__ import annotations
 
+import numbers
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,7 +18,13 @@ __all__ = [
     "compute_dtype",
     "compute_dtype_of",
     "as_kernel_array",
+    "as_batch",
     "check_ndim",
+    "check_batch_pair",
+    "check_int",
+    "check_bool",
+    "check_choice",
+    "int_pair",
     "copy_bytes",
     "check_memory",
 ]
@@ -85,6 +93,82 @@ def check_ndim(arr: np.ndarray, name: str, allowed: tuple[int, ...], layout: str
         raise ValueError(
             f"{name} must be a {dims} array {layout}; got a {arr.ndim}-D array of shape {arr.shape}"
         )
+
+
+def as_batch(arr: np.ndarray) -> np.ndarray:
+    """A 2-D (H, W) array as a batch of one, (1, H, W); a 3-D one as it is (a view)."""
+    return arr.reshape((1,) * (3 - arr.ndim) + arr.shape)
+
+
+def check_batch_pair(images: np.ndarray, filters: np.ndarray, names: tuple[str, str],
+                     images_ndim: tuple[int, ...] = (3,)) -> None:
+    """The shape rules between a batch of images and a batch of filters.
+
+    ``images`` is (N, H, W) (or (H, W) where ``images_ndim`` allows 2),
+    ``filters`` (KH, KW) or (K, KH, KW): the images and filters must not be
+    empty, a filter must fit in an image (a valid correlation), and the
+    leading sizes must broadcast (equal, or 1 on either side).  ``names``
+    are the arguments' names, for the messages.
+    """
+    a, b = names
+    layout = " or ".join(("(H, W)", "(N, H, W)")[d - 2] for d in images_ndim)
+    check_ndim(images, a, images_ndim, f"of shape {layout}")
+    check_ndim(filters, b, (2, 3), "of shape (KH, KW) or (K, KH, KW)")
+    ih, iw = images.shape[-2:]
+    kh, kw = filters.shape[-2:]
+    for arr, name, (rows, cols) in ((images, a, (ih, iw)), (filters, b, (kh, kw))):
+        if rows == 0 or cols == 0:
+            raise ValueError(
+                f"{name} is empty: shape {arr.shape}; its height and width must be at least 1"
+            )
+    if kh > ih or kw > iw:
+        raise ValueError(
+            f"{b} ({kh}, {kw}) is larger than {a} ({ih}, {iw}) in height or width: shapes "
+            f"{b}{filters.shape}, {a}{images.shape}; a valid correlation needs KH <= H and KW <= W"
+        )
+    if images.ndim == 3 and filters.ndim == 3:
+        n, k = images.shape[0], filters.shape[0]
+        if n != k and 1 not in (n, k):
+            raise ValueError(
+                f"{a} and {b} have leading sizes that do not broadcast: {a}{images.shape}, "
+                f"{b}{filters.shape}; expected equal sizes (pair n with n), or 1 on either side"
+            )
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """``value`` as a Python int (a NumPy integer too, never a bool), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r} of type {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` as a bool: True, False or a NumPy bool, nothing else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
+    return value
+
+
+def int_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each at least ``minimum``, as a pair."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints; got {value!r}")
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be at least {minimum}; got {value!r}")
+    return int(items[0]), int(items[1])
 
 
 def as_kernel_array(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:

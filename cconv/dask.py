@@ -15,12 +15,12 @@ neighbour below and to the right (``dask.array.overlap`` with no boundary
 padding), so that a task sees every window that starts in its chunk and
 returns exactly the valid outputs that start there: the results equal the
 in-memory ones whatever the chunking (the sums in each output are the same
-sums).  A chunk along H (W) must therefore have at least HH (WW) rows
+sums).  A chunk along H (W) must therefore have at least KH (KW) rows
 (columns); smaller chunks are merged with their neighbours by a rechunk, with
 a :class:`ChunkWarning` saying so.
 
 The backward pass mirrors this: for each chunk of ``x``, ``dx`` reads the
-slice of ``dout`` that reaches HH - 1 rows (WW - 1 columns) into the chunk
+slice of ``dout`` that reaches KH - 1 rows (KW - 1 columns) into the chunk
 above (to the left), and comes back chunked like ``x``;
 ``dw`` (for one filter shared by all images) is a sum over every chunk,
 reduced as a tree (``split_every``).
@@ -47,12 +47,21 @@ try:
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("cconv.dask needs Dask: pip install 'cconv[dask]'") from exc
 
-from . import _engine
-from ._conv3d import _check_pair
-from ._conv3d import conv_forward as _conv_forward
-from ._match import _check_match_args
+from ._conv import conv_forward as _conv_forward
+from ._engine import METHODS
+from ._match import MATCH_METHODS
 from ._match import match_template as _match_template
-from ._validation import as_real_array, check_ndim, compute_dtype, compute_dtype_of
+from ._threads import check_thread_count, get_num_threads, threads
+from ._validation import (
+    as_batch,
+    as_real_array,
+    check_batch_pair,
+    check_bool,
+    check_choice,
+    check_ndim,
+    compute_dtype,
+    compute_dtype_of,
+)
 
 __all__ = ["ChunkWarning", "DaskConvCache", "conv_forward", "conv_backward", "match_template"]
 
@@ -74,7 +83,7 @@ def _task_threads(requested: int | None) -> int:
         pass
     if threading.current_thread() is not threading.main_thread():
         return 1  # a worker thread of the threaded scheduler
-    return _engine.get_num_threads()
+    return get_num_threads()
 
 
 def _with_threads(fn, threads_per_task):
@@ -82,12 +91,8 @@ def _with_threads(fn, threads_per_task):
 
     @functools.wraps(fn)  # keeps the signature: Dask looks for block_info in it
     def run(*args, **kwargs):
-        saved = _engine.get_num_threads()
-        _engine.set_num_threads(_task_threads(threads_per_task))
-        try:
+        with threads(_task_threads(threads_per_task)):
             return fn(*args, **kwargs)
-        finally:
-            _engine.set_num_threads(saved)
 
     return run
 
@@ -104,12 +109,8 @@ def _tree_sum(a, split_every: int):
 
 
 def _check_threads(threads_per_task) -> None:
-    if threads_per_task is None:
-        return
-    if isinstance(threads_per_task, (bool, np.bool_)) or not isinstance(threads_per_task, (int, np.integer)):
-        raise TypeError(f"threads_per_task must be a positive int or None; got {threads_per_task!r}")
-    if not 1 <= threads_per_task <= _engine.MAX_THREADS:
-        raise ValueError(f"threads_per_task must be between 1 and {_engine.MAX_THREADS}; got {threads_per_task!r}")
+    if threads_per_task is not None:
+        check_thread_count(threads_per_task, "threads_per_task")
 
 
 def _as_dask(x, name: str, ndim: tuple[int, ...], layout: str):
@@ -158,12 +159,12 @@ def _valid_chunks(chunks, k: int):
     return tuple(out)
 
 
-def _extend(x, hh: int, ww: int):
-    """Each chunk extended by HH - 1 rows and WW - 1 columns into its
+def _extend(x, kh: int, kw: int):
+    """Each chunk extended by KH - 1 rows and KW - 1 columns into its
     neighbours below and to the right (no boundary padding)."""
-    if hh == 1 and ww == 1:
+    if kh == 1 and kw == 1:
         return x
-    return da.overlap.overlap(x, depth={0: 0, 1: (0, hh - 1), 2: (0, ww - 1)}, boundary="none")
+    return da.overlap.overlap(x, depth={0: 0, 1: (0, kh - 1), 2: (0, kw - 1)}, boundary="none")
 
 
 class DaskConvCache:
@@ -192,7 +193,7 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
     ----------
     x : dask.array.Array or array_like, shape (N, H, W)
         The images, chunked in any way along N, H and W.
-    w : array_like, shape (HH, WW) or (K, HH, WW)
+    w : array_like, shape (KH, KW) or (K, KH, KW)
         The filters, in memory: one for every image (2-D, or K = 1), or
         image n with filter n (K = N).
     method : {'auto', 'direct', 'fft'}, optional
@@ -202,7 +203,7 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
 
     Returns
     -------
-    out : dask.array.Array, shape (N, H - HH + 1, W - WW + 1)
+    out : dask.array.Array, shape (N, H - KH + 1, W - KW + 1)
         Lazy; chunked like ``x`` along N, and along H and W by the valid
         outputs that start in each chunk of ``x``.
     cache : DaskConvCache
@@ -222,23 +223,21 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
     """
     x = _as_dask(x, "x", (3,), "of shape (N, H, W)")
     w = as_real_array(w, "w")
-    check_ndim(w, "w", (2, 3), "of shape (HH, WW) or (K, HH, WW)")
     _check_threads(threads_per_task)
-    if method not in _engine.METHODS:
-        raise ValueError(f"method must be one of {_engine.METHODS}; got {method!r}")
+    check_choice(method, "method", METHODS)
     n = x.shape[0]
-    hh, ww = w.shape[-2:]
-    _check_pair(x, w)  # the in-memory layer's rules and messages
+    kh, kw = w.shape[-2:]
+    check_batch_pair(x, w, ("x", "w"))  # the in-memory layer's rules and messages
     if w.ndim == 3 and w.shape[0] not in (1, n):
         raise ValueError(
             f"w has {w.shape[0]} filters but x has {n} images (x{x.shape}, w{w.shape}); cconv.dask "
             "takes one filter for every image or one per image"
         )
     dtype = compute_dtype((np.empty(0, x.dtype), "x"), (w, "w"))
-    w3 = np.ascontiguousarray(w.reshape((1,) * (3 - w.ndim) + w.shape), dtype=dtype)
-    x = _min_chunks(_min_chunks(x, 1, hh, "x"), 2, ww, "x")
-    xe = _extend(x, hh, ww)
-    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
+    w3 = np.ascontiguousarray(as_batch(w), dtype=dtype)
+    x = _min_chunks(_min_chunks(x, 1, kh, "x"), 2, kw, "x")
+    xe = _extend(x, kh, kw)
+    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], kh), _valid_chunks(x.chunks[2], kw))
     pairwise = w3.shape[0] > 1
 
     def block(xb, block_info=None):
@@ -258,7 +257,7 @@ def conv_backward(dout, cache, *, split_every=8):
 
     Parameters
     ----------
-    dout : dask.array.Array or array_like, shape (N, H - HH + 1, W - WW + 1)
+    dout : dask.array.Array or array_like, shape (N, H - KH + 1, W - KW + 1)
         Upstream derivative; rechunked to the forward output's chunks if
         its own differ.
     cache : DaskConvCache
@@ -279,21 +278,21 @@ def conv_backward(dout, cache, *, split_every=8):
         raise ValueError(f"dout has shape {dout.shape}, but the forward output had shape {cache.out_shape}")
     x, w3, method, threads = cache.x, cache.w, cache.method, cache.threads_per_task
     dtype = compute_dtype((np.empty(0, dout.dtype), "dout"), (np.empty(0, cache.dtype), "x"))
-    hh, ww = w3.shape[1:]
-    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
+    kh, kw = w3.shape[1:]
+    out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], kh), _valid_chunks(x.chunks[2], kw))
     dout = dout.rechunk(out_chunks)
     w_flip = np.ascontiguousarray(w3[:, ::-1, ::-1], dtype=dtype)
     pairwise = w3.shape[0] > 1
     h, wd = x.shape[1:]
 
-    # dx: rows [a, b) of x read dout rows [a - HH + 1, b) (columns alike):
-    # each chunk of x gets that slice of dout, which reaches HH - 1 rows into
+    # dx: rows [a, b) of x read dout rows [a - KH + 1, b) (columns alike):
+    # each chunk of x gets that slice of dout, which reaches KH - 1 rows into
     # the chunk of dout above; the rows outside dout are zeros.
     ho, wo = cache.out_shape[1:]
 
     def dx_block(db, a, b, c, d, n0, n1):
-        full = np.zeros((db.shape[0], b - a + hh - 1, d - c + ww - 1), dtype=dtype)
-        r0, c0 = max(hh - 1 - a, 0), max(ww - 1 - c, 0)
+        full = np.zeros((db.shape[0], b - a + kh - 1, d - c + kw - 1), dtype=dtype)
+        r0, c0 = max(kh - 1 - a, 0), max(kw - 1 - c, 0)
         full[:, r0:r0 + db.shape[1], c0:c0 + db.shape[2]] = db
         ws = w_flip[n0:n1] if pairwise else w_flip
         return _conv_forward(full, ws, method=method)[0].astype(dtype, copy=False)
@@ -309,7 +308,7 @@ def conv_backward(dout, cache, *, split_every=8):
             col = []
             for k in range(len(x.chunks[2])):
                 c, d = int(bounds[2][k]), int(bounds[2][k + 1])
-                piece = dout[n0:n1, max(a - hh + 1, 0):min(b, ho), max(c - ww + 1, 0):min(d, wo)]
+                piece = dout[n0:n1, max(a - kh + 1, 0):min(b, ho), max(c - kw + 1, 0):min(d, wo)]
                 col.append(da.from_delayed(run_dx(piece, a, b, c, d, n0, n1),
                                            shape=(n1 - n0, b - a, d - c), dtype=dtype))
             row.append(col)
@@ -318,11 +317,11 @@ def conv_backward(dout, cache, *, split_every=8):
 
     # dw: each chunk of x, extended as in the forward pass, correlated with
     # its chunk of dout; summed over chunks (and images, for a shared filter).
-    xe = _extend(x, hh, ww)
+    xe = _extend(x, kh, kw)
 
     def dw_block(xb, db):
         if db.size == 0:
-            return np.zeros((db.shape[0] if pairwise else 1, hh, ww), dtype)
+            return np.zeros((db.shape[0] if pairwise else 1, kh, kw), dtype)
         full = _conv_forward(xb.astype(dtype, copy=False), db.astype(dtype, copy=False), method=method)[0]
         part = full if pairwise else _quiet_sum(full, axis=0, keepdims=True)
         return part.astype(dtype, copy=False)
@@ -331,7 +330,7 @@ def conv_backward(dout, cache, *, split_every=8):
     xs, ds = xe.to_delayed(), dout.to_delayed()
     per_image_block = []
     for i, ni in enumerate(x.chunks[0]):
-        shape = (ni if pairwise else 1, hh, ww)
+        shape = (ni if pairwise else 1, kh, kw)
         parts = [da.from_delayed(run(xs[i, j, k], ds[i, j, k]), shape=shape, dtype=dtype)
                  for j in range(xs.shape[1]) for k in range(xs.shape[2])]
         per_image_block.append(_tree_sum(da.stack(parts), split_every))
@@ -352,7 +351,7 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False, *,
     image : dask.array.Array or array_like, shape (H, W) or (N, H, W)
         Chunked in any way; each chunk, extended by the template's size
         minus one into its neighbours below and to the right, is one task.
-    templates : array_like, shape (HH, WW) or (K, HH, WW)
+    templates : array_like, shape (KH, KW) or (K, KH, KW)
         In memory.  Leading axes broadcast as in :func:`cconv.match_template`.
     method, pad_input
         As for :func:`cconv.match_template`.
@@ -377,23 +376,25 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False, *,
     image = _as_dask(image, "image", (2, 3), "of shape (H, W) or (N, H, W)")
     templates = as_real_array(templates, "templates")
     _check_threads(threads_per_task)
-    _check_match_args(image, templates, method, pad_input)  # the in-memory rules and messages
-    x = image if image.ndim == 3 else image[None]
-    t = templates if templates.ndim == 3 else templates[None]
-    hh, ww = t.shape[1:]
+    check_choice(method, "method", MATCH_METHODS)
+    check_bool(pad_input, "pad_input")
+    check_batch_pair(image, templates, ("image", "templates"), images_ndim=(2, 3))  # the in-memory rules
+    x = as_batch(image)
+    t = as_batch(templates)
+    kh, kw = t.shape[1:]
     n, k = x.shape[0], t.shape[0]
     dtype = compute_dtype((np.empty(0, image.dtype), "image"), (templates, "templates"))
     t = np.ascontiguousarray(t, dtype=dtype)
-    x = _min_chunks(_min_chunks(x, 1, hh, "image"), 2, ww, "image")
+    x = _min_chunks(_min_chunks(x, 1, kh, "image"), 2, kw, "image")
     if pad_input:  # the padding's own edge chunks, merged without a warning
-        x = da.pad(x, ((0, 0), (hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2)))
-        x = _min_chunks(_min_chunks(x, 1, hh, "image", quiet=True), 2, ww, "image", quiet=True)
+        x = da.pad(x, ((0, 0), (kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2)))
+        x = _min_chunks(_min_chunks(x, 1, kh, "image", quiet=True), 2, kw, "image", quiet=True)
     if n == 1 and k > 1:
         lead = (k,)
     else:
         lead = x.chunks[0]
-    out_chunks = (lead, _valid_chunks(x.chunks[1], hh), _valid_chunks(x.chunks[2], ww))
-    xe = _extend(x, hh, ww)
+    out_chunks = (lead, _valid_chunks(x.chunks[1], kh), _valid_chunks(x.chunks[2], kw))
+    xe = _extend(x, kh, kw)
     pairwise = k > 1 and n > 1
 
     def block(xb, block_info=None):

@@ -1552,7 +1552,7 @@ def test_fuzz_find_matches(case):
         if i:
             assert good[result[i - 1][:3]] >= good[k, y, x], f"not best first: {result}"
         for other in result[:i]:
-            near = other.index == k and max(abs(other.y - y), abs(other.x - x)) <= min_distance
+            near = other.pair == k and max(abs(other.y - y), abs(other.x - x)) <= min_distance
             assert not near, f"{other} and {m} within {min_distance}"
 
     # The exact answer, where the order is unambiguous.
@@ -1821,7 +1821,7 @@ def test_fuzz_set_num_threads(n):
             assert cconv.get_num_threads() == before, "a refused count changed the setting"
             return
         assert valid, f"set_num_threads({n!r}) was accepted"
-        assert cconv.get_num_threads() == (int(n) if cconv._kernels.openmp_enabled() else 1)
+        assert cconv.get_num_threads() == (int(n) if cconv._runtime.openmp_enabled() else 1)
         event("set_num_threads ok")
         if n <= 8:  # (large counts start that many threads: no call made)
             out, _ = cconv.conv_forward(np.ones((3, 5, 5)), np.ones((2, 2)), method="direct")
@@ -1984,7 +1984,7 @@ def test_set_num_threads_accepts_the_documented_range():
     try:
         for n in (1, np.int32(2), np.uint8(3), MAX_THREADS):
             cconv.set_num_threads(n)  # (no parallel loop started: 4096 threads)
-            if cconv._kernels.openmp_enabled():
+            if cconv._runtime.openmp_enabled():
                 assert cconv.get_num_threads() == n
     finally:
         cconv.set_num_threads(before)

@@ -241,7 +241,7 @@ def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads
 def test_conv2d_backward_dw_bit_reproducible(rng):
     # Was: per-thread partial sums of dw over (image, group) items handed out
     # by a dynamic schedule, so that its rounding changed from call to call.
-    if not cconv._kernels.openmp_enabled():
+    if not cconv._runtime.openmp_enabled():
         pytest.skip("built without OpenMP: one thread")
     x = rng.standard_normal((8, 2, 16, 16))
     w = rng.standard_normal((4, 2, 3, 3))

@@ -184,7 +184,7 @@ def test_find_matches_best_first_with_suppression():
     s[1, 5, 5] = 0.8
     got = cconv.find_matches(s, num=10, min_distance=3, threshold=0.5)
     assert [tuple(m) for m in got] == [(0, 6, 7, 0.95), (1, 5, 5, 0.8), (0, 15, 15, 0.6)]
-    assert got[0].index == 0 and got[0].y == 6 and got[0].x == 7
+    assert got[0].pair == 0 and got[0].y == 6 and got[0].x == 7
     # without suppression the neighbour comes back
     got = cconv.find_matches(s, num=2, min_distance=0)
     assert [(m.y, m.x) for m in got] == [(6, 7), (5, 5)]
@@ -208,7 +208,7 @@ def test_matching_the_demo_case_end_to_end(rng):
     t = image[40:55, 60:80].copy()
     scores = cconv.match_template(image + 0.3 * rng.standard_normal(image.shape), t)
     (best,) = cconv.find_matches(scores, num=1)
-    assert (best.index, best.y, best.x) == (0, 40, 60) and 0.9 < best.score <= 1
+    assert (best.pair, best.y, best.x) == (0, 40, 60) and 0.9 < best.score <= 1
 
 
 # ---------------------------------------------------------------------------
@@ -218,8 +218,8 @@ def test_matching_the_demo_case_end_to_end(rng):
 BAD_MATCH = [
     ({"image": np.zeros(5)}, ValueError, r"image must be a 2-D or 3-D array.*\(5,\)"),
     ({"templates": np.zeros((1, 2, 3, 3))}, ValueError, r"templates must be a 2-D or 3-D array"),
-    ({"templates": np.zeros((9, 3))}, ValueError, r"templates \(9, 3\) are larger than the image \(8, 8\)"),
-    ({"templates": np.zeros((0, 3))}, ValueError, r"templates are empty"),
+    ({"templates": np.zeros((9, 3))}, ValueError, r"templates \(9, 3\) is larger than image \(8, 8\)"),
+    ({"templates": np.zeros((0, 3))}, ValueError, r"templates is empty: shape \(0, 3\)"),
     ({"image": np.zeros((0, 8))}, ValueError, r"image is empty"),
     ({"image": np.zeros((2, 8, 8)), "templates": np.zeros((3, 2, 2))}, ValueError, r"do not broadcast"),
     ({"method": "TM_CCOEFF_NORMED"}, ValueError, r"method must be one of .*got 'TM_CCOEFF_NORMED'"),

@@ -86,14 +86,15 @@ def test_unknown_method_is_a_value_error(bad):
 
 def _builds():
     """(name, module) for every kernel build this CPU can run."""
-    base = importlib.import_module("cconv._kernels")
+    base = importlib.import_module("cconv._correlate")
+    runtime = importlib.import_module("cconv._runtime")
     found = [("baseline", base)]
     for name, level in (("v3", 3), ("v4", 4)):
         try:
-            module = importlib.import_module(f"cconv._kernels_{name}")
+            module = importlib.import_module(f"cconv._correlate_{name}")
         except ImportError:
             continue
-        if base.cpu_level() >= level:
+        if runtime.cpu_level() >= level:
             found.append((name, module))
     return found
 
@@ -134,7 +135,7 @@ def test_thread_count_knob_and_results_independent_of_it(rng, ref):
         results = []
         for n in (1, 2, 3):
             cconv.set_num_threads(n)
-            assert cconv.get_num_threads() == (n if cconv._kernels.openmp_enabled() else 1)
+            assert cconv.get_num_threads() == (n if cconv._runtime.openmp_enabled() else 1)
             out, cache = cconv.conv_forward(x, k, method="direct")
             dx, dw = cconv.conv_backward(np.ones_like(out), cache, method="direct")
             results.append((out, dx, dw))
@@ -164,7 +165,7 @@ def test_set_num_threads_rejects_non_integers(bad):
 
 def test_threadpoolctl_sees_and_limits_the_same_setting():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not cconv._kernels.openmp_enabled():
+    if not cconv._runtime.openmp_enabled():
         pytest.skip("this build of cconv has no OpenMP")
     apis = {info["user_api"] for info in threadpoolctl.threadpool_info()}
     assert "openmp" in apis

@@ -38,7 +38,7 @@ if unzip -l "$repaired" | grep -E '\.(pyx|pxi|c)$|/tests/'; then
   echo "FAIL: the wheel holds sources or tests (listed above)"; exit 1
 fi
 contents=$(tar tzf "$sdist")
-for f in cconv/_kernels.pyx cconv/_kernels.pxi setup.py pyproject.toml README.md LICENSE tests/conftest.py; do
+for f in cconv/_correlate.pyx cconv/_correlate.pxi cconv/_fused.pxd setup.py pyproject.toml README.md LICENSE tests/conftest.py; do
   grep -q "/$f\$" <<< "$contents" || { echo "FAIL: the sdist lacks $f"; exit 1; }
 done
 if grep -E '\.(c|so)$' <<< "$contents"; then

@@ -1,6 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-# cython: cdivision=True, initializedcheck=False, nonecheck=False
-"""Compiled loops of cconv: valid cross-correlation, in two loop orders.
+"""cconv's direct loops: valid cross-correlation, in two loop orders.
 
 Every pass of the layer is one valid cross-correlation of an "image" with a
 "kernel", over a batch of pairs:
@@ -27,8 +25,9 @@ C-contiguous, of one floating dtype, with shapes that agree.  Nothing is
 validated or allocated here, and the loops run without the GIL, in parallel
 over output rows when cconv is built with OpenMP.
 
-This baseline build runs on any x86-64 (or other) CPU; ``_kernels_v3`` and
-``_kernels_v4`` are the same source compiled for newer instruction sets.
+This baseline build runs on any CPU; ``_correlate_v3`` and ``_correlate_v4``
+are the same source compiled for newer x86-64 instruction sets, and
+``cconv._build`` imports the best one the CPU supports.
 """
 
-include "_kernels.pxi"
+include "_correlate.pxi"

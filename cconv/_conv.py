@@ -1,4 +1,7 @@
-"""The 3-D (N, H, W) convolution layer: validation, promotion, dispatch."""
+"""The 3-D layer, ``conv_forward`` and ``conv_backward``: (N, H, W) images
+correlated with (KH, KW) or (K, KH, KW) filters.  Validation, dtype
+promotion, memory check, then the correlation engine (``cconv._engine``).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ import numpy as np
 from . import _engine
 from ._nonfinite import restore
 from ._validation import (
+    as_batch,
     as_kernel_array,
     as_real_array,
+    check_batch_pair,
     check_memory,
-    check_ndim,
     compute_dtype,
     copy_bytes,
 )
@@ -23,21 +27,23 @@ class ConvCache:
 
     Treat it as opaque: it holds the forward inputs, already converted to the
     dtype and layout the kernels use (``x`` of shape (Nx, H, W), ``w`` of
-    shape (Nw, HH, WW)), and the number of dimensions ``w`` was given with,
-    so that ``dw`` comes back in the caller's shape.  The arrays are held by
-    reference when no conversion was needed: changing ``x`` or ``w`` in place
-    between the forward and the backward call changes the gradients.  After
-    an FFT forward pass it also holds the spectra of ``x`` and ``w`` (of
-    their finite parts), which an FFT backward pass reuses, and whether
-    either held NaN or Inf.
+    shape (Nw, KH, KW)), the number of dimensions ``w`` was given with, so
+    that ``dw`` comes back in the caller's shape, and the method the forward
+    pass ran.  The arrays are held by reference when no conversion was
+    needed: changing ``x`` or ``w`` in place between the forward and the
+    backward call changes the gradients.  After an FFT forward pass it also
+    holds the spectra of ``x`` and ``w`` (of their finite parts), which an
+    FFT backward pass reuses, and whether either held NaN or Inf.
     """
 
-    __slots__ = ("_x", "_w", "_w_ndim", "_spectra", "_nonfinite")
+    __slots__ = ("_x", "_w", "_w_ndim", "_method", "_spectra", "_nonfinite")
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, spectra=None, nonfinite=False) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, method: str,
+                 spectra: tuple[np.ndarray, np.ndarray] | None = None, nonfinite: bool = False) -> None:
         self._x = x
         self._w = w
         self._w_ndim = w_ndim
+        self._method = method
         self._spectra = spectra
         self._nonfinite = nonfinite
 
@@ -48,44 +54,25 @@ class ConvCache:
 
     @property
     def w(self) -> np.ndarray:
-        """The filters, as the kernels saw them: (Nw, HH, WW)."""
+        """The filters, as the kernels saw them: (Nw, KH, KW)."""
         return self._w
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
         """Shape of the forward output, and so of the ``dout`` backward takes."""
-        (nx, h, wd), (nw, hh, ww) = self._x.shape, self._w.shape
-        return (_engine.pair_count(nx, nw), h - hh + 1, wd - ww + 1)
+        (nx, ih, iw), (nw, kh, kw) = self._x.shape, self._w.shape
+        return (_engine.pair_count(nx, nw), ih - kh + 1, iw - kw + 1)
+
+    @property
+    def method(self) -> str:
+        """How the forward pass was computed: 'direct' or 'fft'."""
+        return self._method
 
     def __repr__(self) -> str:
         return (
-            f"<cconv.ConvCache x{self._x.shape} w{self._w.shape} "
-            f"{self._x.dtype} -> out{self.out_shape}>"
+            f"<cconv.ConvCache x{self._x.shape} w{self._w.shape} {self._x.dtype} "
+            f"{self._method} -> out{self.out_shape}>"
         )
-
-
-def _check_pair(x: np.ndarray, w: np.ndarray) -> None:
-    """Shape rules between an (N, H, W) ``x`` and an (HH, WW) / (K, HH, WW) ``w``."""
-    check_ndim(x, "x", (3,), "of shape (N, H, W)")
-    check_ndim(w, "w", (2, 3), "of shape (HH, WW) or (K, HH, WW)")
-    _, h, wd = x.shape
-    hh, ww = w.shape[-2:]
-    if h == 0 or wd == 0:
-        raise ValueError(f"x has an empty image: shape {x.shape}; H and W must be at least 1")
-    if hh == 0 or ww == 0:
-        raise ValueError(f"w has an empty filter: shape {w.shape}; HH and WW must be at least 1")
-    if hh > h or ww > wd:
-        raise ValueError(
-            f"w's filter ({hh}, {ww}) is larger than x's image ({h}, {wd}): "
-            f"shapes w{w.shape}, x{x.shape}; a valid correlation needs HH <= H and WW <= W"
-        )
-    if w.ndim == 3:
-        nx, nw = x.shape[0], w.shape[0]
-        if nx != nw and nx != 1 and nw != 1:
-            raise ValueError(
-                f"x and w have leading sizes that do not broadcast: x{x.shape}, w{w.shape}; "
-                "expected equal sizes (image n with filter n), or 1 on either side"
-            )
 
 
 def conv_forward(x, w, *, method="auto"):
@@ -95,11 +82,11 @@ def conv_forward(x, w, *, method="auto"):
     ----------
     x : array_like, shape (N, H, W)
         The images.
-    w : array_like, shape (HH, WW) or (K, HH, WW)
-        The filters, with ``HH <= H`` and ``WW <= W``.  The leading axes of
+    w : array_like, shape (KH, KW) or (K, KH, KW)
+        The filters, with ``KH <= H`` and ``KW <= W``.  The leading axes of
         ``x`` and ``w`` broadcast as in NumPy: a 2-D ``w`` (or one of shape
-        (1, HH, WW)) is one filter for every image; ``x`` of shape (1, H, W)
-        with ``w`` of shape (K, HH, WW) matches K templates against one image;
+        (1, KH, KW)) is one filter for every image; ``x`` of shape (1, H, W)
+        with ``w`` of shape (K, KH, KW) matches K templates against one image;
         equal leading sizes pair image n with filter n.
     method : {'auto', 'direct', 'fft'}, optional
         'direct' runs the compiled loops, 'fft' multiplies real FFTs of the
@@ -111,7 +98,7 @@ def conv_forward(x, w, *, method="auto"):
 
     Returns
     -------
-    out : ndarray, shape (N', H - HH + 1, W - WW + 1)
+    out : ndarray, shape (N', H - KH + 1, W - KW + 1)
         ``out[n]`` is the valid cross-correlation of ``x[n]`` with ``w[n]``,
         as ``scipy.signal.correlate2d(x[n], w[n], mode='valid')`` computes it;
         ``N'`` is the broadcast leading size.  A new C-contiguous array.
@@ -162,9 +149,9 @@ def conv_forward(x, w, *, method="auto"):
     """
     x = as_real_array(x, "x")
     w = as_real_array(w, "w")
-    _check_pair(x, w)
+    check_batch_pair(x, w, ("x", "w"))
     dtype = compute_dtype((x, "x"), (w, "w"))
-    w3 = w.reshape((1,) * (3 - w.ndim) + w.shape)
+    w3 = as_batch(w)
     shapes = (x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], dtype.itemsize)
     method = _engine.choose_method(method, *shapes, backward=False)
     check_memory(
@@ -175,15 +162,14 @@ def conv_forward(x, w, *, method="auto"):
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w3, dtype)
     if method == "direct":
-        return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim)
+        return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim, method)
     shape = _engine.fft_shape(*xk.shape[1:])
     (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(xk, shape), _engine.finite_spectrum(wk, shape)
-    h, wd = xk.shape[1:]
-    hh, ww = wk.shape[1:]
-    out = _engine.correlate_spectra(spec_x, spec_w, True, shape, (h - hh + 1, wd - ww + 1), False)
+    (ih, iw), (kh, kw) = xk.shape[1:], wk.shape[1:]
+    out = _engine.correlate_spectra(spec_x, spec_w, True, shape, (ih - kh + 1, iw - kw + 1), False)
     if bad_x or bad_w:
         restore(out, xk, wk, reduce=False)
-    return out, ConvCache(xk, wk, w.ndim, (spec_x, spec_w), bad_x or bad_w)
+    return out, ConvCache(xk, wk, w.ndim, method, (spec_x, spec_w), bad_x or bad_w)
 
 
 def conv_backward(dout, cache, *, method="auto"):
@@ -191,7 +177,7 @@ def conv_backward(dout, cache, *, method="auto"):
 
     Parameters
     ----------
-    dout : array_like, shape (N', H - HH + 1, W - WW + 1)
+    dout : array_like, shape (N', H - KH + 1, W - KW + 1)
         Upstream derivative: the gradient of some loss with respect to the
         forward output.
     cache : ConvCache
@@ -249,11 +235,11 @@ def conv_backward(dout, cache, *, method="auto"):
             f"dout has shape {dout.shape}, but the forward output had shape {expected}"
         )
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
-    (nx, h, wd), (nw, hh, ww) = cache.x.shape, cache.w.shape
+    (nx, ih, iw), (nw, kh, kw) = cache.x.shape, cache.w.shape
     spectra = cache._spectra
     if spectra is not None and spectra[0].dtype != np.result_type(dtype, np.complex64):
         spectra = None  # computed in float32; this backward pass runs in float64
-    shapes = (nx, nw, (h, wd), (hh, ww), dtype.itemsize)
+    shapes = (nx, nw, (ih, iw), (kh, kw), dtype.itemsize)
     method = _engine.choose_method(method, *shapes, backward=True, cached=spectra is not None)
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
@@ -274,12 +260,12 @@ def conv_backward(dout, cache, *, method="auto"):
 
 def _backward_direct(dout, x, w):
     """dx and dw by the compiled loops: both are valid correlations."""
-    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
     npairs = dout.shape[0]
     # dx is the full correlation of dout with the flipped filter: a valid
     # correlation of dout padded by the filter size - 1 on every side.
-    padded = np.zeros((npairs, h + hh - 1, wd + ww - 1), dtype=dout.dtype)
-    padded[:, hh - 1 : h, ww - 1 : wd] = dout
+    padded = np.zeros((npairs, ih + kh - 1, iw + kw - 1), dtype=dout.dtype)
+    padded[:, kh - 1 : ih, kw - 1 : iw] = dout
     flipped = np.ascontiguousarray(w[:, ::-1, ::-1])
     dx = _engine.correlate_direct(padded, flipped, reduce=nx == 1 and npairs != 1)
     dw = _engine.correlate_direct(x, dout, reduce=nw == 1 and npairs != 1)
@@ -292,9 +278,9 @@ def _backward_fft(dout, x, w, spectra, nonfinite):
     ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:
     take them here); ``nonfinite``: whether ``x`` or ``w`` held NaN or Inf.
     """
-    (nx, h, wd), (nw, hh, ww) = x.shape, w.shape
+    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
     npairs = dout.shape[0]
-    shape = _engine.fft_shape(h, wd)
+    shape = _engine.fft_shape(ih, iw)
     if spectra is None:
         (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(x, shape), _engine.finite_spectrum(w, shape)
         nonfinite = bad_x or bad_w
@@ -303,12 +289,12 @@ def _backward_fft(dout, x, w, spectra, nonfinite):
     spec_d, bad_d = _engine.finite_spectrum(dout, shape)
     reduce_dx, reduce_dw = nx == 1 and npairs != 1, nw == 1 and npairs != 1
     # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
-    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (h, wd), reduce_dx)
-    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (hh, ww), reduce_dw)
+    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (ih, iw), reduce_dx)
+    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (kh, kw), reduce_dw)
     dx, dw = dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
     if nonfinite or bad_d:
         # dx is the valid correlation of dout, padded by the filter size - 1,
         # with the flipped filter; dw that of x with dout.
-        restore(dx, dout, w[:, ::-1, ::-1], reduce=reduce_dx, pad=(hh - 1, hh - 1, ww - 1, ww - 1))
+        restore(dx, dout, w[:, ::-1, ::-1], reduce=reduce_dx, pad=(kh - 1, kh - 1, kw - 1, kw - 1))
         restore(dw, x, dout, reduce=reduce_dw)
     return dx, dw

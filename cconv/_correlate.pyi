@@ -1,0 +1,14 @@
+"""Type stubs of cconv._correlate (and of its per-ISA twins)."""
+
+import numpy as np
+import numpy.typing as npt
+
+_Real = np.float32 | np.float64
+
+def build_info() -> tuple[str, str]: ...
+def correlate_wide(
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int
+) -> None: ...
+def correlate_narrow(
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
+) -> None: ...

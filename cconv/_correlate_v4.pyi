@@ -1,0 +1,5 @@
+"""Type stubs of cconv._correlate_v4: the loops of cconv._correlate."""
+
+from ._correlate import build_info as build_info
+from ._correlate import correlate_narrow as correlate_narrow
+from ._correlate import correlate_wide as correlate_wide

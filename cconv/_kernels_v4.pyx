@@ -1,9 +1,0 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-# cython: cdivision=True, initializedcheck=False, nonecheck=False
-"""The loops of ``cconv._kernels``, compiled with -march=x86-64-v4 (AVX-512).
-
-cconv imports this module instead of the baseline when the CPU supports it
-(see ``cconv._engine``).
-"""
-
-include "_kernels.pxi"
