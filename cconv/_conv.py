@@ -163,13 +163,8 @@ def conv_forward(x, w, *, method="auto"):
     wk = as_kernel_array(w3, dtype)
     if method == "direct":
         return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim, method)
-    shape = _engine.fft_shape(*xk.shape[1:])
-    (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(xk, shape), _engine.finite_spectrum(wk, shape)
-    (ih, iw), (kh, kw) = xk.shape[1:], wk.shape[1:]
-    out = _engine.correlate_spectra(spec_x, spec_w, True, shape, (ih - kh + 1, iw - kw + 1), False)
-    if bad_x or bad_w:
-        restore(out, xk, wk, reduce=False)
-    return out, ConvCache(xk, wk, w.ndim, method, (spec_x, spec_w), bad_x or bad_w)
+    out, spectra, nonfinite = _engine.correlate_fft(xk, wk)
+    return out, ConvCache(xk, wk, w.ndim, method, spectra, nonfinite)
 
 
 def conv_backward(dout, cache, *, method="auto"):

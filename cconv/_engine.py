@@ -17,7 +17,7 @@ import numpy as np
 import scipy.fft
 
 from ._build import correlate_module as _loops
-from ._nonfinite import any_nonfinite, finite_part
+from ._nonfinite import any_nonfinite, finite_part, restore
 from ._threads import get_num_threads
 
 __all__ = [
@@ -29,6 +29,9 @@ __all__ = [
     "spectrum",
     "finite_spectrum",
     "correlate_spectra",
+    "correlate_fft",
+    "correlate",
+    "correlate_exact",
     "choose_method",
     "workspace_bytes",
 ]
@@ -136,6 +139,56 @@ def correlate_spectra(
         prod = prod.sum(axis=0, keepdims=True)
     out = scipy.fft.irfft2(prod, s=shape, workers=_workers(prod.shape[0], shape))
     return np.ascontiguousarray(out[:, : crop[0], : crop[1]])
+
+
+def correlate_fft(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], bool]:
+    """Valid correlation of ``x[n]`` with ``k[n]`` by FFTs, NaN and Inf kept local.
+
+    Returns the result (npairs, IH - KH + 1, IW - KW + 1), the spectra of
+    the operands' finite parts (for a backward pass to reuse) and whether
+    either operand held NaN or Inf.
+    """
+    shape = fft_shape(*x.shape[1:])
+    (spec_x, bad_x), (spec_k, bad_k) = finite_spectrum(x, shape), finite_spectrum(k, shape)
+    (ih, iw), (kh, kw) = x.shape[1:], k.shape[1:]
+    out = correlate_spectra(spec_x, spec_k, True, shape, (ih - kh + 1, iw - kw + 1), False)
+    if bad_x or bad_k:
+        restore(out, x, k, reduce=False)
+    return out, (spec_x, spec_k), bad_x or bad_k
+
+
+def correlate(x: np.ndarray, k: np.ndarray, method: str = "auto") -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]`` (float32 or float64), by ``method``.
+
+    ``x`` and ``k`` as for :func:`correlate_direct`; 'auto' asks the cost
+    model.  NaN and Inf stay where a direct sum puts them on every method.
+    """
+    method = choose_method(method, x.shape[0], k.shape[0], x.shape[1:], k.shape[1:], x.dtype.itemsize,
+                           backward=False)
+    if method == "direct":
+        return correlate_direct(x, k, reduce=False)
+    return correlate_fft(x, k)[0]
+
+
+# The unsigned type of each integer width: its wrap-around arithmetic gives
+# the bits of the signed type's too.
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]`` summed in their own type, exactly.
+
+    ``x`` and ``k``: C-contiguous, native, of one integer dtype (summed
+    modulo 2**bits, as NumPy and SciPy's signal module sum) or long double;
+    leading sizes that broadcast.
+    """
+    npairs = pair_count(x.shape[0], k.shape[0])
+    shape = (npairs, x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1)
+    dtype = x.dtype
+    view = np.dtype(_UNSIGNED[dtype.itemsize]) if dtype.kind in "iu" else dtype
+    out = np.empty(shape, view)
+    _loops.correlate_exact(x.view(view), k.view(view), out)
+    return out.view(dtype)
 
 
 # Cost model of method="auto", measured on a 2-core AVX-512 machine

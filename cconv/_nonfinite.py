@@ -76,7 +76,7 @@ def _classes(a: np.ndarray, pad=None, pad_class=ZERO) -> np.ndarray:
 
 
 def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad=None,
-            pad_zeros: bool = True) -> None:
+            pad_zeros: bool = True, absent_k: np.ndarray | None = None) -> None:
     """Write NaN, +Inf and -Inf into ``out`` where the direct sum has them.
 
     Parameters
@@ -94,8 +94,14 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad=
     pad : (top, bottom, left, right), optional
         Cells around ``x``: zeros multiplied by ``k`` (``pad_zeros``), or
         no terms at all.
+    absent_k : bool ndarray, optional
+        Taps of ``k`` that are no terms at all (SciPy's ndimage skips
+        weights of magnitude up to DBL_EPSILON); ``k`` holds 0 there.
     """
     pad = pad or (0, 0, 0, 0)
+    k_classes = _classes(k)
+    if absent_k is not None:
+        k_classes[np.broadcast_to(absent_k, k.shape)] = NONE
     bad_x = np.argwhere(~np.isfinite(x))
     bad_k = np.argwhere(~np.isfinite(k))
     npairs = max(x.shape[0], k.shape[0])
@@ -105,9 +111,9 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad=
     reach = (len(bad_x) * (npairs // x.shape[0]) * min(hk, ho) * min(wk, wo)
              + len(bad_k) * (npairs // k.shape[0]) * ho * wo)
     if cells <= _SCATTER_CELLS and reach <= _SCATTER_PER_OUTPUT * out.size:
-        flags = _flags_by_scatter(out.shape, x, k, bad_x, bad_k, reduce, pad, pad_zeros)
+        flags = _flags_by_scatter(out.shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros)
     else:
-        flags = _flags_by_fft(out.shape, x, k, reduce, pad, pad_zeros)
+        flags = _flags_by_fft(out.shape, x, k_classes, reduce, pad, pad_zeros)
     pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
     nan = ((flags & NAN_BIT) != 0) | (pos & neg)
     out[pos] = np.inf
@@ -125,14 +131,13 @@ def _pairs_of(index: int, n: int, npairs: int) -> range:
     return range(npairs) if n == 1 else range(index, index + 1)
 
 
-def _flags_by_scatter(shape, x, k, bad_x, bad_k, reduce, pad, pad_zeros) -> np.ndarray:
+def _flags_by_scatter(shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros) -> np.ndarray:
     """Bits of the non-finite terms of each output, marked cell by cell."""
     flags = np.zeros(shape, dtype=np.uint8)
     npairs = max(x.shape[0], k.shape[0])
     (hk, wk), (ho, wo) = k.shape[1:], shape[1:]
     top, _, left, _ = pad
     if len(bad_x):
-        k_classes = _classes(k)
         x_values = x[tuple(bad_x.T)]
         for (n, r, c), value in zip(bad_x, x_values):
             code = _classes(np.array([value]))[0]
@@ -198,12 +203,12 @@ class _MaskSpectra:
         return self.spectra[name]
 
 
-def _flags_by_fft(shape, x, k, reduce, pad, pad_zeros) -> np.ndarray:
+def _flags_by_fft(shape, x, k_classes, reduce, pad, pad_zeros) -> np.ndarray:
     """Bits of the non-finite terms of each output, from FFT-counted masks."""
     x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
     size = x_classes.shape[1:]
     fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in size)
-    spec_x, spec_k = _MaskSpectra(x_classes, fft_shape), _MaskSpectra(_classes(k), fft_shape)
+    spec_x, spec_k = _MaskSpectra(x_classes, fft_shape), _MaskSpectra(k_classes, fft_shape)
     flags = np.zeros(shape, dtype=np.uint8)
     for bit, terms in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
         total = None
