@@ -1,0 +1,268 @@
+"""Drop-ins for ``scipy.signal.correlate2d`` and ``scipy.signal.convolve2d``.
+
+Replace ``from scipy.signal import correlate2d`` with
+``from cconv.signal import correlate2d``: same signature, same results,
+output dtype and errors, computed by cconv's engine (compiled direct loops
+without the GIL, or FFTs, on :func:`cconv.get_num_threads` threads).
+
+How a call runs: the part of ``in1`` that the requested outputs read is
+extended by the boundary rule (``cconv._boundary``) and correlated, in the
+valid sense, with ``in2`` (conjugated for correlation, flipped for
+convolution).  The sums are done as SciPy does them, in the output dtype
+``np.result_type(in1, in2)``:
+
+- float32 and float64 on the engine's direct loops or FFTs (``method``);
+- integers exactly, wrapping modulo 2**bits (uint8 200 * 2 is 144), on
+  compiled integer loops; long double in long double;
+- complex as real correlations of the real and imaginary parts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _engine
+from ._boundary import extend
+from ._validation import check_choice, check_memory
+
+__all__ = ["correlate2d", "convolve2d"]
+
+METHODS = ("auto", "direct", "fft")
+_MODES = ("valid", "same", "full")
+# SciPy's boundary names, and the rule each one is.
+_BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap",
+               "symm": "symmetric", "symmetric": "symmetric", "reflect": None}
+
+
+def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
+                fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
+
+    Parameters
+    ----------
+    in1 : array_like
+        First input, 2-D.
+    in2 : array_like
+        Second input, 2-D; conjugated if complex.
+    mode : {'full', 'valid', 'same'}, optional
+        The output's size: every overlap ('full', the default), only the
+        placements of ``in2`` inside ``in1`` ('valid'; if ``in2`` is the
+        larger in every dimension the inputs swap, and the result is the
+        flipped (and, for complex data, conjugated) correlation of ``in2``
+        with ``in1``), or ``in1``'s size, centred on the 'full' output
+        ('same': it starts at ``in2.shape // 2``).
+    boundary : {'fill', 'wrap', 'symm'}, optional
+        How ``in1`` extends past its edges: ``fillvalue`` ('fill', or
+        'pad'), periodically ('wrap', or 'circular'), or by half-sample
+        symmetric reflection ('symm', or 'symmetric'), repeated as far as
+        ``in2`` reaches.
+    fillvalue : scalar, optional
+        The value of ``in1`` beyond its edges with 'fill'; converted to the
+        output dtype as SciPy converts it.
+    method : {'auto', 'direct', 'fft'}, optional
+        Keyword only, cconv's own: 'direct' runs the compiled loops, 'fft'
+        multiplies FFTs of the extended input, 'auto' (the default) asks
+        cconv's cost model (small cases stay direct).  Applies to float and
+        complex data; integer and long double data are always summed
+        exactly by direct loops.
+
+    Returns
+    -------
+    out : ndarray
+        Of dtype ``np.result_type(in1, in2)``, summed in that dtype.
+
+    Raises
+    ------
+    ValueError
+        As SciPy raises it: inputs not 2-D, an unknown ``mode`` or
+        ``boundary``, 'valid' with neither input containing the other, a
+        ``fillvalue`` that does not convert, a dtype SciPy's correlate2d
+        does not take (bool with bool, float16, object, strings, ...); and
+        boundary 'wrap' or 'symm' on an empty ``in1`` (where SciPy crashes).
+
+    Notes
+    -----
+    Integer sums wrap exactly as SciPy's do; float results agree with
+    SciPy's to the rounding of a different summation order (exactly, on
+    integer-valued data, with the direct loops), and to machine precision
+    relative to the largest output with 'fft'.  NaN and Inf propagate as in
+    SciPy on every method.  The inputs are never modified; the compiled
+    loops release the GIL.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.signal import correlate2d
+    >>> correlate2d(np.arange(9).reshape(3, 3), np.ones((2, 2), int), mode="valid")
+    array([[ 8, 12],
+           [20, 24]])
+    """
+    return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=False)
+
+
+def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
+               fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
+
+    Parameters
+    ----------
+    in1, in2 : array_like
+        The inputs, 2-D.  'valid' swaps them if ``in2`` is the larger in
+        every dimension (convolution commutes).
+    mode, boundary, fillvalue, method
+        As for :func:`correlate2d`, except that 'same' starts at
+        ``(in2.shape - 1) // 2`` of the 'full' output, as SciPy's does (one
+        sample before :func:`correlate2d`'s for even sizes).
+
+    Returns
+    -------
+    out : ndarray
+        Of dtype ``np.result_type(in1, in2)``, summed in that dtype.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`correlate2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.signal import convolve2d
+    >>> convolve2d(np.eye(3), [[1, 2], [3, 4]], mode="same")
+    array([[5., 3., 0.],
+           [2., 5., 3.],
+           [0., 2., 5.]])
+    """
+    return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=True)
+
+
+def _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve: bool) -> np.ndarray:
+    name = "convolve2d" if convolve else "correlate2d"
+    a = np.asarray(in1)
+    k = np.asarray(in2)
+    if not a.ndim == k.ndim == 2:
+        raise ValueError(f"{name} inputs must both be 2-D arrays")
+    swapped = mode == "valid" and _swap_needed(a.shape, k.shape)
+    if swapped:
+        a, k = k, a
+    if mode not in _MODES:
+        raise ValueError("Acceptable mode flags are 'valid', 'same', or 'full'.")
+    if boundary not in _BOUNDARIES:
+        raise ValueError(
+            "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')."
+        )
+    check_choice(method, "method", METHODS)
+    dtype = _result_dtype(a, k)
+    rule = _BOUNDARIES[boundary]
+    if rule is None:  # a name SciPy's Python layer accepts and its C layer refuses
+        raise ValueError("Incorrect boundary value.")
+    if dtype is None:
+        raise ValueError("convolve2d not available for this type.")
+    fill = _fill_value(fillvalue, dtype) if rule == "fill" else np.zeros((), dtype)
+    out = _correlate(a, k, mode, rule, fill, dtype, method, convolve)
+    # Swapped inputs: convolution commutes; correlation comes out flipped.
+    return out[::-1, ::-1].copy() if swapped and not convolve else out
+
+
+def _swap_needed(shape1, shape2) -> bool:
+    """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
+    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
+    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    if not (ok1 or ok2):
+        raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
+    return not ok1
+
+
+def _result_dtype(a: np.ndarray, k: np.ndarray) -> np.dtype | None:
+    """The dtype SciPy's correlate2d sums in, or None where it has no loop for it."""
+    try:
+        dtype = np.result_type(a.dtype, k.dtype)
+    except TypeError:
+        return None
+    if dtype.kind in "iuc" or (dtype.kind == "f" and dtype.itemsize >= 4):
+        return dtype
+    return None  # bool (with bool), float16, object, strings, times, structured
+
+
+def _fill_value(fillvalue: object, dtype: np.dtype) -> np.ndarray:
+    """``fillvalue`` in ``dtype``, converted as SciPy's C code converts it.
+
+    Python scalars by value (``np.array(value, dtype)``), arrays only by a
+    safe cast; otherwise SciPy goes through complex128 (a ComplexWarning for
+    a real dtype) and then refuses.
+    """
+    try:
+        if isinstance(fillvalue, np.ndarray):
+            if not np.can_cast(fillvalue.dtype, dtype, "safe"):
+                raise TypeError(f"cannot cast {fillvalue.dtype} to {dtype} safely")
+            value = fillvalue.astype(dtype)
+        else:
+            value = np.array(fillvalue, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        np.array(fillvalue, dtype=np.complex128).astype(dtype)  # SciPy's detour, with its warnings
+        raise ValueError(
+            "could not cast `fillvalue` directly to the output type (it was first converted to complex)."
+        ) from None
+    if value.size != 1:
+        if value.size == 0:
+            raise ValueError("`fillvalue` cannot be an empty array.")
+        raise ValueError("`fillvalue` must be scalar or an array with one element.")
+    return value.reshape(())
+
+
+def _output_region(mode: str, n: int, k: int, convolve: bool) -> tuple[int, int]:
+    """First index and size of the requested outputs, in 'full' coordinates."""
+    if mode == "full":
+        return 0, n + k - 1
+    if mode == "same":
+        return ((k - 1) // 2 if convolve else k // 2), n
+    return k - 1, n - k + 1  # valid
+
+
+def _correlate(a, k, mode, rule, fill, dtype, method, convolve) -> np.ndarray:
+    (h, w), (kh, kw) = a.shape, k.shape
+    (r, oh), (c, ow) = _output_region(mode, h, kh, convolve), _output_region(mode, w, kw, convolve)
+    if oh < 0 or ow < 0:  # 'full' of two empty axes: SciPy's array allocation refuses it
+        raise ValueError("negative dimensions are not allowed")
+    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
+        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
+    if rule != "fill" and (h == 0 or w == 0):
+        raise ValueError(
+            f"boundary {'wrap' if rule == 'wrap' else 'symm'!r} needs a non-empty in1; got shape {a.shape}"
+        )
+    k = k[::-1, ::-1] if convolve else np.conj(k) if k.dtype.kind == "c" else k
+    # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
+    # rows [r - kh + 1, r + oh) of in1, extended by the rule.
+    check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize * 3,
+                 f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
+    x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype)
+    return correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], method)[0]
+
+
+def correlate_typed(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]``, summed in their dtype as SciPy sums.
+
+    ``x`` and ``k`` are C-contiguous, of one dtype: float32/64 on the
+    engine's direct loops or FFTs (``method``), integers and long double
+    exactly, complex as real correlations of the parts.
+    """
+    dtype = x.dtype
+    if dtype.kind in "iu" or dtype == np.longdouble:
+        return _engine.correlate_exact(x, k)
+    if dtype.kind == "f":
+        return _engine.correlate(x, k, method)
+    # complex: (xr + i xi)(kr + i ki) = xr kr - xi ki + i (xr ki + xi kr)
+    real = np.empty(0, dtype).real.dtype
+    xr, xi = (np.ascontiguousarray(p, dtype=real) for p in (x.real, x.imag))
+    kr, ki = (np.ascontiguousarray(p, dtype=real) for p in (k.real, k.imag))
+    parts = {}
+    for name, (p, q) in {"rr": (xr, kr), "ii": (xi, ki), "ri": (xr, ki), "ir": (xi, kr)}.items():
+        parts[name] = correlate_typed(p, q, method)
+    out = np.empty(parts["rr"].shape, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out.real = parts["rr"] - parts["ii"]
+        out.imag = parts["ri"] + parts["ir"]
+    return out
