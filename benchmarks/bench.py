@@ -9,88 +9,56 @@ Run from anywhere once cconv is installed::
 Peers: SciPy always (``correlate2d``, ``fftconvolve``); OpenCV
 (``matchTemplate``, ``filter2D``), PyTorch (``conv2d`` with autograd) and
 scikit-image (``match_template``) when installed (``pip install -r
-benchmarks/requirements.txt``).  ``--only TABLE`` runs some tables.  Every
-table comes from one run; times are medians of repeats after one warm-up
-call.  Every timed cconv result is first checked against SciPy.  Ratios are
+benchmarks/requirements.txt``); the peers run on cconv's thread count.
+``--only TABLE`` runs some tables.  Every table comes from one run; times
+are medians of repeats after one warm-up call.  Every timed result is first
+checked against SciPy, a NumPy formula or the peer.  Ratios are
 "peer time / cconv time": above 1 means cconv is faster.  Nothing here is
 a test: no time is asserted.
+
+To add a table, write a function of one :class:`Run` that prints it with
+``table()`` and decorate it with ``@register("name")``: ``--only name``
+then selects it.  The timing, checks and formats are in ``_bench_common``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy
 import scipy.fft
 import scipy.signal
+from _bench_common import Machine, check, measure_machine, ms, peer, print_header, speedup, table, timeit
 
 import cconv
 
-try:
-    import cv2
-except ImportError:  # optional peer
-    cv2 = None
-try:
-    import torch
-except ImportError:  # optional peer
-    torch = None
-try:
-    import skimage.feature as skimage_feature
-except ImportError:  # optional peer
-    skimage_feature = None
-
-CEILING = {}  # matmul GFLOP/s per dtype name, measured at start
-BANDWIDTH = 0.0  # copy GB/s, measured at start
+cv2 = peer("cv2")
+torch = peer("torch")
+skimage_feature = peer("skimage.feature")
 
 
-def timeit(fn, repeats: int) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls, after a warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+@dataclass(frozen=True)
+class Run:
+    """What every table is given."""
+
+    reps: int  # timed calls per measurement
+    quick: bool  # the short run (fewer sizes, fewer calls for the slow ones)
+    plot: str | None  # where the method-choice table draws its plot
+    machine: Machine  # the matmul ceiling and copy bandwidth
 
 
-def check(actual, expected, what: str) -> None:
-    """Abort unless ``actual`` matches ``expected`` (normwise relative error)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    tol = 1e-4 if "float32" in what else 1e-10
-    err = np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300)
-    if actual.shape != expected.shape or not err <= tol:
-        sys.exit(f"bench: WRONG RESULT for {what}: normwise error {err:.2e} > {tol:.0e}")
+TABLES: dict[str, Callable[[Run], None]] = {}  # name -> table, in the order they print
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+def register(name: str) -> Callable[[Callable[[Run], None]], Callable[[Run], None]]:
+    def add(fn: Callable[[Run], None]) -> Callable[[Run], None]:
+        TABLES[name] = fn
+        return fn
 
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-
-
-def measure_machine(quick: bool) -> None:
-    global BANDWIDTH
-    n = 1024 if quick else 2048
-    for dt in (np.float64, np.float32):
-        a = np.random.default_rng(0).standard_normal((n, n)).astype(dt)
-        t = timeit(lambda: a @ a, 3 if quick else 5)
-        CEILING[np.dtype(dt).name] = 2 * n**3 / t / 1e9
-    src = np.ones(2**25, dtype=np.float64)  # 256 MiB
-    dst = np.empty_like(src)
-    t = timeit(lambda: np.copyto(dst, src), 3 if quick else 5)
-    BANDWIDTH = 2 * src.nbytes / t / 1e9
+    return add
 
 
 def ref_forward(x, w):
@@ -105,12 +73,14 @@ def ref_backward(x, w, dout):
 
 
 def cconv_forward(x, w, method, expected, what):
+    """The forward call to time, once its result is checked."""
     out = cconv.conv_forward(x, w, method=method)[0]
     check(out, expected, what)
     return lambda: cconv.conv_forward(x, w, method=method)
 
 
 def cconv_backward(x, w, dout, method, expected, what):
+    """The backward call to time, once its result is checked."""
     cache = cconv.conv_forward(x, w, method=method)[1]
     dx, dw = cconv.conv_backward(dout, cache, method=method)
     check(dx, expected[0], what + " dx")
@@ -122,8 +92,10 @@ def flops(n, out_hw, k_hw) -> float:
     return 2.0 * n * out_hw[0] * out_hw[1] * k_hw[0] * k_hw[1]
 
 
-def seed_case(reps: int, quick: bool) -> None:
+@register("seed")
+def seed_case(run: Run) -> None:
     """1x512x512 image, 60x60 filter: the notebook's case."""
+    reps = run.reps
     rng = np.random.default_rng(1)
     threads = cconv.get_num_threads()
     x64 = rng.standard_normal((1, 512, 512))
@@ -131,14 +103,14 @@ def seed_case(reps: int, quick: bool) -> None:
     dout64 = rng.standard_normal((1, 453, 453))
     fl = flops(1, (453, 453), (60, 60))
     fwd_ref = ref_forward(x64, w64)
-    slow = 1 if quick else 2
+    slow = 1 if run.quick else 2
     t_corr = timeit(lambda: scipy.signal.correlate2d(x64[0], w64, mode="valid"), slow)
     with scipy.fft.set_workers(threads):
         t_fftc = timeit(lambda: scipy.signal.fftconvolve(x64[0], w64[::-1, ::-1], mode="valid"), reps)
     rows = []
     for method in ("auto", "fft", "direct"):
         t = timeit(cconv_forward(x64, w64, method, fwd_ref, f"seed forward {method} float64"), reps)
-        rows.append([f"cconv {method}", ms(t), f"{fl / t / 1e9:.1f}", f"{t_corr / t:.0f}x", f"{t_fftc / t:.2f}x"])
+        rows.append([f"cconv {method}", ms(t), f"{fl / t / 1e9:.1f}", speedup(t_corr, t), speedup(t_fftc, t)])
     rows.append(["scipy correlate2d", ms(t_corr), f"{fl / t_corr / 1e9:.2f}", "1x", ""])
     rows.append([f"scipy fftconvolve (workers={threads})", ms(t_fftc), "", "", "1x"])
     table("Seed case, forward, float64: 1x512x512 image, 60x60 filter",
@@ -154,10 +126,11 @@ def seed_case(reps: int, quick: bool) -> None:
     for method in ("auto", "fft", "direct"):
         t = timeit(cconv_backward(x64, w64, dout64, method, bwd_ref, f"seed backward {method} float64"),
                    reps if method != "direct" else max(1, reps // 3))
-        rows.append([f"cconv {method}", ms(t), f"{t_corr_b / t:.0f}x", f"{t_fftc_b / t:.2f}x"])
+        rows.append([f"cconv {method}", ms(t), speedup(t_corr_b, t), speedup(t_fftc_b, t)])
     rows.append(["scipy correlate2d (full + valid)", ms(t_corr_b), "1x", ""])
     rows.append([f"scipy fftconvolve dx + dw (workers={threads})", ms(t_fftc_b), "", "1x"])
-    table("Seed case, backward (dx + dw), float64", ["", "ms", "vs correlate2d", "vs fftconvolve"], rows)
+    table("Seed case, backward (dx + dw), float64",
+          ["", "ms", "vs correlate2d", "vs fftconvolve"], rows)
 
     x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
     rows = []
@@ -167,79 +140,85 @@ def seed_case(reps: int, quick: bool) -> None:
         got = cv2.matchTemplate(x32[0], w32, cv2.TM_CCORR)
         check(got[None], ref_forward(x32, w32), "cv2.matchTemplate float32")
         t_cv = timeit(lambda: cv2.matchTemplate(x32[0], w32, cv2.TM_CCORR), reps)
-        rows.append(row + [f"{t_cv / t:.2f}x"])
+        rows.append(row + [speedup(t_cv, t)])
         rows.append(["cv2.matchTemplate TM_CCORR", ms(t_cv), "1x"])
     else:
         rows.append(row + ["(OpenCV not installed)"])
     table("Seed case, forward, float32", ["", "ms", "vs cv2.matchTemplate"], rows)
 
 
-def small_filters(reps: int) -> None:
-    """64x128x128 with 3x3 and 5x5: memory-bound layers."""
-    rng = np.random.default_rng(2)
-    rows = []
-    for k in (3, 5):
+def batch_cases(rng, sizes):
+    """(size, dtype name, x, w): 64x128x128 images and a KxK filter, each size in float32 and float64."""
+    for k in sizes:
         for dt in (np.float32, np.float64):
             x = rng.standard_normal((64, 128, 128)).astype(dt)
             w = rng.standard_normal((k, k)).astype(dt)
-            ho = 128 - k + 1
-            dout = rng.standard_normal((64, ho, ho)).astype(dt)
-            name = np.dtype(dt).name
-            t_f = timeit(cconv_forward(x, w, "auto", ref_forward(x, w), f"{k}x{k} forward {name}"), reps)
-            t_b = timeit(cconv_backward(x, w, dout, "auto", ref_backward(x, w, dout), f"{k}x{k} backward {name}"), reps)
-            bound = (x.nbytes + dout.nbytes) / (BANDWIDTH * 1e9)
-            row = [f"{k}x{k}", name, ms(t_f), f"{bound / t_f * 100:.0f}%", ms(t_b), f"{t_b / t_f:.2f}"]
-            if cv2 is not None:
-                c = k // 2
-                got = np.stack([cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT)[c:c + ho, c:c + ho] for img in x])
-                check(got, ref_forward(x, w), f"cv2.filter2D {name}")
-                t_cv = timeit(lambda: [cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT) for img in x], reps)
-                row += [ms(t_cv), f"{t_cv / t_f:.2f}x"]
-            else:
-                row += ["-", "(OpenCV not installed)"]
-            if torch is not None:
-                torch.set_num_threads(cconv.get_num_threads())
-                xt = torch.from_numpy(x[:, None].copy()).requires_grad_(True)
-                wt = torch.from_numpy(w[None, None].copy()).requires_grad_(True)
-                dt_ = torch.from_numpy(dout[:, None].copy())
+            yield k, np.dtype(dt).name, x, w
 
-                def torch_step():
-                    xt.grad = wt.grad = None
-                    out = torch.nn.functional.conv2d(xt, wt)
-                    out.backward(dt_)
 
-                torch_step()
-                check(wt.grad.numpy()[0, 0], ref_backward(x, w, dout)[1], f"torch dw {name}")
-                t_t = timeit(torch_step, reps)
-                row += [ms(t_t), f"{t_t / (t_f + t_b):.1f}x"]
-            else:
-                row += ["-", "(PyTorch not installed)"]
-            rows.append(row)
+@register("small")
+def small_filters(run: Run) -> None:
+    """64x128x128 with 3x3 and 5x5: memory-bound layers."""
+    reps = run.reps
+    rng = np.random.default_rng(2)
+    rows = []
+    for k, name, x, w in batch_cases(rng, (3, 5)):
+        ho = 128 - k + 1
+        dout = rng.standard_normal((64, ho, ho)).astype(x.dtype)
+        t_f = timeit(cconv_forward(x, w, "auto", ref_forward(x, w), f"{k}x{k} forward {name}"), reps)
+        t_b = timeit(cconv_backward(x, w, dout, "auto", ref_backward(x, w, dout), f"{k}x{k} backward {name}"), reps)
+        bound = (x.nbytes + dout.nbytes) / (run.machine.bandwidth * 1e9)
+        row = [f"{k}x{k}", name, ms(t_f), f"{bound / t_f * 100:.0f}%", ms(t_b), f"{t_b / t_f:.2f}"]
+        if cv2 is not None:
+            c = k // 2
+            got = np.stack([cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT)[c:c + ho, c:c + ho] for img in x])
+            check(got, ref_forward(x, w), f"cv2.filter2D {name}")
+            t_cv = timeit(lambda: [cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT) for img in x], reps)
+            row += [ms(t_cv), speedup(t_cv, t_f)]
+        else:
+            row += ["-", "(OpenCV not installed)"]
+        if torch is not None:
+            xt = torch.from_numpy(x[:, None].copy()).requires_grad_(True)
+            wt = torch.from_numpy(w[None, None].copy()).requires_grad_(True)
+            dt_ = torch.from_numpy(dout[:, None].copy())
+
+            def torch_step():
+                xt.grad = wt.grad = None
+                out = torch.nn.functional.conv2d(xt, wt)
+                out.backward(dt_)
+
+            torch_step()
+            check(wt.grad.numpy()[0, 0], ref_backward(x, w, dout)[1], f"torch dw {name}")
+            t_t = timeit(torch_step, reps)
+            row += [ms(t_t), speedup(t_t, t_f + t_b)]
+        else:
+            row += ["-", "(PyTorch not installed)"]
+        rows.append(row)
     table("Small filters: 64x128x128 images, forward and backward (method auto)",
           ["filter", "dtype", "forward ms", "% of bandwidth bound", "backward ms", "backward / forward",
            "cv2.filter2D loop ms", "vs filter2D (forward)", "torch fwd+bwd ms", "vs torch (fwd+bwd)"], rows)
 
 
-def mid_filters(reps: int) -> None:
+@register("mid")
+def mid_filters(run: Run) -> None:
     """64x128x128 with 7x7 and 11x11: the direct loop is compute-bound."""
+    reps = run.reps
     rng = np.random.default_rng(3)
     rows = []
-    for k in (7, 11):
-        for dt in (np.float32, np.float64):
-            x = rng.standard_normal((64, 128, 128)).astype(dt)
-            w = rng.standard_normal((k, k)).astype(dt)
-            name = np.dtype(dt).name
-            ref = ref_forward(x, w)
-            fl = flops(64, (128 - k + 1, 128 - k + 1), (k, k))
-            t_d = timeit(cconv_forward(x, w, "direct", ref, f"{k}x{k} direct {name}"), reps)
-            t_a = timeit(cconv_forward(x, w, "auto", ref, f"{k}x{k} auto {name}"), reps)
-            gf = fl / t_d / 1e9
-            rows.append([f"{k}x{k}", name, ms(t_d), f"{gf:.1f}", f"{gf / CEILING[name] * 100:.0f}%", ms(t_a)])
+    for k, name, x, w in batch_cases(rng, (7, 11)):
+        ref = ref_forward(x, w)
+        fl = flops(64, (128 - k + 1, 128 - k + 1), (k, k))
+        t_d = timeit(cconv_forward(x, w, "direct", ref, f"{k}x{k} direct {name}"), reps)
+        t_a = timeit(cconv_forward(x, w, "auto", ref, f"{k}x{k} auto {name}"), reps)
+        gf = fl / t_d / 1e9
+        rows.append([f"{k}x{k}", name, ms(t_d), f"{gf:.1f}", f"{gf / run.machine.ceiling[name] * 100:.0f}%", ms(t_a)])
     table("Mid-size filters: 64x128x128 images, forward",
           ["filter", "dtype", "direct ms", "direct GFLOP/s", "% of matmul", "auto ms"], rows)
 
 
-def threads(reps: int) -> None:
+@register("threads")
+def threads(run: Run) -> None:
+    reps = run.reps
     rng = np.random.default_rng(4)
     cases = [("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
              ("3x3 batch forward, float32", rng.standard_normal((64, 128, 128)).astype(np.float32),
@@ -249,127 +228,25 @@ def threads(reps: int) -> None:
     for name, x, w in cases:
         dout = np.ones(cconv.conv_forward(x, w)[1].out_shape, dtype=x.dtype)
         times = {}
-        try:
-            for n in sorted({1, full}):
-                cconv.set_num_threads(n)
+        for n in sorted({1, full}):
+            with cconv.threads(n):
                 cache = cconv.conv_forward(x, w)[1]
                 times[n] = (timeit(lambda: cconv.conv_forward(x, w), reps),
                             timeit(lambda: cconv.conv_backward(dout, cache), reps))
-        finally:
-            cconv.set_num_threads(full)
-        rows.append([name, ms(times[1][0]), ms(times[full][0]), f"{times[1][0] / times[full][0]:.2f}x",
-                     ms(times[1][1]), ms(times[full][1]), f"{times[1][1] / times[full][1]:.2f}x"])
+        rows.append([name, ms(times[1][0]), ms(times[full][0]), speedup(times[1][0], times[full][0]),
+                     ms(times[1][1]), ms(times[full][1]), speedup(times[1][1], times[full][1])])
     table(f"Threads: 1 against {full} (method auto)",
           ["", "fwd 1 thread ms", f"fwd {full} ms", "speed-up", "bwd 1 thread ms", f"bwd {full} ms", "speed-up"],
           rows)
-
-
-def ref_layer(x, w, b, stride, padding):
-    """The 4-D layer by sliding windows and einsum, in float64 (no torch needed)."""
-    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
-    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64)) + b.reshape(-1, 1, 1)
-
-
-LAYERS = [  # name, N, C, H=W, F, filter, stride, padding
-    ("N=16 C=16 64x64 F=32 3x3 s1 p1", 16, 16, 64, 32, 3, 1, 1),
-    ("N=64 C=3 32x32 F=16 5x5 (first layer)", 64, 3, 32, 16, 5, 1, 0),
-    ("N=8 C=64 28x28 F=64 3x3 s2", 8, 64, 28, 64, 3, 2, 0),
-]
-
-
-def layer(reps: int) -> None:
-    """The 4-D layer against torch.nn.functional.conv2d, same thread count."""
-    rng = np.random.default_rng(5)
-    threads = cconv.get_num_threads()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    rows = []
-    for dt in (np.float32, np.float64):
-        for name, n, c, hw, f, k, s, p in LAYERS:
-            x = rng.standard_normal((n, c, hw, hw)).astype(dt)
-            w = rng.standard_normal((f, c, k, k)).astype(dt)
-            b = rng.standard_normal(f).astype(dt)
-            what = f"layer {name} {np.dtype(dt).name}"
-            out, cache = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
-            check(out, ref_layer(x, w, b, s, p), what)
-            dout = rng.standard_normal(out.shape).astype(dt)
-            fl = 2.0 * out.size * c * k * k
-            t_f = timeit(lambda: cconv.conv2d_forward(x, w, b, stride=s, padding=p), reps)
-
-            def fwd_bwd():
-                o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
-                return cconv.conv2d_backward(dout, ca)
-
-            t_fb = timeit(fwd_bwd, reps)
-            row = [name, np.dtype(dt).name, ms(t_f), f"{fl / t_f / 1e9:.0f}", ms(t_fb), f"{3 * fl / t_fb / 1e9:.0f}"]
-            if torch is not None:
-                xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
-                dt_ = torch.from_numpy(dout)
-                grads = fwd_bwd()
-                ot = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
-                for mine, theirs, part in zip(grads, torch.autograd.grad(ot, (xt, wt, bt), dt_), "x w b".split()):
-                    check(mine, theirs.numpy(), f"{what} d{part} against torch")
-                t_tf = timeit(lambda: torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p), reps)
-
-                def torch_fwd_bwd():
-                    o = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
-                    return torch.autograd.grad(o, (xt, wt, bt), dt_)
-
-                t_tfb = timeit(torch_fwd_bwd, reps)
-                row += [ms(t_tf), f"{t_f / t_tf:.2f}x", ms(t_tfb), f"{t_fb / t_tfb:.2f}x"]
-            else:
-                row += ["(torch not installed)", "", "", ""]
-            row.append(f"{CEILING[np.dtype(dt).name]:.0f}")
-            rows.append(row)
-    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {torch.__version__ if torch else ''}, "
-          f"{threads} threads. Ratio here: cconv time / torch time (below 1: cconv faster)",
-          ["layer", "dtype", "fwd ms", "fwd GFLOP/s", "fwd+bwd ms", "fwd+bwd GFLOP/s", "torch fwd ms",
-           "fwd ratio", "torch fwd+bwd ms", "fwd+bwd ratio", "matmul GFLOP/s"], rows)
-
-
-def matching(reps: int, quick: bool) -> None:
-    """match_template (ccoeff_normed) against cv2.matchTemplate and skimage.feature.match_template."""
-    rng = np.random.default_rng(6)
-    cases = [("eye case: 600x512 float64, 60x60", (600, 512), 60, 1, np.float64),
-             ("2048x2048 float32, one 64x64", (2048, 2048), 64, 1, np.float32),
-             ("2048x2048 float32, 16 templates 64x64", (2048, 2048), 64, 16, np.float32)]
-    rows = []
-    for name, hw, k, count, dt in cases:
-        image = rng.uniform(0, 255, hw).astype(dt)
-        templates = np.stack([image[y:y + k, x:x + k] for y, x in rng.integers(0, hw[0] - k, (count, 2))])
-        templates += rng.normal(0, 10, templates.shape).astype(dt)
-        arg = templates[0] if count == 1 else templates
-        slow = 1 if quick or count > 1 else max(1, reps // 3)
-        got = cconv.match_template(image, arg)
-        t_c = timeit(lambda: cconv.match_template(image, arg), slow if count > 1 else reps)
-        row = [name, ms(t_c)]
-        if cv2 is not None:  # OpenCV takes float32 only
-            image32, templates32 = image.astype(np.float32), templates.astype(np.float32)
-            want = np.stack([cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32])
-            check(got.reshape(want.shape), want, f"match {name} against OpenCV float32")
-            t_cv = timeit(lambda: [cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32],
-                          slow if count > 1 else reps)
-            row += [ms(t_cv), f"{t_cv / t_c:.2f}x"]
-        else:
-            row += ["(OpenCV not installed)", ""]
-        if skimage_feature is not None:
-            want = skimage_feature.match_template(image, templates[0])
-            check(got.reshape((count,) + want.shape)[0], want, f"match {name} against scikit-image float32")
-            t_sk = timeit(lambda: [skimage_feature.match_template(image, t) for t in templates], slow)
-            row += [ms(t_sk), f"{t_sk / t_c:.2f}x"]
-        else:
-            row += ["(scikit-image not installed)", ""]
-        rows.append(row)
-    table("Template matching, ccoeff_normed (the peers loop over the templates; OpenCV in float32)",
-          ["", "cconv ms", "cv2.matchTemplate ms", "vs OpenCV", "skimage ms", "vs skimage"], rows)
 
 
 def flag(ratio: float) -> str:
     return f"{ratio:.2f}" + (" **over 1.3**" if ratio > 1.3 else "")
 
 
-def auto_choice(reps: int, quick: bool, plot: str | None) -> None:
+@register("auto")
+def auto_choice(run: Run) -> None:
+    reps, quick = run.reps, run.quick
     sizes = [1, 3, 5, 9, 15, 25, 41, 61, 101]
     if quick:
         sizes = [1, 5, 15, 41, 101]
@@ -412,30 +289,139 @@ def auto_choice(reps: int, quick: bool, plot: str | None) -> None:
     table("Method choice, float64, N=1: auto / fastest forced method (target: at most 1.3)",
           ["image", "filter", "fwd direct ms", "fwd fft ms", "fwd auto ms", "fwd auto / best",
            "bwd direct ms", "bwd fft ms", "bwd auto ms", "bwd auto / best", "fwd+bwd auto / best"], rows)
-    if plot:
-        import matplotlib
+    if run.plot:
+        plot_auto(series, run.plot)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for ax, h in zip(axes, (128, 512)):
-            for key, style in (("direct", "o-"), ("fft", "s-"), ("auto", "k--"), ("correlate2d", "x:"),
-                               ("fftconvolve", "^:")):
-                pts = series.get((h, key), [])
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], style,
-                            label=key if key in ("correlate2d", "fftconvolve") else f"cconv {key}")
-            ax.set_yscale("log")
-            ax.set_xlabel("filter size (square)")
-            ax.set_ylabel("forward time, ms")
-            ax.set_title(f"1x{h}x{h} image, float64")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(plot, dpi=100)
-        plt.close(fig)
-        print(f"\nplot written to {plot}")
+def plot_auto(series, path: str) -> None:
+    """Forward time against filter size, one panel per image size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, h in zip(axes, (128, 512)):
+        for key, style in (("direct", "o-"), ("fft", "s-"), ("auto", "k--"), ("correlate2d", "x:"),
+                           ("fftconvolve", "^:")):
+            pts = series.get((h, key), [])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], style,
+                        label=key if key in ("correlate2d", "fftconvolve") else f"cconv {key}")
+        ax.set_yscale("log")
+        ax.set_xlabel("filter size (square)")
+        ax.set_ylabel("forward time, ms")
+        ax.set_title(f"1x{h}x{h} image, float64")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"\nplot written to {path}")
+
+
+def ref_layer(x, w, b, stride, padding):
+    """The 4-D layer by sliding windows and einsum, in float64 (no torch needed)."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64)) + b.reshape(-1, 1, 1)
+
+
+LAYERS = [  # name, N, C, H=W, F, filter, stride, padding
+    ("N=16 C=16 64x64 F=32 3x3 s1 p1", 16, 16, 64, 32, 3, 1, 1),
+    ("N=64 C=3 32x32 F=16 5x5 (first layer)", 64, 3, 32, 16, 5, 1, 0),
+    ("N=8 C=64 28x28 F=64 3x3 s2", 8, 64, 28, 64, 3, 2, 0),
+]
+
+
+@register("layer")
+def layer(run: Run) -> None:
+    """The 4-D layer against torch.nn.functional.conv2d, same thread count."""
+    reps = run.reps
+    rng = np.random.default_rng(5)
+    rows = []
+    for dt in (np.float32, np.float64):
+        for name, n, c, hw, f, k, s, p in LAYERS:
+            x = rng.standard_normal((n, c, hw, hw)).astype(dt)
+            w = rng.standard_normal((f, c, k, k)).astype(dt)
+            b = rng.standard_normal(f).astype(dt)
+            what = f"layer {name} {np.dtype(dt).name}"
+            out, cache = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
+            check(out, ref_layer(x, w, b, s, p), what)
+            dout = rng.standard_normal(out.shape).astype(dt)
+            fl = 2.0 * out.size * c * k * k
+            t_f = timeit(lambda: cconv.conv2d_forward(x, w, b, stride=s, padding=p), reps)
+
+            def fwd_bwd():
+                o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
+                return cconv.conv2d_backward(dout, ca)
+
+            t_fb = timeit(fwd_bwd, reps)
+            row = [name, np.dtype(dt).name, ms(t_f), f"{fl / t_f / 1e9:.0f}", ms(t_fb), f"{3 * fl / t_fb / 1e9:.0f}"]
+            if torch is not None:
+                xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+                dt_ = torch.from_numpy(dout)
+                grads = fwd_bwd()
+                ot = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
+                for mine, theirs, part in zip(grads, torch.autograd.grad(ot, (xt, wt, bt), dt_), "x w b".split()):
+                    check(mine, theirs.numpy(), f"{what} d{part} against torch")
+                t_tf = timeit(lambda: torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p), reps)
+
+                def torch_fwd_bwd():
+                    o = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
+                    return torch.autograd.grad(o, (xt, wt, bt), dt_)
+
+                t_tfb = timeit(torch_fwd_bwd, reps)
+                row += [ms(t_tf), f"{t_f / t_tf:.2f}x", ms(t_tfb), f"{t_fb / t_tfb:.2f}x"]
+            else:
+                row += ["(torch not installed)", "", "", ""]
+            row.append(f"{run.machine.ceiling[np.dtype(dt).name]:.0f}")
+            rows.append(row)
+    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {torch.__version__ if torch else ''}, "
+          f"{cconv.get_num_threads()} threads. Ratio here: cconv time / torch time (below 1: cconv faster)",
+          ["layer", "dtype", "fwd ms", "fwd GFLOP/s", "fwd+bwd ms", "fwd+bwd GFLOP/s", "torch fwd ms",
+           "fwd ratio", "torch fwd+bwd ms", "fwd+bwd ratio", "matmul GFLOP/s"], rows)
+
+
+@register("match")
+def matching(run: Run) -> None:
+    """match_template (ccoeff_normed) against cv2.matchTemplate and skimage.feature.match_template."""
+    reps, quick = run.reps, run.quick
+    rng = np.random.default_rng(6)
+    cases = [("eye case: 600x512 float64, 60x60", (600, 512), 60, 1, np.float64),
+             ("2048x2048 float32, one 64x64", (2048, 2048), 64, 1, np.float32),
+             ("2048x2048 float32, 16 templates 64x64", (2048, 2048), 64, 16, np.float32)]
+    rows = []
+    for name, hw, k, count, dt in cases:
+        image = rng.uniform(0, 255, hw).astype(dt)
+        templates = np.stack([image[y:y + k, x:x + k] for y, x in rng.integers(0, hw[0] - k, (count, 2))])
+        templates += rng.normal(0, 10, templates.shape).astype(dt)
+        arg = templates[0] if count == 1 else templates
+        slow = 1 if quick or count > 1 else max(1, reps // 3)
+        got = cconv.match_template(image, arg)
+        t_c = timeit(lambda: cconv.match_template(image, arg), slow if count > 1 else reps)
+        row = [name, ms(t_c)]
+        # The peers compute the scores by other formulas (OpenCV in float32):
+        # agreement to 1e-4 of the largest score is what is asked of them.
+        if cv2 is not None:  # OpenCV takes float32 only
+            image32, templates32 = image.astype(np.float32), templates.astype(np.float32)
+            want = np.stack([cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32])
+            check(got.reshape(want.shape), want, f"match {name} against OpenCV", tol=1e-4)
+            t_cv = timeit(lambda: [cv2.matchTemplate(image32, t, cv2.TM_CCOEFF_NORMED) for t in templates32],
+                          slow if count > 1 else reps)
+            row += [ms(t_cv), speedup(t_cv, t_c)]
+        else:
+            row += ["(OpenCV not installed)", ""]
+        if skimage_feature is not None:
+            want = skimage_feature.match_template(image, templates[0])
+            check(got.reshape((count,) + want.shape)[0], want, f"match {name} against scikit-image", tol=1e-4)
+            t_sk = timeit(lambda: [skimage_feature.match_template(image, t) for t in templates], slow)
+            row += [ms(t_sk), speedup(t_sk, t_c)]
+        else:
+            row += ["(scikit-image not installed)", ""]
+        rows.append(row)
+    table("Template matching, ccoeff_normed (the peers loop over the templates; OpenCV in float32)",
+          ["", "cconv ms", "cv2.matchTemplate ms", "vs OpenCV", "skimage ms", "vs skimage"], rows)
 
 
 def main(argv=None) -> int:
@@ -443,33 +429,22 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run, for CI")
     parser.add_argument("--plot", metavar="PATH", help="write the method-choice plot to this PNG")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
-    parser.add_argument("--only", choices=sorted(TABLES), action="append",
-                        help="run only these tables (repeatable)")
+    parser.add_argument("--only", choices=list(TABLES), action="append", help="run only these tables (repeatable)")
     args = parser.parse_args(argv)
-    reps = args.repeats or (3 if args.quick else 15)
 
-    measure_machine(args.quick)
-    print(f"cconv {cconv.__version__} ({cconv._build.name} build), {cconv.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs; numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"opencv {cv2.__version__ if cv2 else 'absent'}, torch {torch.__version__ if torch else 'absent'}")
-    print(f"matmul ceiling: {CEILING['float64']:.0f} GFLOP/s float64, {CEILING['float32']:.0f} GFLOP/s float32; "
-          f"copy bandwidth {BANDWIDTH:.1f} GB/s. Ratios: peer time / cconv time (above 1: cconv faster).")
-    runs = {
-        "seed": lambda: seed_case(reps, args.quick),
-        "small": lambda: small_filters(reps),
-        "mid": lambda: mid_filters(reps),
-        "threads": lambda: threads(reps),
-        "auto": lambda: auto_choice(reps, args.quick, args.plot),
-        "layer": lambda: layer(reps),
-        "match": lambda: matching(reps, args.quick),
-    }
-    for name in TABLES:
+    if torch is not None:
+        torch.set_num_threads(cconv.get_num_threads())
+    skimage = peer("skimage")
+    machine = measure_machine(args.quick)
+    print_header({"opencv": cv2.__version__ if cv2 else "absent",
+                  "torch": torch.__version__ if torch else "absent",
+                  "scikit-image": skimage.__version__ if skimage else "absent"})
+    print(f"{machine}. Ratios: peer time / cconv time (above 1: cconv faster).")
+    run = Run(reps=args.repeats or (3 if args.quick else 15), quick=args.quick, plot=args.plot, machine=machine)
+    for name, fn in TABLES.items():
         if not args.only or name in args.only:
-            runs[name]()
+            fn(run)
     return 0
-
-
-TABLES = ("seed", "small", "mid", "threads", "auto", "layer", "match")
 
 
 if __name__ == "__main__":
