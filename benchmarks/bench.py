@@ -383,7 +383,8 @@ def layer(run: Run) -> None:
                 row += ["(torch not installed)", "", "", ""]
             row.append(f"{run.machine.ceiling[np.dtype(dt).name]:.0f}")
             rows.append(row)
-    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {torch.__version__ if torch else ''}, "
+    version = torch.__version__ if torch else "(not installed)"
+    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {version}, "
           f"{cconv.get_num_threads()} threads; {SPEEDUP}",
           ["layer", "dtype", "fwd ms", "fwd GFLOP/s", "fwd+bwd ms", "fwd+bwd GFLOP/s", "torch fwd ms",
            "fwd speed-up vs torch", "torch fwd+bwd ms", "fwd+bwd speed-up vs torch", "matmul GFLOP/s"], rows)
