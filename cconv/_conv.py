@@ -245,25 +245,11 @@ def conv_backward(dout, cache, *, method="auto"):
     w = as_kernel_array(cache.w, dtype)
     dout = as_kernel_array(dout, dtype)
     if method == "direct":
-        dx, dw = _backward_direct(dout, x, w)
+        dx, dw = _engine.backward_direct(x, w, dout)
     else:
         dx, dw = _backward_fft(dout, x, w, spectra, cache._nonfinite)
     if cache._w_ndim == 2:
         dw = dw[0]
-    return dx, dw
-
-
-def _backward_direct(dout, x, w):
-    """dx and dw by the compiled loops: both are valid correlations."""
-    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
-    npairs = dout.shape[0]
-    # dx is the full correlation of dout with the flipped filter: a valid
-    # correlation of dout padded by the filter size - 1 on every side.
-    padded = np.zeros((npairs, ih + kh - 1, iw + kw - 1), dtype=dout.dtype)
-    padded[:, kh - 1 : ih, kw - 1 : iw] = dout
-    flipped = np.ascontiguousarray(w[:, ::-1, ::-1])
-    dx = _engine.correlate_direct(padded, flipped, reduce=nx == 1 and npairs != 1)
-    dw = _engine.correlate_direct(x, dout, reduce=nw == 1 and npairs != 1)
     return dx, dw
 
 

@@ -3,19 +3,40 @@
 # (_correlate_v3.pyx, _correlate_v4.pyx); see _correlate.pyx for what they
 # compute.
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 from cconv._fused cimport exact, real
 
 include "_build_info.pxi"
 
 
+cdef extern from *:
+    """
+    /* Register blocks of the wide loops, per instruction set: a block is
+       CCONV_BLOCK_ROWS output rows by CCONV_STRIP_BYTES of columns, all held
+       in vector registers while every tap is added, so that each load of an
+       input row feeds one multiply-add per output row of the block.  Sized
+       so that the accumulators, one input vector and the broadcast taps fit
+       in the register file: 32 zmm (AVX-512), 16 ymm (AVX2), 16 xmm (SSE2). */
+    #if defined(__AVX512F__)
+    #define CCONV_BLOCK_ROWS 4
+    #define CCONV_STRIP_BYTES 256
+    #elif defined(__AVX2__)
+    #define CCONV_BLOCK_ROWS 2
+    #define CCONV_STRIP_BYTES 128
+    #else
+    #define CCONV_BLOCK_ROWS 2
+    #define CCONV_STRIP_BYTES 64
+    #endif
+    """
+    const Py_ssize_t BLOCK_ROWS "CCONV_BLOCK_ROWS"
+    const Py_ssize_t STRIP_BYTES "CCONV_STRIP_BYTES"
+
+
 cdef enum:
-    # Bytes of output columns one strip keeps in registers: 4 AVX-512 or
-    # 8 AVX2 vector registers.  The widths below are compile-time constants
-    # so the compiler unrolls and vectorises the strip loops completely.
-    STRIP_BYTES = 256
-    MAX_LANES = 64          # STRIP_BYTES of float32
+    # Upper bounds of the blocks above, for the accumulator arrays.
+    MAX_BLOCK_ROWS = 4
+    MAX_LANES = 64          # 256 bytes of float32
     NARROW_BYTES = 64       # one AVX-512 or two AVX2 registers, for narrow rows
     NARROW_LANES = 16       # NARROW_BYTES of float32
     # Rows of a long dot product summed in the input precision before the
@@ -23,37 +44,41 @@ cdef enum:
     ROWS_PER_FLUSH = 16
 
 
-cdef inline void _strip(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+cdef inline void _block(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
                         const real* k, Py_ssize_t kn, Py_ssize_t npairs,
-                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t width) noexcept nogil:
-    """``o[j] = sum_n sum_ab x[n*xn + a*xs + b + j] * k[n*kn + a*kw + b]``, ``j < width``.
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t rows, Py_ssize_t width) noexcept nogil:
+    """``o[r*os + j] = sum_n sum_ab x[n*xn + (r+a)*xs + b + j] * k[n*kn + a*kw + b]``.
 
-    Called with a constant ``width``, so ``acc`` lives in registers and each
-    kernel tap costs ``width / lanes`` loads and multiply-adds, no stores.
+    ``r < rows``, ``j < width``.  Called with constant ``rows`` and
+    ``width`` (and inlined: see setup.py), so that the loops over them
+    unroll and ``acc`` lives in registers: each tap is broadcast once for
+    the whole block, then one multiply-add (with its input load) per
+    vector of the block.
     """
-    cdef real acc[MAX_LANES]
-    cdef Py_ssize_t n, a, b, j
-    cdef real kv
+    cdef real acc[MAX_BLOCK_ROWS][MAX_LANES]
+    cdef Py_ssize_t n, a, b, r, j
     cdef const real* xa
-    cdef const real* ka
-    for j in range(width):
-        acc[j] = 0
+    cdef real kv
+    for r in range(rows):
+        for j in range(width):
+            acc[r][j] = 0
     for n in range(npairs):
         for a in range(kh):
             xa = x + n * xn + a * xs
-            ka = k + n * kn + a * kw
             for b in range(kw):
-                kv = ka[b]
-                for j in range(width):
-                    acc[j] += xa[b + j] * kv
-    for j in range(width):
-        o[j] = acc[j]
+                kv = k[n * kn + a * kw + b]
+                for r in range(rows):
+                    for j in range(width):
+                        acc[r][j] += xa[r * xs + b + j] * kv
+    for r in range(rows):
+        for j in range(width):
+            o[r * os + j] = acc[r][j]
 
 
-cdef inline void _wide_row(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
-                           const real* k, Py_ssize_t kn, Py_ssize_t npairs,
-                           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow) noexcept nogil:
-    """One output row of ``correlate_wide``, in strips of constant width.
+cdef inline void _block_row(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                            const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow, Py_ssize_t rows) noexcept nogil:
+    """``rows`` output rows (a constant, at most BLOCK_ROWS), in strips of constant width.
 
     The last strip of each width overlaps the one before it rather than
     leaving a ragged tail: recomputing a few columns costs less than a
@@ -66,39 +91,60 @@ cdef inline void _wide_row(real* o, const real* x, Py_ssize_t xs, Py_ssize_t xn,
         while j < ow:
             if j + wide > ow:
                 j = ow - wide
-            _strip(o + j, x + j, xs, xn, k, kn, npairs, kh, kw, STRIP_BYTES // sizeof(real))
+            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, STRIP_BYTES // sizeof(real))
             j += wide
     elif ow >= narrow:
         while j < ow:
             if j + narrow > ow:
                 j = ow - narrow
-            _strip(o + j, x + j, xs, xn, k, kn, npairs, kh, kw, NARROW_BYTES // sizeof(real))
+            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, NARROW_BYTES // sizeof(real))
             j += narrow
     else:
         for j in range(ow):
-            _strip(o + j, x + j, xs, xn, k, kn, npairs, kh, kw, 1)
+            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, 1)
+
+
+cdef inline void _wide_rows(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
+                            const real* k, Py_ssize_t kn, Py_ssize_t npairs,
+                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow, Py_ssize_t rows) noexcept nogil:
+    """``rows`` output rows of ``correlate_wide`` (any count), in register blocks."""
+    cdef Py_ssize_t r = 0
+    while r + BLOCK_ROWS <= rows:
+        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, BLOCK_ROWS)
+        r += BLOCK_ROWS
+    if rows - r == 3:
+        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 3)
+    elif rows - r == 2:
+        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 2)
+    elif rows - r == 1:
+        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 1)
 
 
 def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
-                   real[:, :, ::1] out, Py_ssize_t npairs):
+                   real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows):
     """``out[t] = sum over pairs n of task t of correlate2d(x[n], k[n], 'valid')``.
 
-    Parallel over the rows of ``out``; each row is written by one iteration.
+    Parallel over blocks of ``rows`` rows of ``out`` (each written by one
+    iteration), on a dynamic schedule: a thread that the system delays
+    leaves its blocks to the others.  Every output is the same sum in the
+    same order whatever the thread count.
     """
     cdef Py_ssize_t T = out.shape[0], oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t kh = k.shape[1], kw = k.shape[2], xs = x.shape[2]
     # Distance between consecutive pairs' operands: 0 for a broadcast operand.
     cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
     cdef Py_ssize_t kn = kh * kw if k.shape[0] != 1 else 0
-    cdef Py_ssize_t r, t, i, n0
+    cdef Py_ssize_t blocks = (oh + rows - 1) // rows
+    cdef Py_ssize_t item, t, i, n0
     if T == 0 or oh == 0 or ow == 0:
         return
-    for r in prange(T * oh, nogil=True, schedule="static"):
-        t = r // oh
-        i = r - t * oh
+    for item in prange(T * blocks, nogil=True, schedule="dynamic"):
+        t = item // blocks
+        i = (item - t * blocks) * rows
         n0 = t * npairs // T
-        _wide_row(&out[t, i, 0], &x[0, i, 0] + n0 * xn, xs, xn,
-                  &k[0, 0, 0] + n0 * kn, kn, (t + 1) * npairs // T - n0, kh, kw, ow)
+        _wide_rows(&out[t, i, 0], ow, &x[0, i, 0] + n0 * xn, xs, xn,
+                   &k[0, 0, 0] + n0 * kn, kn, (t + 1) * npairs // T - n0, kh, kw, ow,
+                   rows if i + rows <= oh else oh - i)
 
 
 cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
@@ -230,6 +276,139 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
                     else:
                         _dots(o, xj, xs, kp, kh, kw, 1)
                         j = j + 1
+
+
+# ---------------------------------------------------------------------------
+# The backward pass of a small filter in one pass over x and dout.
+
+cdef enum:
+    # Filter columns whose dw dot products one pass keeps in registers.
+    DW_COLS = 8
+
+
+cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
+                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t b0, Py_ssize_t nb) noexcept nogil:
+    """``dw[b] += sum_i sum_j x[i*xs + j + b0 + b] * d[i*ds + j]`` for ``b < nb <= DW_COLS``.
+
+    The ``nb`` dot products share each vector of ``d``; they are summed in
+    the input precision over ``ROWS_PER_FLUSH`` rows at a time, then into
+    double.  A row's ragged end is one more vector that overlaps the one
+    before it, with the lanes already counted left out (selected away, not
+    multiplied by zero: an infinity there makes no NaN).
+    """
+    cdef real acc[DW_COLS][NARROW_LANES]
+    cdef Py_ssize_t L = NARROW_BYTES // sizeof(real)
+    cdef Py_ssize_t i, j, b, l, skip
+    cdef const real* xi
+    cdef const real* di
+    cdef real dv
+    for b in range(DW_COLS):
+        for l in range(NARROW_BYTES // sizeof(real)):
+            acc[b][l] = 0
+    for i in range(nrows):
+        xi = x + i * xs + b0
+        di = d + i * ds
+        j = 0
+        while j + L <= ow:
+            for b in range(nb):
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    acc[b][l] += xi[j + b + l] * di[j + l]
+            j += L
+        if j < ow and ow >= L:  # the ragged end: lanes [skip, L) of the last vector
+            skip = j - (ow - L)
+            j = ow - L
+            for b in range(nb):
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    acc[b][l] += xi[j + b + l] * di[j + l] if l >= skip else 0
+        elif j < ow:  # a row narrower than a vector
+            while j < ow:
+                dv = di[j]
+                for b in range(nb):
+                    acc[b][0] += xi[j + b] * dv
+                j += 1
+        if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == nrows:
+            for b in range(nb):
+                for l in range(NARROW_BYTES // sizeof(real)):
+                    dw[b] += acc[b][l]
+                    acc[b][l] = 0
+
+
+cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
+                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t b0, Py_ssize_t nb) noexcept nogil:
+    """:func:`_dw_rows` with its column count made a constant, so that its accumulators unroll."""
+    if nb == 8:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 8)
+    elif nb == 7:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 7)
+    elif nb == 6:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 6)
+    elif nb == 5:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 5)
+    elif nb == 4:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 4)
+    elif nb == 3:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 3)
+    elif nb == 2:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 2)
+    else:
+        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 1)
+
+
+def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const real[:, :, ::1] dout,
+                   real[:, :, ::1] dx, double[:, :, ::1] dw, real[:, ::1] scratch, Py_ssize_t rows):
+    """dx and dw of ``out[n] = correlate2d(x[n], w[n], 'valid')`` in one pass.
+
+    ``x`` and ``dx`` are (N, H, W), ``dout`` (N, oh, ow), ``wflip`` the
+    filters flipped, (1 or N, kh, kw).  Work items are (image n, block of
+    ``rows`` rows); item ``q`` writes rows of ``dx[n]`` and the partial
+    ``dw[q]`` (items * (kh, kw), doubles, zeros on entry) from the same
+    rows of ``dout``, read once: dx is the valid correlation of a
+    zero-bordered copy of the item's ``dout`` rows (in the thread's row of
+    ``scratch``, at least (rows + kh - 1) * (ow + 2 * (kw - 1)) long) with
+    the flipped filter; dw the dot products of those ``dout`` rows with
+    shifted rows of ``x``.  The items and their partial sums do not depend
+    on the thread count, so neither do the results.
+    """
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t kh = wflip.shape[1], kw = wflip.shape[2]
+    cdef Py_ssize_t oh = dout.shape[1], ow = dout.shape[2]
+    cdef Py_ssize_t kn = kh * kw if wflip.shape[0] != 1 else 0
+    cdef Py_ssize_t sw = ow + 2 * (kw - 1)
+    cdef Py_ssize_t blocks = (H + rows - 1) // rows
+    cdef Py_ssize_t item, n, p0, p1, s, i, j, a, b0, d0, d1, ss
+    cdef real* S
+    if N == 0 or H == 0 or W == 0:
+        return
+    for item in prange(N * blocks, nogil=True, schedule="dynamic"):
+        n = item // blocks
+        p0 = (item - n * blocks) * rows
+        p1 = p0 + rows if p0 + rows < H else H
+        # dout rows p0 - kh + 1 .. p1 - 1, zero outside dout, with kw - 1
+        # zero columns on either side.
+        S = &scratch[threadid(), 0]
+        ss = p1 - p0 + kh - 1
+        for s in range(ss):
+            i = p0 - kh + 1 + s
+            if i < 0 or i >= oh:
+                for j in range(sw):
+                    S[s * sw + j] = 0
+            else:
+                for j in range(kw - 1):
+                    S[s * sw + j] = 0
+                    S[s * sw + kw - 1 + ow + j] = 0
+                for j in range(ow):
+                    S[s * sw + kw - 1 + j] = dout[n, i, j]
+        _wide_rows(&dx[n, p0, 0], W, S, sw, 0, &wflip[0, 0, 0] + n * kn, 0, 1, kh, kw, W, p1 - p0)
+        # dw from the dout rows of this item: [p0, p1) within [0, oh).
+        d0 = p0
+        d1 = p1 if p1 < oh else oh
+        if d0 < d1:
+            for a in range(kh):
+                b0 = 0
+                while b0 < kw:
+                    _dw_cols(&dw[item, a, b0], &x[n, d0 + a, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, b0,
+                             DW_COLS if b0 + DW_COLS <= kw else kw - b0)
+                    b0 = b0 + DW_COLS
 
 
 # ---------------------------------------------------------------------------

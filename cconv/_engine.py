@@ -25,6 +25,7 @@ __all__ = [
     "pair_count",
     "sum_pairs",
     "correlate_direct",
+    "backward_direct",
     "fft_shape",
     "spectrum",
     "finite_spectrum",
@@ -63,26 +64,67 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
     oh, ow = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
     if npairs == 0:
         return np.zeros((1 if reduce else 0, oh, ow), dtype=x.dtype)
-    threads = get_num_threads()
-    # Small outputs of large kernels are long dot products; the rest are
-    # strips of output columns accumulated tap by tap.
     # A reduced output is summed from partial sums, one per task: enough
-    # tasks to keep every thread busy, few enough that adding them up
-    # afterwards costs little.
-    if oh * ow >= k.shape[1] * k.shape[2]:
-        tasks = min(npairs, max(threads, math.ceil(4 * threads / oh))) if reduce else npairs
-        out = np.empty((tasks, oh, ow), dtype=x.dtype)
-        _loops.correlate_wide(x, k, out, npairs)
-        return sum_pairs(out) if reduce and tasks > 1 else out
-    # Long dot products: each parallel item computes a block of output rows
-    # over its pairs, reading every pair's images once.  Whole outputs per
-    # item when there are pairs enough to keep the threads busy; else single
-    # rows, so that one large pair still spreads over the threads.
-    tasks = min(npairs, 2 * threads) if reduce else npairs
-    rows = oh if tasks >= 2 * threads else 1
+    # tasks to keep the threads busy, few enough that adding them up after
+    # costs little.  The count never depends on the thread count, so that
+    # neither do the results.
+    tasks = min(npairs, REDUCE_TASKS) if reduce else npairs
     out = np.empty((tasks, oh, ow), dtype=x.dtype)
-    _loops.correlate_narrow(x, k, out, npairs, rows)
+    if oh * ow >= k.shape[1] * k.shape[2]:
+        # Strips of output columns, accumulated tap by tap in blocks of rows.
+        _loops.correlate_wide(x, k, out, npairs, ROWS_PER_ITEM)
+    else:
+        # Long dot products (small outputs of large kernels): each item
+        # computes a block of output rows over its pairs, reading every
+        # pair's images once; whole outputs per item when there are enough
+        # tasks to share out, else single rows.
+        _loops.correlate_narrow(x, k, out, npairs, oh if tasks >= REDUCE_TASKS else 1)
     return sum_pairs(out) if reduce and tasks > 1 else out
+
+
+# Work items of the direct loops: blocks of this many output rows (a
+# multiple of every build's register block), and at most this many partial
+# sums for a reduced output.
+ROWS_PER_ITEM = 8
+REDUCE_TASKS = 8
+
+
+def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dx and dw of ``out[n] = correlate2d(x[n], w[n], 'valid')`` by the compiled loops.
+
+    ``x`` (Nx, H, W), ``w`` (Nw, KH, KW), ``dout`` (npairs, OH, OW), one
+    floating dtype, C-contiguous.  dx is the full correlation of ``dout``
+    with the flipped filter, summed over the pairs where ``x`` is
+    broadcast; dw the valid correlation of ``x`` with ``dout``, summed
+    where ``w`` is.  When every pair has its own image (Nx = npairs), one
+    fused pass reads each row of ``x`` and ``dout`` once for both.
+    """
+    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
+    npairs = dout.shape[0]
+    flipped = np.ascontiguousarray(w[:, ::-1, ::-1])
+    if nx != npairs or npairs == 0:
+        # dx: a valid correlation of dout zero-padded by the filter size - 1.
+        padded = np.zeros((npairs, ih + kh - 1, iw + kw - 1), dtype=dout.dtype)
+        padded[:, kh - 1 : ih, kw - 1 : iw] = dout
+        dx = correlate_direct(padded, flipped, reduce=nx == 1 and npairs != 1)
+        dw = correlate_direct(x, dout, reduce=nw == 1 and npairs != 1)
+        return dx, dw
+    rows = FUSED_ROWS
+    blocks = -(-ih // rows)
+    dx = np.empty_like(x)
+    partial = np.zeros((npairs * blocks, kh, kw))
+    scratch = np.empty((get_num_threads(), (rows + kh - 1) * (dout.shape[2] + 2 * (kw - 1))), dx.dtype)
+    _loops.backward_fused(x, flipped, dout, dx, partial, scratch, rows)
+    with np.errstate(invalid="ignore", over="ignore"):  # where +Inf meets -Inf: NaN, no warning
+        if nw == 1:
+            dw = partial.sum(axis=0, keepdims=True)
+        else:
+            dw = partial.reshape(npairs, blocks, kh, kw).sum(axis=1)
+    return dx, dw.astype(x.dtype)
+
+
+# Rows of dx (and dout) one item of the fused backward pass covers.
+FUSED_ROWS = 16
 
 
 def sum_pairs(a: np.ndarray) -> np.ndarray:

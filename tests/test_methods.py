@@ -102,8 +102,8 @@ def _builds():
 def call(kernels, loop, x, k, out, npairs):
     if loop == "correlate_narrow":  # in blocks of two rows: block edges and ragged last block
         kernels.correlate_narrow(x, k, out, npairs, 2)
-    else:
-        kernels.correlate_wide(x, k, out, npairs)
+    else:  # in items of 7 rows: register blocks of every height, ragged last item
+        kernels.correlate_wide(x, k, out, npairs, 7)
 
 
 @pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
@@ -124,6 +124,28 @@ def test_every_compiled_build(build, dtype, loop, rng, ref):
         partial = np.full((2,) + out.shape[1:], np.nan, dtype=dtype)
         call(kernels, loop, x, k, partial, npairs)
         assert ref.max_rel_err(partial.sum(axis=0), expected.sum(axis=0)) <= ref.tol(dtype)
+
+
+@pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_build_fused_backward(build, dtype, rng, ref):
+    """The one-pass backward loop of each build: blocks of rows, filters of every width class."""
+    _, kernels = build
+    for n, h, w, kh, kw, per_pair in [(3, 37, 75, 5, 3, False), (2, 20, 19, 7, 11, True),
+                                      (1, 16, 70, 16, 17, False), (2, 9, 40, 1, 1, True)]:
+        x = ref.random_array(rng, (n, h, w), dtype)
+        k = ref.random_array(rng, (n if per_pair else 1, kh, kw), dtype)
+        dout = ref.random_array(rng, (n, h - kh + 1, w - kw + 1), dtype)
+        rows = 5
+        blocks = -(-h // rows)
+        dx = np.full(x.shape, np.nan, dtype)
+        dw = np.zeros((n * blocks, kh, kw))
+        scratch = np.empty((8, (rows + kh - 1) * (w - kw + 1 + 2 * (kw - 1))), dtype)
+        kernels.backward_fused(x, np.ascontiguousarray(k[:, ::-1, ::-1]), dout, dx, dw, scratch, rows)
+        want_dx, want_dw = ref.scipy_backward(x, k, dout)
+        assert ref.max_rel_err(dx, want_dx) <= ref.tol(dtype)
+        got_dw = dw.reshape(n, blocks, kh, kw).sum(axis=1) if per_pair else dw.sum(axis=0, keepdims=True)
+        assert ref.max_rel_err(got_dw, want_dw) <= ref.tol(dtype)
 
 
 def test_thread_count_knob_and_results_independent_of_it(rng, ref):
