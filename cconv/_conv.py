@@ -6,8 +6,10 @@ promotion, memory check, then the correlation engine (``cconv._engine``).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _engine
+from ._engine import Method
 from ._nonfinite import restore
 from ._validation import (
     as_batch,
@@ -75,7 +77,9 @@ class ConvCache:
         )
 
 
-def conv_forward(x, w, *, method="auto"):
+def conv_forward(
+    x: npt.ArrayLike, w: npt.ArrayLike, *, method: Method = "auto"
+) -> tuple[npt.NDArray[np.floating], ConvCache]:
     """Forward pass of a 2-D convolution layer (cross-correlation) over a batch.
 
     Parameters
@@ -172,7 +176,9 @@ def conv_forward(x, w, *, method="auto"):
     return out, ConvCache(xk, wk, w.ndim, method, (spec_x, spec_w), bad_x or bad_w)
 
 
-def conv_backward(dout, cache, *, method="auto"):
+def conv_backward(
+    dout: npt.ArrayLike, cache: ConvCache, *, method: Method = "auto"
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
     """Backward pass of :func:`conv_forward`.
 
     Parameters
@@ -258,7 +264,7 @@ def conv_backward(dout, cache, *, method="auto"):
     return dx, dw
 
 
-def _backward_direct(dout, x, w):
+def _backward_direct(dout: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw by the compiled loops: both are valid correlations."""
     (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
     npairs = dout.shape[0]
@@ -272,7 +278,8 @@ def _backward_direct(dout, x, w):
     return dx, dw
 
 
-def _backward_fft(dout, x, w, spectra, nonfinite):
+def _backward_fft(dout: np.ndarray, x: np.ndarray, w: np.ndarray, spectra: tuple[np.ndarray, np.ndarray] | None,
+                  nonfinite: bool) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw from one transform of dout and the forward pass's spectra.
 
     ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:
