@@ -43,7 +43,7 @@ try:
 except ImportError:  # optional peer
     skimage_feature = None
 
-CEILING = {}  # matmul GFLOP/s per dtype name, measured at start
+CEILING: dict[str, float] = {}  # matmul GFLOP/s per dtype name, measured at start
 BANDWIDTH = 0.0  # copy GB/s, measured at start
 
 
@@ -191,7 +191,8 @@ def small_filters(reps: int) -> None:
             row = [f"{k}x{k}", name, ms(t_f), f"{bound / t_f * 100:.0f}%", ms(t_b), f"{t_b / t_f:.2f}"]
             if cv2 is not None:
                 c = k // 2
-                got = np.stack([cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT)[c:c + ho, c:c + ho] for img in x])
+                got = np.stack([cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT)[c:c + ho, c:c + ho]
+                                for img in x])
                 check(got, ref_forward(x, w), f"cv2.filter2D {name}")
                 t_cv = timeit(lambda: [cv2.filter2D(img, -1, w, borderType=cv2.BORDER_CONSTANT) for img in x], reps)
                 row += [ms(t_cv), f"{t_cv / t_f:.2f}x"]
@@ -241,9 +242,10 @@ def mid_filters(reps: int) -> None:
 
 def threads(reps: int) -> None:
     rng = np.random.default_rng(4)
-    cases = [("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
-             ("3x3 batch forward, float32", rng.standard_normal((64, 128, 128)).astype(np.float32),
-              rng.standard_normal((3, 3)).astype(np.float32))]
+    cases: list[tuple[str, np.ndarray, np.ndarray]] = [
+        ("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
+        ("3x3 batch forward, float32", rng.standard_normal((64, 128, 128)).astype(np.float32),
+         rng.standard_normal((3, 3)).astype(np.float32))]
     full = cconv.get_num_threads()
     rows = []
     for name, x, w in cases:
@@ -374,7 +376,8 @@ def auto_choice(reps: int, quick: bool, plot: str | None) -> None:
     if quick:
         sizes = [1, 5, 15, 41, 101]
     rng = np.random.default_rng(5)
-    rows, series = [], {}
+    rows: list[list[str]] = []
+    series: dict[tuple[int, str], list[tuple[int, float]]] = {}
     for h in (128, 512):
         x = rng.standard_normal((1, h, h))
         for k in sizes:

@@ -283,7 +283,9 @@ def conv_backward(
         For one shared filter, the sum over all images and chunks.
     """
     if not isinstance(cache, DaskConvCache):
-        raise ValueError(f"cache must be the DaskConvCache returned by cconv.dask.conv_forward; got {type(cache).__name__}")
+        raise ValueError(
+            f"cache must be the DaskConvCache returned by cconv.dask.conv_forward; got {type(cache).__name__}"
+        )
     dout = _as_dask(dout, "dout", (3,), "of shape (N, H', W')")
     if dout.shape != cache.out_shape:
         raise ValueError(f"dout has shape {dout.shape}, but the forward output had shape {cache.out_shape}")

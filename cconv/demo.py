@@ -352,8 +352,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="image file (default: matplotlib's grace_hopper.jpg)")
     parser.add_argument("--box", nargs=4, type=int, metavar=("Y", "X", "H", "W"),
                         help="template box: top, left, height, width "
-                             "(default: %d %d %d %d, an eye in the default "
-                             "image)" % DEFAULT_BOX)
+                             f"(default: {' '.join(map(str, DEFAULT_BOX))}, an eye in the default "
+                             "image)")
     parser.add_argument("--noise", type=float, default=50.0, metavar="SIGMA",
                         help="standard deviation of the Gaussian noise, in "
                              "grey levels 0-255 (default: %(default)s)")
