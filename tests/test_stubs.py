@@ -38,6 +38,9 @@ def _stubtest(tmp_path: Path, modules: list[str], edit: dict[str, str] | None = 
     stubs.mkdir(parents=True)
     for path in Path(cconv.__file__).parent.glob("*.pyi"):
         shutil.copy(path, stubs)
+    # A regular package, which mypy prefers to an installed cconv (a mere
+    # directory of stubs would count as a namespace package, which it does not).
+    (stubs / "__init__.pyi").write_text("")
     for name, text in (edit or {}).items():
         (stubs / name).write_text(text)
     # Run from tmp_path, so that neither Python nor mypy finds a source checkout.
