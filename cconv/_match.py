@@ -363,7 +363,9 @@ def find_matches(
     if nan.any():
         good = np.where(nan, -np.inf, good)
     if threshold is not None:
-        limit = -limit if lower_is_better else limit
+        # A float64 scalar: float16/32 scores are compared with it exactly,
+        # not with the threshold cast to their dtype (which can overflow).
+        limit = np.float64(-limit if lower_is_better else limit)
     # Beyond the map's size, a distance suppresses the whole map.
     reach = min(min_distance, max(s3.shape[1:], default=0))
     # Greedy suppression, best first, over the best `take` scores; if they
