@@ -34,6 +34,9 @@ optimise = ["-O1", "-g"] if DEBUG else ["-O3"]
 directives = {
     "language_level": 3,
     "embedsignature": True,
+    # No __test__ dict of docstring examples: no doctest reads one, and
+    # stubtest would find it missing from the .pyi stubs.
+    "autotestdict": False,
     "boundscheck": DEBUG,
     "wraparound": DEBUG,
     "initializedcheck": DEBUG,

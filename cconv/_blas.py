@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["blas_library", "single_threaded_blas"]
@@ -39,10 +40,13 @@ _APIS = (
     ("bli_thread_get_num_threads", "bli_thread_set_num_threads"),
 )
 
+# (path, get, set) of one BLAS library's thread setting.
+_Control = tuple[str, Callable[[], int], Callable[[int], None]]
+
 _lock = threading.Lock()
 _depth = 0
-_saved: list[tuple[object, int]] = []
-_controls: list[tuple[str, object, object]] | None = None
+_saved: list[tuple[Callable[[int], None], int]] = []
+_controls: list[_Control] | None = None
 
 
 def _loaded_libraries() -> list[str]:
@@ -59,7 +63,7 @@ def _loaded_libraries() -> list[str]:
     return sorted(p for p in paths if ".so" in os.path.basename(p) and os.path.isfile(p))
 
 
-def _find_controls() -> list[tuple[str, object, object]]:
+def _find_controls() -> list[_Control]:
     """``(path, get, set)`` for the BLAS libraries SciPy's BLAS may be."""
     import scipy.linalg.cython_blas  # noqa: F401  (make sure SciPy's BLAS is loaded)
 
@@ -68,7 +72,7 @@ def _find_controls() -> list[tuple[str, object, object]]:
     scipy_root = os.path.dirname(os.path.dirname(scipy.__file__))
     own = [p for p in candidates if os.path.basename(os.path.dirname(p)).startswith("scipy")
            and p.startswith(scipy_root)]
-    found = []
+    found: list[_Control] = []
     for path in own or candidates:
         try:
             lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
@@ -84,7 +88,7 @@ def _find_controls() -> list[tuple[str, object, object]]:
     return found
 
 
-def _get_controls():
+def _get_controls() -> list[_Control]:
     global _controls
     if _controls is None:
         _controls = _find_controls()
@@ -98,7 +102,7 @@ def blas_library() -> str | None:
 
 
 @contextmanager
-def single_threaded_blas():
+def single_threaded_blas() -> Iterator[bool]:
     """Hold the BLAS at one thread; yields whether that was possible.
 
     When it yields False, the BLAS may start threads of its own, and the

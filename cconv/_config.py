@@ -14,7 +14,7 @@ from ._threads import get_num_threads
 from ._version import __version__
 
 
-def config() -> dict:
+def config() -> dict[str, object]:
     """The facts :func:`show_config` prints, as a dict."""
     kernels = _build.correlate_module
     compiler, flags = kernels.build_info()

@@ -6,8 +6,10 @@ promotion, memory check, then the correlation engine (``cconv._engine``).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _engine
+from ._engine import Method
 from ._nonfinite import restore
 from ._validation import (
     as_batch,
@@ -75,7 +77,9 @@ class ConvCache:
         )
 
 
-def conv_forward(x, w, *, method="auto"):
+def conv_forward(
+    x: npt.ArrayLike, w: npt.ArrayLike, *, method: Method = "auto"
+) -> tuple[npt.NDArray[np.floating], ConvCache]:
     """Forward pass of a 2-D convolution layer (cross-correlation) over a batch.
 
     Parameters
@@ -167,7 +171,9 @@ def conv_forward(x, w, *, method="auto"):
     return out, ConvCache(xk, wk, w.ndim, method, spectra, nonfinite)
 
 
-def conv_backward(dout, cache, *, method="auto"):
+def conv_backward(
+    dout: npt.ArrayLike, cache: ConvCache, *, method: Method = "auto"
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
     """Backward pass of :func:`conv_forward`.
 
     Parameters
@@ -253,7 +259,8 @@ def conv_backward(dout, cache, *, method="auto"):
     return dx, dw
 
 
-def _backward_fft(dout, x, w, spectra, nonfinite):
+def _backward_fft(dout: np.ndarray, x: np.ndarray, w: np.ndarray, spectra: tuple[np.ndarray, np.ndarray] | None,
+                  nonfinite: bool) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw from one transform of dout and the forward pass's spectra.
 
     ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Sequence
 from types import ModuleType
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _blas, _tiling
 from ._conv import ConvCache, conv_backward, conv_forward
+from ._engine import Method
 from ._nonfinite import finite_part, restore
 from ._threads import get_num_threads
 from ._validation import (
@@ -40,6 +43,12 @@ from ._validation import (
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
 
 METHODS = ("auto", "gemm", "direct", "fft")
+#: The methods of the 4-D layer, as a type.
+Conv2dMethod = Literal["auto", "gemm", "direct", "fft"]
+#: An int, or a pair of ints for the height and the width.
+IntPair = int | Sequence[int]
+#: Zero padding: an int or a pair of ints, or 'valid' or 'same'.
+Padding = IntPair | Literal["valid", "same"]
 # BLAS takes 32-bit sizes.
 _INT_MAX = 2**31 - 1
 
@@ -114,7 +123,8 @@ class Layer:
 
     __slots__ = ("shape", "stride", "dilation", "pad", "groups", "out_size")
 
-    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups) -> None:
+    def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: IntPair, padding: Padding,
+                 dilation: IntPair, groups: int) -> None:
         self.shape = s = LayerShape(*x_shape, *w_shape)
         self.stride = int_pair(stride, "stride", 1)
         self.dilation = int_pair(dilation, "dilation", 1)
@@ -175,7 +185,8 @@ class Layer:
             )
 
 
-def _padding(padding, extent, stride, stride_given) -> tuple[tuple[int, int], tuple[int, int]]:
+def _padding(padding: Padding, extent: tuple[int, int], stride: tuple[int, int],
+             stride_given: IntPair) -> tuple[tuple[int, int], tuple[int, int]]:
     """((top, bottom), (left, right)) for ``padding`` as given."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -193,7 +204,7 @@ def _padding(padding, extent, stride, stride_given) -> tuple[tuple[int, int], tu
     return ((ph, ph), (pw, pw))
 
 
-def _check_arrays(x, w, b):
+def _check_arrays(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
     check_ndim(x, "x", (4,), "of shape (N, C, H, W)")
     check_ndim(w, "w", (4,), "of shape (F, C // groups, KH, KW)")
     if w.shape[2] == 0 or w.shape[3] == 0:
@@ -207,7 +218,17 @@ def _check_arrays(x, w, b):
             )
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, method="auto"):
+def conv2d_forward(
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    b: npt.ArrayLike | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    method: Conv2dMethod = "auto",
+) -> tuple[npt.NDArray[np.floating], Conv2dCache]:
     """Forward pass of a 2-D convolution layer over (N, C, H, W) images.
 
     The layer of ``torch.nn.functional.conv2d``: a cross-correlation of each
@@ -317,11 +338,12 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
         return out, cache
     if route == "single":
+        assert method != "gemm"  # _route sends 'gemm' to the gemm route
         return _forward_single(x, w, b, layer, method, dtype)
     return _forward_gemm(x, w, b, layer, dtype)
 
 
-def _route(method: str, layer: Layer) -> str:
+def _route(method: str, layer: Layer) -> Literal["single", "gemm"]:
     """'single' (the 3-D layer's engine, which then resolves 'auto') or 'gemm'."""
     if method == "gemm":
         return "gemm"
@@ -337,7 +359,8 @@ def _route(method: str, layer: Layer) -> str:
     )
 
 
-def _forward_gemm(x, w, b, layer: Layer, dtype):
+def _forward_gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer,
+                  dtype: np.dtype) -> tuple[np.ndarray, Conv2dCache]:
     layer.check_blas_sizes()
     s = layer.shape
     xk = as_kernel_array(x, dtype)
@@ -356,7 +379,8 @@ def _forward_gemm(x, w, b, layer: Layer, dtype):
     return out.reshape(layer.out_shape), Conv2dCache(xk, wk, b is not None, layer, "gemm")
 
 
-def _forward_single(x, w, b, layer: Layer, method, dtype):
+def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, method: Method,
+                    dtype: np.dtype) -> tuple[np.ndarray, Conv2dCache]:
     """A single-channel layer by the 3-D layer: (N or F) valid correlations."""
     (pt, pb), (pl, pr) = layer.pad
     x3 = x[:, 0].astype(dtype, copy=False)
@@ -371,7 +395,9 @@ def _forward_single(x, w, b, layer: Layer, method, dtype):
     return out, Conv2dCache(xk, wk, b is not None, layer, inner.method, inner)
 
 
-def conv2d_backward(dout, cache, *, method="auto"):
+def conv2d_backward(
+    dout: npt.ArrayLike, cache: Conv2dCache, *, method: Conv2dMethod = "auto"
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating] | None]:
     """Backward pass of :func:`conv2d_forward`.
 
     Parameters
@@ -440,6 +466,7 @@ def conv2d_backward(dout, cache, *, method="auto"):
     route = _route(check_choice(method, "method", METHODS), layer)
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     if route == "single" and cache.x.size and cache.w.size:
+        assert method != "gemm"  # _route sends 'gemm' to the gemm route
         dx, dw = _backward_single(dout, cache, method, dtype)
     else:
         dx, dw = _backward_gemm(dout, cache, dtype)
@@ -448,7 +475,8 @@ def conv2d_backward(dout, cache, *, method="auto"):
     return dx, dw, db
 
 
-def _backward_single(dout, cache, method, dtype):
+def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
+                     dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw of a single-channel layer by the 3-D layer."""
     layer = cache._layer
     s = layer.shape
@@ -466,7 +494,7 @@ def _backward_single(dout, cache, method, dtype):
     return dx, dw3.reshape(s.f, s.cg, s.kh, s.kw)
 
 
-def _dx_nonfinite_filter(dout3, inner, method):
+def _dx_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, method: Method) -> np.ndarray:
     """The 3-D layer's dx for a filter holding NaN or Inf, as PyTorch has it.
 
     The 3-D layer's dx is the full correlation of ``dout`` with the
@@ -485,7 +513,7 @@ def _dx_nonfinite_filter(dout3, inner, method):
     return dx3
 
 
-def _backward_gemm(dout, cache, dtype):
+def _backward_gemm(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     layer = cache._layer
     s = layer.shape
     g = layer.groups

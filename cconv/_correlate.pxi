@@ -163,41 +163,41 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
     cdef real a2[NARROW_LANES]
     cdef real a3[NARROW_LANES]
     cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0
-    cdef Py_ssize_t i, j, l
+    cdef Py_ssize_t i, j, v
     cdef Py_ssize_t L = NARROW_BYTES // sizeof(real)
     cdef const real* xi
     cdef const real* ki
-    for l in range(NARROW_BYTES // sizeof(real)):
-        a0[l] = 0
-        a1[l] = 0
-        a2[l] = 0
-        a3[l] = 0
+    for v in range(NARROW_BYTES // sizeof(real)):
+        a0[v] = 0
+        a1[v] = 0
+        a2[v] = 0
+        a3[v] = 0
     for i in range(kh):
         xi = x + i * xs
         ki = k + i * kw
         j = 0
         while nb == 1 and j + 4 * L <= kw:
-            for l in range(NARROW_BYTES // sizeof(real)):
-                a0[l] += xi[j + l] * ki[j + l]
-            for l in range(NARROW_BYTES // sizeof(real)):
-                a1[l] += xi[j + L + l] * ki[j + L + l]
-            for l in range(NARROW_BYTES // sizeof(real)):
-                a2[l] += xi[j + 2 * L + l] * ki[j + 2 * L + l]
-            for l in range(NARROW_BYTES // sizeof(real)):
-                a3[l] += xi[j + 3 * L + l] * ki[j + 3 * L + l]
+            for v in range(NARROW_BYTES // sizeof(real)):
+                a0[v] += xi[j + v] * ki[j + v]
+            for v in range(NARROW_BYTES // sizeof(real)):
+                a1[v] += xi[j + L + v] * ki[j + L + v]
+            for v in range(NARROW_BYTES // sizeof(real)):
+                a2[v] += xi[j + 2 * L + v] * ki[j + 2 * L + v]
+            for v in range(NARROW_BYTES // sizeof(real)):
+                a3[v] += xi[j + 3 * L + v] * ki[j + 3 * L + v]
             j += 4 * L
         while j + L <= kw:
-            for l in range(NARROW_BYTES // sizeof(real)):
-                a0[l] += xi[j + l] * ki[j + l]
+            for v in range(NARROW_BYTES // sizeof(real)):
+                a0[v] += xi[j + v] * ki[j + v]
             if nb > 1:
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    a1[l] += xi[j + 1 + l] * ki[j + l]
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    a1[v] += xi[j + 1 + v] * ki[j + v]
             if nb > 2:
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    a2[l] += xi[j + 2 + l] * ki[j + l]
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    a2[v] += xi[j + 2 + v] * ki[j + v]
             if nb > 3:
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    a3[l] += xi[j + 3 + l] * ki[j + l]
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    a3[v] += xi[j + 3 + v] * ki[j + v]
             j += L
         while j < kw:  # the row's ragged end
             a0[0] += xi[j] * ki[j]
@@ -209,15 +209,15 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
                 a3[0] += xi[j + 3] * ki[j]
             j += 1
         if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == kh:
-            for l in range(NARROW_BYTES // sizeof(real)):
-                t0 += a0[l]
-                t1 += a1[l]
-                t2 += a2[l]
-                t3 += a3[l]
-                a0[l] = 0
-                a1[l] = 0
-                a2[l] = 0
-                a3[l] = 0
+            for v in range(NARROW_BYTES // sizeof(real)):
+                t0 += a0[v]
+                t1 += a1[v]
+                t2 += a2[v]
+                t3 += a3[v]
+                a0[v] = 0
+                a1[v] = 0
+                a2[v] = 0
+                a3[v] = 0
     if nb == 1:
         t0 += t1 + t2 + t3
     o[0] += <real>t0

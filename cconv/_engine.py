@@ -12,6 +12,7 @@ into FFTs (``scipy.fft``), and estimates which is faster.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import scipy.fft
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 METHODS = ("auto", "direct", "fft")
+#: The methods of the 3-D layer, as a type.
+Method = Literal["auto", "direct", "fft"]
 
 
 def pair_count(n1: int, n2: int) -> int:
@@ -168,7 +171,7 @@ def finite_spectrum(a: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, 
 
 
 def correlate_spectra(
-    spec_a: np.ndarray, spec_b: np.ndarray, conj_b: bool, shape, crop, reduce: bool
+    spec_a: np.ndarray, spec_b: np.ndarray, conj_b: bool, shape: tuple[int, int], crop: tuple[int, int], reduce: bool
 ) -> np.ndarray:
     """Inverse FFT of ``spec_a * spec_b`` (or its conjugate), cropped.
 
@@ -249,19 +252,20 @@ _FFT_S_PER_CALL = 15e-6
 _CALL_S = 10e-6
 
 
-def _direct_seconds(npairs, out_size, k_size, itemsize) -> float:
+def _direct_seconds(npairs: int, out_size: tuple[int, int], k_size: tuple[int, int], itemsize: int) -> float:
     narrow = out_size[0] * out_size[1] < k_size[0] * k_size[1]
     macs = npairs * out_size[0] * out_size[1] * k_size[0] * k_size[1]
     return _CALL_S + macs / _DIRECT_MACS_PER_S[narrow, itemsize]
 
 
-def _fft_seconds(images, calls, shape, itemsize) -> float:
+def _fft_seconds(images: int, calls: int, shape: tuple[int, int], itemsize: int) -> float:
     size = shape[0] * shape[1]
     units = images * size * math.log2(max(size, 2))
     return calls * _FFT_S_PER_CALL + units * _FFT_S_PER_UNIT[itemsize]
 
 
-def workspace_bytes(method, nx, nw, image_size, filter_size, itemsize, backward, cached=False) -> int:
+def workspace_bytes(method: str, nx: int, nw: int, image_size: tuple[int, int], filter_size: tuple[int, int],
+                    itemsize: int, backward: bool, cached: bool = False) -> int:
     """Upper estimate of the bytes one pass allocates, inputs' copies aside."""
     npairs = pair_count(nx, nw)
     (ih, iw), (kh, kw) = image_size, filter_size
@@ -279,7 +283,8 @@ def workspace_bytes(method, nx, nw, image_size, filter_size, itemsize, backward,
     return inputs + npairs * (spectrum + p * q * itemsize) + out
 
 
-def choose_method(method, nx, nw, image_size, filter_size, itemsize, backward, cached=False) -> str:
+def choose_method(method: Method, nx: int, nw: int, image_size: tuple[int, int], filter_size: tuple[int, int],
+                  itemsize: int, backward: bool, cached: bool = False) -> Literal["direct", "fft"]:
     """Resolve ``method`` ('auto', 'direct' or 'fft') for one pass.
 
     ``cached``: the spectra of x and w are at hand (an FFT forward pass).

@@ -30,7 +30,7 @@ cdef struct Geometry:
     # One group of the layer, and how its windows sit in the image.
     Py_ssize_t c, ih, iw              # channels per group, input height and width
     Py_ssize_t kh, kw, oh, ow         # filter and output sizes
-    Py_ssize_t sh, sw, ph, pw, dh, dw # stride, top/left padding, dilation
+    Py_ssize_t sh, sw, ph, pw, dh, dw  # stride, top/left padding, dilation
 
 
 cdef struct Tile:

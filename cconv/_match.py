@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _engine
 from ._match_cy import Score, finish_scores, window_sums
@@ -59,6 +60,8 @@ from ._validation import (
 __all__ = ["MATCH_METHODS", "Match", "match_template", "find_matches"]
 
 MATCH_METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
+#: The scores of template matching, as a type.
+MatchMethod = Literal["sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed"]
 
 # What the compiled score pass computes from each method's correlation.
 _SCORES = {"ccorr": Score.PLAIN, "ccoeff": Score.PLAIN, "ccorr_normed": Score.NORMED,
@@ -79,7 +82,9 @@ class Match(NamedTuple):
     score: float
 
 
-def match_template(image, templates, method="ccoeff_normed", pad_input=False):
+def match_template(
+    image: npt.ArrayLike, templates: npt.ArrayLike, method: MatchMethod = "ccoeff_normed", pad_input: bool = False
+) -> npt.NDArray[np.floating]:
     """Score every placement of one or many templates in one or many images.
 
     Parameters
@@ -253,7 +258,7 @@ def _window_counts(mask: np.ndarray, kh: int, kw: int) -> np.ndarray:
 _CHUNK_BYTES = 64 * 2**20
 
 
-def _flat_below(scale, kh, kw, dtype):
+def _flat_below(scale: np.ndarray, kh: int, kw: int, dtype: np.dtype) -> np.ndarray:
     """Variance or energy of a window (or template) below which it counts as flat.
 
     The rounding error of the running sums (each sum restarts every window
@@ -268,7 +273,7 @@ class _Correlator:
     """Valid correlations of chosen images with chosen templates, by cconv's own
     fastest path for the sizes at hand; the image's spectrum is taken once."""
 
-    def __init__(self, x, t, dtype):
+    def __init__(self, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> None:
         self.x, self.t = x, t
         self.method = _engine.choose_method(
             "auto", x.shape[0], t.shape[0], x.shape[1:], t.shape[1:], dtype.itemsize, backward=False
@@ -287,7 +292,14 @@ class _Correlator:
         return np.ascontiguousarray(out, dtype=self.x.dtype)
 
 
-def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_better=False):
+def find_matches(
+    scores: npt.ArrayLike,
+    num: int = 5,
+    min_distance: int = 10,
+    threshold: float | None = None,
+    *,
+    lower_is_better: bool = False,
+) -> list[Match]:
     """The best matches in score maps, best first, at most one per neighbourhood.
 
     Parameters
@@ -351,7 +363,9 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
     if nan.any():
         good = np.where(nan, -np.inf, good)
     if threshold is not None:
-        limit = -limit if lower_is_better else limit
+        # A float64 scalar: float16/32 scores are compared with it exactly,
+        # not with the threshold cast to their dtype (which can overflow).
+        limit = np.float64(-limit if lower_is_better else limit)
     # Beyond the map's size, a distance suppresses the whole map.
     reach = min(min_distance, max(s3.shape[1:], default=0))
     # Greedy suppression, best first, over the best `take` scores; if they
@@ -371,11 +385,11 @@ def find_matches(scores, num=5, min_distance=10, threshold=None, *, lower_is_bet
         take *= 4
 
 
-def _greedy(flat, s3, num, reach):
+def _greedy(flat: np.ndarray, s3: np.ndarray, num: int, reach: int) -> list[Match]:
     """Accept, best first, each candidate not within ``reach`` of an accepted one of its map."""
     ks, ys, xs = np.unravel_index(flat, s3.shape)
     alive = np.ones(flat.size, dtype=bool)
-    matches = []
+    matches: list[Match] = []
     start = 0
     while len(matches) < num:
         ahead = np.flatnonzero(alive[start:])

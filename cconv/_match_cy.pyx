@@ -26,7 +26,7 @@ def window_sums(const double[:, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw,
     over blocks of ``kh`` output rows; ``work`` is (threads, 2, iw), one pair
     of column-sum rows per thread.
     """
-    cdef Py_ssize_t N = x.shape[0], ih = x.shape[1], iw = x.shape[2]
+    cdef Py_ssize_t N = x.shape[0], iw = x.shape[2]
     cdef Py_ssize_t oh = s1.shape[1], ow = s1.shape[2]
     cdef Py_ssize_t blocks = (oh + kh - 1) // kh
     cdef Py_ssize_t item, n, i0, i1, i, j, j0, j1, r, tid

@@ -39,6 +39,9 @@ import scipy.fft
 
 __all__ = ["any_nonfinite", "finite_part", "restore"]
 
+# Cells around an image: (top, bottom, left, right).
+Pad = tuple[int, int, int, int]
+
 
 def any_nonfinite(spec: np.ndarray) -> bool:
     """Whether the operand of ``spec`` (a batch of 2-D spectra) held NaN or Inf."""
@@ -61,7 +64,7 @@ for _a, _b, _bit in ((PINF, PINF, POS_BIT), (PINF, MINF, NEG_BIT), (MINF, MINF, 
     _PRODUCT[_a, _b] = _PRODUCT[_b, _a] = _bit
 
 
-def _classes(a: np.ndarray, pad=None, pad_class=ZERO) -> np.ndarray:
+def _classes(a: np.ndarray, pad: Pad | None = None, pad_class: int = ZERO) -> np.ndarray:
     """The class of every value of ``a`` (uint8), padded with ``pad_class``."""
     c = np.full(a.shape, POS, dtype=np.uint8)
     c[a < 0] = NEG
@@ -75,7 +78,7 @@ def _classes(a: np.ndarray, pad=None, pad_class=ZERO) -> np.ndarray:
     return c
 
 
-def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad=None,
+def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad: Pad | None = None,
             pad_zeros: bool = True, absent_k: np.ndarray | None = None) -> None:
     """Write NaN, +Inf and -Inf into ``out`` where the direct sum has them.
 
@@ -131,7 +134,8 @@ def _pairs_of(index: int, n: int, npairs: int) -> range:
     return range(npairs) if n == 1 else range(index, index + 1)
 
 
-def _flags_by_scatter(shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros) -> np.ndarray:
+def _flags_by_scatter(shape: tuple[int, ...], x: np.ndarray, k: np.ndarray, k_classes: np.ndarray,
+                      bad_x: np.ndarray, bad_k: np.ndarray, reduce: bool, pad: Pad, pad_zeros: bool) -> np.ndarray:
     """Bits of the non-finite terms of each output, marked cell by cell."""
     flags = np.zeros(shape, dtype=np.uint8)
     npairs = max(x.shape[0], k.shape[0])
@@ -186,24 +190,30 @@ _MASKS = {
 class _MaskSpectra:
     """Spectra of 0/1 class masks of one operand, made when first asked for."""
 
-    def __init__(self, classes, shape):
+    masks: dict[str, np.ndarray | None]
+    spectra: dict[str, np.ndarray]
+
+    def __init__(self, classes: np.ndarray, shape: tuple[int, ...]) -> None:
         self.classes, self.shape = classes, shape
         self.masks, self.spectra = {}, {}
 
-    def present(self, name) -> bool:
+    def present(self, name: str) -> bool:
         """Whether the class has a member (a pass over the data, no transform)."""
         if name not in self.masks:
             mask = np.isin(self.classes, _MASKS[name])
             self.masks[name] = mask if mask.any() else None
         return self.masks[name] is not None
 
-    def __call__(self, name):
+    def __call__(self, name: str) -> np.ndarray:
         if name not in self.spectra:
-            self.spectra[name] = scipy.fft.rfft2(self.masks[name].astype(np.float64), s=self.shape)
+            mask = self.masks[name]
+            assert mask is not None, f"{name!r} has no member: ask present() first"
+            self.spectra[name] = scipy.fft.rfft2(mask.astype(np.float64), s=self.shape)
         return self.spectra[name]
 
 
-def _flags_by_fft(shape, x, k_classes, reduce, pad, pad_zeros) -> np.ndarray:
+def _flags_by_fft(shape: tuple[int, ...], x: np.ndarray, k_classes: np.ndarray, reduce: bool, pad: Pad,
+                  pad_zeros: bool) -> np.ndarray:
     """Bits of the non-finite terms of each output, from FFT-counted masks."""
     x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
     size = x_classes.shape[1:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -30,7 +31,25 @@ __all__ = [
 ]
 
 
-def as_real_array(value, name: str) -> np.ndarray:
+class Shaped(Protocol):
+    """What the shape checks read: a NumPy array, or a Dask array (whose
+    unknown sizes would be NaN, hence float)."""
+
+    @property
+    def ndim(self) -> int: ...
+
+    @property
+    def shape(self) -> tuple[float, ...]: ...
+
+
+class _Reshapable(Shaped, Protocol):
+    def reshape(self, shape: Any, /) -> Any: ...
+
+
+_Batch = TypeVar("_Batch", bound=_Reshapable)
+
+
+def as_real_array(value: object, name: str) -> np.ndarray:
     """Return ``value`` as an ndarray of a real kind, without copying if possible.
 
     Raises
@@ -77,7 +96,7 @@ def compute_dtype_of(arr: np.ndarray, name: str) -> np.dtype:
     raise TypeError(f"{name} has unsupported dtype {dt}: {reason}")
 
 
-def compute_dtype(*arrays_and_names) -> np.dtype:
+def compute_dtype(*arrays_and_names: tuple[np.ndarray, str]) -> np.dtype:
     """The dtype a computation over several ``(array, name)`` pairs runs in.
 
     float32 only when every operand computes in float32; float64 otherwise.
@@ -86,7 +105,7 @@ def compute_dtype(*arrays_and_names) -> np.dtype:
     return np.result_type(*dtypes)
 
 
-def check_ndim(arr: np.ndarray, name: str, allowed: tuple[int, ...], layout: str) -> None:
+def check_ndim(arr: Shaped, name: str, allowed: tuple[int, ...], layout: str) -> None:
     """Raise ``ValueError`` unless ``arr.ndim`` is one of ``allowed``."""
     if arr.ndim not in allowed:
         dims = " or ".join(f"{d}-D" for d in allowed)
@@ -95,12 +114,12 @@ def check_ndim(arr: np.ndarray, name: str, allowed: tuple[int, ...], layout: str
         )
 
 
-def as_batch(arr: np.ndarray) -> np.ndarray:
+def as_batch(arr: _Batch) -> _Batch:
     """A 2-D (H, W) array as a batch of one, (1, H, W); a 3-D one as it is (a view)."""
-    return arr.reshape((1,) * (3 - arr.ndim) + arr.shape)
+    return cast(_Batch, arr.reshape((1,) * (3 - arr.ndim) + arr.shape))
 
 
-def check_batch_pair(images: np.ndarray, filters: np.ndarray, names: tuple[str, str],
+def check_batch_pair(images: Shaped, filters: Shaped, names: tuple[str, str],
                      images_ndim: tuple[int, ...] = (3,)) -> None:
     """The shape rules between a batch of images and a batch of filters.
 

@@ -38,8 +38,11 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 try:
     import dask
@@ -48,8 +51,8 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("cconv.dask needs Dask: pip install 'cconv[dask]'") from exc
 
 from ._conv import conv_forward as _conv_forward
-from ._engine import METHODS
-from ._match import MATCH_METHODS
+from ._engine import METHODS, Method
+from ._match import MATCH_METHODS, MatchMethod
 from ._match import match_template as _match_template
 from ._threads import check_thread_count, get_num_threads, threads
 from ._validation import (
@@ -64,6 +67,9 @@ from ._validation import (
 )
 
 __all__ = ["ChunkWarning", "DaskConvCache", "conv_forward", "conv_backward", "match_template"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ChunkWarning(UserWarning):
@@ -86,44 +92,44 @@ def _task_threads(requested: int | None) -> int:
     return get_num_threads()
 
 
-def _with_threads(fn, threads_per_task):
+def _with_threads(fn: Callable[_P, _R], threads_per_task: int | None) -> Callable[_P, _R]:
     """``fn`` run with cconv on the task's thread count, restored afterwards."""
 
     @functools.wraps(fn)  # keeps the signature: Dask looks for block_info in it
-    def run(*args, **kwargs):
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with threads(_task_threads(threads_per_task)):
             return fn(*args, **kwargs)
 
     return run
 
 
-def _quiet_sum(a, axis=None, keepdims=False):
+def _quiet_sum(a: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> np.ndarray:
     """``np.sum`` without a warning where +Inf and -Inf meet: NaN there is data."""
     with np.errstate(invalid="ignore", over="ignore"):
         return np.sum(a, axis=axis, keepdims=keepdims)
 
 
-def _tree_sum(a, split_every: int):
+def _tree_sum(a: da.Array, split_every: int) -> da.Array:
     """The sum of ``a`` over its first axis, as a tree of fan-in ``split_every``."""
     return da.reduction(a, _quiet_sum, _quiet_sum, axis=0, split_every=split_every, dtype=a.dtype)
 
 
-def _check_threads(threads_per_task) -> None:
+def _check_threads(threads_per_task: int | None) -> None:
     if threads_per_task is not None:
         check_thread_count(threads_per_task, "threads_per_task")
 
 
-def _as_dask(x, name: str, ndim: tuple[int, ...], layout: str):
+def _as_dask(x: da.Array | npt.ArrayLike, name: str, ndim: tuple[int, ...], layout: str) -> da.Array:
     """``x`` as a Dask array of a real dtype (a NumPy array becomes one chunk)."""
     if not isinstance(x, da.Array):
-        x = da.from_array(as_real_array(x, name), chunks=-1)
+        x = cast(da.Array, da.from_array(as_real_array(x, name), chunks=-1))  # (Dask is not annotated)
     else:
         compute_dtype_of(np.empty(0, x.dtype), name)  # the dtype check only
     check_ndim(x, name, ndim, layout)
     return x
 
 
-def _min_chunks(x, axis: int, size: int, name: str, quiet: bool = False):
+def _min_chunks(x: da.Array, axis: int, size: int, name: str, quiet: bool = False) -> da.Array:
     """Rechunk ``axis`` so that every chunk has at least ``size`` elements."""
     chunks = list(x.chunks[axis])
     if size <= 1 or min(chunks) >= size:
@@ -149,7 +155,7 @@ def _min_chunks(x, axis: int, size: int, name: str, quiet: bool = False):
     return x.rechunk({axis: tuple(merged)})
 
 
-def _valid_chunks(chunks, k: int):
+def _valid_chunks(chunks: tuple[int, ...], k: int) -> tuple[int, ...]:
     """Output chunks of a valid correlation: chunk [a, b) gives the starts in [a, min(b, n - k + 1))."""
     n = sum(chunks)
     out, start = [], 0
@@ -159,7 +165,7 @@ def _valid_chunks(chunks, k: int):
     return tuple(out)
 
 
-def _extend(x, kh: int, kw: int):
+def _extend(x: da.Array, kh: int, kw: int) -> da.Array:
     """Each chunk extended by KH - 1 rows and KW - 1 columns into its
     neighbours below and to the right (no boundary padding)."""
     if kh == 1 and kw == 1:
@@ -173,20 +179,23 @@ class DaskConvCache:
 
     __slots__ = ("x", "w", "w_ndim", "method", "threads_per_task", "dtype")
 
-    def __init__(self, x, w, w_ndim, method, threads_per_task, dtype):
+    def __init__(self, x: da.Array, w: np.ndarray, w_ndim: int, method: Method, threads_per_task: int | None,
+                 dtype: np.dtype) -> None:
         self.x, self.w, self.w_ndim = x, w, w_ndim
         self.method, self.threads_per_task, self.dtype = method, threads_per_task, dtype
 
     @property
-    def out_shape(self):
+    def out_shape(self) -> tuple[int, int, int]:
         n, h, wd = self.x.shape
         return (n, h - self.w.shape[1] + 1, wd - self.w.shape[2] + 1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<cconv.dask.DaskConvCache x{self.x.shape} chunks {self.x.chunks} w{self.w.shape}>"
 
 
-def conv_forward(x, w, *, method="auto", threads_per_task=None):
+def conv_forward(
+    x: da.Array | npt.ArrayLike, w: npt.ArrayLike, *, method: Method = "auto", threads_per_task: int | None = None
+) -> tuple[da.Array, DaskConvCache]:
     """:func:`cconv.conv_forward` of a Dask array, lazily.
 
     Parameters
@@ -240,7 +249,7 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
     out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], kh), _valid_chunks(x.chunks[2], kw))
     pairwise = w3.shape[0] > 1
 
-    def block(xb, block_info=None):
+    def block(xb: np.ndarray, block_info: Any = None) -> np.ndarray:
         ws = w3
         if pairwise:
             lo, hi = block_info[0]["array-location"][0]
@@ -252,7 +261,9 @@ def conv_forward(x, w, *, method="auto", threads_per_task=None):
     return out, DaskConvCache(x, w3, w.ndim, method, threads_per_task, dtype)
 
 
-def conv_backward(dout, cache, *, split_every=8):
+def conv_backward(
+    dout: da.Array | npt.ArrayLike, cache: DaskConvCache, *, split_every: int = 8
+) -> tuple[da.Array, da.Array]:
     """:func:`cconv.conv_backward` of a Dask array, lazily.
 
     Parameters
@@ -272,7 +283,9 @@ def conv_backward(dout, cache, *, split_every=8):
         For one shared filter, the sum over all images and chunks.
     """
     if not isinstance(cache, DaskConvCache):
-        raise ValueError(f"cache must be the DaskConvCache returned by cconv.dask.conv_forward; got {type(cache).__name__}")
+        raise ValueError(
+            f"cache must be the DaskConvCache returned by cconv.dask.conv_forward; got {type(cache).__name__}"
+        )
     dout = _as_dask(dout, "dout", (3,), "of shape (N, H', W')")
     if dout.shape != cache.out_shape:
         raise ValueError(f"dout has shape {dout.shape}, but the forward output had shape {cache.out_shape}")
@@ -280,7 +293,7 @@ def conv_backward(dout, cache, *, split_every=8):
     dtype = compute_dtype((np.empty(0, dout.dtype), "dout"), (np.empty(0, cache.dtype), "x"))
     kh, kw = w3.shape[1:]
     out_chunks = (x.chunks[0], _valid_chunks(x.chunks[1], kh), _valid_chunks(x.chunks[2], kw))
-    dout = dout.rechunk(out_chunks)
+    dout = cast(da.Array, dout.rechunk(out_chunks))  # (Dask is not annotated)
     w_flip = np.ascontiguousarray(w3[:, ::-1, ::-1], dtype=dtype)
     pairwise = w3.shape[0] > 1
     h, wd = x.shape[1:]
@@ -290,7 +303,7 @@ def conv_backward(dout, cache, *, split_every=8):
     # the chunk of dout above; the rows outside dout are zeros.
     ho, wo = cache.out_shape[1:]
 
-    def dx_block(db, a, b, c, d, n0, n1):
+    def dx_block(db: np.ndarray, a: int, b: int, c: int, d: int, n0: int, n1: int) -> np.ndarray:
         full = np.zeros((db.shape[0], b - a + kh - 1, d - c + kw - 1), dtype=dtype)
         r0, c0 = max(kh - 1 - a, 0), max(kw - 1 - c, 0)
         full[:, r0:r0 + db.shape[1], c0:c0 + db.shape[2]] = db
@@ -319,7 +332,7 @@ def conv_backward(dout, cache, *, split_every=8):
     # its chunk of dout; summed over chunks (and images, for a shared filter).
     xe = _extend(x, kh, kw)
 
-    def dw_block(xb, db):
+    def dw_block(xb: np.ndarray, db: np.ndarray) -> np.ndarray:
         if db.size == 0:
             return np.zeros((db.shape[0] if pairwise else 1, kh, kw), dtype)
         full = _conv_forward(xb.astype(dtype, copy=False), db.astype(dtype, copy=False), method=method)[0]
@@ -343,7 +356,14 @@ def conv_backward(dout, cache, *, split_every=8):
     return dx, dw
 
 
-def match_template(image, templates, method="ccoeff_normed", pad_input=False, *, threads_per_task=None):
+def match_template(
+    image: da.Array | npt.ArrayLike,
+    templates: npt.ArrayLike,
+    method: MatchMethod = "ccoeff_normed",
+    pad_input: bool = False,
+    *,
+    threads_per_task: int | None = None,
+) -> da.Array:
     """:func:`cconv.match_template` of a Dask image, tiled, lazily.
 
     Parameters
@@ -397,7 +417,7 @@ def match_template(image, templates, method="ccoeff_normed", pad_input=False, *,
     xe = _extend(x, kh, kw)
     pairwise = k > 1 and n > 1
 
-    def block(xb, block_info=None):
+    def block(xb: np.ndarray, block_info: Any = None) -> np.ndarray:
         ts = t
         if pairwise:
             lo, hi = block_info[0]["array-location"][0]

@@ -36,8 +36,13 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 PROG = "cconv.demo"
 
@@ -196,7 +201,7 @@ def best_match(corr: np.ndarray) -> tuple[int, int]:
     return int(y), int(x)
 
 
-def measure(noisy: np.ndarray, template: np.ndarray) -> dict:
+def measure(noisy: np.ndarray, template: np.ndarray) -> dict[str, Any]:
     """Correlate the image with the template with SciPy and with cconv, timed.
 
     Parameters
@@ -236,7 +241,8 @@ def measure(noisy: np.ndarray, template: np.ndarray) -> dict:
     }
 
 
-def plot(noisy, template, box, found, ref, out, path, extra=None) -> None:
+def plot(noisy: np.ndarray, template: np.ndarray, box: tuple[int, int, int, int], found: tuple[int, int],
+         ref: np.ndarray, out: np.ndarray, path: str, extra: dict[str, Any] | None = None) -> None:
     """Save the figure of the experiment.
 
     Parameters
@@ -266,7 +272,7 @@ def plot(noisy, template, box, found, ref, out, path, extra=None) -> None:
     rows = 1 if extra is None else 2
     fig, axes = plt.subplots(rows, 4, figsize=(16, 4.5 * rows), squeeze=False)
 
-    def show_image(ax, image, matches, title):
+    def show_image(ax: Axes, image: np.ndarray, matches: list[tuple[tuple[int, int], str, str]], title: str) -> None:
         ax.imshow(image, cmap="gray")
         ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="cyan",
                                lw=1.5, ls="--", label="template cut here"))
@@ -276,7 +282,7 @@ def plot(noisy, template, box, found, ref, out, path, extra=None) -> None:
         ax.legend(loc="lower right", fontsize="small", framealpha=0.8)
         ax.set_title(title)
 
-    def show_map(ax, corr, title):
+    def show_map(ax: Axes, corr: np.ndarray, title: str) -> None:
         ax.imshow(corr, cmap="viridis")
         py, px = best_match(corr)
         ax.plot(px, py, "o", mfc="none", mec="red", ms=12, mew=1.5)
@@ -304,12 +310,12 @@ def plot(noisy, template, box, found, ref, out, path, extra=None) -> None:
         plt.close(fig)
 
 
-def _verdict(found, box) -> str:
+def _verdict(found: tuple[int, int], box: tuple[int, int, int, int]) -> str:
     (fy, fx), (y, x) = found, box[:2]
     return "correct" if (fy, fx) == (y, x) else f"WRONG: off by {fy - y:+d}, {fx - x:+d}"
 
 
-def match_normalised(noisy: np.ndarray, template: np.ndarray) -> dict:
+def match_normalised(noisy: np.ndarray, template: np.ndarray) -> dict[str, Any]:
     """The normalised matching, and the gradient case by both scores.
 
     Returns
@@ -336,7 +342,7 @@ def match_normalised(noisy: np.ndarray, template: np.ndarray) -> dict:
     }
 
 
-def _parse_args(argv):
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Find a template (an eye) in a noisy photograph by "
@@ -346,8 +352,8 @@ def _parse_args(argv):
                         help="image file (default: matplotlib's grace_hopper.jpg)")
     parser.add_argument("--box", nargs=4, type=int, metavar=("Y", "X", "H", "W"),
                         help="template box: top, left, height, width "
-                             "(default: %d %d %d %d, an eye in the default "
-                             "image)" % DEFAULT_BOX)
+                             f"(default: {' '.join(map(str, DEFAULT_BOX))}, an eye in the default "
+                             "image)")
     parser.add_argument("--noise", type=float, default=50.0, metavar="SIGMA",
                         help="standard deviation of the Gaussian noise, in "
                              "grey levels 0-255 (default: %(default)s)")
@@ -384,7 +390,7 @@ def _speedup(t_ref: float, t_new: float) -> str:
     return f"{1 / ratio:.1f}x slower"
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
     """Run the experiment described by parsed ``args`` and print the results.
 
     Raises
@@ -437,7 +443,7 @@ def run(args) -> None:
     print(f"figure written to {args.out}")
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of ``python -m cconv.demo``.
 
     Parameters

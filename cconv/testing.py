@@ -8,16 +8,17 @@ anything else.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validation import as_real_array
 
 __all__ = ["rel_error", "numerical_gradient"]
 
 
-def _real_float64(value, name: str) -> np.ndarray:
+def _real_float64(value: object, name: str) -> npt.NDArray[np.float64]:
     """``value`` as a float64 array under cconv's dtype policy.
 
     bool, integers and floats of at most 64 bits are accepted; complex,
@@ -28,7 +29,7 @@ def _real_float64(value, name: str) -> np.ndarray:
     return np.asarray(as_real_array(value, name), dtype=np.float64)
 
 
-def rel_error(a, b) -> float:
+def rel_error(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Largest elementwise relative error between two arrays.
 
     ``max(|a - b| / max(1e-8, |a| + |b|))``, the notebook's definition: 0 for
@@ -89,8 +90,8 @@ def rel_error(a, b) -> float:
 
 
 def numerical_gradient(
-    f: Callable[[np.ndarray], np.ndarray], x, dout, h: float = 1e-5
-) -> np.ndarray:
+    f: Callable[[npt.NDArray[np.float64]], npt.ArrayLike], x: npt.ArrayLike, dout: npt.ArrayLike, h: float = 1e-5
+) -> npt.NDArray[np.float64]:
     """Central-difference gradient of ``sum(f(x) * dout)`` with respect to ``x``.
 
     Each entry of ``x`` in turn is moved by ``+h`` and ``-h``, and the slope

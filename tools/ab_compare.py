@@ -82,12 +82,14 @@ WORKER = textwrap.dedent("""
 def start(python: str, cases: dict) -> subprocess.Popen:
     proc = subprocess.Popen([python, "-c", WORKER, json.dumps(cases)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd="/")
+    assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
 
 def burst(proc: subprocess.Popen, name: str, n: int) -> float:
     time.sleep(PAUSE)  # the other worker's OpenMP threads stop spinning meanwhile
+    assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(f"{name} {n}\n")
     proc.stdin.flush()
     return float(np.median(json.loads(proc.stdout.readline())))
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
                 tb.append(y)
                 ratios.append(y / x)
             for p in (a, b):
+                assert p.stdin is not None
                 p.stdin.close()
                 p.wait()
         q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
