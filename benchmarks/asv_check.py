@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         times = {combo: run_once(owner, attr, combo) for combo in combos}
         ran = {combo: t for combo, t in times.items() if t is not None}
         count, calls = count + 1, calls + len(ran)
-        slowest = max(ran, key=ran.get, default=None)
+        slowest = max(ran, key=lambda combo: ran[combo], default=None)
         line = f"{name}: {len(ran)} of {len(combos)} ran"
         if slowest is not None:
             line += f", slowest {ran[slowest] * 1e3:.1f} ms {slowest}"

@@ -221,7 +221,8 @@ def mid_filters(run: Run) -> None:
 def threads(run: Run) -> None:
     reps = run.reps
     rng = np.random.default_rng(4)
-    cases = [("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
+    cases: list[tuple[str, np.ndarray, np.ndarray]] = [
+             ("seed case forward, float64", rng.standard_normal((1, 512, 512)), rng.standard_normal((60, 60))),
              ("3x3 batch forward, float32", rng.standard_normal((64, 128, 128)).astype(np.float32),
               rng.standard_normal((3, 3)).astype(np.float32))]
     full = cconv.get_num_threads()
@@ -256,7 +257,8 @@ def auto_choice(run: Run) -> None:
     if quick:
         sizes = [1, 5, 15, 41, 101]
     rng = np.random.default_rng(5)
-    rows, series = [], {}
+    rows: list[list[str]] = []
+    series: dict[tuple[int, str], list[tuple[int, float]]] = {}
     for h in (128, 512):
         x = rng.standard_normal((1, h, h))
         for k in sizes:

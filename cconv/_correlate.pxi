@@ -298,28 +298,28 @@ cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* 
     """
     cdef real acc[DW_COLS][NARROW_LANES]
     cdef Py_ssize_t L = NARROW_BYTES // sizeof(real)
-    cdef Py_ssize_t i, j, b, l, skip
+    cdef Py_ssize_t i, j, b, v, skip
     cdef const real* xi
     cdef const real* di
     cdef real dv
     for b in range(DW_COLS):
-        for l in range(NARROW_BYTES // sizeof(real)):
-            acc[b][l] = 0
+        for v in range(NARROW_BYTES // sizeof(real)):
+            acc[b][v] = 0
     for i in range(nrows):
         xi = x + i * xs + b0
         di = d + i * ds
         j = 0
         while j + L <= ow:
             for b in range(nb):
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    acc[b][l] += xi[j + b + l] * di[j + l]
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    acc[b][v] += xi[j + b + v] * di[j + v]
             j += L
         if j < ow and ow >= L:  # the ragged end: lanes [skip, L) of the last vector
             skip = j - (ow - L)
             j = ow - L
             for b in range(nb):
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    acc[b][l] += xi[j + b + l] * di[j + l] if l >= skip else 0
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    acc[b][v] += xi[j + b + v] * di[j + v] if v >= skip else 0
         elif j < ow:  # a row narrower than a vector
             while j < ow:
                 dv = di[j]
@@ -328,9 +328,9 @@ cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* 
                 j += 1
         if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == nrows:
             for b in range(nb):
-                for l in range(NARROW_BYTES // sizeof(real)):
-                    dw[b] += acc[b][l]
-                    acc[b][l] = 0
+                for v in range(NARROW_BYTES // sizeof(real)):
+                    dw[b] += acc[b][v]
+                    acc[b][v] = 0
 
 
 cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,

@@ -202,7 +202,7 @@ def correlate_fft(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, tuple[np.nd
     return out, (spec_x, spec_k), bad_x or bad_k
 
 
-def correlate(x: np.ndarray, k: np.ndarray, method: str = "auto") -> np.ndarray:
+def correlate(x: np.ndarray, k: np.ndarray, method: Method = "auto") -> np.ndarray:
     """Valid correlation of ``x[n]`` with ``k[n]`` (float32 or float64), by ``method``.
 
     ``x`` and ``k`` as for :func:`correlate_direct`; 'auto' asks the cost
