@@ -281,77 +281,123 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
 # ---------------------------------------------------------------------------
 # The backward pass of a small filter in one pass over x and dout.
 
+cdef extern from *:
+    """
+    /* The dw dot products of the fused backward pass: DW_LANES lanes per
+       dot product (enough that GCC vectorises the lane loop whole rather
+       than unrolling it first), and as many filter columns per pass as keep
+       their accumulators in registers. */
+    #if defined(__AVX512F__)
+    #define CCONV_DW_COLS4 4
+    #define CCONV_DW_COLS8 4
+    #elif defined(__AVX2__)
+    #define CCONV_DW_COLS4 2
+    #define CCONV_DW_COLS8 1
+    #else
+    #define CCONV_DW_COLS4 1
+    #define CCONV_DW_COLS8 1
+    #endif
+    """
+    const Py_ssize_t DW_COLS4 "CCONV_DW_COLS4"
+    const Py_ssize_t DW_COLS8 "CCONV_DW_COLS8"
+
+
 cdef enum:
-    # Filter columns whose dw dot products one pass keeps in registers.
-    DW_COLS = 8
+    DW_LANES = 32     # lanes of each dw accumulator (a multiple of every build's vector)
+    MAX_DW_COLS = 4
 
 
 cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t b0, Py_ssize_t nb) noexcept nogil:
-    """``dw[b] += sum_i sum_j x[i*xs + j + b0 + b] * d[i*ds + j]`` for ``b < nb <= DW_COLS``.
+                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
+    """``dw[b] += sum_i sum_j x[i*xs + j + b] * d[i*ds + j]`` for ``b < nb``, ``i < nrows``, ``j < ow``.
 
-    The ``nb`` dot products share each vector of ``d``; they are summed in
-    the input precision over ``ROWS_PER_FLUSH`` rows at a time, then into
-    double.  A row's ragged end is one more vector that overlaps the one
-    before it, with the lanes already counted left out (selected away, not
-    multiplied by zero: an infinity there makes no NaN).
+    ``ow >= DW_LANES``.  The ``nb`` dot products share each vector of
+    ``d``; called with a constant ``nb``, so that their accumulators live
+    in registers.  They sum in the input precision over ``ROWS_PER_FLUSH``
+    rows at a time, then into double.  A row's ragged end is one more
+    vector that overlaps the one before it, with the lanes already counted
+    left out (selected away, not multiplied by zero: an infinity there
+    makes no NaN).
     """
-    cdef real acc[DW_COLS][NARROW_LANES]
-    cdef Py_ssize_t L = NARROW_BYTES // sizeof(real)
+    cdef real acc[MAX_DW_COLS][DW_LANES]
     cdef Py_ssize_t i, j, b, v, skip
     cdef const real* xi
     cdef const real* di
-    cdef real dv
-    for b in range(DW_COLS):
-        for v in range(NARROW_BYTES // sizeof(real)):
+    for b in range(nb):
+        for v in range(DW_LANES):
             acc[b][v] = 0
     for i in range(nrows):
-        xi = x + i * xs + b0
+        xi = x + i * xs
         di = d + i * ds
         j = 0
-        while j + L <= ow:
+        while j + DW_LANES <= ow:
             for b in range(nb):
-                for v in range(NARROW_BYTES // sizeof(real)):
+                for v in range(DW_LANES):
                     acc[b][v] += xi[j + b + v] * di[j + v]
-            j += L
-        if j < ow and ow >= L:  # the ragged end: lanes [skip, L) of the last vector
-            skip = j - (ow - L)
-            j = ow - L
+            j += DW_LANES
+        if j < ow:
+            skip = j - (ow - DW_LANES)
+            j = ow - DW_LANES
             for b in range(nb):
-                for v in range(NARROW_BYTES // sizeof(real)):
+                for v in range(DW_LANES):
                     acc[b][v] += xi[j + b + v] * di[j + v] if v >= skip else 0
-        elif j < ow:  # a row narrower than a vector
-            while j < ow:
-                dv = di[j]
-                for b in range(nb):
-                    acc[b][0] += xi[j + b] * dv
-                j += 1
         if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == nrows:
             for b in range(nb):
-                for v in range(NARROW_BYTES // sizeof(real)):
+                for v in range(DW_LANES):
                     dw[b] += acc[b][v]
                     acc[b][v] = 0
 
 
 cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t b0, Py_ssize_t nb) noexcept nogil:
-    """:func:`_dw_rows` with its column count made a constant, so that its accumulators unroll."""
-    if nb == 8:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 8)
-    elif nb == 7:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 7)
-    elif nb == 6:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 6)
-    elif nb == 5:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 5)
-    elif nb == 4:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 4)
-    elif nb == 3:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 3)
-    elif nb == 2:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 2)
-    else:
-        _dw_rows(dw, x, xs, d, ds, nrows, ow, b0, 1)
+                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
+    """:func:`_dw_rows` for ``nb`` columns, as passes of a constant column count."""
+    cdef Py_ssize_t most = DW_COLS4 if sizeof(real) == 4 else DW_COLS8
+    cdef Py_ssize_t b = 0
+    while nb - b >= 4 and most >= 4:
+        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
+        b += 4
+    while nb - b >= 2 and most >= 2:
+        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
+        b += 2
+    while nb - b >= 1:
+        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
+        b += 1
+
+
+cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
+                           Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
+                           real* T) noexcept nogil:
+    """``dw[a*kw + b] += sum_i sum_j x[(i+a)*xs + j + b] * d[i*ds + j]``, ``i < nrows``, ``j < ow``.
+
+    Rows of at least DW_LANES outputs: dot products in registers
+    (:func:`_dw_rows`).  Narrower rows: the products are summed over the
+    rows first, lane by lane, into ``T[b*ow + j]`` (``kw * ow`` of
+    scratch), then each ``T[b]`` is added up in double.
+    """
+    cdef Py_ssize_t a, b, i, j
+    cdef real* tb
+    cdef const real* xb
+    cdef const real* dr
+    cdef double sum
+    if ow >= DW_LANES:
+        for a in range(kh):
+            _dw_cols(dw + a * kw, x + a * xs, xs, d, ds, nrows, ow, kw)
+        return
+    for a in range(kh):
+        for j in range(kw * ow):
+            T[j] = 0
+        for i in range(nrows):
+            dr = d + i * ds
+            for b in range(kw):
+                tb = T + b * ow
+                xb = x + (i + a) * xs + b
+                for j in range(ow):
+                    tb[j] += xb[j] * dr[j]
+        for b in range(kw):
+            sum = 0
+            for j in range(ow):
+                sum += T[b * ow + j]
+            dw[a * kw + b] += sum
 
 
 def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const real[:, :, ::1] dout,
@@ -364,9 +410,9 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     ``dw[q]`` (items * (kh, kw), doubles, zeros on entry) from the same
     rows of ``dout``, read once: dx is the valid correlation of a
     zero-bordered copy of the item's ``dout`` rows (in the thread's row of
-    ``scratch``, at least (rows + kh - 1) * (ow + 2 * (kw - 1)) long) with
-    the flipped filter; dw the dot products of those ``dout`` rows with
-    shifted rows of ``x``.  The items and their partial sums do not depend
+    ``scratch``: (rows + kh - 1) * (ow + 2 * (kw - 1)) elements, then kw * ow
+    more for dw's row sums) with the flipped filter; dw the products of
+    those ``dout`` rows with shifted rows of ``x``.  The items and their partial sums do not depend
     on the thread count, so neither do the results.
     """
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2]
@@ -375,7 +421,7 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     cdef Py_ssize_t kn = kh * kw if wflip.shape[0] != 1 else 0
     cdef Py_ssize_t sw = ow + 2 * (kw - 1)
     cdef Py_ssize_t blocks = (H + rows - 1) // rows
-    cdef Py_ssize_t item, n, p0, p1, s, i, j, a, b0, d0, d1, ss
+    cdef Py_ssize_t item, n, p0, p1, s, i, j, d0, d1, ss
     cdef real* S
     if N == 0 or H == 0 or W == 0:
         return
@@ -403,12 +449,8 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
         d0 = p0
         d1 = p1 if p1 < oh else oh
         if d0 < d1:
-            for a in range(kh):
-                b0 = 0
-                while b0 < kw:
-                    _dw_cols(&dw[item, a, b0], &x[n, d0 + a, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, b0,
-                             DW_COLS if b0 + DW_COLS <= kw else kw - b0)
-                    b0 = b0 + DW_COLS
+            _dw_block(&dw[item, 0, 0], &x[n, d0, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, kh, kw,
+                      S + ss * sw)
 
 
 # ---------------------------------------------------------------------------

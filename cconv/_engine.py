@@ -116,7 +116,8 @@ def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray) -> tuple[np.
     blocks = -(-ih // rows)
     dx = np.empty_like(x)
     partial = np.zeros((npairs * blocks, kh, kw))
-    scratch = np.empty((get_num_threads(), (rows + kh - 1) * (dout.shape[2] + 2 * (kw - 1))), dx.dtype)
+    ow = dout.shape[2]
+    scratch = np.empty((get_num_threads(), (rows + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow), dx.dtype)
     _loops.backward_fused(x, flipped, dout, dx, partial, scratch, rows)
     with np.errstate(invalid="ignore", over="ignore"):  # where +Inf meets -Inf: NaN, no warning
         if nw == 1:

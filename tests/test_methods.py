@@ -140,7 +140,8 @@ def test_every_build_fused_backward(build, dtype, rng, ref):
         blocks = -(-h // rows)
         dx = np.full(x.shape, np.nan, dtype)
         dw = np.zeros((n * blocks, kh, kw))
-        scratch = np.empty((8, (rows + kh - 1) * (w - kw + 1 + 2 * (kw - 1))), dtype)
+        ow = w - kw + 1
+        scratch = np.empty((8, (rows + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow), dtype)
         kernels.backward_fused(x, np.ascontiguousarray(k[:, ::-1, ::-1]), dout, dx, dw, scratch, rows)
         want_dx, want_dw = ref.scipy_backward(x, k, dout)
         assert ref.max_rel_err(dx, want_dx) <= ref.tol(dtype)
