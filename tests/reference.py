@@ -1,7 +1,7 @@
-"""Independent references for cconv's convolution layer.
+"""Independent references for cconv's public functions.
 
 Nothing in here imports cconv: these are the yardsticks cconv is measured
-against.  Two families are provided:
+against.  Provided:
 
 * SciPy references, built from :func:`scipy.signal.correlate2d` one image at a
   time, with NumPy's broadcasting rule for the leading axis;
@@ -14,9 +14,8 @@ against.  Two families are provided:
 
 All references compute in float64, whatever the input dtype.
 
-This module is loaded by ``conftest.py`` from its file path (so it works under
-``--import-mode=importlib``) and reached from tests through the ``ref``
-fixture.
+Test modules import it directly (``pythonpath = ["tests"]`` in
+``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ __all__ = [
     "layer_forward",
     "layer_backward",
     "match_scores",
+    "match_batch",
 ]
 
 
@@ -271,3 +271,12 @@ def match_scores(image, template, method, pad_input=False) -> np.ndarray:
             else:
                 raise ValueError(method)
     return out
+
+
+def match_batch(image, templates, method, pad_input=False) -> np.ndarray:
+    """:func:`match_scores` with the leading-axis broadcasting of the 3-D layer."""
+    x = image if image.ndim == 3 else image[None]
+    t = templates if templates.ndim == 3 else templates[None]
+    n, pairs = broadcast_pairs(x.shape[0], t.shape[0])
+    out = np.stack([match_scores(x[i], t[j], method, pad_input) for i, j in pairs])
+    return out[0] if image.ndim == 2 and templates.ndim == 2 else out

@@ -16,6 +16,8 @@ import pytest
 
 import cconv
 
+from cases import max_rel_err, tol
+
 torch = pytest.importorskip(
     "torch", reason="PyTorch is an optional test peer (pip install torch==2.13.0); .ci/run installs it"
 )
@@ -60,7 +62,7 @@ CASES = [(shape, opts) for shape in SHAPES for opts in OPTIONS if _fits(shape, o
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape,opts", CASES, ids=[f"{s}-{o}" for s, o in CASES])
-def test_against_torch(ref, rng, shape, opts, dtype):
+def test_against_torch(rng, shape, opts, dtype):
     n, c, h, w_, f, hh, ww = shape
     x = rng.standard_normal((n, c, h, w_)).astype(dtype)
     w = rng.standard_normal((f, c // opts["groups"], hh, ww)).astype(dtype)
@@ -69,20 +71,20 @@ def test_against_torch(ref, rng, shape, opts, dtype):
     dout = rng.standard_normal(out.shape).astype(dtype)
     want_out, want_grads = _torch_layer(x, w, b, dout, opts)
     assert out.shape == want_out.shape
-    assert ref.max_rel_err(out, want_out) <= ref.tol(dtype)
+    assert max_rel_err(out, want_out) <= tol(dtype)
     for got, want in zip(cconv.conv2d_backward(dout, cache), want_grads):
         assert got.shape == want.shape and got.dtype == dtype
-        assert ref.max_rel_err(got, want) <= ref.tol(dtype)
+        assert max_rel_err(got, want) <= tol(dtype)
 
 
 @pytest.mark.parametrize("method", ["auto", "gemm", "direct", "fft"])
-def test_single_channel_against_torch(ref, rng, method):
+def test_single_channel_against_torch(rng, method):
     x = rng.standard_normal((1, 1, 33, 40))
     w = rng.standard_normal((5, 1, 11, 8))
     b = rng.standard_normal(5)
     out, cache = cconv.conv2d_forward(x, w, b, padding="same", method=method)
     dout = rng.standard_normal(out.shape)
     want_out, want_grads = _torch_layer(x, w, b, dout, {"padding": "same"})
-    assert ref.max_rel_err(out, want_out) <= 1e-12
+    assert max_rel_err(out, want_out) <= 1e-12
     for got, want in zip(cconv.conv2d_backward(dout, cache), want_grads):
-        assert ref.max_rel_err(got, want) <= 1e-12
+        assert max_rel_err(got, want) <= 1e-12

@@ -9,6 +9,9 @@ import pytest
 
 import cconv
 
+from cases import expected_dtype, max_rel_err, random_array, tol
+from reference import loop_backward, scipy_backward
+
 # (H, W, HH, WW): see test_conv_forward.py for the reasoning behind the cases.
 _FIXED_SPATIAL = [
     (1, 1, 1, 1),
@@ -67,11 +70,11 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind, spatial", CASES)
-def test_backward_matches_scipy(kind, spatial, dtype, rng, ref):
+def test_backward_matches_scipy(kind, spatial, dtype, rng):
     xshape, wshape, oshape = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape, dtype)
-    w = ref.random_array(rng, wshape, dtype)
-    dout = ref.random_array(rng, oshape, dtype)
+    x = random_array(rng, xshape, dtype)
+    w = random_array(rng, wshape, dtype)
+    dout = random_array(rng, oshape, dtype)
 
     out, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout, cache)
@@ -80,9 +83,9 @@ def test_backward_matches_scipy(kind, spatial, dtype, rng, ref):
     assert dw.shape == w.shape
     assert dx.dtype == np.dtype(dtype)
     assert dw.dtype == np.dtype(dtype)
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= ref.tol(dtype)
-    assert ref.max_rel_err(dw, edw) <= ref.tol(dtype)
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= tol(dtype)
+    assert max_rel_err(dw, edw) <= tol(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -96,15 +99,15 @@ def test_backward_matches_scipy(kind, spatial, dtype, rng, ref):
         ((3, 20, 20), (3, 20, 20)),
     ],
 )
-def test_backward_matches_scipy_larger(xshape, wshape, dtype, rng, ref):
-    x = ref.random_array(rng, xshape, dtype)
-    w = ref.random_array(rng, wshape, dtype)
+def test_backward_matches_scipy_larger(xshape, wshape, dtype, rng):
+    x = random_array(rng, xshape, dtype)
+    w = random_array(rng, wshape, dtype)
     out, cache = cconv.conv_forward(x, w)
-    dout = ref.random_array(rng, out.shape, dtype)
+    dout = random_array(rng, out.shape, dtype)
     dx, dw = cconv.conv_backward(dout, cache)
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= ref.tol(dtype)
-    assert ref.max_rel_err(dw, edw) <= ref.tol(dtype)
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= tol(dtype)
+    assert max_rel_err(dw, edw) <= tol(dtype)
 
 
 SMALL_CASES = [
@@ -115,28 +118,28 @@ SMALL_CASES = [
 
 
 @pytest.mark.parametrize("kind, spatial", SMALL_CASES)
-def test_backward_matches_numpy_loops(kind, spatial, rng, ref):
+def test_backward_matches_numpy_loops(kind, spatial, rng):
     xshape, wshape, oshape = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape)
-    w = ref.random_array(rng, wshape)
-    dout = ref.random_array(rng, oshape)
+    x = random_array(rng, xshape)
+    w = random_array(rng, wshape)
+    dout = random_array(rng, oshape)
     _, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout, cache)
-    edx, edw = ref.loop_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= 1e-12
-    assert ref.max_rel_err(dw, edw) <= 1e-12
+    edx, edw = loop_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= 1e-12
+    assert max_rel_err(dw, edw) <= 1e-12
 
 
 @pytest.mark.parametrize("kind, spatial", SMALL_CASES)
-def test_backward_integer_data_is_exact(kind, spatial, rng, ref):
+def test_backward_integer_data_is_exact(kind, spatial, rng):
     xshape, wshape, oshape = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape, np.int32)
-    w = ref.random_array(rng, wshape, np.int32)
-    dout = ref.random_array(rng, oshape, np.int32)
+    x = random_array(rng, xshape, np.int32)
+    w = random_array(rng, wshape, np.int32)
+    dout = random_array(rng, oshape, np.int32)
     _, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout, cache)
     assert dx.dtype == dw.dtype == np.float64
-    edx, edw = ref.loop_backward(x, w, dout)
+    edx, edw = loop_backward(x, w, dout)
     np.testing.assert_array_equal(dx, edx)
     np.testing.assert_array_equal(dw, edw)
 
@@ -167,42 +170,42 @@ def test_backward_single_upstream_pixel():
     np.testing.assert_array_equal(dw[1], x[1, 2:5, 3:5])
 
 
-def test_backward_sums_over_broadcast_axis(rng, ref):
+def test_backward_sums_over_broadcast_axis(rng):
     # x (1, H, W) against K filters: dx is the sum of K per-filter gradients;
     # x (N, H, W) with one 2-D filter: dw is the sum of N per-image gradients.
-    x = ref.random_array(rng, (1, 8, 9))
-    w = ref.random_array(rng, (4, 3, 3))
-    dout = ref.random_array(rng, (4, 6, 7))
+    x = random_array(rng, (1, 8, 9))
+    w = random_array(rng, (4, 3, 3))
+    dout = random_array(rng, (4, 6, 7))
     _, cache = cconv.conv_forward(x, w)
     dx, _ = cconv.conv_backward(dout, cache)
     per_filter = []
     for k in range(4):
         _, c = cconv.conv_forward(x, w[k])
         per_filter.append(cconv.conv_backward(dout[k : k + 1], c)[0])
-    assert ref.max_rel_err(dx, np.sum(per_filter, axis=0)) <= 1e-12
-    assert ref.max_rel_err(dx, ref.scipy_backward(x, w, dout)[0]) <= 1e-12
+    assert max_rel_err(dx, np.sum(per_filter, axis=0)) <= 1e-12
+    assert max_rel_err(dx, scipy_backward(x, w, dout)[0]) <= 1e-12
 
-    x = ref.random_array(rng, (5, 8, 9))
-    w2 = ref.random_array(rng, (3, 4))
-    dout = ref.random_array(rng, (5, 6, 6))
+    x = random_array(rng, (5, 8, 9))
+    w2 = random_array(rng, (3, 4))
+    dout = random_array(rng, (5, 6, 6))
     _, cache = cconv.conv_forward(x, w2)
     _, dw = cconv.conv_backward(dout, cache)
     assert dw.shape == (3, 4)
-    expected = sum(ref.scipy_backward(x[n : n + 1], w2, dout[n : n + 1])[1] for n in range(5))
-    assert ref.max_rel_err(dw, expected) <= 1e-12
+    expected = sum(scipy_backward(x[n : n + 1], w2, dout[n : n + 1])[1] for n in range(5))
+    assert max_rel_err(dw, expected) <= 1e-12
 
 
-def test_backward_cache_is_reusable(rng, ref):
+def test_backward_cache_is_reusable(rng):
     # The same cache serves several backward calls with different douts.
-    x = ref.random_array(rng, (2, 7, 7))
-    w = ref.random_array(rng, (2, 3, 3))
+    x = random_array(rng, (2, 7, 7))
+    w = random_array(rng, (2, 3, 3))
     _, cache = cconv.conv_forward(x, w)
     for _ in range(3):
-        dout = ref.random_array(rng, (2, 5, 5))
+        dout = random_array(rng, (2, 5, 5))
         dx, dw = cconv.conv_backward(dout, cache)
-        edx, edw = ref.scipy_backward(x, w, dout)
-        assert ref.max_rel_err(dx, edx) <= 1e-12
-        assert ref.max_rel_err(dw, edw) <= 1e-12
+        edx, edw = scipy_backward(x, w, dout)
+        assert max_rel_err(dx, edx) <= 1e-12
+        assert max_rel_err(dw, edw) <= 1e-12
 
 
 # --------------------------------------------------------------------------
@@ -237,40 +240,40 @@ DTYPE_TABLE = [
         for row in DTYPE_TABLE
     ],
 )
-def test_backward_dtype_table(xdt, wdt, ddt, outdt, rng, ref):
-    x = ref.random_array(rng, (2, 7, 6), xdt)
-    w = ref.random_array(rng, (3, 4), wdt)
-    dout = ref.random_array(rng, (2, 5, 3), ddt)
+def test_backward_dtype_table(xdt, wdt, ddt, outdt, rng):
+    x = random_array(rng, (2, 7, 6), xdt)
+    w = random_array(rng, (3, 4), wdt)
+    dout = random_array(rng, (2, 5, 3), ddt)
     _, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout, cache)
     assert dx.dtype == np.dtype(outdt)
     assert dw.dtype == np.dtype(outdt)
-    assert dx.dtype == ref.expected_dtype(xdt, wdt, ddt)
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= ref.tol(outdt)
-    assert ref.max_rel_err(dw, edw) <= ref.tol(outdt)
+    assert dx.dtype == expected_dtype(xdt, wdt, ddt)
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= tol(outdt)
+    assert max_rel_err(dw, edw) <= tol(outdt)
 
 
-def test_backward_float32_forward_float64_dout_is_accurate(rng, ref):
+def test_backward_float32_forward_float64_dout_is_accurate(rng):
     # Promoted to float64, the gradients must be float64-accurate on the
     # float32 values of x and w.
-    x = ref.random_array(rng, (3, 20, 20), np.float32)
-    w = ref.random_array(rng, (3, 5, 5), np.float32)
-    dout = ref.random_array(rng, (3, 16, 16), np.float64)
+    x = random_array(rng, (3, 20, 20), np.float32)
+    w = random_array(rng, (3, 5, 5), np.float32)
+    dout = random_array(rng, (3, 16, 16), np.float64)
     _, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout, cache)
     assert dx.dtype == dw.dtype == np.float64
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= 1e-12
-    assert ref.max_rel_err(dw, edw) <= 1e-12
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= 1e-12
+    assert max_rel_err(dw, edw) <= 1e-12
 
 
-def test_backward_python_list_dout(rng, ref):
-    x = ref.random_array(rng, (2, 5, 6))
-    w = ref.random_array(rng, (2, 2, 3))
-    dout = ref.random_array(rng, (2, 4, 4))
+def test_backward_python_list_dout(rng):
+    x = random_array(rng, (2, 5, 6))
+    w = random_array(rng, (2, 2, 3))
+    dout = random_array(rng, (2, 4, 4))
     _, cache = cconv.conv_forward(x, w)
     dx, dw = cconv.conv_backward(dout.tolist(), cache)
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= 1e-12
-    assert ref.max_rel_err(dw, edw) <= 1e-12
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= 1e-12
+    assert max_rel_err(dw, edw) <= 1e-12

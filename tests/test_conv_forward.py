@@ -9,6 +9,9 @@ import pytest
 
 import cconv
 
+from cases import expected_dtype, max_rel_err, random_array, tol
+from reference import loop_forward, scipy_forward
+
 # --------------------------------------------------------------------------
 # Shape cases (shared in spirit with test_conv_backward.py; written out here
 # because test modules cannot import each other under --import-mode=importlib)
@@ -74,18 +77,18 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind, spatial", CASES)
-def test_forward_matches_scipy(kind, spatial, dtype, rng, ref):
+def test_forward_matches_scipy(kind, spatial, dtype, rng):
     xshape, wshape, oshape = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape, dtype)
-    w = ref.random_array(rng, wshape, dtype)
+    x = random_array(rng, xshape, dtype)
+    w = random_array(rng, wshape, dtype)
 
     out, _ = cconv.conv_forward(x, w)
 
     assert out.shape == oshape
     assert out.dtype == np.dtype(dtype)
     # Reference in float64 on exactly the values cconv saw.
-    expected = ref.scipy_forward(x, w)
-    assert ref.max_rel_err(out, expected) <= ref.tol(dtype)
+    expected = scipy_forward(x, w)
+    assert max_rel_err(out, expected) <= tol(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -98,12 +101,12 @@ def test_forward_matches_scipy(kind, spatial, dtype, rng, ref):
         ((2, 33, 33), (1, 33, 1)),
     ],
 )
-def test_forward_matches_scipy_larger(xshape, wshape, dtype, rng, ref):
-    x = ref.random_array(rng, xshape, dtype)
-    w = ref.random_array(rng, wshape, dtype)
+def test_forward_matches_scipy_larger(xshape, wshape, dtype, rng):
+    x = random_array(rng, xshape, dtype)
+    w = random_array(rng, wshape, dtype)
     out, _ = cconv.conv_forward(x, w)
     assert out.dtype == np.dtype(dtype)
-    assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= ref.tol(dtype)
+    assert max_rel_err(out, scipy_forward(x, w)) <= tol(dtype)
 
 
 SMALL_CASES = [
@@ -114,25 +117,25 @@ SMALL_CASES = [
 
 
 @pytest.mark.parametrize("kind, spatial", SMALL_CASES)
-def test_forward_matches_numpy_loops(kind, spatial, rng, ref):
+def test_forward_matches_numpy_loops(kind, spatial, rng):
     xshape, wshape, oshape = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape)
-    w = ref.random_array(rng, wshape)
+    x = random_array(rng, xshape)
+    w = random_array(rng, wshape)
     out, _ = cconv.conv_forward(x, w)
     assert out.shape == oshape
-    assert ref.max_rel_err(out, ref.loop_forward(x, w)) <= 1e-12
+    assert max_rel_err(out, loop_forward(x, w)) <= 1e-12
 
 
 @pytest.mark.parametrize("kind, spatial", SMALL_CASES)
-def test_forward_integer_data_is_exact(kind, spatial, rng, ref):
+def test_forward_integer_data_is_exact(kind, spatial, rng):
     # Small integers: every product and partial sum is exact in float64, so
     # any correct summation order gives exactly the loop reference.
     xshape, wshape, _ = _shapes(kind, spatial)
-    x = ref.random_array(rng, xshape, np.int64)
-    w = ref.random_array(rng, wshape, np.int64)
+    x = random_array(rng, xshape, np.int64)
+    w = random_array(rng, wshape, np.int64)
     out, _ = cconv.conv_forward(x, w)
     assert out.dtype == np.float64
-    np.testing.assert_array_equal(out, ref.loop_forward(x, w))
+    np.testing.assert_array_equal(out, loop_forward(x, w))
 
 
 def test_forward_hand_computed_example():
@@ -152,7 +155,7 @@ def test_forward_is_correlation_not_convolution():
     np.testing.assert_array_equal(out[0], x[0, :2, 1:4])
 
 
-def test_forward_templates_each_get_their_own_output(ref):
+def test_forward_templates_each_get_their_own_output():
     # x (1, H, W) against K delta filters: output k is the image shifted by k.
     x = np.arange(30.0).reshape(1, 5, 6)
     w = np.zeros((3, 1, 3))
@@ -197,21 +200,21 @@ DTYPE_TABLE = [
     "xdt, wdt, outdt",
     [pytest.param(*row, id=f"{np.dtype(row[0]).name}-{np.dtype(row[1]).name}") for row in DTYPE_TABLE],
 )
-def test_forward_dtype_table(xdt, wdt, outdt, rng, ref):
-    x = ref.random_array(rng, (2, 7, 6), xdt)
-    w = ref.random_array(rng, (2, 3, 4), wdt)
+def test_forward_dtype_table(xdt, wdt, outdt, rng):
+    x = random_array(rng, (2, 7, 6), xdt)
+    w = random_array(rng, (2, 3, 4), wdt)
     out, _ = cconv.conv_forward(x, w)
     assert out.dtype == np.dtype(outdt)
-    assert out.dtype == ref.expected_dtype(xdt, wdt)
-    assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= ref.tol(outdt)
+    assert out.dtype == expected_dtype(xdt, wdt)
+    assert max_rel_err(out, scipy_forward(x, w)) <= tol(outdt)
 
 
-def test_forward_python_lists(rng, ref):
-    x = ref.random_array(rng, (2, 5, 4))
-    w = ref.random_array(rng, (3, 2))
+def test_forward_python_lists(rng):
+    x = random_array(rng, (2, 5, 4))
+    w = random_array(rng, (3, 2))
     out, _ = cconv.conv_forward(x.tolist(), w.tolist())
     assert out.dtype == np.float64
-    assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= 1e-12
+    assert max_rel_err(out, scipy_forward(x, w)) <= 1e-12
 
 
 def test_forward_python_int_lists():

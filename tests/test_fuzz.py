@@ -100,6 +100,9 @@ from hypothesis import strategies as st
 import cconv
 from cconv.testing import numerical_gradient, rel_error
 
+from reference import (broadcast_pairs, layer_backward, layer_forward, match_scores, scipy_backward,
+                       scipy_forward)
+
 EXAMPLES = int(os.environ.get("CCONV_FUZZ_EXAMPLES", "40"))
 
 FUZZ = settings(
@@ -641,7 +644,7 @@ def forward_case(draw):
     return draw(operands(xs)), draw(operands(ws))
 
 
-def _run_forward(x: Operand, w: Operand, method, ref) -> None:
+def _run_forward(x: Operand, w: Operand, method) -> None:
     expect = Expect()
     if method not in METHODS:
         expect.add(ValueError, "method")
@@ -667,7 +670,7 @@ def _run_forward(x: Operand, w: Operand, method, ref) -> None:
     dtype = _compute_dtype(xa.dtype, wa.dtype)
     assert out.dtype == dtype, f"computed in {out.dtype}, expected {dtype}"
     guard.check_fresh(out)
-    expected = ref.scipy_forward(xa, wa)
+    expected = scipy_forward(xa, wa)
     err = _err(out, expected, _amax(xa) * _amax(wa))
     assert err <= TOL[dtype], f"error {err:.3g} > {TOL[dtype]} ({dtype}, method={method})"
     assert isinstance(cache, cconv.ConvCache)
@@ -677,14 +680,14 @@ def _run_forward(x: Operand, w: Operand, method, ref) -> None:
 @pytest.mark.parametrize("method", METHODS)
 @FUZZ
 @given(case=forward_case())
-def test_fuzz_conv_forward(ref, method, case):
-    _run_forward(*case, method, ref)
+def test_fuzz_conv_forward(method, case):
+    _run_forward(*case, method)
 
 
 @FUZZ
 @given(case=forward_case(), method=st.sampled_from(METHODS + BAD_METHODS))
-def test_fuzz_conv_forward_any_method(ref, case, method):
-    _run_forward(*case, method, ref)
+def test_fuzz_conv_forward_any_method(case, method):
+    _run_forward(*case, method)
 
 
 # --------------------------------------------------------------------------
@@ -731,7 +734,7 @@ class _FakeCache:
 
 @FUZZ
 @given(case=backward_case())
-def test_fuzz_conv_backward(ref, case):
+def test_fuzz_conv_backward(case):
     x, w, fmethod, dout, ckind, junk_cache, method = case
     guard = Guard(x, w, dout)
     fwd, exc, _ = _call(cconv.conv_forward, x.value, w.value, method=fmethod)
@@ -779,7 +782,7 @@ def test_fuzz_conv_backward(ref, case):
     guard.check_fresh(dx, dw)
     for r in (dx, dw):
         assert not np.shares_memory(r, out)
-    edx, edw = ref.scipy_backward(xa, wa, da)
+    edx, edw = scipy_backward(xa, wa, da)
     tol = TOL[dtype]
     err_dx = _err(dx, edx, _amax(da) * _amax(wa))
     err_dw = _err(dw, edw, _amax(da) * _amax(xa))
@@ -1080,7 +1083,7 @@ def conv2d_forward_case(draw, method=None):
             draw(any_options()), method)
 
 
-def _run_conv2d_forward(x: Operand, w: Operand, b: Operand, opts: Options2d, method, ref):
+def _run_conv2d_forward(x: Operand, w: Operand, b: Operand, opts: Options2d, method):
     expect = Expect()
     xa = _convert(x.value, "x", expect)
     wa = _convert(w.value, "w", expect)
@@ -1108,8 +1111,8 @@ def _run_conv2d_forward(x: Operand, w: Operand, b: Operand, opts: Options2d, met
     assert out.shape == out_shape, (out.shape, out_shape)
     guard.check_fresh(out)
     assert isinstance(cache, cconv.Conv2dCache), type(cache)
-    expected = ref.layer_forward(xa, wa, ba, stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups)
+    expected = layer_forward(xa, wa, ba, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups)
     err = _err(out, expected, max(_amax(xa) * _amax(wa), _amax(ba) if has_b else 0.0))
     assert err <= TOL[dtype], f"error {err:.3g} > {TOL[dtype]} ({dtype}, method={method})"
     event(f"conv2d_forward ok {dtype} {method}")
@@ -1119,14 +1122,14 @@ def _run_conv2d_forward(x: Operand, w: Operand, b: Operand, opts: Options2d, met
 @pytest.mark.parametrize("method", METHODS_2D)
 @FUZZ
 @given(data=st.data())
-def test_fuzz_conv2d_forward(ref, method, data):
-    _run_conv2d_forward(*data.draw(conv2d_forward_case(method=method)), ref)
+def test_fuzz_conv2d_forward(method, data):
+    _run_conv2d_forward(*data.draw(conv2d_forward_case(method=method)))
 
 
 @FUZZ
 @given(case=conv2d_forward_case())
-def test_fuzz_conv2d_forward_any_method(ref, case):
-    _run_conv2d_forward(*case, ref)
+def test_fuzz_conv2d_forward_any_method(case):
+    _run_conv2d_forward(*case)
 
 
 @st.composite
@@ -1180,10 +1183,10 @@ _OTHER_2D = dict(x=np.linspace(-1, 1, 2 * 4 * 7 * 6, dtype=np.float32).reshape(2
 
 @FUZZ
 @given(case=conv2d_backward_case())
-def test_fuzz_conv2d_backward(ref, case):
+def test_fuzz_conv2d_backward(case):
     x, w, b, opts, fmethod, dout, ckind, junk = case
     guard = Guard(x, w, b, dout)
-    fwd = _run_conv2d_forward(x, w, b, opts, fmethod, ref)  # checked like any forward call
+    fwd = _run_conv2d_forward(x, w, b, opts, fmethod)  # checked like any forward call
     assert fwd is not None, "a valid forward call was refused"
     out, cache, (xa, wa, ba, stride, padding, dilation, groups) = fwd
     if ckind == "other":
@@ -1235,8 +1238,8 @@ def test_fuzz_conv2d_backward(ref, case):
     guard.check_fresh(*grads)
     for g in grads:
         assert not np.shares_memory(g, out)
-    edx, edw, edb = ref.layer_backward(xa, wa, da, stride=stride, padding=padding,
-                                       dilation=dilation, groups=groups)
+    edx, edw, edb = layer_backward(xa, wa, da, stride=stride, padding=padding,
+                                   dilation=dilation, groups=groups)
     tol = TOL[dtype]
     errs = {"dx": _err(dx, edx, _amax(da) * _amax(wa)), "dw": _err(dw, edw, _amax(da) * _amax(xa))}
     if has_b:
@@ -1330,9 +1333,9 @@ def _match_floor(method: str, img: np.ndarray, t: np.ndarray) -> float:
     return n * _amax(t) * _amax(img)
 
 
-def _check_match_pair(ref, got, img2, t2, method, pad_input, dtype) -> None:
+def _check_match_pair(got, img2, t2, method, pad_input, dtype) -> None:
     """One score map against the reference, flat windows exactly."""
-    want = ref.match_scores(img2, t2, method, pad_input)
+    want = match_scores(img2, t2, method, pad_input)
     assert got.shape == want.shape, (got.shape, want.shape)
     assert np.all(np.isfinite(got)), "a score is not finite"
     img, t = img2.astype(np.float64), t2.astype(np.float64)
@@ -1356,7 +1359,7 @@ def _check_match_pair(ref, got, img2, t2, method, pad_input, dtype) -> None:
     event(f"match_template flat windows: {'none' if not flat.any() else 'all' if flat.all() else 'some'}")
 
 
-def _run_match(x: Operand, t: Operand, method, pad_input, ref) -> None:
+def _run_match(x: Operand, t: Operand, method, pad_input) -> None:
     expect = Expect()
     if not isinstance(method, str) or method not in MATCH_METHODS:
         expect.add(ValueError, "method")
@@ -1384,12 +1387,12 @@ def _run_match(x: Operand, t: Operand, method, pad_input, ref) -> None:
     guard.check_fresh(result)
     x3 = ia.reshape((1,) * (3 - ia.ndim) + ia.shape)
     t3 = ta.reshape((1,) * (3 - ta.ndim) + ta.shape)
-    n, pairs = ref.broadcast_pairs(x3.shape[0], t3.shape[0])
+    n, pairs = broadcast_pairs(x3.shape[0], t3.shape[0])
     size = x3.shape[1:] if pad_input else (x3.shape[1] - t3.shape[1] + 1, x3.shape[2] - t3.shape[2] + 1)
     shape = size if ia.ndim == 2 and ta.ndim == 2 else (n, *size)
     assert result.shape == shape, (result.shape, shape)
     for p, (i, j) in enumerate(pairs):
-        _check_match_pair(ref, result.reshape((n, *size))[p], x3[i], t3[j], method,
+        _check_match_pair(result.reshape((n, *size))[p], x3[i], t3[j], method,
                           bool(pad_input), dtype)
     event(f"match_template ok {dtype} {method} pad_input={bool(pad_input)}")
 
@@ -1397,15 +1400,15 @@ def _run_match(x: Operand, t: Operand, method, pad_input, ref) -> None:
 @pytest.mark.parametrize("method", MATCH_METHODS)
 @FUZZ
 @given(case=match_case(), pad_input=st.sampled_from(PAD_INPUTS))
-def test_fuzz_match_template(ref, method, case, pad_input):
-    _run_match(*case, method, pad_input, ref)
+def test_fuzz_match_template(method, case, pad_input):
+    _run_match(*case, method, pad_input)
 
 
 @FUZZ
 @given(case=match_case(), method=st.sampled_from(MATCH_METHODS + BAD_MATCH_METHODS),
        pad_input=st.sampled_from(PAD_INPUTS * 2 + BAD_PAD_INPUTS))
-def test_fuzz_match_template_any_args(ref, case, method, pad_input):
-    _run_match(*case, method, pad_input, ref)
+def test_fuzz_match_template_any_args(case, method, pad_input):
+    _run_match(*case, method, pad_input)
 
 
 # --------------------------------------------------------------------------
@@ -1747,7 +1750,7 @@ def _h_fault(h):
 
 @FUZZ
 @given(case=gradient_case())
-def test_fuzz_numerical_gradient(ref, case):
+def test_fuzz_numerical_gradient(case):
     x, w, dout, h, method = case
     guard = Guard(x, dout)
 
@@ -1784,7 +1787,7 @@ def test_fuzz_numerical_gradient(ref, case):
         event("numerical_gradient: empty x")  # no entry to perturb: f is never called
         return
     df = da.astype(np.float64)
-    edx, _ = ref.scipy_backward(xf, w, df)
+    edx, _ = scipy_backward(xf, w, df)
     err = _err(result, edx, _amax(df) * _amax(w))
     assert err <= 1e-6, f"numerical gradient off by {err:.3g} (h={h!r}, method={method})"
     event("numerical_gradient ok")
@@ -2037,10 +2040,10 @@ _ORDERS = {
 @pytest.mark.parametrize("which", ["image", "templates"])
 @pytest.mark.parametrize("order", list(_ORDERS))
 @pytest.mark.parametrize("method", ["ccorr", "ccoeff_normed"])
-def test_match_template_not_c_ordered(ref, which, order, method):
+def test_match_template_not_c_ordered(which, order, method):
     args = {"image": np.arange(30.0).reshape(5, 6) % 7, "templates": np.array([[1.0, 2.0], [0.0, 5.0]])}
     args[which] = _ORDERS[order](args[which])
-    want = ref.match_scores(np.array(args["image"]), np.array(args["templates"]), method)
+    want = match_scores(np.array(args["image"]), np.array(args["templates"]), method)
     got = cconv.match_template(args["image"], args["templates"], method)
     np.testing.assert_allclose(got, want, atol=1e-9)
 

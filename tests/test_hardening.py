@@ -16,7 +16,7 @@
   range (1e6 * randn + randn) or of mixed magnitudes (1e-3 .. 1e3): forward,
   dx and dw within 1e-5 normwise of float64 on the same float32 inputs.
 
-The references are SciPy's (``ref`` fixture, tests/reference.py): the serial
+The references are SciPy's (tests/reference.py): the serial
 results the threads must reproduce bit for bit are themselves checked
 against them.  Nothing here asserts a time; the timings are printed (``-s``).
 
@@ -40,6 +40,9 @@ import numpy as np
 import pytest
 
 import cconv
+
+from cases import max_rel_err, tol
+from reference import layer_backward, layer_forward, scipy_backward, scipy_forward
 
 # --------------------------------------------------------------------------
 # threads
@@ -117,7 +120,7 @@ def _hammer(jobs, caches, once, threads_each):
     return results, elapsed
 
 
-def test_concurrent_threads_bit_identical_to_serial(rng, ref):
+def test_concurrent_threads_bit_identical_to_serial(rng):
     threads_each = cconv.get_num_threads()
     jobs = _thread_jobs(rng)
     caches = {}
@@ -136,10 +139,10 @@ def test_concurrent_threads_bit_identical_to_serial(rng, ref):
                 assert np.array_equal(a, e), f"thread {i} call {call}: {name} differs from serial"
     # The serial results are right, so "identical to serial" means something.
     for (inputs, _), (out, dx, dw, _, _) in zip(jobs, serial):
-        tol = ref.tol(out.dtype)
-        expected = (ref.scipy_forward(*inputs[:2]),) + ref.scipy_backward(*inputs)
+        limit = tol(out.dtype)
+        expected = (scipy_forward(*inputs[:2]),) + scipy_backward(*inputs)
         for name, got, e in zip(("out", "dx", "dw"), (out, dx, dw), expected):
-            assert ref.max_rel_err(got, e) <= tol, f"serial {name} is wrong"
+            assert max_rel_err(got, e) <= limit, f"serial {name} is wrong"
     print(f"\n{N_THREADS} threads x {CALLS_PER_THREAD} calls: {elapsed:.2f} s")
 
 
@@ -191,7 +194,7 @@ def _blas_threads():
 
 
 @pytest.mark.parametrize("omp_threads", [1, "default"])
-def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads):
+def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, omp_threads):
     blas_before = _blas_threads()
     saved = cconv.get_num_threads()
     threads_each = 1 if omp_threads == 1 else saved
@@ -228,12 +231,12 @@ def test_conv2d_concurrent_threads_bit_identical_to_serial(rng, ref, omp_threads
     # The serial results are right, so "identical to serial" means something.
     for (inputs, _), (out, dx, dw, db, *_) in zip(jobs, serial):
         x, w, b, dout, opts = inputs
-        expected = (ref.layer_forward(x, w, b, **opts),) + ref.layer_backward(x, w, dout, **opts)
+        expected = (layer_forward(x, w, b, **opts),) + layer_backward(x, w, dout, **opts)
         for name, got, e in zip(("out", "dx", "dw", "db"), (out, dx, dw, db), expected):
             if got is None:
                 assert b is None and name == "db"
                 continue
-            assert ref.max_rel_err(got, e) <= ref.tol(got.dtype), f"serial {name} is wrong"
+            assert max_rel_err(got, e) <= tol(got.dtype), f"serial {name} is wrong"
     print(f"\n{N_THREADS} threads x {CALLS_PER_THREAD} conv2d calls "
           f"({threads_each} OpenMP each): {elapsed:.2f} s")
 
@@ -408,7 +411,7 @@ def _mixed(rng, shape):
 
 
 @pytest.fixture(scope="module")
-def precision_cases(ref):
+def precision_cases():
     """Inputs (float32) and their float64 references, computed once per kind."""
     cases = {}
     for seed, (kind, make) in enumerate((("dynamic", _dynamic), ("mixed", _mixed))):
@@ -417,22 +420,22 @@ def precision_cases(ref):
         w = make(rng, (HH, WW))
         dout = make(rng, (1, H - HH + 1, W - WW + 1))
         # The reference sees exactly the float32-rounded values, in float64.
-        out64 = ref.scipy_forward(x, w)
-        dx64, dw64 = ref.scipy_backward(x, w, dout)
+        out64 = scipy_forward(x, w)
+        dx64, dw64 = scipy_backward(x, w, dout)
         cases[kind] = (x, w, dout, out64, dx64, dw64)
     return cases
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("kind", ["dynamic", "mixed"])
-def test_float32_precision_large_dynamic_range(precision_cases, ref, kind, method):
+def test_float32_precision_large_dynamic_range(precision_cases, kind, method):
     x, w, dout, out64, dx64, dw64 = precision_cases[kind]
     out, cache = cconv.conv_forward(x, w, method=method)
     dx, dw = cconv.conv_backward(dout, cache, method=method)
     errors = {}
     for name, got, expected in (("out", out, out64), ("dx", dx, dx64), ("dw", dw, dw64)):
         assert got.dtype == np.float32, f"{name} computed in {got.dtype}"
-        errors[name] = ref.max_rel_err(got, expected)
+        errors[name] = max_rel_err(got, expected)
     print(f"\n{kind}/{method}: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
     bad = {k: v for k, v in errors.items() if not v <= F32_TOL}
     assert not bad, f"float32 {kind} inputs, method={method}: normwise errors {bad} > {F32_TOL}"

@@ -17,6 +17,9 @@ import pytest
 
 import cconv
 
+from cases import max_rel_err, random_array, tol
+from reference import scipy_backward, scipy_forward
+
 SHAPES = [
     # (nx, nw, H, W, HH, WW)
     (1, 1, 40, 70, 3, 3),  # wide rows: full strips plus an overlapping last one
@@ -33,46 +36,46 @@ SHAPES = [
 @pytest.mark.parametrize("method", ["direct", "fft", "auto"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_method_matches_scipy(method, dtype, shape, rng, ref):
+def test_method_matches_scipy(method, dtype, shape, rng):
     nx, nw, h, w, hh, ww = shape
-    x = ref.random_array(rng, (nx, h, w), dtype)
-    k = ref.random_array(rng, (nw, hh, ww), dtype)
+    x = random_array(rng, (nx, h, w), dtype)
+    k = random_array(rng, (nw, hh, ww), dtype)
     out, cache = cconv.conv_forward(x, k, method=method)
-    dout = ref.random_array(rng, out.shape, dtype)
+    dout = random_array(rng, out.shape, dtype)
     dx, dw = cconv.conv_backward(dout, cache, method=method)
-    exp_out = ref.scipy_forward(x, k)
-    exp_dx, exp_dw = ref.scipy_backward(x, k, dout)
+    exp_out = scipy_forward(x, k)
+    exp_dx, exp_dw = scipy_backward(x, k, dout)
     for got, exp in ((out, exp_out), (dx, exp_dx), (dw, exp_dw)):
         assert got.dtype == dtype and got.shape == exp.shape
         assert got.flags["C_CONTIGUOUS"]
-        assert ref.max_rel_err(got, exp) <= ref.tol(dtype)
+        assert max_rel_err(got, exp) <= tol(dtype)
 
 
 @pytest.mark.parametrize("forward", ["direct", "fft"])
 @pytest.mark.parametrize("backward", ["direct", "fft"])
-def test_backward_method_independent_of_forward(forward, backward, rng, ref):
+def test_backward_method_independent_of_forward(forward, backward, rng):
     """An FFT backward after a direct forward (no spectra cached) and vice versa."""
-    x = ref.random_array(rng, (2, 31, 29), np.float64)
-    k = ref.random_array(rng, (7, 6), np.float64)
+    x = random_array(rng, (2, 31, 29), np.float64)
+    k = random_array(rng, (7, 6), np.float64)
     out, cache = cconv.conv_forward(x, k, method=forward)
-    dout = ref.random_array(rng, out.shape, np.float64)
+    dout = random_array(rng, out.shape, np.float64)
     dx, dw = cconv.conv_backward(dout, cache, method=backward)
-    exp_dx, exp_dw = ref.scipy_backward(x, k, dout)
-    assert ref.max_rel_err(dx, exp_dx) <= 1e-12
-    assert ref.max_rel_err(dw, exp_dw) <= 1e-12
+    exp_dx, exp_dw = scipy_backward(x, k, dout)
+    assert max_rel_err(dx, exp_dx) <= 1e-12
+    assert max_rel_err(dw, exp_dw) <= 1e-12
 
 
-def test_fft_backward_promotes_with_dout(rng, ref):
+def test_fft_backward_promotes_with_dout(rng):
     """float32 spectra in the cache are not reused for a float64 dout."""
-    x = ref.random_array(rng, (1, 24, 24), np.float32)
-    k = ref.random_array(rng, (5, 5), np.float32)
+    x = random_array(rng, (1, 24, 24), np.float32)
+    k = random_array(rng, (5, 5), np.float32)
     out, cache = cconv.conv_forward(x, k, method="fft")
-    dout = ref.random_array(rng, out.shape, np.float64)
+    dout = random_array(rng, out.shape, np.float64)
     dx, dw = cconv.conv_backward(dout, cache, method="fft")
     assert dx.dtype == dw.dtype == np.float64
-    exp_dx, exp_dw = ref.scipy_backward(x, k, dout)
-    assert ref.max_rel_err(dx, exp_dx) <= 1e-12
-    assert ref.max_rel_err(dw, exp_dw) <= 1e-12
+    exp_dx, exp_dw = scipy_backward(x, k, dout)
+    assert max_rel_err(dx, exp_dx) <= 1e-12
+    assert max_rel_err(dw, exp_dw) <= 1e-12
 
 
 @pytest.mark.parametrize("bad", ["FFT", "spectral", None, 1])
@@ -109,28 +112,28 @@ def call(kernels, loop, x, k, out, npairs):
 @pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loop", ["correlate_wide", "correlate_narrow"])
-def test_every_compiled_build(build, dtype, loop, rng, ref):
+def test_every_compiled_build(build, dtype, loop, rng):
     """Both loop orders of each build, on pairs, broadcast operands and partial sums."""
     _, kernels = build
     for nx, nk, h, w, hk, wk in [(3, 3, 37, 75, 5, 3), (1, 4, 20, 19, 7, 11), (4, 1, 16, 70, 16, 66)]:
-        x = ref.random_array(rng, (nx, h, w), dtype)
-        k = ref.random_array(rng, (nk, hk, wk), dtype)
+        x = random_array(rng, (nx, h, w), dtype)
+        k = random_array(rng, (nk, hk, wk), dtype)
         npairs = max(nx, nk)
-        expected = ref.scipy_forward(x, k)
+        expected = scipy_forward(x, k)
         out = np.full((npairs, h - hk + 1, w - wk + 1), np.nan, dtype=dtype)
         call(kernels, loop, x, k, out, npairs)
-        assert ref.max_rel_err(out, expected) <= ref.tol(dtype)
+        assert max_rel_err(out, expected) <= tol(dtype)
         # Two tasks: each output is a partial sum over half of the pairs.
         partial = np.full((2,) + out.shape[1:], np.nan, dtype=dtype)
         call(kernels, loop, x, k, partial, npairs)
-        assert ref.max_rel_err(partial.sum(axis=0), expected.sum(axis=0)) <= ref.tol(dtype)
+        assert max_rel_err(partial.sum(axis=0), expected.sum(axis=0)) <= tol(dtype)
 
 
-def test_thread_count_knob_and_results_independent_of_it(rng, ref):
+def test_thread_count_knob_and_results_independent_of_it(rng):
     before = cconv.get_num_threads()
     assert before >= 1
-    x = ref.random_array(rng, (6, 50, 60), np.float64)
-    k = ref.random_array(rng, (4, 4), np.float64)
+    x = random_array(rng, (6, 50, 60), np.float64)
+    k = random_array(rng, (4, 4), np.float64)
     try:
         results = []
         for n in (1, 2, 3):
@@ -141,11 +144,11 @@ def test_thread_count_knob_and_results_independent_of_it(rng, ref):
             results.append((out, dx, dw))
     finally:
         cconv.set_num_threads(before)
-    exp_dx, exp_dw = ref.scipy_backward(x, k, np.ones_like(results[0][0]))
+    exp_dx, exp_dw = scipy_backward(x, k, np.ones_like(results[0][0]))
     for out, dx, dw in results:
-        assert ref.max_rel_err(out, ref.scipy_forward(x, k)) <= 1e-12
-        assert ref.max_rel_err(dx, exp_dx) <= 1e-12
-        assert ref.max_rel_err(dw, exp_dw) <= 1e-12
+        assert max_rel_err(out, scipy_forward(x, k)) <= 1e-12
+        assert max_rel_err(dx, exp_dx) <= 1e-12
+        assert max_rel_err(dw, exp_dw) <= 1e-12
     # The forward pass and dx split work by output row only: bit-identical.
     assert all(np.array_equal(r[0], results[0][0]) for r in results)
     assert all(np.array_equal(r[1], results[0][1]) for r in results)

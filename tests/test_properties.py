@@ -8,20 +8,13 @@ from hypothesis import strategies as st
 
 import cconv
 
+from cases import (LAYOUTS, assert_fresh_output, assert_unchanged, expected_dtype, max_rel_err,
+                   random_array, snapshot, tol, with_layout)
+from reference import loop_backward, loop_forward, scipy_backward, scipy_forward
+
 SETTINGS = settings(max_examples=60, deadline=None)
 
 DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int16, np.uint8, np.bool_]
-LAYOUTS = [
-    "C",
-    "F",
-    "transposed",
-    "sliced",
-    "negative",
-    "readonly",
-    "unaligned",
-    "byteswapped",
-    "readonly_sliced_negative",
-]
 KINDS = ["w2d", "w1", "x1", "equal"]
 
 
@@ -53,32 +46,32 @@ def conv_cases(draw):
 
 @SETTINGS
 @given(case=conv_cases())
-def test_forward_and_backward_match_scipy(ref, case):
+def test_forward_and_backward_match_scipy(case):
     rng = np.random.default_rng(case["seed"])
     xdt, wdt, ddt = case["dtypes"]
-    x = ref.random_array(rng, case["xshape"], xdt)
-    w = ref.random_array(rng, case["wshape"], wdt)
-    dout = ref.random_array(rng, case["oshape"], ddt)
-    lx, lw, ld = (ref.with_layout(a, lay) for a, lay in zip((x, w, dout), case["layouts"]))
-    before = ref.snapshot(lx, lw, ld)
+    x = random_array(rng, case["xshape"], xdt)
+    w = random_array(rng, case["wshape"], wdt)
+    dout = random_array(rng, case["oshape"], ddt)
+    lx, lw, ld = (with_layout(a, lay) for a, lay in zip((x, w, dout), case["layouts"]))
+    before = snapshot(lx, lw, ld)
 
     out, cache = cconv.conv_forward(lx, lw)
-    fdt = ref.expected_dtype(xdt, wdt)
+    fdt = expected_dtype(xdt, wdt)
     assert out.shape == case["oshape"]
     assert out.dtype == fdt
-    assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= ref.tol(fdt)
+    assert max_rel_err(out, scipy_forward(x, w)) <= tol(fdt)
 
     dx, dw = cconv.conv_backward(ld, cache)
-    bdt = ref.expected_dtype(xdt, wdt, ddt)
+    bdt = expected_dtype(xdt, wdt, ddt)
     assert dx.shape == x.shape and dw.shape == w.shape
     assert dx.dtype == bdt and dw.dtype == bdt
-    edx, edw = ref.scipy_backward(x, w, dout)
-    assert ref.max_rel_err(dx, edx) <= ref.tol(bdt)
-    assert ref.max_rel_err(dw, edw) <= ref.tol(bdt)
+    edx, edw = scipy_backward(x, w, dout)
+    assert max_rel_err(dx, edx) <= tol(bdt)
+    assert max_rel_err(dw, edw) <= tol(bdt)
 
-    ref.assert_unchanged(before, (lx, lw, ld))
+    assert_unchanged(before, (lx, lw, ld))
     for r in (out, dx, dw):
-        ref.assert_fresh_output(r, lx, lw, ld)
+        assert_fresh_output(r, lx, lw, ld)
 
 
 @st.composite
@@ -90,30 +83,30 @@ def small_float64_cases(draw):
 
 @SETTINGS
 @given(case=small_float64_cases())
-def test_matches_numpy_loops(ref, case):
+def test_matches_numpy_loops(case):
     rng = np.random.default_rng(case["seed"])
-    x = ref.random_array(rng, case["xshape"])
-    w = ref.random_array(rng, case["wshape"])
-    dout = ref.random_array(rng, case["oshape"])
-    lx, lw, ld = (ref.with_layout(a, lay) for a, lay in zip((x, w, dout), case["layouts"]))
+    x = random_array(rng, case["xshape"])
+    w = random_array(rng, case["wshape"])
+    dout = random_array(rng, case["oshape"])
+    lx, lw, ld = (with_layout(a, lay) for a, lay in zip((x, w, dout), case["layouts"]))
     out, cache = cconv.conv_forward(lx, lw)
     dx, dw = cconv.conv_backward(ld, cache)
-    edx, edw = ref.loop_backward(x, w, dout)
-    assert ref.max_rel_err(out, ref.loop_forward(x, w)) <= 1e-12
-    assert ref.max_rel_err(dx, edx) <= 1e-12
-    assert ref.max_rel_err(dw, edw) <= 1e-12
+    edx, edw = loop_backward(x, w, dout)
+    assert max_rel_err(out, loop_forward(x, w)) <= 1e-12
+    assert max_rel_err(dx, edx) <= 1e-12
+    assert max_rel_err(dw, edw) <= 1e-12
 
 
 @SETTINGS
 @given(case=small_float64_cases(), a=st.floats(-4, 4), b=st.floats(-4, 4))
-def test_backward_is_linear_in_dout(ref, case, a, b):
+def test_backward_is_linear_in_dout(case, a, b):
     # conv_backward(a*d1 + b*d2) = a*conv_backward(d1) + b*conv_backward(d2),
     # checked normwise against the scale of the individual terms.
     rng = np.random.default_rng(case["seed"])
-    x = ref.random_array(rng, case["xshape"])
-    w = ref.random_array(rng, case["wshape"])
-    d1 = ref.random_array(rng, case["oshape"])
-    d2 = ref.random_array(rng, case["oshape"])
+    x = random_array(rng, case["xshape"])
+    w = random_array(rng, case["wshape"])
+    d1 = random_array(rng, case["oshape"])
+    d2 = random_array(rng, case["oshape"])
     _, cache = cconv.conv_forward(x, w)
     dx1, dw1 = cconv.conv_backward(d1, cache)
     dx2, dw2 = cconv.conv_backward(d2, cache)
@@ -123,6 +116,6 @@ def test_backward_is_linear_in_dout(ref, case, a, b):
         err = float(np.max(np.abs(g - (a * g1 + b * g2)), initial=0))
         assert err <= 1e-12 * scale * (abs(a) + abs(b) + 1)
     # and the combination itself is right
-    edx, edw = ref.scipy_backward(x, w, a * d1 + b * d2)
-    assert ref.max_rel_err(dx, edx) <= 1e-12
-    assert ref.max_rel_err(dw, edw) <= 1e-12
+    edx, edw = scipy_backward(x, w, a * d1 + b * d2)
+    assert max_rel_err(dx, edx) <= 1e-12
+    assert max_rel_err(dw, edw) <= 1e-12

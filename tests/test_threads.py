@@ -15,11 +15,14 @@ import pytest
 
 import cconv
 
+from cases import assert_unchanged, max_rel_err, random_array, snapshot, tol
+from reference import scipy_backward, scipy_forward
+
 N_THREADS = 4
 ROUNDS = 3
 
 
-def _job_inputs(rng, ref, i):
+def _job_inputs(rng, i):
     # Different shapes, broadcasting and dtypes per job.
     variants = [
         ((4, 96, 96), (4, 7, 7), np.float64),
@@ -28,10 +31,10 @@ def _job_inputs(rng, ref, i):
         ((3, 80, 70), (1, 11, 11), np.float32),
     ]
     xshape, wshape, dt = variants[i % len(variants)]
-    x = ref.random_array(rng, xshape, dt)
-    w = ref.random_array(rng, wshape, dt)
+    x = random_array(rng, xshape, dt)
+    w = random_array(rng, wshape, dt)
     n = max(xshape[0], wshape[0]) if len(wshape) == 3 else xshape[0]
-    dout = ref.random_array(rng, (n, xshape[1] - wshape[-2] + 1, xshape[2] - wshape[-1] + 1), dt)
+    dout = random_array(rng, (n, xshape[1] - wshape[-2] + 1, xshape[2] - wshape[-1] + 1), dt)
     return x, w, dout
 
 
@@ -52,16 +55,16 @@ def _run_concurrently(fn, args_list):
         return list(pool.map(task, args_list))
 
 
-def test_concurrent_calls_equal_serial(rng, ref):
-    jobs = [_job_inputs(rng, ref, i) for i in range(N_THREADS)]
+def test_concurrent_calls_equal_serial(rng):
+    jobs = [_job_inputs(rng, i) for i in range(N_THREADS)]
     serial = [_work(*job) for job in jobs]
     # Sanity: the serial results are right (so "equal to serial" means something).
     for (x, w, dout), (out, dx, dw) in zip(jobs, serial):
-        tol = ref.tol(out.dtype)
-        edx, edw = ref.scipy_backward(x, w, dout)
-        assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= tol
-        assert ref.max_rel_err(dx, edx) <= tol
-        assert ref.max_rel_err(dw, edw) <= tol
+        limit = tol(out.dtype)
+        edx, edw = scipy_backward(x, w, dout)
+        assert max_rel_err(out, scipy_forward(x, w)) <= limit
+        assert max_rel_err(dx, edx) <= limit
+        assert max_rel_err(dw, edw) <= limit
 
     results = _run_concurrently(_work, jobs)
     for expected, rounds in zip(serial, results):
@@ -70,14 +73,14 @@ def test_concurrent_calls_equal_serial(rng, ref):
                 np.testing.assert_array_equal(g, e, strict=True)
 
 
-def test_threads_sharing_inputs_and_cache(rng, ref):
+def test_threads_sharing_inputs_and_cache(rng):
     # Every thread reads the same x, w, dout and the same cache.
-    x = ref.random_array(rng, (3, 90, 90))
-    w = ref.random_array(rng, (3, 8, 8))
+    x = random_array(rng, (3, 90, 90))
+    w = random_array(rng, (3, 8, 8))
     out_s, cache = cconv.conv_forward(x, w)
-    dout = ref.random_array(rng, out_s.shape)
+    dout = random_array(rng, out_s.shape)
     dx_s, dw_s = cconv.conv_backward(dout, cache)
-    x_before, w_before, d_before = ref.snapshot(x, w, dout)
+    x_before, w_before, d_before = snapshot(x, w, dout)
 
     def both():
         out, _ = cconv.conv_forward(x, w)
@@ -90,19 +93,19 @@ def test_threads_sharing_inputs_and_cache(rng, ref):
             np.testing.assert_array_equal(out, out_s, strict=True)
             np.testing.assert_array_equal(dx, dx_s, strict=True)
             np.testing.assert_array_equal(dw, dw_s, strict=True)
-    ref.assert_unchanged((x_before, w_before, d_before), (x, w, dout))
+    assert_unchanged((x_before, w_before, d_before), (x, w, dout))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_many_small_concurrent_calls(dtype, rng, ref):
+def test_many_small_concurrent_calls(dtype, rng):
     # Lots of tiny calls: stresses any per-call setup that is not thread-safe.
     jobs = []
     for _ in range(32):
         h, wd = rng.integers(1, 10, size=2)
         hh, ww = rng.integers(1, h + 1), rng.integers(1, wd + 1)
-        x = ref.random_array(rng, (2, h, wd), dtype)
-        w = ref.random_array(rng, (hh, ww), dtype)
-        dout = ref.random_array(rng, (2, h - hh + 1, wd - ww + 1), dtype)
+        x = random_array(rng, (2, h, wd), dtype)
+        w = random_array(rng, (hh, ww), dtype)
+        dout = random_array(rng, (2, h - hh + 1, wd - ww + 1), dtype)
         jobs.append((x, w, dout))
     serial = [_work(*job) for job in jobs]
 

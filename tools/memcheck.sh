@@ -78,11 +78,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cconv-memcheck.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 log=${MEMCHECK_LOG:-$(mktemp "${TMPDIR:-/tmp}/cconv-memcheck-log.XXXXXX")}
 
-# The tests (and the helpers they load) go to the temporary folder; the
-# pytest configuration stays the project's own.
-mkdir "$tmp/tests"
-cp "$src/tests/conftest.py" "$src/tests/reference.py" "$tmp/tests/"
-for t in "${tests[@]}"; do cp "$src/tests/$t" "$tmp/tests/"; done
+# The tests (and the helpers they import) go to the temporary folder, with
+# the project's pytest configuration (its pythonpath is the folder beside it).
+cp -r "$src/tests" "$tmp/tests"
+cp "$src/pyproject.toml" "$tmp/"
 cd "$tmp"
 
 # The installed package, not the checkout.
@@ -140,7 +139,7 @@ status=0
 PYTHONMALLOC=malloc OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} \
   valgrind --tool=memcheck --error-exitcode=0 "${supps[@]}" \
     --leak-check=no --num-callers=40 --error-limit=no --log-file="$log" \
-  "$py" -m pytest -c "$src/pyproject.toml" --rootdir "$tmp" \
+  "$py" -m pytest -c "$tmp/pyproject.toml" --rootdir "$tmp" \
     -x -q -p no:cacheprovider -k "$kfilter" ${extra[@]+"${extra[@]}"} \
     "${tests[@]/#/tests/}" || status=$?
 echo "== $((SECONDS - start)) s under valgrind; pytest exit status $status"
