@@ -172,3 +172,33 @@ def assert_fresh_output(result, *inputs):
     for inp in inputs:
         if isinstance(inp, np.ndarray):
             assert not np.shares_memory(result, inp)
+
+
+# --------------------------------------------------------------------------
+# Inputs of whole layer calls (the concurrency and leak tests)
+# --------------------------------------------------------------------------
+
+
+def layer_inputs(rng, xshape, wshape, dtype):
+    """x, w and a dout of the output's shape for the 3-D layer, N(0, 1) in ``dtype``."""
+    x = rng.standard_normal(xshape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    n = wshape[0] if len(wshape) == 3 and xshape[0] == 1 else xshape[0]
+    dout = rng.standard_normal((n, xshape[1] - wshape[-2] + 1, xshape[2] - wshape[-1] + 1))
+    return x, w, dout.astype(dtype)
+
+
+def layer2d_inputs(rng, xshape, wshape, dtype, bias=True, **opts):
+    """(x, w, b, dout, opts) for the 4-D layer, N(0, 1) in ``dtype``."""
+    from reference import layer_output_shape
+
+    x = rng.standard_normal(xshape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype) if bias else None
+    shape = layer_output_shape(xshape, wshape, opts.get("stride", 1), opts.get("padding", 0),
+                               opts.get("dilation", 1))
+    return x, w, b, rng.standard_normal(shape).astype(dtype), opts
+
+
+# A layer with every option of the 4-D layer set.
+GROUPED = {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2), "groups": 2}

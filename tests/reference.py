@@ -30,6 +30,7 @@ __all__ = [
     "loop_forward",
     "loop_backward",
     "layer_padding",
+    "layer_output_shape",
     "layer_forward",
     "layer_backward",
     "match_scores",
@@ -169,6 +170,15 @@ def layer_padding(padding, w_shape, dilation) -> tuple[tuple[int, int], tuple[in
         return pads[0], pads[1]
     ph, pw = _two(padding)
     return (ph, ph), (pw, pw)
+
+
+def layer_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1) -> tuple[int, int, int, int]:
+    """(N, F, Ho, Wo) of the layer, by PyTorch's formula (sizes as Python ints)."""
+    (sh, sw), (dh, dw) = _two(stride), _two(dilation)
+    pad = layer_padding(padding, w_shape, dilation)
+    ho = (x_shape[2] + sum(pad[0]) - dh * (w_shape[2] - 1) - 1) // sh + 1
+    wo = (x_shape[3] + sum(pad[1]) - dw * (w_shape[3] - 1) - 1) // sw + 1
+    return (x_shape[0], w_shape[0], ho, wo)
 
 
 def _taps(x_shape, w_shape, stride, padding, dilation):

@@ -129,6 +129,26 @@ def test_gradients_by_finite_differences(rng, case):
         np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8)
 
 
+def test_conv2d_backward_dw_bit_reproducible(rng):
+    # dw, a sum of per-thread partial sums, is the same bits on every call.
+    if not cconv._runtime.openmp_enabled():
+        pytest.skip("built without OpenMP: one thread")
+    x = rng.standard_normal((8, 2, 16, 16))
+    w = rng.standard_normal((4, 2, 3, 3))
+    saved = cconv.get_num_threads()
+    try:
+        cconv.set_num_threads(2)
+        out, cache = cconv.conv2d_forward(x, w)
+        dout = rng.standard_normal(out.shape)
+        first = cconv.conv2d_backward(dout, cache)[1]
+        for call in range(200):
+            again = cconv.conv2d_backward(dout, cache)[1]
+            assert np.array_equal(again, first), (
+                f"call {call + 2}: dw differs by {np.abs(again - first).max():.3g}")
+    finally:
+        cconv.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("tile_bytes", [1, 700, 5000])
 @pytest.mark.parametrize(
     "case",
