@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks, and tests of cconv.testing itself."""
+"""Finite-difference gradient checks of the 3-D layer (cconv.testing: test_testing.py)."""
 
 from __future__ import annotations
 
@@ -10,107 +10,6 @@ from cconv.testing import numerical_gradient, rel_error
 
 from cases import max_rel_err
 from reference import scipy_backward, scipy_forward
-
-# --------------------------------------------------------------------------
-# cconv.testing.rel_error
-# --------------------------------------------------------------------------
-
-
-def test_rel_error_of_equal_arrays_is_zero():
-    a = np.random.default_rng(0).standard_normal((3, 4))
-    assert rel_error(a, a.copy()) == 0.0
-    assert rel_error(np.zeros(5), np.zeros(5)) == 0.0
-
-
-def test_rel_error_known_pairs():
-    # |1 - 3| / (1 + 3)
-    assert rel_error(np.array([1.0]), np.array([3.0])) == pytest.approx(0.5, rel=1e-15)
-    # the largest over the elements: max(0, 1/5, 0)
-    assert rel_error([1.0, 2.0, -4.0], [1.0, 3.0, -4.0]) == pytest.approx(0.2, rel=1e-15)
-    # opposite signs are maximally different
-    assert rel_error([2.0], [-2.0]) == pytest.approx(1.0, rel=1e-15)
-    # the 1e-8 floor in the denominator: 1e-9 / max(1e-8, 1e-9) = 0.1
-    assert rel_error([0.0], [1e-9]) == pytest.approx(0.1, rel=1e-12)
-
-
-def test_rel_error_is_symmetric_and_a_float():
-    rng = np.random.default_rng(1)
-    a, b = rng.standard_normal(10), rng.standard_normal(10)
-    r = rel_error(a, b)
-    assert isinstance(r, float)
-    assert r == rel_error(b, a)
-    expected = np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
-    assert r == pytest.approx(expected, rel=1e-14)
-
-
-# --------------------------------------------------------------------------
-# cconv.testing.numerical_gradient
-# --------------------------------------------------------------------------
-
-
-def test_numerical_gradient_of_square():
-    # d/dx sum(x**2 * dout) = 2 * x * dout; central differences are exact for
-    # a quadratic up to rounding.
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((3, 4))
-    dout = rng.standard_normal((3, 4))
-    g = numerical_gradient(lambda v: v**2, x, dout)
-    assert g.shape == x.shape
-    np.testing.assert_allclose(g, 2 * x * dout, rtol=1e-8, atol=1e-9)
-
-
-def test_numerical_gradient_of_linear_map():
-    # f(x) = A @ x: gradient of sum(f(x) * dout) is A.T @ dout.
-    rng = np.random.default_rng(3)
-    a = rng.standard_normal((4, 5))
-    x = rng.standard_normal(5)
-    dout = rng.standard_normal(4)
-    g = numerical_gradient(lambda v: a @ v, x, dout)
-    np.testing.assert_allclose(g, a.T @ dout, rtol=1e-8, atol=1e-9)
-
-
-def test_numerical_gradient_of_sin_is_second_order():
-    # The error of central differences is O(h**2): about h**2/6 * |f'''|.
-    x = np.linspace(-1.0, 1.0, 7)
-    dout = np.ones_like(x)
-    g = numerical_gradient(np.sin, x, dout, h=1e-3)
-    np.testing.assert_allclose(g, np.cos(x), rtol=0, atol=1e-6)
-    # With a larger step the O(h**2) error is visible and of the right size.
-    g_big = numerical_gradient(np.sin, x, dout, h=1e-1)
-    err = np.abs(g_big - np.cos(x))
-    assert np.all(err <= (0.1**2) / 6 * 1.0001)
-    assert np.max(err) >= (0.1**2) / 6 * 0.9
-
-
-def test_numerical_gradient_mixes_outputs_through_dout():
-    # f(x) = [x0*x1, x1 + 3*x2]; gradient of 2*f0 - f1 is [2*x1, 2*x0 - 1, -3].
-    x = np.array([1.5, -2.0, 0.25])
-    dout = np.array([2.0, -1.0])
-    g = numerical_gradient(lambda v: np.array([v[0] * v[1], v[1] + 3 * v[2]]), x, dout)
-    np.testing.assert_allclose(g, [2 * -2.0, 2 * 1.5 - 1.0, -3.0], rtol=1e-9, atol=1e-9)
-
-
-def test_numerical_gradient_does_not_modify_x():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 3, 3))
-    before = x.copy()
-    numerical_gradient(lambda v: np.cumsum(v) * v.ravel(), x, np.ones(x.size))
-    np.testing.assert_array_equal(x, before, strict=True)
-
-
-def test_numerical_gradient_with_read_only_x():
-    x = np.arange(6.0).reshape(2, 3)
-    x.flags.writeable = False
-    g = numerical_gradient(lambda v: 3.0 * v, x, np.ones((2, 3)))
-    np.testing.assert_allclose(g, np.full((2, 3), 3.0), rtol=1e-9)
-
-
-def test_numerical_gradient_uses_the_given_step():
-    # For f(x) = x**3 the central difference is 3x**2 + h**2 exactly.
-    x = np.array([0.5])
-    g = numerical_gradient(lambda v: v**3, x, np.ones(1), h=0.25)
-    assert g[0] == pytest.approx(3 * 0.25 + 0.25**2, rel=1e-12)
-
 
 # --------------------------------------------------------------------------
 # Gradient checks of the layer: numerical_gradient of conv_forward vs conv_backward

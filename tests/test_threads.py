@@ -1,0 +1,129 @@
+"""The thread-count knob (get_num_threads, set_num_threads), the compiled
+builds, and the package's version.
+
+Calls from several Python threads at once are in ``test_concurrency.py``; the
+knob's fuzz is in ``test_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import cconv
+
+from cases import max_rel_err, random_array, tol
+from reference import scipy_backward, scipy_forward
+
+
+# --------------------------------------------------------------------------
+# get_num_threads / set_num_threads
+# --------------------------------------------------------------------------
+
+
+def test_thread_count_knob_and_results_independent_of_it(rng):
+    before = cconv.get_num_threads()
+    assert before >= 1
+    x = random_array(rng, (6, 50, 60), np.float64)
+    k = random_array(rng, (4, 4), np.float64)
+    try:
+        results = []
+        for n in (1, 2, 3):
+            cconv.set_num_threads(n)
+            assert cconv.get_num_threads() == (n if cconv._runtime.openmp_enabled() else 1)
+            out, cache = cconv.conv_forward(x, k, method="direct")
+            dx, dw = cconv.conv_backward(np.ones_like(out), cache, method="direct")
+            results.append((out, dx, dw))
+    finally:
+        cconv.set_num_threads(before)
+    exp_dx, exp_dw = scipy_backward(x, k, np.ones_like(results[0][0]))
+    for out, dx, dw in results:
+        assert max_rel_err(out, scipy_forward(x, k)) <= 1e-12
+        assert max_rel_err(dx, exp_dx) <= 1e-12
+        assert max_rel_err(dw, exp_dw) <= 1e-12
+    # The forward pass and dx split work by output row only: bit-identical.
+    assert all(np.array_equal(r[0], results[0][0]) for r in results)
+    assert all(np.array_equal(r[1], results[0][1]) for r in results)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, np.int64(-2)])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match=r"\bn\b"):
+        cconv.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, "2", None, True, np.bool_(True)])
+def test_set_num_threads_rejects_non_integers(bad):
+    with pytest.raises(TypeError, match=r"\bn\b"):
+        cconv.set_num_threads(bad)
+
+
+def test_threadpoolctl_sees_and_limits_the_same_setting():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not cconv._runtime.openmp_enabled():
+        pytest.skip("this build of cconv has no OpenMP")
+    apis = {info["user_api"] for info in threadpoolctl.threadpool_info()}
+    assert "openmp" in apis
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert cconv.get_num_threads() == 1
+    assert cconv.get_num_threads() >= 1
+
+
+# --------------------------------------------------------------------------
+# Every compiled build of the kernels this CPU can run
+# --------------------------------------------------------------------------
+
+
+def _builds():
+    """(name, module) for every kernel build this CPU can run."""
+    base = importlib.import_module("cconv._correlate")
+    runtime = importlib.import_module("cconv._runtime")
+    found = [("baseline", base)]
+    for name, level in (("v3", 3), ("v4", 4)):
+        try:
+            module = importlib.import_module(f"cconv._correlate_{name}")
+        except ImportError:
+            continue
+        if runtime.cpu_level() >= level:
+            found.append((name, module))
+    return found
+
+
+def _run_loop(kernels, loop, x, k, out, npairs):
+    if loop == "correlate_narrow":  # in blocks of two rows: block edges and ragged last block
+        kernels.correlate_narrow(x, k, out, npairs, 2)
+    else:
+        kernels.correlate_wide(x, k, out, npairs)
+
+
+# A user's machine may pick any of them: each is checked directly.
+@pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loop", ["correlate_wide", "correlate_narrow"])
+def test_every_compiled_build(build, dtype, loop, rng):
+    """Both loop orders of each build, on pairs, broadcast operands and partial sums."""
+    _, kernels = build
+    for nx, nk, h, w, hk, wk in [(3, 3, 37, 75, 5, 3), (1, 4, 20, 19, 7, 11), (4, 1, 16, 70, 16, 66)]:
+        x = random_array(rng, (nx, h, w), dtype)
+        k = random_array(rng, (nk, hk, wk), dtype)
+        npairs = max(nx, nk)
+        expected = scipy_forward(x, k)
+        out = np.full((npairs, h - hk + 1, w - wk + 1), np.nan, dtype=dtype)
+        _run_loop(kernels, loop, x, k, out, npairs)
+        assert max_rel_err(out, expected) <= tol(dtype)
+        # Two tasks: each output is a partial sum over half of the pairs.
+        partial = np.full((2,) + out.shape[1:], np.nan, dtype=dtype)
+        _run_loop(kernels, loop, x, k, partial, npairs)
+        assert max_rel_err(partial.sum(axis=0), expected.sum(axis=0)) <= tol(dtype)
+
+
+# --------------------------------------------------------------------------
+# The package
+# --------------------------------------------------------------------------
+
+
+def test_version_is_a_nonempty_string():
+    assert isinstance(cconv.__version__, str)
+    assert cconv.__version__.strip()
