@@ -202,3 +202,23 @@ def layer2d_inputs(rng, xshape, wshape, dtype, bias=True, **opts):
 
 # A layer with every option of the 4-D layer set.
 GROUPED = {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2), "groups": 2}
+
+
+# --------------------------------------------------------------------------
+# NaN and Inf
+# --------------------------------------------------------------------------
+
+
+def assert_same_specials(actual, expected, tol: float, what=""):
+    """Same NaN / +Inf / -Inf pattern; finite outputs within the normwise ``tol``."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, what
+    for name, test in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
+        mismatch = test(a) != test(e)
+        assert not mismatch.any(), f"{what}: {name} differs at {np.argwhere(mismatch)[:5].tolist()}"
+    finite = np.isfinite(e)
+    if finite.any():
+        scale = max(float(np.max(np.abs(e[finite]))), 1e-300)
+        err = float(np.max(np.abs(a[finite] - e[finite]))) / scale
+        assert err <= tol, f"{what}: normwise error {err:.2e}"

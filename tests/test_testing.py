@@ -1,6 +1,6 @@
 """cconv.testing: rel_error and numerical_gradient.
 
-Their use on the layers (gradient checks) is in ``test_gradients.py`` and
+Their use on the layers (gradient checks) is in ``test_conv.py`` and
 ``test_conv2d.py``; their fuzz in ``test_fuzz.py``.
 """
 

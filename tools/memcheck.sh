@@ -23,14 +23,14 @@
 # Exit status: 0 clean; 1 invalid accesses in cconv's modules; 2 setup
 # problem (no valgrind, cconv not installed, no ERROR SUMMARY); otherwise the
 # status of pytest when a test failed under valgrind.
-# Python under valgrind is some 50x slower: the default run of the five core
-# files (the 3-D layer's three, the 4-D layer's test_conv2d.py and the
-# matching's test_match.py, its window-sum and score loops) takes a few minutes.
+# Python under valgrind is some 50x slower: the default run of the three core
+# files (the 3-D layer's test_conv.py, the 4-D layer's test_conv2d.py and the
+# matching's test_match.py, its window-sum and score loops) takes a while.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-tests=(test_conv_forward.py test_conv_backward.py test_bad_input.py test_conv2d.py test_match.py)
+tests=(test_conv.py test_conv2d.py test_match.py)
 
 # Invalid reads/writes whose access stack (the part before "Address 0x...")
 # passes through cconv's compiled modules: print them, exit 1 if any.  Each
