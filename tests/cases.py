@@ -1,4 +1,4 @@
-"""Helpers the test modules share, by import.
+"""Helpers and case tables the test modules share, by import.
 
 ``pythonpath = ["tests"]`` in ``pyproject.toml`` puts this folder on
 ``sys.path`` (the suite runs under ``--import-mode=importlib``), so a test
@@ -9,7 +9,18 @@ that module.  Nothing here imports cconv at module level.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import numpy as np
+
+# The methods of each family of public functions.
+METHODS = ("auto", "direct", "fft")
+METHODS_2D = ("auto", "gemm", "direct", "fft")
+MATCH_METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
+
+MAX_THREADS = 4096  # the documented largest thread count
 
 
 # --------------------------------------------------------------------------
@@ -25,20 +36,22 @@ import numpy as np
 # Dividing the largest absolute error by the largest reference magnitude
 # measures the error on the scale of the result as a whole, which is what a
 # floating-point summation can actually guarantee.
-def max_rel_err(actual, expected) -> float:
-    """max|actual - expected| / max|expected|, in float64.
+def max_rel_err(actual, expected, floor: float = 0.0) -> float:
+    """max|actual - expected| / max(max|expected|, floor), in float64.
 
-    Shapes must match exactly.  Empty arrays give 0.  When ``expected`` is all
-    zero the guard falls back to the absolute error max|actual| (so an exact
-    zero result is required).  NaN anywhere gives NaN, which fails any
-    ``<= tol`` comparison.
+    Shapes must match exactly.  Empty arrays give 0.  When the scale is zero
+    (``expected`` all zero, no ``floor``) the guard falls back to the
+    absolute error max|actual| (so an exact zero result is required).  NaN
+    anywhere gives NaN, which fails any ``<= tol`` comparison.  ``floor``,
+    for results that may cancel to (near) zero: the size of the terms of
+    their sums (e.g. max|a| * max|b| of the two operands).
     """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     assert a.shape == e.shape, f"shape mismatch: got {a.shape}, expected {e.shape}"
     if e.size == 0:
         return 0.0
-    scale = float(np.max(np.abs(e)))
+    scale = max(float(np.max(np.abs(e))), floor)
     err = float(np.max(np.abs(a - e)))
     if scale == 0.0:
         return err
@@ -72,6 +85,11 @@ def expected_dtype(*dtypes) -> np.dtype:
     return result
 
 
+def names(message: str, name: str) -> bool:
+    """Whether ``message`` names the argument ``name`` (as a word, not an attribute)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", message) is not None
+
+
 # --------------------------------------------------------------------------
 # Data and memory layouts
 # --------------------------------------------------------------------------
@@ -102,24 +120,32 @@ LAYOUTS = (
     "byteswapped",
     "readonly_sliced_negative",
 )
+# with_layout also makes "zero_stride" (a broadcast view repeating some of the
+# values) and "unaligned_readonly" (an unaligned view of a bytes object).
 
 
 def _sentinel(dt: np.dtype):
     """A value planted in the gaps of strided views: reading it would show."""
-    if dt.kind == "f":
+    if dt.kind in "fc":
         return np.nan
     if dt.kind == "b":
         return True
-    return 99
+    if dt.kind in "iu":
+        return 99
+    return None
 
 
 def with_layout(a, layout: str) -> np.ndarray:
     """An array equal to ``a`` (same dtype, shape and values) in another memory layout.
 
-    The returned array never shares memory with ``a``.
+    The returned array never shares memory with ``a``.  ``zero_stride`` is
+    the exception to "same values": one row of its longest axis, repeated.
+    Any ndim (0-D too) and any dtype; where a layout cannot be made (an
+    unaligned object array, an empty one) the nearest that can is returned.
     """
     a = np.asarray(a)
     nd = a.ndim
+    flip = (slice(None, None, -1),) * nd + (Ellipsis,)  # Ellipsis: 0-D stays an array
     if layout == "C":
         return np.array(a, order="C", copy=True)
     if layout == "F":
@@ -128,27 +154,40 @@ def with_layout(a, layout: str) -> np.ndarray:
         # A C-ordered buffer of the reversed shape, viewed through .T.
         return np.array(a.T, order="C", copy=True).T
     if layout == "sliced":
-        steps = (2, 3, 2, 3)[:nd]
-        big = np.full(tuple(s * k for s, k in zip(a.shape, steps)), _sentinel(a.dtype), dtype=a.dtype)
-        view = big[tuple(slice(None, None, k) for k in steps)]
+        steps = (2, 3, 2, 3, 2)[:nd]
+        big = np.empty(tuple(s * k for s, k in zip(a.shape, steps)), dtype=a.dtype)
+        fill = _sentinel(a.dtype)
+        if fill is not None:
+            big[...] = fill
+        view = big[tuple(slice(None, None, k) for k in steps) + (Ellipsis,)]
         view[...] = a
         return view
     if layout == "negative":
-        flip = (slice(None, None, -1),) * nd
         return np.array(a[flip], order="C", copy=True)[flip]
+    if layout == "zero_stride":
+        if a.size == 0 or nd == 0:
+            return np.broadcast_to(np.array(a, copy=True), a.shape)
+        axes = [i for i in range(nd) if a.shape[i] > 1] or [0]
+        index = [slice(None)] * nd
+        index[axes[0]] = slice(0, 1)
+        return np.broadcast_to(np.array(a[tuple(index)], copy=True), a.shape)
     if layout == "readonly":
         b = np.array(a, copy=True)
         b.flags.writeable = False
         return b
-    if layout == "unaligned":
+    if layout in ("unaligned", "unaligned_readonly"):
+        if a.dtype.hasobject or a.size == 0:
+            return with_layout(a, "C" if layout == "unaligned" else "readonly")
+        if layout == "unaligned_readonly":  # a bytes object: read-only
+            raw = b"\0" + np.ascontiguousarray(a).tobytes()
+            return np.frombuffer(raw, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
         buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
-        b = buf[1:].view(a.dtype).reshape(a.shape) if a.size else np.empty(a.shape, a.dtype)
+        b = buf[1:].view(a.dtype).reshape(a.shape)
         b[...] = a
         return b
     if layout == "byteswapped":
         return np.array(a, dtype=a.dtype.newbyteorder(), copy=True)
     if layout == "readonly_sliced_negative":
-        flip = (slice(None, None, -1),) * nd
         b = with_layout(a[flip], "sliced")[flip]
         b.flags.writeable = False
         return b
@@ -208,7 +247,6 @@ GROUPED = {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2), "groups": 2}
 # NaN and Inf
 # --------------------------------------------------------------------------
 
-
 def assert_same_specials(actual, expected, tol: float, what=""):
     """Same NaN / +Inf / -Inf pattern; finite outputs within the normwise ``tol``."""
     a = np.asarray(actual, dtype=np.float64)
@@ -222,3 +260,22 @@ def assert_same_specials(actual, expected, tol: float, what=""):
         scale = max(float(np.max(np.abs(e[finite]))), 1e-300)
         err = float(np.max(np.abs(a[finite] - e[finite]))) / scale
         assert err <= tol, f"{what}: normwise error {err:.2e}"
+
+
+# --------------------------------------------------------------------------
+# Child processes
+# --------------------------------------------------------------------------
+
+
+def run_child(code: str, tmp_path) -> None:
+    """Run ``code`` in a fresh interpreter (a crash fails only the test), outside
+    the checkout (so the installed package is imported), with no core file."""
+
+    def no_core_dump():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          cwd=tmp_path, preexec_fn=no_core_dump)
+    assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"

@@ -10,7 +10,9 @@ against.  Provided:
 * the 4-D layer (channels, stride, padding, dilation, groups, bias) as in
   ``torch.nn.functional.conv2d``, by strided window views and ``einsum``,
   one filter tap at a time;
-* template-matching scores (OpenCV's six definitions), one window at a time.
+* template-matching scores (OpenCV's six definitions), one window at a time,
+  and ``find_matches``' greedy suppression;
+* ``cconv.testing.rel_error``'s definition, entry by entry.
 
 All references compute in float64, whatever the input dtype.
 
@@ -19,6 +21,8 @@ Test modules import it directly (``pythonpath = ["tests"]`` in
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.signal import correlate2d
@@ -35,6 +39,8 @@ __all__ = [
     "layer_backward",
     "match_scores",
     "match_batch",
+    "greedy_matches",
+    "rel_error",
 ]
 
 
@@ -290,3 +296,43 @@ def match_batch(image, templates, method, pad_input=False) -> np.ndarray:
     n, pairs = broadcast_pairs(x.shape[0], t.shape[0])
     out = np.stack([match_scores(x[i], t[j], method, pad_input) for i, j in pairs])
     return out[0] if image.ndim == 2 and templates.ndim == 2 else out
+
+
+def greedy_matches(good: np.ndarray, candidate: np.ndarray, num: int, min_distance: int):
+    """The specification's suppression, one candidate at a time, best first.
+
+    ``good``: the (M, H, W) scores, higher better; ``candidate``: where a
+    match may be.  Returns ``(index, y, x)`` of the matches (an order among
+    ties is arbitrary).
+    """
+    where = [tuple(int(i) for i in p) for p in np.argwhere(candidate)]
+    where.sort(key=lambda p: -good[p])
+    accepted = []
+    for k, y, x in where:
+        if len(accepted) == num:
+            break
+        if all(k != k2 or max(abs(y - y2), abs(x - x2)) > min_distance for k2, y2, x2 in accepted):
+            accepted.append((k, y, x))
+    return accepted
+
+
+# --------------------------------------------------------------------------
+# cconv.testing.rel_error
+# --------------------------------------------------------------------------
+
+
+def rel_error(fa: np.ndarray, fb: np.ndarray) -> float:
+    """The documented definition, entry by entry, in plain Python floats."""
+    worst = 0.0
+    for x, y in np.broadcast(fa, fb):
+        x, y = float(x), float(y)
+        if math.isnan(x) or math.isnan(y):
+            return math.nan
+        if x == y:  # also inf == inf
+            e = 0.0
+        elif math.isinf(x) or math.isinf(y):
+            e = 1.0  # the limit of |x - y| / (|x| + |y|)
+        else:
+            e = abs(x - y) / max(1e-8, abs(x) + abs(y))
+        worst = max(worst, e)
+    return worst

@@ -3,7 +3,7 @@
 Against SciPy (many shapes) and naive NumPy loops (small shapes); every
 method, memory layout and dtype; bad input; NaN and Inf; finite-difference
 gradients; Hypothesis properties; memory refused up front; float32 on a large
-dynamic range.  The fuzz of these functions is in ``test_fuzz.py``.
+dynamic range.  The fuzz of these functions is in ``fuzz/test_conv.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ import cconv
 from cconv import _validation
 from cconv.testing import numerical_gradient, rel_error
 
-from cases import (LAYOUTS, assert_fresh_output, assert_same_specials, assert_unchanged,
+from cases import (LAYOUTS, METHODS, assert_fresh_output, assert_same_specials, assert_unchanged,
                    expected_dtype, max_rel_err, random_array, snapshot, tol, with_layout)
+from fuzz.strategies import image_and_filter
 from reference import loop_backward, loop_forward, scipy_backward, scipy_forward
 
 
@@ -1017,10 +1019,7 @@ KINDS = ["w2d", "w1", "x1", "equal"]
 
 @st.composite
 def conv_cases(draw):
-    h = draw(st.integers(1, 12))
-    wd = draw(st.integers(1, 12))
-    hh = draw(st.integers(1, h))
-    ww = draw(st.integers(1, wd))
+    h, wd, hh, ww = draw(image_and_filter(largest=12))
     n = draw(st.integers(0, 3))
     kind = draw(st.sampled_from(KINDS))
     if kind == "w2d":
@@ -1123,14 +1122,24 @@ def test_backward_is_linear_in_dout(case, a, b):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["auto", "direct", "fft"])
-def test_huge_declared_image_is_refused_before_allocating(method):
-    # 320 GB of float64 as the kernels would need it, declared with zero strides.
-    x = np.broadcast_to(np.float64(1.0), (1, 200_000, 200_000))
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_huge_declared_image_is_refused_before_allocating(method, dtype):
+    # 320 GB of float64 as the kernels would need it, declared with zero
+    # strides: refused, not attempted (MemoryError exactly: NumPy's
+    # _ArrayMemoryError would mean it tried), quickly and before allocating.
+    x = np.broadcast_to(dtype(1), (1, 200_000, 200_000))
     start = time.perf_counter()
-    with pytest.raises(MemoryError, match=r"x\(1, 200000, 200000\).*GiB"):
-        cconv.conv_forward(x, np.ones((3, 3)), method=method)
-    assert time.perf_counter() - start < 1.0  # refused, not attempted
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"x\(1, 200000, 200000\).*GiB") as info:
+            cconv.conv_forward(x, np.ones((3, 3), dtype), method=method)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0
+    assert type(info.value) is MemoryError
+    assert peak < 64 * 2**20, f"allocated {peak / 2**20:.0f} MiB before refusing"
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])

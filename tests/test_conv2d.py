@@ -2,7 +2,8 @@
 
 References: ``reference.layer_forward`` / ``layer_backward`` (window views
 and einsum, in float64) always; finite differences for the gradients.  The
-comparison against PyTorch is in ``test_conv2d_torch.py``.
+comparison against PyTorch is in ``test_conv2d_torch.py``, the fuzz in
+``fuzz/test_conv2d.py``, eight threads at once in ``test_concurrency.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from hypothesis import strategies as st
 import cconv
 from cconv.testing import numerical_gradient
 
-from cases import (assert_fresh_output, assert_unchanged, expected_dtype, max_rel_err, random_array,
-                   snapshot, tol, with_layout)
+from cases import (assert_fresh_output, assert_unchanged, expected_dtype, max_rel_err, names,
+                   random_array, snapshot, tol, with_layout)
 from reference import layer_backward, layer_forward
 
 # (N, C, H, W, F, HH, WW, options): every option, alone and together.
@@ -301,6 +302,28 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize("option", [
+    {"stride": 2**63}, {"stride": (1, 2**64)}, {"stride": np.uint64(2**63)}, {"dilation": 2**63},
+], ids=["stride", "stride pair", "stride uint64", "dilation"])
+def test_conv2d_option_of_2_63_or_more(option):
+    # A 1x1 filter: the window of any stride or dilation fits, one output
+    # per stride; the layer is valid by the specification.  Either a result
+    # or a ValueError naming the option (no OverflowError).
+    x = np.arange(50.0).reshape(1, 2, 5, 5)
+    w = np.ones((3, 2, 1, 1))
+    (name,) = option
+    try:
+        out, cache = cconv.conv2d_forward(x, w, **option)
+    except ValueError as exc:
+        assert names(str(exc), name), str(exc)
+        return
+    stride = option.get("stride", 1)
+    s = (stride, stride) if not isinstance(stride, tuple) else stride
+    expected = (x[:, :, :: int(s[0]), :: int(s[1])].sum(axis=1, keepdims=True)
+                * np.ones((1, 3, 1, 1)))
+    np.testing.assert_allclose(out, expected)
+
+
 @pytest.mark.parametrize("change,exc,message", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_bad_forward_arguments(change, exc, message):
     args = {"x": X, "w": np.zeros((6, 2, 3, 3)), "b": None, "groups": 2}
@@ -366,10 +389,8 @@ def test_property_matches_reference(case, dtype, layout, bias, seed):
 
 
 def _err(got, want, terms):
-    """Largest error over the largest sum of absolute terms (0 for empty results)."""
-    if want.size == 0:
-        return 0.0
-    return float(np.max(np.abs(np.asarray(got, np.float64) - want))) / max(float(np.max(terms)), 1e-300)
+    """The error on the scale of the largest sum of absolute terms."""
+    return max_rel_err(got, want, float(np.max(terms, initial=0.0)))
 
 
 def test_without_blas_thread_control_runs_on_one_thread(rng, monkeypatch):

@@ -3,21 +3,24 @@
 References: ``reference.match_scores`` (every window scored on its own, in
 float64) always; OpenCV's ``matchTemplate`` and scikit-image's
 ``match_template`` when installed (optional test peers, skipped with the
-reason shown; ``.ci/run`` installs them).
+reason shown; ``.ci/run`` installs them).  The fuzz is in
+``fuzz/test_match.py``.
 """
 
 from __future__ import annotations
 
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 import cconv
 
+from cases import MATCH_METHODS as METHODS
+from cases import names, run_child
 from reference import match_batch, match_scores
 
-METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
 NORMED_RANGE = {"sqdiff_normed": (0.0, 1.0), "ccorr_normed": (-1.0, 1.0), "ccoeff_normed": (-1.0, 1.0)}
 
 
@@ -99,6 +102,25 @@ def test_one_pixel_template(rng):
     np.testing.assert_allclose(cconv.match_template(image, t, "ccorr_normed"), 1.0, rtol=1e-14)
     assert np.all(cconv.match_template(image, t, "ccoeff_normed") == 0)  # a 1-pixel template is flat
     np.testing.assert_allclose(cconv.match_template(image, t, "sqdiff"), match_scores(image, t, "sqdiff"))
+
+
+# Images and templates not in C order (zero strides too): the same scores.
+_ORDERS = {
+    "fortran": np.asfortranarray,
+    "transposed": lambda a: np.ascontiguousarray(a.T).T,
+    "zero_stride": lambda a: np.broadcast_to(a[..., :1, :], a.shape),  # rows repeat
+}
+
+
+@pytest.mark.parametrize("which", ["image", "templates"])
+@pytest.mark.parametrize("order", list(_ORDERS))
+@pytest.mark.parametrize("method", ["ccorr", "ccoeff_normed"])
+def test_match_template_not_c_ordered(which, order, method):
+    args = {"image": np.arange(30.0).reshape(5, 6) % 7, "templates": np.array([[1.0, 2.0], [0.0, 5.0]])}
+    args[which] = _ORDERS[order](args[which])
+    want = match_scores(np.array(args["image"]), np.array(args["templates"]), method)
+    got = cconv.match_template(args["image"], args["templates"], method)
+    np.testing.assert_allclose(got, want, atol=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -194,6 +216,47 @@ def test_find_matches_lower_is_better_nan_and_plateaus():
     for i, a in enumerate(flat):
         for b in flat[i + 1:]:
             assert max(abs(a.y - b.y), abs(a.x - b.x)) > 150
+
+
+def test_find_matches_peak_beside_a_suppressed_candidate():
+    # 10 is a match; 9 (2 from it) is suppressed; 8 is 4 from 10, 2 from the
+    # suppressed 9: by the documented rule ("a better match suppresses the
+    # worse") it is the second match.
+    s = np.array([[10.0, 0.0, 9.0, 0.0, 8.0]])
+    got = cconv.find_matches(s, num=5, min_distance=2)
+    assert [tuple(m) for m in got] == [(0, 0, 0, 10.0), (0, 0, 4, 8.0)]
+
+@pytest.mark.parametrize("lower_is_better", [False, True])
+def test_find_matches_worst_infinity_is_a_score(lower_is_better):
+    worst = np.inf if lower_is_better else -np.inf
+    got = cconv.find_matches(np.array([[1.0, worst]]), num=5, min_distance=0,
+                             lower_is_better=lower_is_better)
+    assert [tuple(m) for m in got] == [(0, 0, 0, 1.0), (0, 0, 1, worst)]
+
+@pytest.mark.parametrize("threshold, want", [(Fraction(19, 2), 2), (10**400, 0), (-10**400, 5)],
+                         ids=["fraction", "int 1e400", "int -1e400"])
+def test_find_matches_threshold_beyond_float(threshold, want):
+    s = np.array([[1.0, 0.0, 9.5, 0.0, 10.0]])
+    try:
+        got = cconv.find_matches(s, num=5, min_distance=0, threshold=threshold)
+    except (TypeError, ValueError) as exc:  # refused: it must say why
+        assert names(str(exc), "threshold"), f"{type(exc).__name__}: {exc}"
+        return
+    assert len(got) == want, got
+
+@pytest.mark.parametrize("min_distance", ["2**31", "2**40", "2**61", "np.int64(2**62)"])
+def test_find_matches_huge_min_distance(min_distance, tmp_path):
+    # A valid distance (an int >= 0): one match per map, as for any distance
+    # beyond the map.  In a child process, so a crash fails only this test.
+    code = (
+        "import warnings, numpy as np, cconv\n"
+        "warnings.simplefilter('error')\n"
+        "s = np.arange(12.0).reshape(3, 4)\n"
+        f"got = cconv.find_matches(s, num=5, min_distance={min_distance})\n"
+        "assert [tuple(m) for m in got] == [(0, 2, 3, 11.0)], got\n"
+    )
+
+    run_child(code, tmp_path)
 
 
 def test_matching_the_demo_case_end_to_end(rng):

@@ -2,19 +2,20 @@
 builds, and the package's version.
 
 Calls from several Python threads at once are in ``test_concurrency.py``; the
-knob's fuzz is in ``test_fuzz.py``.
+knob's fuzz is in ``fuzz/test_threads.py``.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
 
 import cconv
 
-from cases import max_rel_err, random_array, tol
+from cases import MAX_THREADS, max_rel_err, random_array, run_child, tol
 from reference import scipy_backward, scipy_forward
 
 
@@ -48,16 +49,51 @@ def test_thread_count_knob_and_results_independent_of_it(rng):
     assert all(np.array_equal(r[1], results[0][1]) for r in results)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, np.int64(-2)])
+@pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, 2**63, 100_000, np.int64(-2), np.int64(2**40)])
 def test_set_num_threads_rejects_bad_values(bad):
-    with pytest.raises(ValueError, match=r"\bn\b"):
-        cconv.set_num_threads(bad)
+    # A ValueError naming n and showing the value (no OverflowError from
+    # the C shim for 2**31 and beyond); the setting is unchanged.
+    before = cconv.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match=r"^n\b.*" + re.escape(repr(bad))):
+            cconv.set_num_threads(bad)
+        assert cconv.get_num_threads() == before
+    finally:
+        cconv.set_num_threads(before)
 
 
 @pytest.mark.parametrize("bad", [1.5, 2.0, "2", None, True, np.bool_(True)])
 def test_set_num_threads_rejects_non_integers(bad):
     with pytest.raises(TypeError, match=r"\bn\b"):
         cconv.set_num_threads(bad)
+
+
+def test_set_num_threads_accepts_the_documented_range():
+    before = cconv.get_num_threads()
+    try:
+        for n in (1, np.int32(2), np.uint8(3), MAX_THREADS):
+            cconv.set_num_threads(n)  # (no parallel loop started: 4096 threads)
+            if cconv._runtime.openmp_enabled():
+                assert cconv.get_num_threads() == n
+    finally:
+        cconv.set_num_threads(before)
+
+
+def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
+    # Refused; a later parallel call still runs (libgomp cannot start 100000
+    # threads).  In a child process, so a crash fails only this test.
+    code = (
+        "import re, numpy as np, cconv\n"
+        "try:\n"
+        "    cconv.set_num_threads(100_000)\n"
+        "except ValueError as e:\n"
+        "    assert re.match(r'n\\b.*100000', str(e)), str(e)\n"
+        "    cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "    raise SystemExit(0)\n"
+        "cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "raise SystemExit(3)\n"
+    )
+    run_child(code, tmp_path)
 
 
 def test_threadpoolctl_sees_and_limits_the_same_setting():
