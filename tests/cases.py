@@ -9,9 +9,12 @@ that module.  Nothing here imports cconv at module level.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
+import warnings
+from unittest import mock
 
 import numpy as np
 
@@ -247,6 +250,21 @@ GROUPED = {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2), "groups": 2}
 # NaN and Inf
 # --------------------------------------------------------------------------
 
+_SPECIALS_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
+
+
+def specials_tol(dtype) -> float:
+    """Normwise tolerance on the finite outputs of a call with NaN or Inf inputs."""
+    return _SPECIALS_TOL[np.dtype(dtype)]
+
+
+def quiet(fn, *args, **kwargs):
+    """A reference computed without NumPy's warnings about inf - inf."""
+    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
 def assert_same_specials(actual, expected, tol: float, what=""):
     """Same NaN / +Inf / -Inf pattern; finite outputs within the normwise ``tol``."""
     a = np.asarray(actual, dtype=np.float64)
@@ -260,6 +278,17 @@ def assert_same_specials(actual, expected, tol: float, what=""):
         scale = max(float(np.max(np.abs(e[finite]))), 1e-300)
         err = float(np.max(np.abs(a[finite] - e[finite]))) / scale
         assert err <= tol, f"{what}: normwise error {err:.2e}"
+
+
+@contextlib.contextmanager
+def restoring_by(strategy):
+    """Force the FFT route's way of finding non-finite outputs (or leave the choice)."""
+    from cconv import _nonfinite
+
+    limit = {"scatter": 10**9, "fft": -1, "either": _nonfinite._SCATTER_CELLS}[strategy]
+    with mock.patch.object(_nonfinite, "_SCATTER_CELLS", limit), \
+            mock.patch.object(_nonfinite, "_SCATTER_PER_OUTPUT", 10**9 if strategy == "scatter" else 4):
+        yield
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ against.  Provided:
   ``torch.nn.functional.conv2d``, by strided window views and ``einsum``,
   one filter tap at a time;
 * template-matching scores (OpenCV's six definitions), one window at a time,
-  and ``find_matches``' greedy suppression;
+  which windows hold a bad pixel, and ``find_matches``' greedy suppression;
 * ``cconv.testing.rel_error``'s definition, entry by entry.
 
 All references compute in float64, whatever the input dtype.
@@ -39,6 +39,7 @@ __all__ = [
     "layer_backward",
     "match_scores",
     "match_batch",
+    "window_covers",
     "greedy_matches",
     "rel_error",
 ]
@@ -296,6 +297,12 @@ def match_batch(image, templates, method, pad_input=False) -> np.ndarray:
     n, pairs = broadcast_pairs(x.shape[0], t.shape[0])
     out = np.stack([match_scores(x[i], t[j], method, pad_input) for i, j in pairs])
     return out[0] if image.ndim == 2 and templates.ndim == 2 else out
+
+
+def window_covers(bad, hh, ww) -> np.ndarray:
+    """Whether each valid window of a 2-D mask holds a True: a loop, as the spec reads."""
+    ho, wo = bad.shape[0] - hh + 1, bad.shape[1] - ww + 1
+    return np.array([[bad[r:r + hh, c:c + ww].any() for c in range(wo)] for r in range(ho)])
 
 
 def greedy_matches(good: np.ndarray, candidate: np.ndarray, num: int, min_distance: int):

@@ -23,7 +23,8 @@ from cconv import _validation
 from cconv.testing import numerical_gradient, rel_error
 
 from cases import (LAYOUTS, METHODS, assert_fresh_output, assert_same_specials, assert_unchanged,
-                   expected_dtype, max_rel_err, random_array, snapshot, tol, with_layout)
+                   expected_dtype, max_rel_err, quiet, random_array, snapshot, specials_tol, tol,
+                   with_layout)
 from fuzz.strategies import image_and_filter
 from reference import loop_backward, loop_forward, scipy_backward, scipy_forward
 
@@ -932,6 +933,60 @@ def test_inf_times_zero_tap_is_nan_like_scipy():
     hand = np.array([[np.inf, np.nan, 2.0], [np.nan, np.nan, np.nan], [2.0, np.nan, -np.inf]])
     np.testing.assert_array_equal(expected[0], hand)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_large_filter_fft_keeps_one_nan_local():
+    # The case: 128x140 float64, one NaN, a 60x60 filter ('auto' picks the FFT).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 128, 140))
+    x[0, 70, 30] = np.nan
+    w = rng.standard_normal((60, 60))
+    for method in METHODS:
+        out, cache = cconv.conv_forward(x, w, method=method)
+        expected = quiet(scipy_forward, x, w)
+        assert 0 < np.isnan(expected).sum() < expected.size // 2
+        assert_same_specials(out, expected, specials_tol(np.float64), method)
+
+
+def test_inf_signs_and_inf_meeting_zero_on_every_method():
+    # +Inf times a negative tap is -Inf, times zero NaN; +Inf and -Inf in one window: NaN.
+    x = np.ones((1, 8, 9))
+    x[0, 2, 2] = np.inf
+    x[0, 5, 6] = -np.inf
+    w = np.array([[1.0, -2.0], [0.0, 3.0]])
+    expected = quiet(scipy_forward, x, w)
+    assert np.isposinf(expected).any() and np.isneginf(expected).any() and np.isnan(expected).any()
+    for method in METHODS:
+        for dtype in (np.float64, np.float32):
+            out, _ = cconv.conv_forward(x.astype(dtype), w.astype(dtype), method=method)
+            assert_same_specials(out, expected, specials_tol(dtype), f"{method} {np.dtype(dtype).name}")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_in_dout_stays_local(method):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 40, 41))
+    w = rng.standard_normal((25, 25))
+    out, cache = cconv.conv_forward(x, w, method=method)
+    dout = rng.standard_normal(out.shape)
+    dout[1, 3, 4] = np.nan
+    dx, dw = cconv.conv_backward(dout, cache, method=method)
+    edx, edw = quiet(scipy_backward, x, w, dout)
+    assert np.isfinite(dx[0]).all() and 0 < np.isnan(dx[1]).sum() < dx[1].size
+    assert_same_specials(dx, edx, specials_tol(np.float64), "dx")
+    assert_same_specials(dw, edw, specials_tol(np.float64), "dw")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eye_found_by_conv_forward_beside_a_nan_block(photograph, method):
+    from cconv import demo
+
+    noisy, template = photograph
+    out, _ = cconv.conv_forward(noisy[None], template, method=method)
+    expected = quiet(scipy_forward, noisy[None], template)[0]
+    assert_same_specials(out[0], expected, specials_tol(np.float64), method)
+    y, x = np.unravel_index(np.nanargmax(out[0]), out[0].shape)
+    assert (y, x) == demo.DEFAULT_BOX[:2]
 
 
 # --------------------------------------------------------------------------

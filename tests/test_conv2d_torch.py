@@ -3,7 +3,8 @@
 PyTorch is an optional test peer: without it this module is skipped, with
 the reason shown in the summary.  ``.ci/run`` installs ``torch==2.13.0`` so
 these tests always run in CI.  Forward against ``torch.nn.functional.conv2d``;
-dx, dw and db against autograd of ``sum(out * dout)``.
+dx, dw and db against autograd of ``sum(out * dout)``; NaN and Inf (drawn by
+Hypothesis) where PyTorch's float64 layer puts them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cconv
 
-from cases import max_rel_err, tol
+from cases import assert_same_specials, max_rel_err, restoring_by, specials_tol, tol
+from fuzz.strategies import FUZZ, sprinkled
 
 torch = pytest.importorskip(
     "torch", reason="PyTorch is an optional test peer (pip install torch==2.13.0); .ci/run installs it"
@@ -88,3 +92,41 @@ def test_single_channel_against_torch(rng, method):
     assert max_rel_err(out, want_out) <= 1e-12
     for got, want in zip(cconv.conv2d_backward(dout, cache), want_grads):
         assert max_rel_err(got, want) <= 1e-12
+
+
+# --------------------------------------------------------------------------
+# NaN and Inf
+# --------------------------------------------------------------------------
+
+
+@st.composite
+def layer_4d_case(draw):
+    c = draw(st.sampled_from([1, 1, 2]))
+    n, f = draw(st.sampled_from([(1, 1), (1, 3), (2, 1), (2, 2)]))
+    h, w = draw(st.integers(3, 14)), draw(st.integers(3, 14))
+    pad = draw(st.integers(0, 2))
+    hh, ww = draw(st.integers(1, min(4, h + 2 * pad))), draw(st.integers(1, min(4, w + 2 * pad)))
+    x = draw(sprinkled((n, c, h, w), np.float64))
+    k = draw(sprinkled((f, c, hh, ww), np.float64, most=2))
+    single = c == 1 and (n == 1 or f == 1)
+    method = draw(st.sampled_from(("auto", "gemm", "direct", "fft") if single else ("auto", "gemm")))
+    return x, k, pad, method
+
+
+@pytest.mark.parametrize("strategy", ["scatter", "fft"])
+@FUZZ
+@given(case=layer_4d_case(), data=st.data())
+def test_nan_and_inf_like_torch(strategy, case, data):
+    x, w, pad, method = case
+    with restoring_by(strategy):
+        out, cache = cconv.conv2d_forward(x, w, padding=pad, method=method)
+    dout = data.draw(sprinkled(out.shape, np.float64, most=3))
+    with restoring_by(strategy):
+        dx, dw, _ = cconv.conv2d_backward(dout, cache)
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    ot = torch.nn.functional.conv2d(xt, wt, padding=pad)
+    gx, gw = torch.autograd.grad(ot, (xt, wt), torch.from_numpy(dout))
+    assert_same_specials(out, ot.detach().numpy(), specials_tol(np.float64), f"out ({method})")
+    assert_same_specials(dx, gx.numpy(), specials_tol(np.float64), f"dx ({method})")
+    assert_same_specials(dw, gw.numpy(), specials_tol(np.float64), f"dw ({method})")

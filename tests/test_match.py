@@ -136,6 +136,26 @@ def test_large_mean_keeps_precision(rng, dtype):
     np.testing.assert_allclose(got[:25, :25], sub, atol=tol)
 
 
+def test_template_with_nan_scores_nan_everywhere():
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((20, 20))
+    templates = rng.standard_normal((3, 4, 4))
+    templates[1, 2, 2] = np.nan
+    scores = cconv.match_template(image, templates)
+    assert np.isnan(scores[1]).all()
+    assert np.isfinite(scores[[0, 2]]).all()
+
+
+def test_eye_found_by_match_template_beside_a_nan_block(photograph):
+    from cconv import demo
+
+    noisy, template = photograph
+    scores = cconv.match_template(noisy, template)
+    assert 0 < np.isnan(scores).sum() < scores.size // 10
+    (best,) = cconv.find_matches(scores, num=1)
+    assert (best.y, best.x) == demo.DEFAULT_BOX[:2]
+
+
 def test_memory_is_proportional_to_image_and_output(rng):
     image = rng.standard_normal((1024, 1024)).astype(np.float32)
     t = rng.standard_normal((64, 64)).astype(np.float32)

@@ -356,3 +356,27 @@ def junk_cache(kind, xa, wa, **more):
         "list": [xa, wa],
         **more,
     }[kind]
+
+
+# --------------------------------------------------------------------------
+# NaN and Inf
+# --------------------------------------------------------------------------
+
+SPECIALS = (np.nan, np.inf, -np.inf)
+
+
+@st.composite
+def sprinkled(draw, shape, dtype, most=4):
+    """A standard-normal array of ``shape`` with up to ``most`` NaN/Inf, corners favoured."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shape)
+    if draw(st.booleans()):  # zeros too, so that Inf meets 0
+        a[rng.random(shape) < 0.2] = 0.0
+    count = draw(st.integers(0, most))
+    for _ in range(count):
+        index = tuple(
+            draw(st.sampled_from([0, n - 1]) | st.integers(0, n - 1)) for n in shape
+        )
+        a[index] = draw(st.sampled_from(SPECIALS))
+    return a.astype(dtype)

@@ -1,7 +1,8 @@
 """Fuzz of the 3-D layer: conv_forward and conv_backward.
 
 Any input (see ``strategies.py``) either gives SciPy's result or is refused
-as ``oracle.py`` works out.
+as ``oracle.py`` works out; NaN and Inf anywhere in x, w and dout stay where
+SciPy puts them, on every method.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from hypothesis import strategies as st
 
 import cconv
 
-from cases import METHODS, expected_dtype, max_rel_err, tol
+from cases import (METHODS, assert_same_specials, expected_dtype, max_rel_err, quiet, restoring_by,
+                   specials_tol, tol)
 from fuzz.oracle import (HUGE_BYTES, Expect, Guard, amax, attempt, call_as_expected, convert,
                          declared_bytes, forward_expect)
 from fuzz.strategies import (BAD_METHODS, FUZZ, JUNK_CACHES, REAL_DTYPES, VALID_DTYPES, VALID_FORMS,
                              Operand, conv_shapes, douts, huge_operand, junk_cache, operands,
-                             valid_conv_shapes)
+                             sprinkled, valid_conv_shapes)
 from reference import scipy_backward, scipy_forward
 
 
@@ -173,3 +175,42 @@ def test_fuzz_conv_backward(case):
     again = cconv.conv_backward(dout.value, cache, method=method)
     assert np.array_equal(again[0], dx) and np.array_equal(again[1], dw)
     event(f"backward ok {dtype} {fmethod}->{method}")
+
+
+# --------------------------------------------------------------------------
+# NaN and Inf, against SciPy
+# --------------------------------------------------------------------------
+
+
+@st.composite
+def layer_case(draw):
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    h, w = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    hh, ww = draw(st.integers(1, h)), draw(st.integers(1, w))
+    form = draw(st.sampled_from(["shared", "shared3", "pairs", "templates"]))
+    n = draw(st.integers(1, 3))
+    nx, wshape = {
+        "shared": (n, (hh, ww)),
+        "shared3": (n, (1, hh, ww)),
+        "pairs": (n, (n, hh, ww)),
+        "templates": (1, (n, hh, ww)),
+    }[form]
+    x = draw(sprinkled((nx, h, w), dtype))
+    k = draw(sprinkled(wshape, dtype, most=2))
+    return x, k
+
+
+@pytest.mark.parametrize("strategy", ["scatter", "fft", "either"])
+@FUZZ
+@given(case=layer_case(), method=st.sampled_from(METHODS), data=st.data())
+def test_fuzz_nan_and_inf_like_scipy(strategy, case, method, data):
+    x, w = case
+    with restoring_by(strategy):
+        out, cache = cconv.conv_forward(x, w, method=method)
+    assert_same_specials(out, quiet(scipy_forward, x, w), specials_tol(x.dtype), f"out ({method})")
+    dout = data.draw(sprinkled(out.shape, x.dtype, most=3))
+    with restoring_by(strategy):
+        dx, dw = cconv.conv_backward(dout, cache, method=method)
+    edx, edw = quiet(scipy_backward, x, w, dout)
+    assert_same_specials(dx, edx, specials_tol(x.dtype), f"dx ({method})")
+    assert_same_specials(dw, edw, specials_tol(x.dtype), f"dw ({method})")

@@ -8,7 +8,8 @@ score map is checked against ``reference.match_scores`` on its pair: the
 normalised scores within 1e-9 (float64) / 2e-4 (float32) absolute, in their
 range, and exactly the documented value (0; sqdiff_normed 1) on windows or
 templates that are flat (constant for ccoeff_normed, all zero for the
-others); the others normwise on the scale of their terms.
+others); the others normwise on the scale of their terms.  NaN and Inf
+pixels make exactly the windows over them NaN.
 
 ``find_matches`` gets score maps of distinct values (with NaN and
 infinities) and with ties, of every real dtype and layout (junk and wrong
@@ -29,12 +30,12 @@ from hypothesis import strategies as st
 
 import cconv
 
-from cases import MATCH_METHODS, expected_dtype, max_rel_err
+from cases import MATCH_METHODS, expected_dtype, max_rel_err, quiet
 from fuzz.oracle import (HUGE_BYTES, Expect, Guard, amax, call_as_expected, convert, declared_bytes,
                          forward_expect)
-from fuzz.strategies import (FLOAT32_DTYPES, FUZZ, REAL_DTYPES, VALID_DTYPES, VALID_FORMS, Operand,
-                             conv_shapes, huge_operand, operands, valid_conv_shapes)
-from reference import broadcast_pairs, greedy_matches, match_scores
+from fuzz.strategies import (FLOAT32_DTYPES, FUZZ, REAL_DTYPES, SPECIALS, VALID_DTYPES, VALID_FORMS,
+                             Operand, conv_shapes, huge_operand, operands, valid_conv_shapes)
+from reference import broadcast_pairs, greedy_matches, match_scores, scipy_forward, window_covers
 
 
 # --------------------------------------------------------------------------
@@ -190,6 +191,49 @@ def test_fuzz_match_template(method, case, pad_input):
        pad_input=st.sampled_from(PAD_INPUTS * 2 + BAD_PAD_INPUTS))
 def test_fuzz_match_template_any_args(case, method, pad_input):
     _run_match(*case, method, pad_input)
+
+
+@FUZZ
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    method=st.sampled_from(MATCH_METHODS),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    size=st.tuples(st.integers(4, 30), st.integers(4, 30), st.integers(1, 12), st.integers(1, 12)),
+    count=st.integers(1, 5),
+    pad_input=st.booleans(),
+)
+def test_match_template_windows_over_bad_pixels_score_nan(seed, method, dtype, size, count, pad_input):
+    rng = np.random.default_rng(seed)
+    h, w, hh, ww = size
+    hh, ww = min(hh, h), min(ww, w)
+    image = rng.uniform(-1, 1, (h, w)) + 3.0
+    template = rng.uniform(-1, 1, (hh, ww))
+    bad = np.zeros((h, w), dtype=bool)
+    for _ in range(count):
+        r = rng.choice([0, h - 1, int(rng.integers(0, h))])
+        c = rng.choice([0, w - 1, int(rng.integers(0, w))])
+        bad[r, c] = True
+    image[bad] = rng.choice(SPECIALS, size=int(bad.sum()))
+    scores = cconv.match_template(image.astype(dtype), template.astype(dtype), method, pad_input=pad_input)
+    if pad_input:
+        bad = np.pad(bad, ((hh // 2, hh - 1 - hh // 2), (ww // 2, ww - 1 - ww // 2)))
+    covered = window_covers(bad, hh, ww)
+    np.testing.assert_array_equal(np.isnan(scores), covered)
+    assert np.isfinite(scores[~covered]).all()
+    # Elsewhere, the scores of the image with other values in those pixels.
+    filled = image.copy()
+    filled[~np.isfinite(filled)] = rng.uniform(2, 4, int((~np.isfinite(filled)).sum()))
+    want = match_scores(filled.astype(dtype), template.astype(dtype), method, pad_input)
+    if (~covered).any():
+        scale = max(float(np.max(np.abs(want))), 1.0)
+        err = float(np.max(np.abs(scores[~covered] - want[~covered]))) / scale
+        assert err <= (1e-9 if dtype == np.float64 else 2e-4)
+    # The plain correlation: non-finite exactly where correlate2d's is.
+    if method == "ccorr" and not pad_input:
+        expected = quiet(scipy_forward, image.astype(dtype)[None], template.astype(dtype))[0]
+        np.testing.assert_array_equal(~np.isfinite(scores), ~np.isfinite(expected))
+    for match in cconv.find_matches(scores, num=3, min_distance=1, lower_is_better=method.startswith("sqdiff")):
+        assert np.isfinite(match.score)
 
 
 # --------------------------------------------------------------------------
