@@ -1,193 +1,16 @@
-"""Shared fixtures and helpers for the cconv test suite.
+"""Fixtures of the cconv test suite.
 
-The suite runs under ``--import-mode=importlib``, where test modules cannot
-reliably ``from conftest import ...`` and ``tests/`` is not on ``sys.path``.
-So the helpers live here (and in ``reference.py``, loaded from its file path)
-and reach the tests through fixtures:
-
-``rng``
-    A ``numpy.random.Generator`` seeded from the test's node id: every test
-    gets its own reproducible stream.
-``ref``
-    A session-scoped namespace with the references (``scipy_forward``,
-    ``scipy_backward``, ``loop_forward``, ``loop_backward``) and the helpers
-    below (``max_rel_err``, ``tol``, ``random_array``, ``with_layout``, ...).
-    Session-scoped so Hypothesis tests may use it too.
+Helpers and references are plain modules the tests import (``cases.py``,
+``reference.py``, ``fuzz/strategies.py``, ``fuzz/oracle.py``); only fixtures
+live here.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import types
 import zlib
 
 import numpy as np
 import pytest
-
-_HERE = pathlib.Path(__file__).resolve().parent
-
-
-def _load_reference() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("_cconv_tests_reference", _HERE / "reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _load_reference()
-
-
-# Normwise, not elementwise, relative error.  A valid correlation sums
-# products of both signs, so some outputs (and gradient entries) land near
-# zero through cancellation; there the rounding error of the sum is of the
-# size of the *terms*, not of the tiny result, and an elementwise relative
-# error (|a - e| / |e|) blows up for a perfectly good implementation.
-# Dividing the largest absolute error by the largest reference magnitude
-# measures the error on the scale of the result as a whole, which is what a
-# floating-point summation can actually guarantee.
-def max_rel_err(actual, expected) -> float:
-    """max|actual - expected| / max|expected|, in float64.
-
-    Shapes must match exactly.  Empty arrays give 0.  When ``expected`` is all
-    zero the guard falls back to the absolute error max|actual| (so an exact
-    zero result is required).  NaN anywhere gives NaN, which fails any
-    ``<= tol`` comparison.
-    """
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    assert a.shape == e.shape, f"shape mismatch: got {a.shape}, expected {e.shape}"
-    if e.size == 0:
-        return 0.0
-    scale = float(np.max(np.abs(e)))
-    err = float(np.max(np.abs(a - e)))
-    if scale == 0.0:
-        return err
-    return err / scale
-
-
-# float64 results must agree with the float64 reference to near machine
-# precision; float32 results (computed natively in float32) are compared with
-# a float64 reference computed on the same float32-rounded inputs.
-_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
-
-
-def tol(dtype) -> float:
-    """Normwise tolerance for a result of ``dtype`` (float32 or float64)."""
-    return _TOL[np.dtype(dtype)]
-
-
-def expected_dtype(*dtypes) -> np.dtype:
-    """The dtype cconv should compute in for operands of ``dtypes``.
-
-    bool/int -> float64, float16/float32 -> float32, float64 -> float64;
-    several operands: float32 only if every one computes in float32.
-    This is the specification written out independently, not cconv's code.
-    """
-    result = np.dtype(np.float32)
-    for dt in dtypes:
-        dt = np.dtype(dt)
-        if dt.kind == "f" and dt.itemsize <= 4:
-            continue
-        result = np.dtype(np.float64)
-    return result
-
-
-def random_array(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
-    """Random data of ``dtype``: N(0, 1) for floats, small signed ints, coin flips for bool."""
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
-        return rng.standard_normal(shape).astype(dt)
-    if dt.kind == "b":
-        return rng.random(shape) < 0.5
-    if dt.kind == "u":
-        return rng.integers(0, 8, size=shape).astype(dt)
-    if dt.kind == "i":
-        return rng.integers(-8, 8, size=shape).astype(dt)
-    raise ValueError(f"no random data for {dt}")
-
-
-LAYOUTS = (
-    "C",
-    "F",
-    "transposed",
-    "sliced",
-    "negative",
-    "readonly",
-    "unaligned",
-    "byteswapped",
-    "readonly_sliced_negative",
-)
-
-
-def _sentinel(dt: np.dtype):
-    """A value planted in the gaps of strided views: reading it would show."""
-    if dt.kind == "f":
-        return np.nan
-    if dt.kind == "b":
-        return True
-    return 99
-
-
-def with_layout(a, layout: str) -> np.ndarray:
-    """An array equal to ``a`` (same dtype, shape and values) in another memory layout.
-
-    The returned array never shares memory with ``a``.
-    """
-    a = np.asarray(a)
-    nd = a.ndim
-    if layout == "C":
-        return np.array(a, order="C", copy=True)
-    if layout == "F":
-        return np.array(a, order="F", copy=True)
-    if layout == "transposed":
-        # A C-ordered buffer of the reversed shape, viewed through .T.
-        return np.array(a.T, order="C", copy=True).T
-    if layout == "sliced":
-        steps = (2, 3, 2, 3)[:nd]
-        big = np.full(tuple(s * k for s, k in zip(a.shape, steps)), _sentinel(a.dtype), dtype=a.dtype)
-        view = big[tuple(slice(None, None, k) for k in steps)]
-        view[...] = a
-        return view
-    if layout == "negative":
-        flip = (slice(None, None, -1),) * nd
-        return np.array(a[flip], order="C", copy=True)[flip]
-    if layout == "readonly":
-        b = np.array(a, copy=True)
-        b.flags.writeable = False
-        return b
-    if layout == "unaligned":
-        buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
-        b = buf[1:].view(a.dtype).reshape(a.shape) if a.size else np.empty(a.shape, a.dtype)
-        b[...] = a
-        return b
-    if layout == "byteswapped":
-        return np.array(a, dtype=a.dtype.newbyteorder(), copy=True)
-    if layout == "readonly_sliced_negative":
-        flip = (slice(None, None, -1),) * nd
-        b = with_layout(a[flip], "sliced")[flip]
-        b.flags.writeable = False
-        return b
-    raise ValueError(layout)
-
-
-def snapshot(*arrays):
-    """Independent copies of ``arrays``, to check later they were not modified."""
-    return [np.array(a, copy=True) for a in arrays]
-
-
-def assert_unchanged(before, after):
-    for b, a in zip(before, after):
-        np.testing.assert_array_equal(np.asarray(a), b, strict=True)
-
-
-def assert_fresh_output(result, *inputs):
-    """A new, C-contiguous, writeable ndarray sharing no memory with any input."""
-    assert type(result) is np.ndarray
-    assert result.flags["C_CONTIGUOUS"]
-    for inp in inputs:
-        if isinstance(inp, np.ndarray):
-            assert not np.shares_memory(result, inp)
 
 
 @pytest.fixture
@@ -197,24 +20,14 @@ def rng(request) -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
-def ref() -> types.SimpleNamespace:
-    return types.SimpleNamespace(
-        scipy_forward=reference.scipy_forward,
-        scipy_backward=reference.scipy_backward,
-        loop_forward=reference.loop_forward,
-        loop_backward=reference.loop_backward,
-        layer_padding=reference.layer_padding,
-        layer_forward=reference.layer_forward,
-        layer_backward=reference.layer_backward,
-        match_scores=reference.match_scores,
-        broadcast_pairs=reference.broadcast_pairs,
-        max_rel_err=max_rel_err,
-        tol=tol,
-        expected_dtype=expected_dtype,
-        random_array=random_array,
-        with_layout=with_layout,
-        LAYOUTS=LAYOUTS,
-        snapshot=snapshot,
-        assert_unchanged=assert_unchanged,
-        assert_fresh_output=assert_fresh_output,
-    )
+def photograph():
+    """The demo photograph, mean removed, with noise and a 5x10 block of NaN
+    pixels far below the eye; and the eye, cut from it before the noise."""
+    from cconv import demo
+
+    img = demo.load_grey(demo.default_image_path())
+    img = img - img.mean()
+    template = demo.cut_template(img, demo.DEFAULT_BOX)
+    noisy = demo.add_noise(img, 50.0, 0)
+    noisy[540:545, 3:13] = np.nan
+    return noisy, template

@@ -1,7 +1,7 @@
-"""Independent references for cconv's convolution layer.
+"""Independent references for cconv's public functions.
 
 Nothing in here imports cconv: these are the yardsticks cconv is measured
-against.  Two families are provided:
+against.  Provided:
 
 * SciPy references, built from :func:`scipy.signal.correlate2d` one image at a
   time, with NumPy's broadcasting rule for the leading axis;
@@ -10,16 +10,19 @@ against.  Two families are provided:
 * the 4-D layer (channels, stride, padding, dilation, groups, bias) as in
   ``torch.nn.functional.conv2d``, by strided window views and ``einsum``,
   one filter tap at a time;
-* template-matching scores (OpenCV's six definitions), one window at a time.
+* template-matching scores (OpenCV's six definitions), one window at a time,
+  which windows hold a bad pixel, and ``find_matches``' greedy suppression;
+* ``cconv.testing.rel_error``'s definition, entry by entry.
 
 All references compute in float64, whatever the input dtype.
 
-This module is loaded by ``conftest.py`` from its file path (so it works under
-``--import-mode=importlib``) and reached from tests through the ``ref``
-fixture.
+Test modules import it directly (``pythonpath = ["tests"]`` in
+``pyproject.toml``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.signal import correlate2d
@@ -31,9 +34,14 @@ __all__ = [
     "loop_forward",
     "loop_backward",
     "layer_padding",
+    "layer_output_shape",
     "layer_forward",
     "layer_backward",
     "match_scores",
+    "match_batch",
+    "window_covers",
+    "greedy_matches",
+    "rel_error",
 ]
 
 
@@ -171,6 +179,15 @@ def layer_padding(padding, w_shape, dilation) -> tuple[tuple[int, int], tuple[in
     return (ph, ph), (pw, pw)
 
 
+def layer_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1) -> tuple[int, int, int, int]:
+    """(N, F, Ho, Wo) of the layer, by PyTorch's formula (sizes as Python ints)."""
+    (sh, sw), (dh, dw) = _two(stride), _two(dilation)
+    pad = layer_padding(padding, w_shape, dilation)
+    ho = (x_shape[2] + sum(pad[0]) - dh * (w_shape[2] - 1) - 1) // sh + 1
+    wo = (x_shape[3] + sum(pad[1]) - dw * (w_shape[3] - 1) - 1) // sw + 1
+    return (x_shape[0], w_shape[0], ho, wo)
+
+
 def _taps(x_shape, w_shape, stride, padding, dilation):
     """Padding, output size, and for every tap (a, b) the window slices of the padded input."""
     (sh, sw), (dh, dw) = _two(stride), _two(dilation)
@@ -271,3 +288,58 @@ def match_scores(image, template, method, pad_input=False) -> np.ndarray:
             else:
                 raise ValueError(method)
     return out
+
+
+def match_batch(image, templates, method, pad_input=False) -> np.ndarray:
+    """:func:`match_scores` with the leading-axis broadcasting of the 3-D layer."""
+    x = image if image.ndim == 3 else image[None]
+    t = templates if templates.ndim == 3 else templates[None]
+    n, pairs = broadcast_pairs(x.shape[0], t.shape[0])
+    out = np.stack([match_scores(x[i], t[j], method, pad_input) for i, j in pairs])
+    return out[0] if image.ndim == 2 and templates.ndim == 2 else out
+
+
+def window_covers(bad, hh, ww) -> np.ndarray:
+    """Whether each valid window of a 2-D mask holds a True: a loop, as the spec reads."""
+    ho, wo = bad.shape[0] - hh + 1, bad.shape[1] - ww + 1
+    return np.array([[bad[r:r + hh, c:c + ww].any() for c in range(wo)] for r in range(ho)])
+
+
+def greedy_matches(good: np.ndarray, candidate: np.ndarray, num: int, min_distance: int):
+    """The specification's suppression, one candidate at a time, best first.
+
+    ``good``: the (M, H, W) scores, higher better; ``candidate``: where a
+    match may be.  Returns ``(index, y, x)`` of the matches (an order among
+    ties is arbitrary).
+    """
+    where = [tuple(int(i) for i in p) for p in np.argwhere(candidate)]
+    where.sort(key=lambda p: -good[p])
+    accepted = []
+    for k, y, x in where:
+        if len(accepted) == num:
+            break
+        if all(k != k2 or max(abs(y - y2), abs(x - x2)) > min_distance for k2, y2, x2 in accepted):
+            accepted.append((k, y, x))
+    return accepted
+
+
+# --------------------------------------------------------------------------
+# cconv.testing.rel_error
+# --------------------------------------------------------------------------
+
+
+def rel_error(fa: np.ndarray, fb: np.ndarray) -> float:
+    """The documented definition, entry by entry, in plain Python floats."""
+    worst = 0.0
+    for x, y in np.broadcast(fa, fb):
+        x, y = float(x), float(y)
+        if math.isnan(x) or math.isnan(y):
+            return math.nan
+        if x == y:  # also inf == inf
+            e = 0.0
+        elif math.isinf(x) or math.isinf(y):
+            e = 1.0  # the limit of |x - y| / (|x| + |y|)
+        else:
+            e = abs(x - y) / max(1e-8, abs(x) + abs(y))
+        worst = max(worst, e)
+    return worst

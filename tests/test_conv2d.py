@@ -2,7 +2,8 @@
 
 References: ``reference.layer_forward`` / ``layer_backward`` (window views
 and einsum, in float64) always; finite differences for the gradients.  The
-comparison against PyTorch is in ``test_conv2d_torch.py``.
+comparison against PyTorch is in ``test_conv2d_torch.py``, the fuzz in
+``fuzz/test_conv2d.py``, eight threads at once in ``test_concurrency.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from hypothesis import strategies as st
 
 import cconv
 from cconv.testing import numerical_gradient
+
+from cases import (assert_fresh_output, assert_unchanged, expected_dtype, max_rel_err, names,
+                   random_array, snapshot, tol, with_layout)
+from reference import layer_backward, layer_forward
 
 # (N, C, H, W, F, HH, WW, options): every option, alone and together.
 CASES = [
@@ -61,17 +66,17 @@ def _make(rng, case, dtype, bias=True):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_against_reference(ref, rng, case, dtype):
+def test_against_reference(rng, case, dtype):
     x, w, b, opts = _make(rng, case, dtype)
     out, cache = cconv.conv2d_forward(x, w, b, **opts)
-    expected = ref.layer_forward(x, w, b, **opts)
+    expected = layer_forward(x, w, b, **opts)
     assert out.shape == expected.shape and out.dtype == dtype
-    assert ref.max_rel_err(out, expected) <= ref.tol(dtype)
+    assert max_rel_err(out, expected) <= tol(dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
     dx, dw, db = cconv.conv2d_backward(dout, cache)
-    for got, want in zip((dx, dw, db), ref.layer_backward(x, w, dout, **opts)):
+    for got, want in zip((dx, dw, db), layer_backward(x, w, dout, **opts)):
         assert got.shape == want.shape and got.dtype == dtype
-        assert ref.max_rel_err(got, want) <= ref.tol(dtype)
+        assert max_rel_err(got, want) <= tol(dtype)
 
 
 @pytest.mark.parametrize("method", ["direct", "fft", "gemm", "auto"])
@@ -86,22 +91,22 @@ def test_against_reference(ref, rng, case, dtype):
     ids=_ids,
 )
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_single_channel_methods(ref, rng, case, method, dtype):
+def test_single_channel_methods(rng, case, method, dtype):
     """C = 1 with one image or one filter also runs on the 3-D layer's loops and FFTs."""
     x, w, b, opts = _make(rng, case, dtype)
     out, cache = cconv.conv2d_forward(x, w, b, method=method, **opts)
     assert cache.method in (("direct", "fft") if method == "auto" else (method,))
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= ref.tol(dtype)
+    assert max_rel_err(out, layer_forward(x, w, b, **opts)) <= tol(dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    for got, want in zip(cconv.conv2d_backward(dout, cache), ref.layer_backward(x, w, dout, **opts)):
+    for got, want in zip(cconv.conv2d_backward(dout, cache), layer_backward(x, w, dout, **opts)):
         assert got.dtype == dtype
-        assert ref.max_rel_err(got, want) <= ref.tol(dtype)
+        assert max_rel_err(got, want) <= tol(dtype)
 
 
-def test_without_bias_db_is_none(ref, rng):
+def test_without_bias_db_is_none(rng):
     x, w, _, opts = _make(rng, CASES[2], np.float64, bias=False)
     out, cache = cconv.conv2d_forward(x, w, **opts)
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, None, **opts)) <= 1e-12
+    assert max_rel_err(out, layer_forward(x, w, None, **opts)) <= 1e-12
     dx, dw, db = cconv.conv2d_backward(np.ones_like(out), cache)
     assert db is None
 
@@ -125,6 +130,26 @@ def test_gradients_by_finite_differences(rng, case):
         np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8)
 
 
+def test_conv2d_backward_dw_bit_reproducible(rng):
+    # dw, a sum of per-thread partial sums, is the same bits on every call.
+    if not cconv._runtime.openmp_enabled():
+        pytest.skip("built without OpenMP: one thread")
+    x = rng.standard_normal((8, 2, 16, 16))
+    w = rng.standard_normal((4, 2, 3, 3))
+    saved = cconv.get_num_threads()
+    try:
+        cconv.set_num_threads(2)
+        out, cache = cconv.conv2d_forward(x, w)
+        dout = rng.standard_normal(out.shape)
+        first = cconv.conv2d_backward(dout, cache)[1]
+        for call in range(200):
+            again = cconv.conv2d_backward(dout, cache)[1]
+            assert np.array_equal(again, first), (
+                f"call {call + 2}: dw differs by {np.abs(again - first).max():.3g}")
+    finally:
+        cconv.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("tile_bytes", [1, 700, 5000])
 @pytest.mark.parametrize(
     "case",
@@ -133,7 +158,7 @@ def test_gradients_by_finite_differences(rng, case):
      (2, 4, 8, 19, 4, 2, 2, {"groups": 2, "dilation": 2})],
     ids=_ids,
 )
-def test_tiles_of_rows_and_of_columns(ref, rng, monkeypatch, case, tile_bytes):
+def test_tiles_of_rows_and_of_columns(rng, monkeypatch, case, tile_bytes):
     """Small workspace targets force tiles of a few rows, and runs of columns within a row."""
     import cconv._tiling as impl
 
@@ -141,13 +166,13 @@ def test_tiles_of_rows_and_of_columns(ref, rng, monkeypatch, case, tile_bytes):
     monkeypatch.setattr(impl, "MIN_TILE", 3)
     x, w, b, opts = _make(rng, case, np.float64)
     out, cache = cconv.conv2d_forward(x, w, b, **opts)
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
+    assert max_rel_err(out, layer_forward(x, w, b, **opts)) <= 1e-12
     dout = rng.standard_normal(out.shape)
-    for got, want in zip(cconv.conv2d_backward(dout, cache), ref.layer_backward(x, w, dout, **opts)):
-        assert ref.max_rel_err(got, want) <= 1e-12
+    for got, want in zip(cconv.conv2d_backward(dout, cache), layer_backward(x, w, dout, **opts)):
+        assert max_rel_err(got, want) <= 1e-12
 
 
-def test_large_filter_workspace_stays_small(ref, rng):
+def test_large_filter_workspace_stays_small(rng):
     """A 512x512 image with a 60x60 filter: the windows would take 5.9 GB at
     once as one im2col matrix; the tiles keep the extra memory near the output."""
     x = rng.standard_normal((1, 1, 512, 512)).astype(np.float32)
@@ -159,24 +184,24 @@ def test_large_filter_workspace_stays_small(ref, rng):
     finally:
         tracemalloc.stop()
     assert peak < out.nbytes + 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
-    sub = ref.layer_forward(x[:, :, :80, :70], w)  # a corner, by the slow reference
-    assert ref.max_rel_err(out[:, :, :21, :11], sub) <= 1e-5
+    sub = layer_forward(x[:, :, :80, :70], w)  # a corner, by the slow reference
+    assert max_rel_err(out[:, :, :21, :11], sub) <= 1e-5
 
 
 @pytest.mark.parametrize("layout", ["F", "sliced", "negative", "readonly", "unaligned", "byteswapped"])
-def test_any_layout_inputs_unchanged(ref, rng, layout):
+def test_any_layout_inputs_unchanged(rng, layout):
     x, w, b, opts = _make(rng, CASES[5], np.float64)
-    dout = rng.standard_normal(ref.layer_forward(x, w, b, **opts).shape)
-    args = [ref.with_layout(a, layout) for a in (x, w, b, dout)]
-    before = ref.snapshot(*args)
+    dout = rng.standard_normal(layer_forward(x, w, b, **opts).shape)
+    args = [with_layout(a, layout) for a in (x, w, b, dout)]
+    before = snapshot(*args)
     out, cache = cconv.conv2d_forward(*args[:3], **opts)
     grads = cconv.conv2d_backward(args[3], cache)
-    ref.assert_unchanged(before, args)
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
-    for got, want in zip(grads, ref.layer_backward(x, w, dout, **opts)):
-        ref.assert_fresh_output(got, *args)
-        assert ref.max_rel_err(got, want) <= 1e-12
-    ref.assert_fresh_output(out, *args)
+    assert_unchanged(before, args)
+    assert max_rel_err(out, layer_forward(x, w, b, **opts)) <= 1e-12
+    for got, want in zip(grads, layer_backward(x, w, dout, **opts)):
+        assert_fresh_output(got, *args)
+        assert max_rel_err(got, want) <= 1e-12
+    assert_fresh_output(out, *args)
 
 
 @pytest.mark.parametrize(
@@ -184,16 +209,16 @@ def test_any_layout_inputs_unchanged(ref, rng, layout):
     [(np.int32, np.int64, None), (np.bool_, np.float32, np.float32), (np.float16, np.float32, np.float16),
      (np.float32, np.float32, np.float64), (np.float32, np.float64, np.float32), (np.uint8, np.float16, None)],
 )
-def test_dtype_promotion(ref, rng, dtypes):
+def test_dtype_promotion(rng, dtypes):
     xt, wt, bt = dtypes
-    x = ref.random_array(rng, (2, 2, 6, 6), xt)
-    w = ref.random_array(rng, (3, 2, 3, 3), wt)
-    b = None if bt is None else ref.random_array(rng, (3,), bt)
-    expected = ref.expected_dtype(*(d for d in dtypes if d is not None))
+    x = random_array(rng, (2, 2, 6, 6), xt)
+    w = random_array(rng, (3, 2, 3, 3), wt)
+    b = None if bt is None else random_array(rng, (3,), bt)
+    expected = expected_dtype(*(d for d in dtypes if d is not None))
     out, cache = cconv.conv2d_forward(x, w, b, padding=1)
     assert out.dtype == expected
-    assert ref.max_rel_err(out, ref.layer_forward(x.astype(expected), w.astype(expected),
-                                                  None if b is None else b.astype(expected), padding=1)) <= ref.tol(expected)
+    assert max_rel_err(out, layer_forward(x.astype(expected), w.astype(expected),
+                                              None if b is None else b.astype(expected), padding=1)) <= tol(expected)
     dx, dw, db = cconv.conv2d_backward(np.ones(out.shape, np.float32), cache)
     assert dx.dtype == dw.dtype == expected
 
@@ -203,23 +228,23 @@ def test_dtype_promotion(ref, rng, dtypes):
     [(0, 2, 5, 5, 3, 2, 3, 3), (2, 2, 5, 5, 0, 2, 3, 3), (2, 0, 5, 5, 3, 0, 3, 3), (2, 2, 0, 5, 3, 2, 1, 1)],
     ids=["no images", "no filters", "no channels", "empty image padded"],
 )
-def test_empty_sizes(ref, rng, shape):
+def test_empty_sizes(rng, shape):
     n, c, h, w_, f, cg, hh, ww = shape
     x = rng.standard_normal((n, c, h, w_))
     w = rng.standard_normal((f, cg, hh, ww))
     b = rng.standard_normal(f)
     out, cache = cconv.conv2d_forward(x, w, b, padding=1)
-    expected = ref.layer_forward(x, w, b, padding=1)
+    expected = layer_forward(x, w, b, padding=1)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, atol=1e-14)
     dout = rng.standard_normal(out.shape)
-    for got, want in zip(cconv.conv2d_backward(dout, cache), ref.layer_backward(x, w, dout, padding=1)):
+    for got, want in zip(cconv.conv2d_backward(dout, cache), layer_backward(x, w, dout, padding=1)):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-12)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_thread_counts_and_blas_setting_restored(ref, rng, threads):
+def test_thread_counts_and_blas_setting_restored(rng, threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     x, w, b, opts = _make(rng, (5, 4, 10, 9, 6, 3, 3, {"padding": 1, "groups": 2}), np.float64)
     dout = rng.standard_normal((5, 6, 10, 9))
@@ -232,9 +257,9 @@ def test_thread_counts_and_blas_setting_restored(ref, rng, threads):
     finally:
         cconv.set_num_threads(saved)
     assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info()] == before
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
-    for got, want in zip(grads, ref.layer_backward(x, w, dout, **opts)):
-        assert ref.max_rel_err(got, want) <= 1e-12
+    assert max_rel_err(out, layer_forward(x, w, b, **opts)) <= 1e-12
+    for got, want in zip(grads, layer_backward(x, w, dout, **opts)):
+        assert max_rel_err(got, want) <= 1e-12
 
 
 # ---------------------------------------------------------------------------
@@ -275,6 +300,28 @@ BAD = [
     ({"method": "fft"}, ValueError, r"method='fft' takes a single-channel layer only.*C=4"),
     ({"x": np.ma.zeros((2, 4, 8, 8))}, TypeError, r"x is a masked array"),
 ]
+
+
+@pytest.mark.parametrize("option", [
+    {"stride": 2**63}, {"stride": (1, 2**64)}, {"stride": np.uint64(2**63)}, {"dilation": 2**63},
+], ids=["stride", "stride pair", "stride uint64", "dilation"])
+def test_conv2d_option_of_2_63_or_more(option):
+    # A 1x1 filter: the window of any stride or dilation fits, one output
+    # per stride; the layer is valid by the specification.  Either a result
+    # or a ValueError naming the option (no OverflowError).
+    x = np.arange(50.0).reshape(1, 2, 5, 5)
+    w = np.ones((3, 2, 1, 1))
+    (name,) = option
+    try:
+        out, cache = cconv.conv2d_forward(x, w, **option)
+    except ValueError as exc:
+        assert names(str(exc), name), str(exc)
+        return
+    stride = option.get("stride", 1)
+    s = (stride, stride) if not isinstance(stride, tuple) else stride
+    expected = (x[:, :, :: int(s[0]), :: int(s[1])].sum(axis=1, keepdims=True)
+                * np.ones((1, 3, 1, 1)))
+    np.testing.assert_allclose(out, expected)
 
 
 @pytest.mark.parametrize("change,exc,message", BAD, ids=[str(i) for i in range(len(BAD))])
@@ -324,31 +371,29 @@ def layers(draw):
 @given(case=layers(), dtype=st.sampled_from([np.float64, np.float32]),
        layout=st.sampled_from(["C", "F", "sliced", "negative", "unaligned"]),
        bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_property_matches_reference(ref, case, dtype, layout, bias, seed):
+def test_property_matches_reference(case, dtype, layout, bias, seed):
     rng = np.random.default_rng(seed)
     x, w, b, opts = _make(rng, case, dtype, bias)
-    out, cache = cconv.conv2d_forward(ref.with_layout(x, layout), ref.with_layout(w, layout), b, **opts)
+    out, cache = cconv.conv2d_forward(with_layout(x, layout), with_layout(w, layout), b, **opts)
     # Errors on the scale of the sums' terms: a small layer's few outputs
     # may all land near zero by cancellation, far below their terms.
-    terms = ref.layer_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), **opts)
-    assert _err(out, ref.layer_forward(x, w, b, **opts), terms) <= ref.tol(dtype)
+    terms = layer_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), **opts)
+    assert _err(out, layer_forward(x, w, b, **opts), terms) <= tol(dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    dx, dw, db = cconv.conv2d_backward(ref.with_layout(dout, layout), cache)
-    rx, rw, rb = ref.layer_backward(x, w, dout, **opts)
-    ax, aw, ab = ref.layer_backward(np.abs(x), np.abs(w), np.abs(dout), **opts)
-    assert _err(dx, rx, ax) <= ref.tol(dtype)
-    assert _err(dw, rw, aw) <= ref.tol(dtype)
-    assert (db is None) if b is None else _err(db, rb, ab) <= ref.tol(dtype)
+    dx, dw, db = cconv.conv2d_backward(with_layout(dout, layout), cache)
+    rx, rw, rb = layer_backward(x, w, dout, **opts)
+    ax, aw, ab = layer_backward(np.abs(x), np.abs(w), np.abs(dout), **opts)
+    assert _err(dx, rx, ax) <= tol(dtype)
+    assert _err(dw, rw, aw) <= tol(dtype)
+    assert (db is None) if b is None else _err(db, rb, ab) <= tol(dtype)
 
 
 def _err(got, want, terms):
-    """Largest error over the largest sum of absolute terms (0 for empty results)."""
-    if want.size == 0:
-        return 0.0
-    return float(np.max(np.abs(np.asarray(got, np.float64) - want))) / max(float(np.max(terms)), 1e-300)
+    """The error on the scale of the largest sum of absolute terms."""
+    return max_rel_err(got, want, float(np.max(terms, initial=0.0)))
 
 
-def test_without_blas_thread_control_runs_on_one_thread(ref, rng, monkeypatch):
+def test_without_blas_thread_control_runs_on_one_thread(rng, monkeypatch):
     """Where no BLAS thread API is found, the tiles run on one thread (the BLAS may thread)."""
     import cconv._blas as blas
 
@@ -356,10 +401,10 @@ def test_without_blas_thread_control_runs_on_one_thread(ref, rng, monkeypatch):
     assert blas.blas_library() is None
     x, w, b, opts = _make(rng, (3, 4, 9, 8, 4, 3, 3, {"padding": 1, "stride": 2}), np.float64)
     out, cache = cconv.conv2d_forward(x, w, b, **opts)
-    assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
+    assert max_rel_err(out, layer_forward(x, w, b, **opts)) <= 1e-12
     dout = rng.standard_normal(out.shape)
-    for got, want in zip(cconv.conv2d_backward(dout, cache), ref.layer_backward(x, w, dout, **opts)):
-        assert ref.max_rel_err(got, want) <= 1e-12
+    for got, want in zip(cconv.conv2d_backward(dout, cache), layer_backward(x, w, dout, **opts)):
+        assert max_rel_err(got, want) <= 1e-12
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the BLAS is found through /proc/self/maps")

@@ -3,7 +3,8 @@
 PyTorch is an optional test peer: without it this module is skipped, with
 the reason shown in the summary.  ``.ci/run`` installs ``torch==2.13.0`` so
 these tests always run in CI.  Forward against ``torch.nn.functional.conv2d``;
-dx, dw and db against autograd of ``sum(out * dout)``.
+dx, dw and db against autograd of ``sum(out * dout)``; NaN and Inf (drawn by
+Hypothesis) where PyTorch's float64 layer puts them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cconv
+
+from cases import assert_same_specials, max_rel_err, restoring_by, specials_tol, tol
+from fuzz.strategies import FUZZ, sprinkled
 
 torch = pytest.importorskip(
     "torch", reason="PyTorch is an optional test peer (pip install torch==2.13.0); .ci/run installs it"
@@ -60,7 +66,7 @@ CASES = [(shape, opts) for shape in SHAPES for opts in OPTIONS if _fits(shape, o
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape,opts", CASES, ids=[f"{s}-{o}" for s, o in CASES])
-def test_against_torch(ref, rng, shape, opts, dtype):
+def test_against_torch(rng, shape, opts, dtype):
     n, c, h, w_, f, hh, ww = shape
     x = rng.standard_normal((n, c, h, w_)).astype(dtype)
     w = rng.standard_normal((f, c // opts["groups"], hh, ww)).astype(dtype)
@@ -69,20 +75,58 @@ def test_against_torch(ref, rng, shape, opts, dtype):
     dout = rng.standard_normal(out.shape).astype(dtype)
     want_out, want_grads = _torch_layer(x, w, b, dout, opts)
     assert out.shape == want_out.shape
-    assert ref.max_rel_err(out, want_out) <= ref.tol(dtype)
+    assert max_rel_err(out, want_out) <= tol(dtype)
     for got, want in zip(cconv.conv2d_backward(dout, cache), want_grads):
         assert got.shape == want.shape and got.dtype == dtype
-        assert ref.max_rel_err(got, want) <= ref.tol(dtype)
+        assert max_rel_err(got, want) <= tol(dtype)
 
 
 @pytest.mark.parametrize("method", ["auto", "gemm", "direct", "fft"])
-def test_single_channel_against_torch(ref, rng, method):
+def test_single_channel_against_torch(rng, method):
     x = rng.standard_normal((1, 1, 33, 40))
     w = rng.standard_normal((5, 1, 11, 8))
     b = rng.standard_normal(5)
     out, cache = cconv.conv2d_forward(x, w, b, padding="same", method=method)
     dout = rng.standard_normal(out.shape)
     want_out, want_grads = _torch_layer(x, w, b, dout, {"padding": "same"})
-    assert ref.max_rel_err(out, want_out) <= 1e-12
+    assert max_rel_err(out, want_out) <= 1e-12
     for got, want in zip(cconv.conv2d_backward(dout, cache), want_grads):
-        assert ref.max_rel_err(got, want) <= 1e-12
+        assert max_rel_err(got, want) <= 1e-12
+
+
+# --------------------------------------------------------------------------
+# NaN and Inf
+# --------------------------------------------------------------------------
+
+
+@st.composite
+def layer_4d_case(draw):
+    c = draw(st.sampled_from([1, 1, 2]))
+    n, f = draw(st.sampled_from([(1, 1), (1, 3), (2, 1), (2, 2)]))
+    h, w = draw(st.integers(3, 14)), draw(st.integers(3, 14))
+    pad = draw(st.integers(0, 2))
+    hh, ww = draw(st.integers(1, min(4, h + 2 * pad))), draw(st.integers(1, min(4, w + 2 * pad)))
+    x = draw(sprinkled((n, c, h, w), np.float64))
+    k = draw(sprinkled((f, c, hh, ww), np.float64, most=2))
+    single = c == 1 and (n == 1 or f == 1)
+    method = draw(st.sampled_from(("auto", "gemm", "direct", "fft") if single else ("auto", "gemm")))
+    return x, k, pad, method
+
+
+@pytest.mark.parametrize("strategy", ["scatter", "fft"])
+@FUZZ
+@given(case=layer_4d_case(), data=st.data())
+def test_nan_and_inf_like_torch(strategy, case, data):
+    x, w, pad, method = case
+    with restoring_by(strategy):
+        out, cache = cconv.conv2d_forward(x, w, padding=pad, method=method)
+    dout = data.draw(sprinkled(out.shape, np.float64, most=3))
+    with restoring_by(strategy):
+        dx, dw, _ = cconv.conv2d_backward(dout, cache)
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    ot = torch.nn.functional.conv2d(xt, wt, padding=pad)
+    gx, gw = torch.autograd.grad(ot, (xt, wt), torch.from_numpy(dout))
+    assert_same_specials(out, ot.detach().numpy(), specials_tol(np.float64), f"out ({method})")
+    assert_same_specials(dx, gx.numpy(), specials_tol(np.float64), f"dx ({method})")
+    assert_same_specials(dw, gw.numpy(), specials_tol(np.float64), f"dw ({method})")

@@ -4,7 +4,8 @@ Reference: the in-memory cconv functions, whose own tests compare them with
 SciPy and NumPy loops; here the question is whether tiling changes anything.
 Runs with the synchronous and threaded schedulers, and on a real
 ``dask.distributed.LocalCluster`` of two worker processes on 127.0.0.1,
-including one worker killed while a graph runs.
+including one worker killed while a graph runs.  NaN and Inf stay where
+SciPy puts them across chunk edges.  The fuzz is in ``fuzz/test_dask.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 import pytest
 
 import cconv
+
+from cases import METHODS, assert_same_specials, quiet, specials_tol
+from reference import scipy_backward, scipy_forward, window_covers
 
 da = pytest.importorskip("dask.array", reason="Dask is the optional extra cconv[dask] (in cconv[test])")
 dask = pytest.importorskip("dask")
@@ -91,6 +95,38 @@ def test_layer_named_chunkings(chunks, dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for g, r in zip((got, got_dx, got_dw), (want, *cconv.conv_backward(dout, want_cache))):
         assert g.dtype == dtype and _rel(g, r) <= tol
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_and_inf_in_the_layer_on_a_chunked_image(method):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 60, 64))
+    x[0, 0, 0] = np.nan
+    x[0, 31, 33] = np.inf  # beside a chunk edge
+    x[1, 59, 10] = -np.inf
+    w = rng.standard_normal((9, 9))
+    w[4, 4] = 0.0
+    xd = da.from_array(x, chunks=(1, 30, 32))
+    with dask.config.set(scheduler="sync"):
+        out, cache = cd.conv_forward(xd, w, method=method)
+        got = out.compute()
+        assert_same_specials(got, quiet(scipy_forward, x, w), specials_tol(np.float64), "out")
+        dout = rng.standard_normal(got.shape)
+        dout[1, 20, 20] = np.nan
+        dx, dw = cd.conv_backward(da.from_array(dout, chunks=(1, 20, 25)), cache)
+        edx, edw = quiet(scipy_backward, x, w, dout)
+        assert_same_specials(dx.compute(), edx, specials_tol(np.float64), "dx")
+        assert_same_specials(dw.compute(), edw, specials_tol(np.float64), "dw")
+
+
+def test_nan_in_matching_on_a_chunked_image():
+    rng = np.random.default_rng(4)
+    image = rng.standard_normal((80, 90))
+    image[40, 45] = np.nan
+    template = rng.standard_normal((7, 6))
+    with dask.config.set(scheduler="sync"):
+        got = cd.match_template(da.from_array(image, chunks=(40, 45)), template).compute()
+    np.testing.assert_array_equal(np.isnan(got), window_covers(~np.isfinite(image), 7, 6))
 
 
 def test_small_chunks_are_merged_with_a_warning():

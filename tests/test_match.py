@@ -3,29 +3,25 @@
 References: ``reference.match_scores`` (every window scored on its own, in
 float64) always; OpenCV's ``matchTemplate`` and scikit-image's
 ``match_template`` when installed (optional test peers, skipped with the
-reason shown; ``.ci/run`` installs them).
+reason shown; ``.ci/run`` installs them).  The fuzz is in
+``fuzz/test_match.py``.
 """
 
 from __future__ import annotations
 
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 import cconv
 
-METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
+from cases import MATCH_METHODS as METHODS
+from cases import names, run_child
+from reference import match_batch, match_scores
+
 NORMED_RANGE = {"sqdiff_normed": (0.0, 1.0), "ccorr_normed": (-1.0, 1.0), "ccoeff_normed": (-1.0, 1.0)}
-
-
-def _ref_batch(ref, image, templates, method, pad_input=False):
-    """Reference scores with the leading-axis broadcasting of the 3-D layer."""
-    x = image if image.ndim == 3 else image[None]
-    t = templates if templates.ndim == 3 else templates[None]
-    n, pairs = ref.broadcast_pairs(x.shape[0], t.shape[0])
-    out = np.stack([ref.match_scores(x[i], t[j], method, pad_input) for i, j in pairs])
-    return out[0] if image.ndim == 2 and templates.ndim == 2 else out
 
 
 def _tol(dtype, method):
@@ -42,11 +38,11 @@ def _tol(dtype, method):
     ids=lambda s: f"{s[0]}-{s[1]}",
 )
 @pytest.mark.parametrize("pad_input", [False, True])
-def test_against_reference(ref, rng, shapes, method, dtype, pad_input):
+def test_against_reference(rng, shapes, method, dtype, pad_input):
     image = rng.uniform(0, 10, shapes[0]).astype(dtype)
     templates = rng.uniform(0, 10, shapes[1]).astype(dtype)
     got = cconv.match_template(image, templates, method, pad_input=pad_input)
-    want = _ref_batch(ref, image, templates, method, pad_input)
+    want = match_batch(image, templates, method, pad_input)
     assert got.shape == want.shape and got.dtype == dtype
     scale = max(np.abs(want).max(), 1.0) if not method.endswith("normed") else 1.0
     assert np.max(np.abs(got - want)) / scale <= _tol(dtype, method)
@@ -70,12 +66,12 @@ def test_finds_the_template_where_it_was_cut(rng):
 
 
 @pytest.mark.parametrize("method", ["ccorr_normed", "ccoeff_normed", "sqdiff_normed"])
-def test_flat_windows_get_the_documented_value(ref, rng, method):
+def test_flat_windows_get_the_documented_value(rng, method):
     image = rng.standard_normal((30, 30))
     image[5:20, 3:25] = 4.0 if method == "ccoeff_normed" else 0.0  # flat (ccoeff) / empty (others)
     t = rng.standard_normal((6, 7))
     got = cconv.match_template(image, t, method)
-    want = ref.match_scores(image, t, method)
+    want = match_scores(image, t, method)
     flat = np.zeros_like(got, dtype=bool)
     flat[5:15, 3:19] = True
     assert np.all(got[flat] == (1.0 if method == "sqdiff_normed" else 0.0))
@@ -99,26 +95,65 @@ def test_template_equal_to_image(rng):
         assert abs(got[0, 0] - best) < 1e-12
 
 
-def test_one_pixel_template(ref, rng):
+def test_one_pixel_template(rng):
     image = rng.uniform(1, 2, (8, 9))
     t = np.array([[3.0]])
     np.testing.assert_allclose(cconv.match_template(image, t, "ccorr"), 3 * image, rtol=1e-14)
     np.testing.assert_allclose(cconv.match_template(image, t, "ccorr_normed"), 1.0, rtol=1e-14)
     assert np.all(cconv.match_template(image, t, "ccoeff_normed") == 0)  # a 1-pixel template is flat
-    np.testing.assert_allclose(cconv.match_template(image, t, "sqdiff"), ref.match_scores(image, t, "sqdiff"))
+    np.testing.assert_allclose(cconv.match_template(image, t, "sqdiff"), match_scores(image, t, "sqdiff"))
+
+
+# Images and templates not in C order (zero strides too): the same scores.
+_ORDERS = {
+    "fortran": np.asfortranarray,
+    "transposed": lambda a: np.ascontiguousarray(a.T).T,
+    "zero_stride": lambda a: np.broadcast_to(a[..., :1, :], a.shape),  # rows repeat
+}
+
+
+@pytest.mark.parametrize("which", ["image", "templates"])
+@pytest.mark.parametrize("order", list(_ORDERS))
+@pytest.mark.parametrize("method", ["ccorr", "ccoeff_normed"])
+def test_match_template_not_c_ordered(which, order, method):
+    args = {"image": np.arange(30.0).reshape(5, 6) % 7, "templates": np.array([[1.0, 2.0], [0.0, 5.0]])}
+    args[which] = _ORDERS[order](args[which])
+    want = match_scores(np.array(args["image"]), np.array(args["templates"]), method)
+    got = cconv.match_template(args["image"], args["templates"], method)
+    np.testing.assert_allclose(got, want, atol=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_large_mean_keeps_precision(ref, rng, dtype):
+def test_large_mean_keeps_precision(rng, dtype):
     """An image of mean 1e6 with unit noise: window variances are 12 orders
     below the squared mean, where whole-image running sums lose them."""
     image = (1e6 + rng.standard_normal((300, 300))).astype(dtype)
     t = rng.standard_normal((16, 16)).astype(dtype)
     got = cconv.match_template(image, t)
     assert got.min() >= -1 and got.max() <= 1
-    sub = ref.match_scores(image[:40, :40], t, "ccoeff_normed")
+    sub = match_scores(image[:40, :40], t, "ccoeff_normed")
     tol = 1e-9 if dtype == np.float64 else 2e-3  # float32 holds 1e6 + noise to 6e-2
     np.testing.assert_allclose(got[:25, :25], sub, atol=tol)
+
+
+def test_template_with_nan_scores_nan_everywhere():
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((20, 20))
+    templates = rng.standard_normal((3, 4, 4))
+    templates[1, 2, 2] = np.nan
+    scores = cconv.match_template(image, templates)
+    assert np.isnan(scores[1]).all()
+    assert np.isfinite(scores[[0, 2]]).all()
+
+
+def test_eye_found_by_match_template_beside_a_nan_block(photograph):
+    from cconv import demo
+
+    noisy, template = photograph
+    scores = cconv.match_template(noisy, template)
+    assert 0 < np.isnan(scores).sum() < scores.size // 10
+    (best,) = cconv.find_matches(scores, num=1)
+    assert (best.y, best.x) == demo.DEFAULT_BOX[:2]
 
 
 def test_memory_is_proportional_to_image_and_output(rng):
@@ -201,6 +236,47 @@ def test_find_matches_lower_is_better_nan_and_plateaus():
     for i, a in enumerate(flat):
         for b in flat[i + 1:]:
             assert max(abs(a.y - b.y), abs(a.x - b.x)) > 150
+
+
+def test_find_matches_peak_beside_a_suppressed_candidate():
+    # 10 is a match; 9 (2 from it) is suppressed; 8 is 4 from 10, 2 from the
+    # suppressed 9: by the documented rule ("a better match suppresses the
+    # worse") it is the second match.
+    s = np.array([[10.0, 0.0, 9.0, 0.0, 8.0]])
+    got = cconv.find_matches(s, num=5, min_distance=2)
+    assert [tuple(m) for m in got] == [(0, 0, 0, 10.0), (0, 0, 4, 8.0)]
+
+@pytest.mark.parametrize("lower_is_better", [False, True])
+def test_find_matches_worst_infinity_is_a_score(lower_is_better):
+    worst = np.inf if lower_is_better else -np.inf
+    got = cconv.find_matches(np.array([[1.0, worst]]), num=5, min_distance=0,
+                             lower_is_better=lower_is_better)
+    assert [tuple(m) for m in got] == [(0, 0, 0, 1.0), (0, 0, 1, worst)]
+
+@pytest.mark.parametrize("threshold, want", [(Fraction(19, 2), 2), (10**400, 0), (-10**400, 5)],
+                         ids=["fraction", "int 1e400", "int -1e400"])
+def test_find_matches_threshold_beyond_float(threshold, want):
+    s = np.array([[1.0, 0.0, 9.5, 0.0, 10.0]])
+    try:
+        got = cconv.find_matches(s, num=5, min_distance=0, threshold=threshold)
+    except (TypeError, ValueError) as exc:  # refused: it must say why
+        assert names(str(exc), "threshold"), f"{type(exc).__name__}: {exc}"
+        return
+    assert len(got) == want, got
+
+@pytest.mark.parametrize("min_distance", ["2**31", "2**40", "2**61", "np.int64(2**62)"])
+def test_find_matches_huge_min_distance(min_distance, tmp_path):
+    # A valid distance (an int >= 0): one match per map, as for any distance
+    # beyond the map.  In a child process, so a crash fails only this test.
+    code = (
+        "import warnings, numpy as np, cconv\n"
+        "warnings.simplefilter('error')\n"
+        "s = np.arange(12.0).reshape(3, 4)\n"
+        f"got = cconv.find_matches(s, num=5, min_distance={min_distance})\n"
+        "assert [tuple(m) for m in got] == [(0, 2, 3, 11.0)], got\n"
+    )
+
+    run_child(code, tmp_path)
 
 
 def test_matching_the_demo_case_end_to_end(rng):

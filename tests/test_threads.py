@@ -1,123 +1,189 @@
-"""Concurrent calls from several Python threads give exactly the serial results.
+"""The thread-count knob (get_num_threads, set_num_threads), the compiled
+builds, and the package's version.
 
-The compiled loops release the GIL, so calls really do overlap; any shared
-mutable state in the implementation would show up as differing results.
-(No timing is asserted: that would be flaky on a loaded CI machine.)
+Calls from several Python threads at once are in ``test_concurrency.py``; the
+knob's fuzz is in ``fuzz/test_threads.py``.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import importlib
+import re
 
 import numpy as np
 import pytest
 
 import cconv
 
-N_THREADS = 4
-ROUNDS = 3
+from cases import MAX_THREADS, max_rel_err, random_array, run_child, tol
+from reference import scipy_backward, scipy_forward
 
 
-def _job_inputs(rng, ref, i):
-    # Different shapes, broadcasting and dtypes per job.
-    variants = [
-        ((4, 96, 96), (4, 7, 7), np.float64),
-        ((1, 96, 80), (5, 9, 5), np.float32),
-        ((6, 64, 64), (3, 3), np.float64),
-        ((3, 80, 70), (1, 11, 11), np.float32),
-    ]
-    xshape, wshape, dt = variants[i % len(variants)]
-    x = ref.random_array(rng, xshape, dt)
-    w = ref.random_array(rng, wshape, dt)
-    n = max(xshape[0], wshape[0]) if len(wshape) == 3 else xshape[0]
-    dout = ref.random_array(rng, (n, xshape[1] - wshape[-2] + 1, xshape[2] - wshape[-1] + 1), dt)
-    return x, w, dout
+# --------------------------------------------------------------------------
+# get_num_threads / set_num_threads
+# --------------------------------------------------------------------------
 
 
-def _work(x, w, dout):
-    out, cache = cconv.conv_forward(x, w)
-    dx, dw = cconv.conv_backward(dout, cache)
-    return out, dx, dw
+def test_thread_count_knob_and_results_independent_of_it(rng):
+    before = cconv.get_num_threads()
+    assert before >= 1
+    x = random_array(rng, (6, 50, 60), np.float64)
+    k = random_array(rng, (4, 4), np.float64)
+    try:
+        results = []
+        for n in (1, 2, 3):
+            cconv.set_num_threads(n)
+            assert cconv.get_num_threads() == (n if cconv._runtime.openmp_enabled() else 1)
+            out, cache = cconv.conv_forward(x, k, method="direct")
+            dx, dw = cconv.conv_backward(np.ones_like(out), cache, method="direct")
+            results.append((out, dx, dw))
+    finally:
+        cconv.set_num_threads(before)
+    exp_dx, exp_dw = scipy_backward(x, k, np.ones_like(results[0][0]))
+    for out, dx, dw in results:
+        assert max_rel_err(out, scipy_forward(x, k)) <= 1e-12
+        assert max_rel_err(dx, exp_dx) <= 1e-12
+        assert max_rel_err(dw, exp_dw) <= 1e-12
+    # The forward pass and dx split work by output row only: bit-identical.
+    assert all(np.array_equal(r[0], results[0][0]) for r in results)
+    assert all(np.array_equal(r[1], results[0][1]) for r in results)
 
 
-def _run_concurrently(fn, args_list):
-    barrier = threading.Barrier(len(args_list))
-
-    def task(args):
-        barrier.wait()  # start together, to maximise overlap
-        return [fn(*args) for _ in range(ROUNDS)]
-
-    with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
-        return list(pool.map(task, args_list))
-
-
-def test_concurrent_calls_equal_serial(rng, ref):
-    jobs = [_job_inputs(rng, ref, i) for i in range(N_THREADS)]
-    serial = [_work(*job) for job in jobs]
-    # Sanity: the serial results are right (so "equal to serial" means something).
-    for (x, w, dout), (out, dx, dw) in zip(jobs, serial):
-        tol = ref.tol(out.dtype)
-        edx, edw = ref.scipy_backward(x, w, dout)
-        assert ref.max_rel_err(out, ref.scipy_forward(x, w)) <= tol
-        assert ref.max_rel_err(dx, edx) <= tol
-        assert ref.max_rel_err(dw, edw) <= tol
-
-    results = _run_concurrently(_work, jobs)
-    for expected, rounds in zip(serial, results):
-        for got in rounds:
-            for g, e in zip(got, expected):
-                np.testing.assert_array_equal(g, e, strict=True)
+@pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, 2**63, 100_000, np.int64(-2), np.int64(2**40)])
+def test_set_num_threads_rejects_bad_values(bad):
+    # A ValueError naming n and showing the value (no OverflowError from
+    # the C shim for 2**31 and beyond); the setting is unchanged.
+    before = cconv.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match=r"^n\b.*" + re.escape(repr(bad))):
+            cconv.set_num_threads(bad)
+        assert cconv.get_num_threads() == before
+    finally:
+        cconv.set_num_threads(before)
 
 
-def test_threads_sharing_inputs_and_cache(rng, ref):
-    # Every thread reads the same x, w, dout and the same cache.
-    x = ref.random_array(rng, (3, 90, 90))
-    w = ref.random_array(rng, (3, 8, 8))
-    out_s, cache = cconv.conv_forward(x, w)
-    dout = ref.random_array(rng, out_s.shape)
-    dx_s, dw_s = cconv.conv_backward(dout, cache)
-    x_before, w_before, d_before = ref.snapshot(x, w, dout)
-
-    def both():
-        out, _ = cconv.conv_forward(x, w)
-        dx, dw = cconv.conv_backward(dout, cache)
-        return out, dx, dw
-
-    results = _run_concurrently(both, [()] * N_THREADS)
-    for rounds in results:
-        for out, dx, dw in rounds:
-            np.testing.assert_array_equal(out, out_s, strict=True)
-            np.testing.assert_array_equal(dx, dx_s, strict=True)
-            np.testing.assert_array_equal(dw, dw_s, strict=True)
-    ref.assert_unchanged((x_before, w_before, d_before), (x, w, dout))
+@pytest.mark.parametrize("bad", [1.5, 2.0, "2", None, True, np.bool_(True)])
+def test_set_num_threads_rejects_non_integers(bad):
+    with pytest.raises(TypeError, match=r"\bn\b"):
+        cconv.set_num_threads(bad)
 
 
+def test_set_num_threads_accepts_the_documented_range():
+    before = cconv.get_num_threads()
+    try:
+        for n in (1, np.int32(2), np.uint8(3), MAX_THREADS):
+            cconv.set_num_threads(n)  # (no parallel loop started: 4096 threads)
+            if cconv._runtime.openmp_enabled():
+                assert cconv.get_num_threads() == n
+    finally:
+        cconv.set_num_threads(before)
+
+
+def test_set_num_threads_huge_count_refused_not_crashing(tmp_path):
+    # Refused; a later parallel call still runs (libgomp cannot start 100000
+    # threads).  In a child process, so a crash fails only this test.
+    code = (
+        "import re, numpy as np, cconv\n"
+        "try:\n"
+        "    cconv.set_num_threads(100_000)\n"
+        "except ValueError as e:\n"
+        "    assert re.match(r'n\\b.*100000', str(e)), str(e)\n"
+        "    cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "    raise SystemExit(0)\n"
+        "cconv.conv_forward(np.ones((4, 64, 64)), np.ones((3, 3)), method='direct')\n"
+        "raise SystemExit(3)\n"
+    )
+    run_child(code, tmp_path)
+
+
+def test_threadpoolctl_sees_and_limits_the_same_setting():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not cconv._runtime.openmp_enabled():
+        pytest.skip("this build of cconv has no OpenMP")
+    apis = {info["user_api"] for info in threadpoolctl.threadpool_info()}
+    assert "openmp" in apis
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert cconv.get_num_threads() == 1
+    assert cconv.get_num_threads() >= 1
+
+
+# --------------------------------------------------------------------------
+# Every compiled build of the kernels this CPU can run
+# --------------------------------------------------------------------------
+
+
+def _builds():
+    """(name, module) for every kernel build this CPU can run."""
+    base = importlib.import_module("cconv._correlate")
+    runtime = importlib.import_module("cconv._runtime")
+    found = [("baseline", base)]
+    for name, level in (("v3", 3), ("v4", 4)):
+        try:
+            module = importlib.import_module(f"cconv._correlate_{name}")
+        except ImportError:
+            continue
+        if runtime.cpu_level() >= level:
+            found.append((name, module))
+    return found
+
+
+def _run_loop(kernels, loop, x, k, out, npairs):
+    if loop == "correlate_narrow":  # in blocks of two rows: block edges and ragged last block
+        kernels.correlate_narrow(x, k, out, npairs, 2)
+    else:  # in items of 7 rows: register blocks of every height, ragged last item
+        kernels.correlate_wide(x, k, out, npairs, 7)
+
+
+# A user's machine may pick any of them: each is checked directly.
+@pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_many_small_concurrent_calls(dtype, rng, ref):
-    # Lots of tiny calls: stresses any per-call setup that is not thread-safe.
-    jobs = []
-    for _ in range(32):
-        h, wd = rng.integers(1, 10, size=2)
-        hh, ww = rng.integers(1, h + 1), rng.integers(1, wd + 1)
-        x = ref.random_array(rng, (2, h, wd), dtype)
-        w = ref.random_array(rng, (hh, ww), dtype)
-        dout = ref.random_array(rng, (2, h - hh + 1, wd - ww + 1), dtype)
-        jobs.append((x, w, dout))
-    serial = [_work(*job) for job in jobs]
+@pytest.mark.parametrize("loop", ["correlate_wide", "correlate_narrow"])
+def test_every_compiled_build(build, dtype, loop, rng):
+    """Both loop orders of each build, on pairs, broadcast operands and partial sums."""
+    _, kernels = build
+    for nx, nk, h, w, hk, wk in [(3, 3, 37, 75, 5, 3), (1, 4, 20, 19, 7, 11), (4, 1, 16, 70, 16, 66)]:
+        x = random_array(rng, (nx, h, w), dtype)
+        k = random_array(rng, (nk, hk, wk), dtype)
+        npairs = max(nx, nk)
+        expected = scipy_forward(x, k)
+        out = np.full((npairs, h - hk + 1, w - wk + 1), np.nan, dtype=dtype)
+        _run_loop(kernels, loop, x, k, out, npairs)
+        assert max_rel_err(out, expected) <= tol(dtype)
+        # Two tasks: each output is a partial sum over half of the pairs.
+        partial = np.full((2,) + out.shape[1:], np.nan, dtype=dtype)
+        _run_loop(kernels, loop, x, k, partial, npairs)
+        assert max_rel_err(partial.sum(axis=0), expected.sum(axis=0)) <= tol(dtype)
 
-    def chunk(start):
-        return [_work(*jobs[j]) for j in range(start, len(jobs), N_THREADS)]
 
-    barrier = threading.Barrier(N_THREADS)
+@pytest.mark.parametrize("build", _builds(), ids=lambda b: b[0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_build_fused_backward(build, dtype, rng):
+    """The one-pass backward loop of each build: blocks of rows, rows narrow and wide, filters of every width."""
+    _, kernels = build
+    for n, h, w, kh, kw, per_pair in [(3, 37, 75, 5, 3, False), (2, 20, 19, 7, 11, True),
+                                      (1, 16, 70, 16, 17, False), (2, 9, 40, 1, 1, True),
+                                      (2, 40, 100, 3, 9, False)]:
+        x = random_array(rng, (n, h, w), dtype)
+        k = random_array(rng, (n if per_pair else 1, kh, kw), dtype)
+        dout = random_array(rng, (n, h - kh + 1, w - kw + 1), dtype)
+        rows = 5
+        blocks = -(-h // rows)
+        dx = np.full(x.shape, np.nan, dtype)
+        dw = np.zeros((n * blocks, kh, kw))
+        ow = w - kw + 1
+        scratch = np.empty((8, (rows + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow), dtype)
+        kernels.backward_fused(x, np.ascontiguousarray(k[:, ::-1, ::-1]), dout, dx, dw, scratch, rows)
+        want_dx, want_dw = scipy_backward(x, k, dout)
+        assert max_rel_err(dx, want_dx) <= tol(dtype)
+        got_dw = dw.reshape(n, blocks, kh, kw).sum(axis=1) if per_pair else dw.sum(axis=0, keepdims=True)
+        assert max_rel_err(got_dw, want_dw) <= tol(dtype)
 
-    def task(start):
-        barrier.wait()
-        return chunk(start)
 
-    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
-        chunks = list(pool.map(task, range(N_THREADS)))
-    for start, got_list in enumerate(chunks):
-        for j, got in zip(range(start, len(jobs), N_THREADS), got_list):
-            for g, e in zip(got, serial[j]):
-                np.testing.assert_array_equal(g, e, strict=True)
+# --------------------------------------------------------------------------
+# The package
+# --------------------------------------------------------------------------
+
+
+def test_version_is_a_nonempty_string():
+    assert isinstance(cconv.__version__, str)
+    assert cconv.__version__.strip()

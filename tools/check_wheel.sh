@@ -46,13 +46,14 @@ if grep -E '\.(c|so)$' <<< "$contents"; then
 fi
 
 # --- test one installation -----------------------------------------------------
-# run_tests VENV: the suite, copied outside the source tree, against VENV's cconv.
+# run_tests VENV: the suite, copied outside the source tree with the project's
+# pytest configuration, against VENV's cconv.
 run_tests() {
   local venv=$1 where
   where=$(mktemp -d "$work/run.XXXX")
   cp -r "$src/tests" "$where/tests"
-  (cd "$where" && PATH="$venv/bin" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-      --import-mode=importlib -o filterwarnings=error tests)
+  cp "$src/pyproject.toml" "$where/"
+  (cd "$where" && PATH="$venv/bin" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
   (cd "$where" && "$venv/bin/python" - "$src") <<'EOF'
 import pathlib, sys, cconv
 where = pathlib.Path(cconv.__file__).resolve()

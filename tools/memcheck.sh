@@ -23,14 +23,14 @@
 # Exit status: 0 clean; 1 invalid accesses in cconv's modules; 2 setup
 # problem (no valgrind, cconv not installed, no ERROR SUMMARY); otherwise the
 # status of pytest when a test failed under valgrind.
-# Python under valgrind is some 50x slower: the default run of the five core
-# files (the 3-D layer's three, the 4-D layer's test_conv2d.py and the
-# matching's test_match.py, its window-sum and score loops) takes a few minutes.
+# Python under valgrind is some 50x slower: the default run of the three core
+# files (the 3-D layer's test_conv.py, the 4-D layer's test_conv2d.py and the
+# matching's test_match.py, its window-sum and score loops) takes a while.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-tests=(test_conv_forward.py test_conv_backward.py test_bad_input.py test_conv2d.py test_match.py)
+tests=(test_conv.py test_conv2d.py test_match.py)
 
 # Invalid reads/writes whose access stack (the part before "Address 0x...")
 # passes through cconv's compiled modules: print them, exit 1 if any.  Each
@@ -78,11 +78,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cconv-memcheck.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 log=${MEMCHECK_LOG:-$(mktemp "${TMPDIR:-/tmp}/cconv-memcheck-log.XXXXXX")}
 
-# The tests (and the helpers they load) go to the temporary folder; the
-# pytest configuration stays the project's own.
-mkdir "$tmp/tests"
-cp "$src/tests/conftest.py" "$src/tests/reference.py" "$tmp/tests/"
-for t in "${tests[@]}"; do cp "$src/tests/$t" "$tmp/tests/"; done
+# The tests (and the helpers they import) go to the temporary folder, with
+# the project's pytest configuration (its pythonpath is the folder beside it).
+cp -r "$src/tests" "$tmp/tests"
+cp "$src/pyproject.toml" "$tmp/"
 cd "$tmp"
 
 # The installed package, not the checkout.
@@ -140,7 +139,7 @@ status=0
 PYTHONMALLOC=malloc OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} \
   valgrind --tool=memcheck --error-exitcode=0 "${supps[@]}" \
     --leak-check=no --num-callers=40 --error-limit=no --log-file="$log" \
-  "$py" -m pytest -c "$src/pyproject.toml" --rootdir "$tmp" \
+  "$py" -m pytest -c "$tmp/pyproject.toml" --rootdir "$tmp" \
     -x -q -p no:cacheprovider -k "$kfilter" ${extra[@]+"${extra[@]}"} \
     "${tests[@]/#/tests/}" || status=$?
 echo "== $((SECONDS - start)) s under valgrind; pytest exit status $status"

@@ -1,6 +1,14 @@
-"""Finite-difference gradient checks, and tests of cconv.testing itself."""
+"""cconv.testing: rel_error and numerical_gradient.
+
+Their use on the layers (gradient checks) is in ``test_conv.py`` and
+``test_conv2d.py``; their fuzz in ``fuzz/test_testing.py``.
+"""
 
 from __future__ import annotations
+
+import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -8,8 +16,9 @@ import pytest
 import cconv
 from cconv.testing import numerical_gradient, rel_error
 
+
 # --------------------------------------------------------------------------
-# cconv.testing.rel_error
+# rel_error
 # --------------------------------------------------------------------------
 
 
@@ -40,8 +49,42 @@ def test_rel_error_is_symmetric_and_a_float():
     assert r == pytest.approx(expected, rel=1e-14)
 
 
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_rel_error_complex(which):
+    # Refused, not the imaginary part dropped (rel_error(1+1j, 1-1j) == 0).
+    args = {"a": np.array([1 + 1j]), "b": np.array([1 - 1j])}
+    if which == "b":
+        args["a"] = np.array([1.0])
+    with pytest.raises(TypeError, match=rf"^{which}\b.*complex"):
+        rel_error(args["a"], args["b"])
+
+
+@pytest.mark.parametrize("sa, sb", [((0, 3), (1, 3)), ((2, 0), ()), ((0,), (1,)), ((0, 3), (0, 4))])
+def test_rel_error_empty(sa, sb):
+    # 0.0, as documented.
+    assert rel_error(np.ones(sa), np.ones(sb)) == 0.0
+
+
+def test_rel_error_shapes_that_do_not_broadcast():
+    with pytest.raises(ValueError, match=r"^a\b.*\bb\b.*\(2, 3\).*\(4,\)"):
+        rel_error(np.ones((2, 3)), np.ones(4))
+
+
+def test_rel_error_infinities_and_nan():
+    inf = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" RuntimeWarning either
+        assert rel_error([inf, 1.0], [inf, 1.0]) == 0.0
+        assert rel_error([-inf, 2.0], [-inf, 2.0]) == 0.0
+        assert rel_error([inf, 1.0], [inf, 3.0]) == 0.5  # the finite entry decides
+        assert rel_error([inf], [1.0]) == 1.0
+        assert rel_error([inf], [-inf]) == 1.0
+        assert math.isnan(rel_error([np.nan, 1.0], [np.nan, 1.0]))
+        assert math.isnan(rel_error([inf, 1.0], [inf, np.nan]))
+
+
 # --------------------------------------------------------------------------
-# cconv.testing.numerical_gradient
+# numerical_gradient
 # --------------------------------------------------------------------------
 
 
@@ -110,71 +153,54 @@ def test_numerical_gradient_uses_the_given_step():
 
 
 # --------------------------------------------------------------------------
-# Gradient checks of the layer: numerical_gradient of conv_forward vs conv_backward
+# numerical_gradient: bad arguments and edge cases, on the 3-D layer
 # --------------------------------------------------------------------------
 
-# (xshape, wshape), one per broadcasting case.
-BROADCAST_CASES = {
-    "w2d": ((3, 5, 6), (3, 2)),
-    "w1": ((3, 5, 6), (1, 3, 2)),
-    "x1": ((1, 5, 6), (4, 3, 2)),
-    "equal": ((2, 6, 5), (2, 2, 3)),
-    "one": ((1, 4, 4), (1, 4, 4)),
-    "one_w2d": ((1, 6, 4), (1, 1)),
-}
+
+def _f(v):
+    return cconv.conv_forward(v, np.ones((2, 2)))[0]
 
 
-def _forward_out(x, w):
-    return cconv.conv_forward(x, w)[0]
+@pytest.mark.parametrize("h", ["1e-5", None, [1e-5], 1j, True])
+def test_numerical_gradient_non_numeric_h_names_h(h):
+    with pytest.raises(TypeError, match=r"^h\b.*" + re.escape(repr(h))):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones((1, 2, 2)), h=h)
 
 
-@pytest.mark.parametrize("kind", list(BROADCAST_CASES))
-def test_gradients_match_finite_differences(kind, rng, ref):
-    xshape, wshape = BROADCAST_CASES[kind]
-    x = rng.standard_normal(xshape)
-    w = rng.standard_normal(wshape)
-    out, cache = cconv.conv_forward(x, w)
-    dout = rng.standard_normal(out.shape)
-    dx, dw = cconv.conv_backward(dout, cache)
-
-    dx_num = numerical_gradient(lambda v: _forward_out(v, w), x, dout, h=1e-5)
-    dw_num = numerical_gradient(lambda v: _forward_out(x, v), w, dout, h=1e-5)
-
-    assert dx_num.shape == dx.shape and dw_num.shape == dw.shape
-    # The layer is linear, so central differences only carry rounding error
-    # (about eps * |out| / h ~ 1e-10 here): the normwise error is tiny.
-    assert ref.max_rel_err(dx, dx_num) <= 1e-7
-    assert ref.max_rel_err(dw, dw_num) <= 1e-7
+@pytest.mark.parametrize("h", [float("inf"), float("nan"), 0, -1e-5, 10**400])
+def test_numerical_gradient_rejects_infinite_or_non_positive_h(h):
+    with pytest.raises(ValueError, match=r"^h\b.*positive finite"):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones((1, 2, 2)), h=h)
 
 
-@pytest.mark.parametrize("kind", list(BROADCAST_CASES))
-def test_gradients_exact_with_dyadic_data(kind, rng):
-    # Small-integer data and a power-of-two step: x +- h, every product and
-    # every sum is exact in float64, so the central difference of this linear
-    # layer equals the true gradient exactly, and so must conv_backward.  This
-    # lets the notebook's elementwise rel_error be held to (almost) zero.
-    xshape, wshape = BROADCAST_CASES[kind]
-    x = rng.integers(-4, 5, size=xshape).astype(np.float64)
-    w = rng.integers(-4, 5, size=wshape).astype(np.float64)
-    out, cache = cconv.conv_forward(x, w)
-    dout = rng.integers(-4, 5, size=out.shape).astype(np.float64)
-    dx, dw = cconv.conv_backward(dout, cache)
-
-    h = 2.0**-8
-    dx_num = numerical_gradient(lambda v: _forward_out(v, w), x, dout, h=h)
-    dw_num = numerical_gradient(lambda v: _forward_out(x, v), w, dout, h=h)
-
-    assert rel_error(dx, dx_num) <= 1e-12
-    assert rel_error(dw, dw_num) <= 1e-12
+@pytest.mark.parametrize("which", ["x", "dout"])
+def test_numerical_gradient_complex_input(which):
+    # Refused, not cast to real (the imaginary part dropped).
+    args = {"x": np.ones((1, 3, 3)), "dout": np.ones((1, 2, 2))}
+    args[which] = args[which] * (1 + 1j)
+    with pytest.raises(TypeError, match=rf"^{which}\b.*complex"):
+        numerical_gradient(_f, args["x"], args["dout"])
 
 
-def test_reference_gradients_match_finite_differences(rng, ref):
-    # Sanity check of the SciPy references the rest of the suite trusts.
-    x = rng.standard_normal((1, 5, 6))
-    w = rng.standard_normal((3, 2, 3))
-    dout = rng.standard_normal((3, 4, 4))
-    edx, edw = ref.scipy_backward(x, w, dout)
-    dx_num = numerical_gradient(lambda v: ref.scipy_forward(v, w), x, dout)
-    dw_num = numerical_gradient(lambda v: ref.scipy_forward(x, v), w, dout)
-    assert ref.max_rel_err(edx, dx_num) <= 1e-7
-    assert ref.max_rel_err(edw, dw_num) <= 1e-7
+@pytest.mark.parametrize("shape", [(5,), (1, 2), (2, 2, 2), (1, 1, 1), (2, 2)])
+def test_numerical_gradient_bad_dout_names_dout(shape):
+    # dout must have f(x)'s shape exactly: no broadcasting.
+    with pytest.raises(ValueError, match=r"^dout\b.*" + re.escape(str(shape))):
+        numerical_gradient(_f, np.ones((1, 3, 3)), np.ones(shape))
+
+
+def test_numerical_gradient_fortran_x():
+    x = np.asfortranarray(np.arange(12.0).reshape(1, 3, 4))
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dout = np.ones((1, 2, 3))
+    g = numerical_gradient(lambda v: cconv.conv_forward(v, w)[0], x, dout)
+    expected = [[[1, 3, 3, 2], [4, 10, 10, 6], [3, 7, 7, 4]]]  # worked out by hand
+    np.testing.assert_allclose(g, expected, rtol=1e-8)
+
+
+def test_numerical_gradient_empty_x_does_not_call_f():
+    def f(v):
+        raise AssertionError("f called")
+
+    g = numerical_gradient(f, np.ones((0, 3)), np.ones((7,)))
+    assert g.shape == (0, 3) and g.dtype == np.float64
