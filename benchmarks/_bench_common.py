@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import numpy as np
@@ -33,8 +33,21 @@ import cconv
 SPEEDUP = "speed-up = other time / cconv time (above 1: cconv faster)"
 
 
+@dataclass
+class _Collect:
+    """The contended run's first pass: tables record cconv's calls, time nothing, print nothing."""
+
+    on: bool = False
+    calls: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+
+
+COLLECT = _Collect()
+
+
 def timeit(fn: Callable[[], object], repeats: int) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeats`` calls, after a warm-up."""
+    if COLLECT.on:
+        return float("nan")
     fn()
     times = []
     for _ in range(repeats):
@@ -71,12 +84,16 @@ def ms(seconds: float) -> str:
 
 def speedup(other: float, mine: float) -> str:
     """The speed-up of cconv (time ``mine``) over another call (time ``other``)."""
+    if COLLECT.on:
+        return ""
     ratio = other / mine
     return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     """Print a markdown table under a ``###`` title."""
+    if COLLECT.on:
+        return
     print(f"\n### {title}\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

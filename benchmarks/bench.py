@@ -24,14 +24,30 @@ then selects it.  The timing, checks and formats are in ``_bench_common``.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy
 import scipy.fft
 import scipy.signal
-from _bench_common import SPEEDUP, Machine, check, measure_machine, ms, peer, print_header, speedup, table, timeit
+from _bench_common import (
+    COLLECT,
+    SPEEDUP,
+    Machine,
+    check,
+    measure_machine,
+    ms,
+    peer,
+    print_header,
+    speedup,
+    table,
+    timeit,
+)
 
 import cconv
 
@@ -72,11 +88,17 @@ def ref_backward(x, w, dout):
     return dx, dw
 
 
+def remember(what: str, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn``, a call of cconv's, remembered for ``--contended``."""
+    COLLECT.calls.append((what, fn))
+    return fn
+
+
 def cconv_forward(x, w, method, expected, what):
     """The forward call to time, once its result is checked."""
     out = cconv.conv_forward(x, w, method=method)[0]
     check(out, expected, what)
-    return lambda: cconv.conv_forward(x, w, method=method)
+    return remember(what, lambda: cconv.conv_forward(x, w, method=method))
 
 
 def cconv_backward(x, w, dout, method, expected, what):
@@ -85,7 +107,7 @@ def cconv_backward(x, w, dout, method, expected, what):
     dx, dw = cconv.conv_backward(dout, cache, method=method)
     check(dx, expected[0], what + " dx")
     check(dw, expected[1], what + " dw")
-    return lambda: cconv.conv_backward(dout, cache, method=method)
+    return remember(what, lambda: cconv.conv_backward(dout, cache, method=method))
 
 
 def flops(n, out_hw, k_hw) -> float:
@@ -342,6 +364,16 @@ LAYERS = [  # name, N, C, H=W, F, filter, stride, padding
 ]
 
 
+def layer_step(x, w, b, s, p, dout) -> Callable[[], object]:
+    """A forward and backward pass of the 4-D layer, on these arrays."""
+
+    def step():
+        o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
+        return cconv.conv2d_backward(dout, ca)
+
+    return step
+
+
 @register("layer")
 def layer(run: Run) -> None:
     """The 4-D layer against torch.nn.functional.conv2d, same thread count."""
@@ -358,12 +390,9 @@ def layer(run: Run) -> None:
             check(out, ref_layer(x, w, b, s, p), what)
             dout = rng.standard_normal(out.shape).astype(dt)
             fl = 2.0 * out.size * c * k * k
-            t_f = timeit(lambda: cconv.conv2d_forward(x, w, b, stride=s, padding=p), reps)
-
-            def fwd_bwd():
-                o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
-                return cconv.conv2d_backward(dout, ca)
-
+            t_f = timeit(remember(f"{what} forward", partial(cconv.conv2d_forward, x, w, b, stride=s, padding=p)),
+                         reps)
+            fwd_bwd = remember(f"{what} forward+backward", layer_step(x, w, b, s, p, dout))
             t_fb = timeit(fwd_bwd, reps)
             row = [name, np.dtype(dt).name, ms(t_f), f"{fl / t_f / 1e9:.0f}", ms(t_fb), f"{3 * fl / t_fb / 1e9:.0f}"]
             if torch is not None:
@@ -408,7 +437,7 @@ def matching(run: Run) -> None:
         arg = templates[0] if count == 1 else templates
         slow = 1 if quick or count > 1 else max(1, reps // 3)
         got = cconv.match_template(image, arg)
-        t_c = timeit(lambda: cconv.match_template(image, arg), slow if count > 1 else reps)
+        t_c = timeit(remember(f"match {name}", partial(cconv.match_template, image, arg)), slow if count > 1 else reps)
         row = [name, ms(t_c)]
         # The peers compute the scores by other formulas (OpenCV in float32):
         # agreement to 1e-4 of the largest score is what is asked of them.
@@ -439,6 +468,9 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="PATH", help="write the method-choice plot to this PNG")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
     parser.add_argument("--only", choices=list(TABLES), action="append", help="run only these tables (repeatable)")
+    parser.add_argument("--contended", action="store_true",
+                        help="time every cconv call of the tables on 1 thread and on its default threads, "
+                             "with one CPU-bound process per core running beside it")
     args = parser.parse_args(argv)
 
     if torch is not None:
@@ -450,10 +482,51 @@ def main(argv=None) -> int:
                   "scikit-image": skimage.__version__ if skimage else "absent"})
     print(f"{machine}. Ratios, in every table: {SPEEDUP}.")
     run = Run(reps=args.repeats or (3 if args.quick else 15), quick=args.quick, plot=args.plot, machine=machine)
+    COLLECT.on = args.contended
     for name, fn in TABLES.items():
-        if not args.only or name in args.only:
+        if (not args.only or name in args.only) and not (args.contended and name == "threads"):
             fn(run)
+    if args.contended:
+        COLLECT.on = False
+        contended(COLLECT.calls, args.repeats or (3 if args.quick else 9))
     return 0
+
+
+# The goal of the contended run: on a machine whose every core is busy with
+# another process, cconv on its default threads at most this much slower
+# than on one thread.
+CONTENDED_GOAL = 1.25
+
+
+def contended(calls: list[tuple[str, Callable[[], object]]], reps: int) -> None:
+    """Every call on 1 thread and on the default threads, beside one busy process per core.
+
+    The two are timed in alternate bursts (so that both see the same
+    competition), ``reps`` calls each, three bursts; each time is the median
+    of its bursts' medians.
+    """
+    default = cconv.get_num_threads()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    rows = []
+    try:
+        for what, fn in calls:
+            times: dict[int, list[float]] = {1: [], default: []}
+            once = timeit(fn, 1)
+            count = max(1, min(reps, int(0.25 / max(once, 1e-6))))  # slow calls: fewer repeats
+            for _ in range(3):
+                for n in (1, default):
+                    with cconv.threads(n):
+                        times[n].append(timeit(fn, count))
+            t1, tn = float(np.median(times[1])), float(np.median(times[default]))
+            ratio = tn / t1
+            rows.append([what, ms(t1), ms(tn), f"{ratio:.2f}", "yes" if ratio <= CONTENDED_GOAL else "**no**"])
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    table(f"Busy machine: {len(hogs)} CPU-bound processes beside cconv (one per core). Ratio: time on the "
+          f"default {default} threads / time on 1 thread; goal at most {CONTENDED_GOAL}",
+          ["call", "1 thread ms", f"{default} threads ms", "ratio", f"<= {CONTENDED_GOAL}"], rows)
 
 
 if __name__ == "__main__":

@@ -34,17 +34,31 @@ testing
     ``rel_error`` and ``numerical_gradient``, to check a layer's gradients.
 """
 
+import os as _os
+
+# Idle OpenMP threads sleep at once rather than spin (libgomp's default is
+# about a millisecond of spinning): a spinning thread holds a core another
+# process (or cconv's own partner thread) is waiting for, and counts as busy
+# in the load cconv reads to size each call's team (cconv._threads).  Read
+# once by the OpenMP runtime when the first compiled module loads it; set
+# only for that import, and only where the user set nothing.
+_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}
+_untouched = not any(k in _os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"))
+if _untouched:
+    _os.environ.update(_WAIT)
 try:
     from . import _runtime  # noqa: F401  (the first compiled module)
 except ImportError as exc:  # pragma: no cover - only without a build
-    import os as _os
-
     raise ImportError(
         "cconv's compiled extensions (cconv._runtime, ...) are missing from "
         f"{_os.path.dirname(__file__)}. If that is a source checkout, Python "
         "found it before the installed package: run from another directory "
         "after 'pip install .'."
     ) from exc
+finally:
+    if _untouched:
+        for _key in _WAIT:
+            del _os.environ[_key]
 
 from . import testing
 from ._config import show_config

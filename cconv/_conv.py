@@ -11,6 +11,7 @@ import numpy.typing as npt
 from . import _engine
 from ._engine import Method
 from ._nonfinite import restore
+from ._threads import adaptive
 from ._validation import (
     as_batch,
     as_kernel_array,
@@ -77,6 +78,7 @@ class ConvCache:
         )
 
 
+@adaptive
 def conv_forward(
     x: npt.ArrayLike, w: npt.ArrayLike, *, method: Method = "auto"
 ) -> tuple[npt.NDArray[np.floating], ConvCache]:
@@ -171,6 +173,7 @@ def conv_forward(
     return out, ConvCache(xk, wk, w.ndim, method, spectra, nonfinite)
 
 
+@adaptive
 def conv_backward(
     dout: npt.ArrayLike, cache: ConvCache, *, method: Method = "auto"
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:

@@ -27,7 +27,7 @@ from . import _blas, _tiling
 from ._conv import ConvCache, conv_backward, conv_forward
 from ._engine import Method
 from ._nonfinite import finite_part, restore
-from ._threads import get_num_threads
+from ._threads import adaptive, get_num_threads
 from ._validation import (
     as_kernel_array,
     as_real_array,
@@ -218,6 +218,7 @@ def _check_arrays(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
             )
 
 
+@adaptive
 def conv2d_forward(
     x: npt.ArrayLike,
     w: npt.ArrayLike,
@@ -395,6 +396,7 @@ def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: L
     return out, Conv2dCache(xk, wk, b is not None, layer, inner.method, inner)
 
 
+@adaptive
 def conv2d_backward(
     dout: npt.ArrayLike, cache: Conv2dCache, *, method: Conv2dMethod = "auto"
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating] | None]:

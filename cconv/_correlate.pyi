@@ -4,11 +4,22 @@ import numpy as np
 import numpy.typing as npt
 
 _Real = np.float32 | np.float64
+_Exact = np.uint8 | np.uint16 | np.uint32 | np.uint64 | np.longdouble
 
 def build_info() -> tuple[str, str]: ...
 def correlate_wide(
-    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
 ) -> None: ...
 def correlate_narrow(
     x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
 ) -> None: ...
+def backward_fused(
+    x: npt.NDArray[_Real],
+    wflip: npt.NDArray[_Real],
+    dout: npt.NDArray[_Real],
+    dx: npt.NDArray[_Real],
+    dw: npt.NDArray[np.float64],
+    scratch: npt.NDArray[_Real],
+    rows: int,
+) -> None: ...
+def correlate_exact(x: npt.NDArray[_Exact], k: npt.NDArray[_Exact], out: npt.NDArray[_Exact]) -> None: ...

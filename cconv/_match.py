@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from . import _engine
 from ._match_cy import Score, finish_scores, window_sums
-from ._threads import get_num_threads
+from ._threads import adaptive, get_num_threads
 from ._validation import (
     as_batch,
     as_real_array,
@@ -82,6 +82,7 @@ class Match(NamedTuple):
     score: float
 
 
+@adaptive
 def match_template(
     image: npt.ArrayLike, templates: npt.ArrayLike, method: MatchMethod = "ccoeff_normed", pad_input: bool = False
 ) -> npt.NDArray[np.floating]:

@@ -3,18 +3,31 @@
 OpenMP keeps the count per calling thread, so do :func:`set_num_threads`
 and :func:`threads`; ``threadpoolctl`` sees and changes the same setting,
 and ``OMP_NUM_THREADS`` sets its default.
+
+Busy machines.  The count is a ceiling.  Each public call first looks at how
+many cores other work keeps busy (Linux: the runnable count of
+``/proc/loadavg``, a few microseconds) and runs on no more threads than
+there are free cores, at least one (:func:`for_call`).  A team of OpenMP
+threads waits at every barrier for its slowest member: a thread that has to
+queue for a core behind another process holds the whole call for a
+scheduler time slice, which turned a 1 ms call into 20.  The loops' results
+do not depend on their thread count, so neither do cconv's.
+``CCONV_ADAPTIVE_THREADS=0`` turns this off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from . import _runtime
 
-__all__ = ["MAX_THREADS", "get_num_threads", "set_num_threads", "threads"]
+__all__ = ["MAX_THREADS", "get_num_threads", "set_num_threads", "threads", "for_call", "adaptive"]
 
 # The largest count set_num_threads accepts.  OpenMP (libgomp) stores the
 # count in an int and starts that many threads at the next parallel loop,
@@ -111,3 +124,67 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         _runtime.set_num_threads(saved)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_CORES = _cores()
+ADAPTIVE = os.environ.get("CCONV_ADAPTIVE_THREADS", "1") != "0"
+
+
+def _busy_elsewhere() -> int | None:
+    """Threads of other work now runnable (the caller's own excluded), or None where unknown."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - 1)
+
+
+def free_cores() -> int | None:
+    """Cores no other runnable thread wants right now (None where unknown)."""
+    busy = _busy_elsewhere()
+    return None if busy is None else max(1, _CORES - busy)
+
+
+@contextmanager
+def for_call() -> Iterator[int]:
+    """The thread count for one call: the ceiling, or the free cores if fewer.
+
+    Yields the count, which is set for the block (and restored after).
+    """
+    ceiling = get_num_threads()
+    if ceiling == 1 or not ADAPTIVE:
+        yield ceiling
+        return
+    free = free_cores()
+    if free is None or free >= ceiling:
+        yield ceiling
+        return
+    _runtime.set_num_threads(free)
+    try:
+        yield free
+    finally:
+        _runtime.set_num_threads(ceiling)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def adaptive(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` (a public entry point) run on :func:`for_call`'s thread count."""
+
+    @wraps(fn)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with for_call():
+            return fn(*args, **kwargs)
+
+    return call

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from . import _engine
 from ._boundary import extend
 from ._nonfinite import finite_part, restore
+from ._threads import adaptive
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate", "convolve"]
@@ -42,6 +43,7 @@ _TYPES = frozenset("?bBhHiIlLqQfd")
 _EPS = np.finfo(np.float64).eps
 
 
+@adaptive
 def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
               mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
               axes: tuple[int, int] | None = None,
@@ -110,6 +112,7 @@ def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLik
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=False)
 
 
+@adaptive
 def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
              mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
              axes: tuple[int, int] | None = None,

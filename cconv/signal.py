@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend
+from ._threads import adaptive
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate2d", "convolve2d"]
@@ -37,6 +38,7 @@ _BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap"
                "symm": "symmetric", "symmetric": "symmetric", "reflect": None}
 
 
+@adaptive
 def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
                 fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
     """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
@@ -103,6 +105,7 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=False)
 
 
+@adaptive
 def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
                fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
     """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.

@@ -18,11 +18,10 @@ import time
 
 import numpy as np
 import pytest
-
-import cconv
-
 from cases import GROUPED, assert_unchanged, layer2d_inputs, layer_inputs, max_rel_err, snapshot, tol
 from reference import layer_backward, layer_forward, scipy_backward, scipy_forward
+
+import cconv
 
 
 def hammer(work, jobs, calls, threads_each=None):

@@ -15,19 +15,29 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from cases import (
+    LAYOUTS,
+    METHODS,
+    assert_fresh_output,
+    assert_same_specials,
+    assert_unchanged,
+    expected_dtype,
+    max_rel_err,
+    quiet,
+    random_array,
+    snapshot,
+    specials_tol,
+    tol,
+    with_layout,
+)
+from fuzz.strategies import image_and_filter
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import loop_backward, loop_forward, scipy_backward, scipy_forward
 
 import cconv
 from cconv import _validation
 from cconv.testing import numerical_gradient, rel_error
-
-from cases import (LAYOUTS, METHODS, assert_fresh_output, assert_same_specials, assert_unchanged,
-                   expected_dtype, max_rel_err, quiet, random_array, snapshot, specials_tol, tol,
-                   with_layout)
-from fuzz.strategies import image_and_filter
-from reference import loop_backward, loop_forward, scipy_backward, scipy_forward
-
 
 # --------------------------------------------------------------------------
 # Shape cases

@@ -13,15 +13,23 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from cases import (
+    assert_fresh_output,
+    assert_unchanged,
+    expected_dtype,
+    max_rel_err,
+    names,
+    random_array,
+    snapshot,
+    tol,
+    with_layout,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import layer_backward, layer_forward
 
 import cconv
 from cconv.testing import numerical_gradient
-
-from cases import (assert_fresh_output, assert_unchanged, expected_dtype, max_rel_err, names,
-                   random_array, snapshot, tol, with_layout)
-from reference import layer_backward, layer_forward
 
 # (N, C, H, W, F, HH, WW, options): every option, alone and together.
 CASES = [

@@ -14,13 +14,12 @@ import warnings
 
 import numpy as np
 import pytest
+from cases import assert_same_specials, max_rel_err, restoring_by, specials_tol, tol
+from fuzz.strategies import FUZZ, sprinkled
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cconv
-
-from cases import assert_same_specials, max_rel_err, restoring_by, specials_tol, tol
-from fuzz.strategies import FUZZ, sprinkled
 
 torch = pytest.importorskip(
     "torch", reason="PyTorch is an optional test peer (pip install torch==2.13.0); .ci/run installs it"

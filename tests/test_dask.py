@@ -18,11 +18,10 @@ import warnings
 
 import numpy as np
 import pytest
-
-import cconv
-
 from cases import METHODS, assert_same_specials, quiet, specials_tol
 from reference import scipy_backward, scipy_forward, window_covers
+
+import cconv
 
 da = pytest.importorskip("dask.array", reason="Dask is the optional extra cconv[dask] (in cconv[test])")
 dask = pytest.importorskip("dask")

@@ -23,10 +23,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from cases import GROUPED, layer2d_inputs, layer_inputs
 
 import cconv
-
-from cases import GROUPED, layer2d_inputs, layer_inputs
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
-import cconv
-
 from cases import MATCH_METHODS as METHODS
 from cases import names, run_child
 from reference import match_batch, match_scores
+
+import cconv
 
 NORMED_RANGE = {"sqdiff_normed": (0.0, 1.0), "ccorr_normed": (-1.0, 1.0), "ccoeff_normed": (-1.0, 1.0)}
 

@@ -16,7 +16,6 @@ import pytest
 import cconv
 from cconv.testing import numerical_gradient, rel_error
 
-
 # --------------------------------------------------------------------------
 # rel_error
 # --------------------------------------------------------------------------

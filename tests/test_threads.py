@@ -12,12 +12,10 @@ import re
 
 import numpy as np
 import pytest
-
-import cconv
-
 from cases import MAX_THREADS, max_rel_err, random_array, run_child, tol
 from reference import scipy_backward, scipy_forward
 
+import cconv
 
 # --------------------------------------------------------------------------
 # get_num_threads / set_num_threads

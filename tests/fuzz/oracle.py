@@ -28,9 +28,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import event
-
 from cases import names
+from hypothesis import event
 
 # A huge declared size must be refused at once: no machine has this much.
 HUGE_BYTES = 2**40  # 1 TiB

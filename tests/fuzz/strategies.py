@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from cases import with_layout
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
-from cases import with_layout
 from fuzz.oracle import HUGE_BYTES
 
 EXAMPLES = int(os.environ.get("CCONV_FUZZ_EXAMPLES", "40"))

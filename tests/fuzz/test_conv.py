@@ -9,20 +9,39 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import METHODS, assert_same_specials, expected_dtype, max_rel_err, quiet, restoring_by, specials_tol, tol
 from hypothesis import event, given
 from hypothesis import strategies as st
-
-import cconv
-
-from cases import (METHODS, assert_same_specials, expected_dtype, max_rel_err, quiet, restoring_by,
-                   specials_tol, tol)
-from fuzz.oracle import (HUGE_BYTES, Expect, Guard, amax, attempt, call_as_expected, convert,
-                         declared_bytes, forward_expect)
-from fuzz.strategies import (BAD_METHODS, FUZZ, JUNK_CACHES, REAL_DTYPES, VALID_DTYPES, VALID_FORMS,
-                             Operand, conv_shapes, douts, huge_operand, junk_cache, operands,
-                             sprinkled, valid_conv_shapes)
 from reference import scipy_backward, scipy_forward
 
+import cconv
+from fuzz.oracle import (
+    HUGE_BYTES,
+    Expect,
+    Guard,
+    amax,
+    attempt,
+    call_as_expected,
+    convert,
+    declared_bytes,
+    forward_expect,
+)
+from fuzz.strategies import (
+    BAD_METHODS,
+    FUZZ,
+    JUNK_CACHES,
+    REAL_DTYPES,
+    VALID_DTYPES,
+    VALID_FORMS,
+    Operand,
+    conv_shapes,
+    douts,
+    huge_operand,
+    junk_cache,
+    operands,
+    sprinkled,
+    valid_conv_shapes,
+)
 
 # --------------------------------------------------------------------------
 # conv_forward

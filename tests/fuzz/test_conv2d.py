@@ -17,18 +17,28 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from cases import METHODS_2D, expected_dtype, max_rel_err, tol
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
-
-import cconv
-
-from cases import METHODS_2D, expected_dtype, max_rel_err, tol
-from fuzz.oracle import HUGE_BYTES, Expect, Guard, amax, call_as_expected, convert, declared_bytes
-from fuzz.strategies import (ARRAY_FORMS, BAD_METHODS, FLOAT32_DTYPES, FUZZ, JUNK_CACHES, REAL_DTYPES,
-                             VALID_DTYPES, VALID_FORMS, Operand, douts, huge_operand, junk_cache,
-                             operands)
 from reference import layer_backward, layer_forward, layer_output_shape, layer_padding
 
+import cconv
+from fuzz.oracle import HUGE_BYTES, Expect, Guard, amax, call_as_expected, convert, declared_bytes
+from fuzz.strategies import (
+    ARRAY_FORMS,
+    BAD_METHODS,
+    FLOAT32_DTYPES,
+    FUZZ,
+    JUNK_CACHES,
+    REAL_DTYPES,
+    VALID_DTYPES,
+    VALID_FORMS,
+    Operand,
+    douts,
+    huge_operand,
+    junk_cache,
+    operands,
+)
 
 # --------------------------------------------------------------------------
 # options

@@ -12,12 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
+from cases import names
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 import cconv
-
-from cases import names
 from fuzz.oracle import amax, attempt
 from fuzz.strategies import FUZZ, REAL_DTYPES, fill
 

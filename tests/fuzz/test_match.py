@@ -25,18 +25,26 @@ import math
 
 import numpy as np
 import pytest
+from cases import MATCH_METHODS, expected_dtype, max_rel_err, quiet
 from hypothesis import event, given
 from hypothesis import strategies as st
-
-import cconv
-
-from cases import MATCH_METHODS, expected_dtype, max_rel_err, quiet
-from fuzz.oracle import (HUGE_BYTES, Expect, Guard, amax, call_as_expected, convert, declared_bytes,
-                         forward_expect)
-from fuzz.strategies import (FLOAT32_DTYPES, FUZZ, REAL_DTYPES, SPECIALS, VALID_DTYPES, VALID_FORMS,
-                             Operand, conv_shapes, huge_operand, operands, valid_conv_shapes)
 from reference import broadcast_pairs, greedy_matches, match_scores, scipy_forward, window_covers
 
+import cconv
+from fuzz.oracle import HUGE_BYTES, Expect, Guard, amax, call_as_expected, convert, declared_bytes, forward_expect
+from fuzz.strategies import (
+    FLOAT32_DTYPES,
+    FUZZ,
+    REAL_DTYPES,
+    SPECIALS,
+    VALID_DTYPES,
+    VALID_FORMS,
+    Operand,
+    conv_shapes,
+    huge_operand,
+    operands,
+    valid_conv_shapes,
+)
 
 # --------------------------------------------------------------------------
 # match_template

@@ -13,20 +13,26 @@ import re
 
 import numpy as np
 import pytest
+from cases import METHODS, max_rel_err, names
 from hypothesis import event, given
 from hypothesis import strategies as st
-
-import cconv
-from cconv.testing import numerical_gradient, rel_error
-
-from cases import METHODS, max_rel_err, names
-from fuzz.oracle import (Expect, Guard, amax, attempt, check_raised, convert, forward_expect,
-                         is_computable, root)
-from fuzz.strategies import (ARRAY_FORMS, FUZZ, REAL_DTYPES, VALID_DTYPES, VALID_FORMS, Operand,
-                             conv_shapes, operands, valid_conv_shapes)
 from reference import rel_error as reference_rel_error
 from reference import scipy_backward
 
+import cconv
+from cconv.testing import numerical_gradient, rel_error
+from fuzz.oracle import Expect, Guard, amax, attempt, check_raised, convert, forward_expect, is_computable, root
+from fuzz.strategies import (
+    ARRAY_FORMS,
+    FUZZ,
+    REAL_DTYPES,
+    VALID_DTYPES,
+    VALID_FORMS,
+    Operand,
+    conv_shapes,
+    operands,
+    valid_conv_shapes,
+)
 
 # --------------------------------------------------------------------------
 # rel_error

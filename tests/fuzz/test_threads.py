@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from cases import MAX_THREADS
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 import cconv
-
-from cases import MAX_THREADS
 from fuzz.oracle import Expect, attempt, check_raised
 from fuzz.strategies import FUZZ
-
 
 THREAD_COUNTS = st.one_of(
     st.integers(-3, 8),
