@@ -10,7 +10,9 @@ engine (compiled direct loops without the GIL, or FFTs).
 As in SciPy, the sum is done in double with the weights as float64, and
 stored with a C cast: truncation toward zero into an integer output.  One
 exception, for speed: float32 input into a float32 output is summed in
-float32 (within float32 rounding of SciPy's result).  Weights of magnitude
+float32 (within float32 rounding of SciPy's result).  Integer and bool
+outputs are always summed by the direct loops (exact on integer data, as
+SciPy's are), whatever ``method`` says.  Weights of magnitude
 at most ``DBL_EPSILON`` are skipped, as SciPy skips them, so that
 ``0 * Inf`` is not NaN there.
 """
@@ -73,7 +75,9 @@ def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLik
     method : {'auto', 'direct', 'fft'}, optional
         Keyword only, cconv's own: 'direct' runs the compiled loops, 'fft'
         multiplies FFTs of the extended input, 'auto' (the default) asks
-        cconv's cost model.
+        cconv's cost model.  An integer or bool ``output`` is always summed
+        by the direct loops: truncation would turn an FFT's rounding error
+        into an off-by-one.
 
     Returns
     -------
@@ -176,6 +180,10 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, met
         )
     if not output.flags.writeable:
         raise ValueError("output array is read-only.")
+    if output.dtype.kind in "biu":
+        # Truncation turns an FFT's 2.9999999999999996 into 2 where SciPy's
+        # exact sum gives 3: integer and bool outputs take the direct sums.
+        method = "direct"
     result = _filter(input, weights, axes, _RULES[mode], cval, origins, method,
                      np.float32 if input.dtype == np.float32 and output.dtype == np.float32 else np.float64)
     _store(np.moveaxis(output, axes, (-2, -1)), result)

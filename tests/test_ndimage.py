@@ -74,3 +74,18 @@ def test_empty_input_takes_any_type(name, dtype):
     assert got.dtype == expected.dtype and got.shape == expected.shape
     with pytest.raises(RuntimeError, match="array type not supported"):
         ours(np.zeros((2, 3), dtype=dtype), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("out", [np.bool_, np.uint8, np.int16, np.int32, np.uint32, np.int64])
+def test_integer_output_exact_on_every_method(name, method, out, rng):
+    # An FFT sum of integer data is 2.9999999999999996 where SciPy's is 3;
+    # truncated into an integer (or bool) output that was off by one.
+    x = rng.integers(0, 3, size=(40, 50)).astype(np.float64)
+    w = rng.integers(-1, 3, size=(9, 11)).astype(np.float64)
+    ours, theirs = both(name)
+    expected = theirs(x, w, output=out, mode="constant")
+    np.testing.assert_array_equal(ours(x, w, output=out, mode="constant", method=method), expected, strict=True)
+    expected = theirs(x > 1, w > 0, mode="wrap")  # bool in, bool out
+    np.testing.assert_array_equal(ours(x > 1, w > 0, mode="wrap", method=method), expected, strict=True)
