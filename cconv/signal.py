@@ -227,12 +227,15 @@ def _correlate(a, k, mode, rule, fill, dtype, method, convolve) -> np.ndarray:
     (r, oh), (c, ow) = _output_region(mode, h, kh, convolve), _output_region(mode, w, kw, convolve)
     if oh < 0 or ow < 0:  # 'full' of two empty axes: SciPy's array allocation refuses it
         raise ValueError("negative dimensions are not allowed")
-    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
-        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
-    if rule != "fill" and (h == 0 or w == 0):
+    # Periodic or mirrored extension of an empty axis of in1: SciPy divides by
+    # zero (SIGFPE) as soon as it has an output to compute and an index of in2
+    # to wrap along that axis (its rows first); refused here instead.
+    if rule != "fill" and oh * ow > 0 and kh > 0 and (h == 0 or (w == 0 and kw > 0)):
         raise ValueError(
             f"boundary {'wrap' if rule == 'wrap' else 'symm'!r} needs a non-empty in1; got shape {a.shape}"
         )
+    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
+        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
     k = k[::-1, ::-1] if convolve else np.conj(k) if k.dtype.kind == "c" else k
     # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.

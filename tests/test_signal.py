@@ -1,0 +1,73 @@
+"""cconv.signal.correlate2d / convolve2d: the documented claims, against SciPy and plain NumPy.
+
+Every expected value comes from ``scipy.signal`` or from the plain-NumPy
+reference ``dropin_reference.py`` (np.pad and sliding windows), never from
+cconv.  SciPy is never called where it dies ('full' with 'wrap' or 'symm'
+and an empty axis in in1: SIGFPE in SciPy 1.17.1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from cconv import signal as csig
+
+
+def _load_reference():
+    path = pathlib.Path(__file__).resolve().parent / "dropin_reference.py"
+    spec = importlib.util.spec_from_file_location("_cconv_dropin_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ref = _load_reference()
+METHODS = ("auto", "direct", "fft")
+FUNCS = ("correlate2d", "convolve2d")
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(abs(hash(request.node.name)) % 2**32)
+
+
+def both(name):
+    return getattr(csig, name), getattr(scipy.signal, name)
+
+
+# --------------------------------------------------------------------------
+# Regressions
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("boundary", ["wrap", "symm"])
+@pytest.mark.parametrize("shape1, shape2, outcome", [
+    ((0, 3), (2, 0), ValueError),    # SciPy: SIGFPE (a row of in2 wraps over no rows)
+    ((0, 3), (2, 2), ValueError),    # SciPy: SIGFPE
+    ((3, 0), (2, 2), ValueError),    # SciPy: SIGFPE (a column wraps over no columns)
+    ((3, 0), (0, 2), (2, 1)),        # SciPy: zeros, no row of in2 to read
+    ((0, 0), (1, 1), (0, 0)),        # SciPy: empty, no output to compute
+])
+def test_full_periodic_boundary_of_empty_in1(name, boundary, shape1, shape2, outcome):
+    # cconv refuses exactly where SciPy divides by zero, and returns SciPy's
+    # zeros elsewhere; (0, 3) with (2, 0) returned zeros where SciPy dies.
+    ours, _ = both(name)
+    if outcome is ValueError:
+        with pytest.raises(ValueError, match="non-empty in1"):
+            ours(np.ones(shape1), np.ones(shape2), "full", boundary)
+    else:
+        got = ours(np.ones(shape1), np.ones(shape2), "full", boundary)
+        np.testing.assert_array_equal(got, np.zeros(outcome), strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("boundary", ["wrap", "symm"])
+def test_valid_periodic_boundary_of_empty_in1_axis_matches_scipy(name, boundary):
+    ours, theirs = both(name)
+    a, b = np.ones((3, 0)), np.ones((2, 0))
+    np.testing.assert_array_equal(ours(a, b, "valid", boundary), theirs(a, b, "valid", boundary), strict=True)
