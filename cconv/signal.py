@@ -268,4 +268,68 @@ def correlate_typed(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         out.real = parts["rr"] - parts["ii"]
         out.imag = parts["ri"] + parts["ir"]
+    _complex_nonfinite(out, x, k)
     return out
+
+
+def _complex_nonfinite(out: np.ndarray, x: np.ndarray, k: np.ndarray) -> None:
+    """The outputs that have a NaN or infinite term, as SciPy's C sums make them.
+
+    SciPy multiplies complex values with C's ``*``, whose infinities follow
+    C99 Annex G: ``(1+0j) * (inf+infj)`` is ``inf+infj``, not the ``nan+nanj``
+    of the parts' products.  A product with a NaN or infinite operand has
+    both parts NaN or infinite, so such an output is the sum of its terms'
+    products, each made as C makes it (finite terms cannot change it).
+    """
+    bad_x, bad_k = ~np.isfinite(x), ~np.isfinite(k)
+    if not (bad_x.any() or bad_k.any()):
+        return
+    (kh, kw) = k.shape[1:]
+    for n in range(out.shape[0]):
+        xn, kn = x[n if x.shape[0] > 1 else 0], k[n if k.shape[0] > 1 else 0]
+        if bad_k[n if k.shape[0] > 1 else 0].any():
+            rows, cols = np.indices(out.shape[1:]).reshape(2, -1)
+        else:  # the windows holding a non-finite sample of x
+            c = np.pad(bad_x[n if x.shape[0] > 1 else 0].astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+            count = c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]
+            rows, cols = np.nonzero(count)
+        windows = np.lib.stride_tricks.sliding_window_view(xn, (kh, kw))
+        step = max(1, (1 << 20) // (kh * kw))
+        for i in range(0, rows.size, step):
+            r, c = rows[i : i + step], cols[i : i + step]
+            re, im = _c_multiply(windows[r, c], kn)
+            with np.errstate(invalid="ignore", over="ignore"):
+                out.real[n, r, c] = re.sum(axis=(1, 2))
+                out.imag[n, r, c] = im.sum(axis=(1, 2))
+
+
+def _c_multiply(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of ``z * w`` as C99 Annex G multiplies (libgcc's __muldc3)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        a, b = np.broadcast_arrays(z.real, z.imag)
+        c, d = np.broadcast_to(w.real, a.shape), np.broadcast_to(w.imag, a.shape)
+        ac, bd, ad, bc = a * c, b * d, a * d, b * c
+        x, y = ac - bd, ad + bc
+        both = np.isnan(x) & np.isnan(y)
+        if not both.any():
+            return x, y
+        a, b, c, d = (v[both] for v in (a, b, c, d))
+        one, zero = a.dtype.type(1), a.dtype.type(0)
+        z_inf = np.isinf(a) | np.isinf(b)
+        a = np.where(z_inf, np.copysign(np.where(np.isinf(a), one, zero), a), a)
+        b = np.where(z_inf, np.copysign(np.where(np.isinf(b), one, zero), b), b)
+        c = np.where(z_inf & np.isnan(c), np.copysign(zero, c), c)
+        d = np.where(z_inf & np.isnan(d), np.copysign(zero, d), d)
+        w_inf = np.isinf(c) | np.isinf(d)
+        c = np.where(w_inf, np.copysign(np.where(np.isinf(c), one, zero), c), c)
+        d = np.where(w_inf, np.copysign(np.where(np.isinf(d), one, zero), d), d)
+        a = np.where(w_inf & np.isnan(a), np.copysign(zero, a), a)
+        b = np.where(w_inf & np.isnan(b), np.copysign(zero, b), b)
+        overflow = ~(z_inf | w_inf) & (np.isinf(ac[both]) | np.isinf(bd[both]) | np.isinf(ad[both])
+                                       | np.isinf(bc[both]))
+        a, b, c, d = (np.where(overflow & np.isnan(v), np.copysign(zero, v), v) for v in (a, b, c, d))
+        recalc = z_inf | w_inf | overflow
+        inf = a.dtype.type(np.inf)
+        x[both] = np.where(recalc, inf * (a * c - b * d), x[both])
+        y[both] = np.where(recalc, inf * (a * d + b * c), y[both])
+    return x, y
