@@ -65,10 +65,9 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, convolve=Fa
     k = k.astype(out_dtype)
     k = k[::-1, ::-1] if convolve else np.conj(k)
     (h, w), (kh, kw) = a.shape, k.shape
-    if kh == 0 or kw == 0 or h == 0 or w == 0:
-        full_shape = (h + kh - 1, w + kw - 1)
-        shape = {"full": full_shape, "same": (h, w), "valid": (h - kh + 1, w - kw + 1)}[mode]
-        return np.zeros(shape, out_dtype)
+    shape = {"full": (h + kh - 1, w + kw - 1), "same": (h, w), "valid": (h - kh + 1, w - kw + 1)}[mode]
+    if kh == 0 or kw == 0 or 0 in shape or (0 in (h, w) and SIGNAL_PAD[boundary] != "constant"):
+        return np.zeros(shape, out_dtype)  # no terms (an empty in1 only extends by a constant)
     fill = np.array(fillvalue).astype(out_dtype) if SIGNAL_PAD[boundary] == "constant" else 0
     xe = _pad(a, ((kh - 1, kh - 1), (kw - 1, kw - 1)), SIGNAL_PAD[boundary], fill)
     with np.errstate(invalid="ignore", over="ignore"):
