@@ -155,6 +155,10 @@ def _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve
             "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')."
         )
     check_choice(method, "method", METHODS)
+    if not convolve and k.dtype.kind in "SUMmV":
+        # SciPy conjugates in2 before its C code sees the types: strings,
+        # bytes, times and void raise NumPy's TypeError there.
+        raise TypeError("cannot conjugate non-numeric dtype")
     dtype = _result_dtype(a, k)
     rule = _BOUNDARIES[boundary]
     if rule is None:  # a name SciPy's Python layer accepts and its C layer refuses

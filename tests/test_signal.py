@@ -105,3 +105,24 @@ def test_complex_infinities_multiply_as_c(name, method, dtype, boundary):
     fill = complex(np.inf, np.inf)
     _nonfinite_equal(ours(np.ones((2, 3), dtype), b, "full", "fill", fill, method=method),
                      theirs(np.ones((2, 3), dtype), b, "full", "fill", fill))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", ["?", "e", "O", "M8[s]", "m8[s]"])
+@pytest.mark.parametrize("which", ["both", "in1", "in2"])
+def test_types_scipy_does_not_take(name, dtype, which):
+    # ValueError("convolve2d not available for this type.") from SciPy's C
+    # code, but correlate2d conjugates in2 first: TypeError for times.
+    ours, theirs = both(name)
+    odd = np.zeros((3, 3), dtype)
+    a = odd if which in ("both", "in1") else np.ones((3, 3), "?" if dtype == "?" else "f8")
+    k = odd[:2, :2] if which in ("both", "in2") else np.ones((2, 2), "?" if dtype == "?" else "f8")
+    try:
+        expected = theirs(a, k)
+    except (ValueError, TypeError) as e:
+        with pytest.raises(type(e)) as got:
+            ours(a, k)
+        if type(e) is ValueError:
+            assert str(got.value) == str(e)
+        return
+    np.testing.assert_array_equal(ours(a, k), expected, strict=True)
