@@ -77,8 +77,8 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, convolve=Fa
         full = full[r : r + h, c : c + w]
     elif mode == "valid":
         full = full[kh - 1 : h, kw - 1 : w]
-    if swapped and not convolve:
-        full = np.conj(full[::-1, ::-1])
+    if swapped and not convolve:  # SciPy flips the correlation of in2 with in1 (conj(in1))
+        full = full[::-1, ::-1]
     with np.errstate(invalid="ignore", over="ignore"):
         return full.astype(out_dtype) if out_dtype.kind in "iu" else full
 
