@@ -50,9 +50,9 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     mode : {'full', 'valid', 'same'}, optional
         The output's size: every overlap ('full', the default), only the
         placements of ``in2`` inside ``in1`` ('valid'; if ``in2`` is the
-        larger in every dimension the inputs swap, and the result is the
-        flipped (and, for complex data, conjugated) correlation of ``in2``
-        with ``in1``), or ``in1``'s size, centred on the 'full' output
+        larger in every dimension the inputs swap, and the result is, as
+        SciPy's, the flipped correlation of ``in2`` with ``in1``, ``in1``
+        conjugated), or ``in1``'s size, centred on the 'full' output
         ('same': it starts at ``in2.shape // 2``).
     boundary : {'fill', 'wrap', 'symm'}, optional
         How ``in1`` extends past its edges: ``fillvalue`` ('fill', or
@@ -81,7 +81,11 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
         ``boundary``, 'valid' with neither input containing the other, a
         ``fillvalue`` that does not convert, a dtype SciPy's correlate2d
         does not take (bool with bool, float16, object, strings, ...); and
-        boundary 'wrap' or 'symm' on an empty ``in1`` (where SciPy crashes).
+        boundary 'wrap' or 'symm' on an empty axis of ``in1`` where SciPy
+        divides by zero (SIGFPE).
+    TypeError
+        As SciPy raises it: an ``in2`` of strings, bytes or times, which
+        SciPy's correlate2d fails to conjugate.
 
     Notes
     -----
@@ -89,7 +93,8 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     SciPy's to the rounding of a different summation order (exactly, on
     integer-valued data, with the direct loops), and to machine precision
     relative to the largest output with 'fft'.  NaN and Inf propagate as in
-    SciPy on every method.  The inputs are never modified; the compiled
+    SciPy on every method, complex infinities as C's complex ``*`` makes
+    them (``(1+0j) * (inf+infj)`` is ``inf+infj``).  The inputs are never modified; the compiled
     loops release the GIL.
 
     Examples
