@@ -260,7 +260,8 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
 def _get_output(output, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
     """The output array, as SciPy's ``_get_output`` makes or checks it."""
     if output is None:
-        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype
+        # by name, as SciPy: a byte-swapped input gives a native output
+        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype.name
         return np.zeros(input.shape, dtype=dtype)
     if isinstance(output, (type, np.dtype)):
         if complex_output and np.dtype(output).kind != "c":
