@@ -199,6 +199,8 @@ def _filter(input, weights, axes, rule, cval, origins, method, dtype) -> np.ndar
         return np.zeros(x.shape, dtype)
     # Weights of magnitude up to DBL_EPSILON are not terms at all in SciPy.
     skipped = np.abs(weights) <= _EPS
+    if skipped.all():  # no terms at all: zeros, even over NaN and Inf
+        return np.zeros(x.shape, dtype)
     # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
     k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)[None]
     # out[i] reads input[i - kh // 2 - origin + a] for taps a = 0 .. kh - 1.

@@ -354,3 +354,17 @@ def test_byteswapped_input_gives_native_output(name, dtype, rng):
     got = ours(x, w, method="direct")
     assert got.dtype.str == expected.dtype.str
     np.testing.assert_array_equal(got, expected, strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_weights_skipped_gives_zeros(name, method, dtype):
+    # Weights all of magnitude <= DBL_EPSILON are no terms at all: SciPy's
+    # output is 0 even where the input is NaN or infinite (cconv gave NaN).
+    ours, theirs = both(name)
+    x = np.array([[np.nan, 1.0, np.inf], [2.0, -np.inf, 3.0]], dtype)
+    for w in (np.zeros((1, 2)), np.array([[False, False]]), np.full((2, 2), 1e-17)):
+        expected = theirs(x, w)
+        np.testing.assert_array_equal(ours(x, w, method=method), expected, strict=True)
+        np.testing.assert_array_equal(expected, np.zeros_like(x), strict=True)
