@@ -238,6 +238,12 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
     output = _get_output(output, input, complex_output=True)
     if not complex_input and np.iscomplexobj(cval):
         raise ValueError("Cannot provide a complex-valued cval when the input is real.")
+    if np.may_share_memory(input, output):
+        # The parts below are written one after the other into ``output``;
+        # read from a copy, so that no part sees another's result (SciPy
+        # 1.17.1 does: with output=input its imaginary part is filtered from
+        # the real part's result).
+        input = input.copy()
 
     def part(x, w, out, c):
         return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)

@@ -368,3 +368,19 @@ def test_all_weights_skipped_gives_zeros(name, method, dtype):
         expected = theirs(x, w)
         np.testing.assert_array_equal(ours(x, w, method=method), expected, strict=True)
         np.testing.assert_array_equal(expected, np.zeros_like(x), strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("wdtype", [np.complex128, np.float64])
+def test_complex_output_may_be_the_input(name, method, wdtype, rng):
+    # output=input gives the filter of the input as it was.  (SciPy 1.17.1
+    # filters the imaginary part from the real part's result there: not
+    # copied.)
+    ours, theirs = both(name)
+    x = data(rng, (5, 6), np.complex128, integral=True)
+    w = data(rng, (3, 2), wdtype, integral=True)
+    expected = theirs(x.copy(), w)  # into a separate array
+    y = x.copy()
+    assert ours(y, w, output=y, method=method) is y
+    check(y, expected, method, exact=method == "direct")

@@ -370,6 +370,11 @@ def test_ndimage_against_scipy(name, case):
     ours_out, theirs_out = _output(out_kind, out_dt, x)
     x_ours = ours_out if out_kind == "input" else x
     x_theirs = theirs_out if out_kind == "input" else np.array(x)
+    if out_kind == "input" and x.dtype.kind == "c":
+        # SciPy 1.17.1 filters a complex input's imaginary part from its real
+        # part's result when output is input (a SciPy bug cconv does not copy):
+        # the reference is SciPy's result into a separate array.
+        x_theirs, theirs_out = np.array(x), np.zeros_like(x)
     snaps = _snapshot(weights) + ([] if out_kind == "input" else _snapshot(x))
     ours, our_exc, our_warn = _call(getattr(cconv.ndimage, name), x_ours, weights, ours_out, method=method,
                                     **kwargs)
