@@ -10,7 +10,9 @@ engine (compiled direct loops without the GIL, or FFTs).
 As in SciPy, the sum is done in double with the weights as float64, and
 stored with a C cast: truncation toward zero into an integer output.  One
 exception, for speed: float32 input into a float32 output is summed in
-float32 (within float32 rounding of SciPy's result).  Weights of magnitude
+float32 (within float32 rounding of SciPy's result).  Integer and bool
+outputs are always summed by the direct loops (exact on integer data, as
+SciPy's are), whatever ``method`` says.  Weights of magnitude
 at most ``DBL_EPSILON`` are skipped, as SciPy skips them, so that
 ``0 * Inf`` is not NaN there.
 """
@@ -75,7 +77,9 @@ def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLik
     method : {'auto', 'direct', 'fft'}, optional
         Keyword only, cconv's own: 'direct' runs the compiled loops, 'fft'
         multiplies FFTs of the extended input, 'auto' (the default) asks
-        cconv's cost model.
+        cconv's cost model.  An integer or bool ``output`` is always summed
+        by the direct loops: truncation would turn an FFT's rounding error
+        into an off-by-one.
 
     Returns
     -------
@@ -169,7 +173,8 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, met
         raise RuntimeError("boundary mode not supported")
     cval = _as_double(cval)
     origins = [_as_index(o) for o in origins]
-    if input.dtype.char not in _TYPES or output.dtype.char not in _TYPES:
+    # SciPy checks the types element by element: an empty input takes any.
+    if input.size and (input.dtype.char not in _TYPES or output.dtype.char not in _TYPES):
         raise RuntimeError("array type not supported")
     if len(axes) != 2:
         raise NotImplementedError(
@@ -178,6 +183,10 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, met
         )
     if not output.flags.writeable:
         raise ValueError("output array is read-only.")
+    if output.dtype.kind in "biu":
+        # Truncation turns an FFT's 2.9999999999999996 into 2 where SciPy's
+        # exact sum gives 3: integer and bool outputs take the direct sums.
+        method = "direct"
     result = _filter(input, weights, axes, _RULES[mode], cval, origins, method,
                      np.float32 if input.dtype == np.float32 and output.dtype == np.float32 else np.float64)
     _store(np.moveaxis(output, axes, (-2, -1)), result)
@@ -193,7 +202,10 @@ def _filter(input, weights, axes, rule, cval, origins, method, dtype) -> np.ndar
         return np.zeros(x.shape, dtype)
     # Weights of magnitude up to DBL_EPSILON are not terms at all in SciPy.
     skipped = np.abs(weights) <= _EPS
-    k = np.where(skipped, 0.0, weights).astype(dtype)[None]
+    if skipped.all():  # no terms at all: zeros, even over NaN and Inf
+        return np.zeros(x.shape, dtype)
+    # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
+    k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)[None]
     # out[i] reads input[i - kh // 2 - origin + a] for taps a = 0 .. kh - 1.
     r0, c0 = -(kh // 2) - oh, -(kw // 2) - ow
     batch = x.size // (h * w)
@@ -229,6 +241,12 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
     output = _get_output(output, input, complex_output=True)
     if not complex_input and np.iscomplexobj(cval):
         raise ValueError("Cannot provide a complex-valued cval when the input is real.")
+    if np.may_share_memory(input, output):
+        # The parts below are written one after the other into ``output``;
+        # read from a copy, so that no part sees another's result (SciPy
+        # 1.17.1 does: with output=input its imaginary part is filtered from
+        # the real part's result).
+        input = input.copy()
 
     def part(x, w, out, c):
         return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)
@@ -253,7 +271,8 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
 def _get_output(output, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
     """The output array, as SciPy's ``_get_output`` makes or checks it."""
     if output is None:
-        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype
+        # by name, as SciPy: a byte-swapped input gives a native output
+        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype.name
         return np.zeros(input.shape, dtype=dtype)
     if isinstance(output, (type, np.dtype)):
         if complex_output and np.dtype(output).kind != "c":

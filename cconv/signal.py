@@ -52,9 +52,9 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     mode : {'full', 'valid', 'same'}, optional
         The output's size: every overlap ('full', the default), only the
         placements of ``in2`` inside ``in1`` ('valid'; if ``in2`` is the
-        larger in every dimension the inputs swap, and the result is the
-        flipped (and, for complex data, conjugated) correlation of ``in2``
-        with ``in1``), or ``in1``'s size, centred on the 'full' output
+        larger in every dimension the inputs swap, and the result is, as
+        SciPy's, the flipped correlation of ``in2`` with ``in1``, ``in1``
+        conjugated), or ``in1``'s size, centred on the 'full' output
         ('same': it starts at ``in2.shape // 2``).
     boundary : {'fill', 'wrap', 'symm'}, optional
         How ``in1`` extends past its edges: ``fillvalue`` ('fill', or
@@ -83,7 +83,11 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
         ``boundary``, 'valid' with neither input containing the other, a
         ``fillvalue`` that does not convert, a dtype SciPy's correlate2d
         does not take (bool with bool, float16, object, strings, ...); and
-        boundary 'wrap' or 'symm' on an empty ``in1`` (where SciPy crashes).
+        boundary 'wrap' or 'symm' on an empty axis of ``in1`` where SciPy
+        divides by zero (SIGFPE).
+    TypeError
+        As SciPy raises it: an ``in2`` of strings, bytes or times, which
+        SciPy's correlate2d fails to conjugate.
 
     Notes
     -----
@@ -91,7 +95,8 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     SciPy's to the rounding of a different summation order (exactly, on
     integer-valued data, with the direct loops), and to machine precision
     relative to the largest output with 'fft'.  NaN and Inf propagate as in
-    SciPy on every method.  The inputs are never modified; the compiled
+    SciPy on every method, complex infinities as C's complex ``*`` makes
+    them (``(1+0j) * (inf+infj)`` is ``inf+infj``).  The inputs are never modified; the compiled
     loops release the GIL.
 
     Examples
@@ -158,6 +163,10 @@ def _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve
             "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')."
         )
     check_choice(method, "method", METHODS)
+    if not convolve and k.dtype.kind in "SUMmV":
+        # SciPy conjugates in2 before its C code sees the types: strings,
+        # bytes, times and void raise NumPy's TypeError there.
+        raise TypeError("cannot conjugate non-numeric dtype")
     dtype = _result_dtype(a, k)
     rule = _BOUNDARIES[boundary]
     if rule is None:  # a name SciPy's Python layer accepts and its C layer refuses
@@ -230,12 +239,15 @@ def _correlate(a, k, mode, rule, fill, dtype, method, convolve) -> np.ndarray:
     (r, oh), (c, ow) = _output_region(mode, h, kh, convolve), _output_region(mode, w, kw, convolve)
     if oh < 0 or ow < 0:  # 'full' of two empty axes: SciPy's array allocation refuses it
         raise ValueError("negative dimensions are not allowed")
-    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
-        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
-    if rule != "fill" and (h == 0 or w == 0):
+    # Periodic or mirrored extension of an empty axis of in1: SciPy divides by
+    # zero (SIGFPE) as soon as it has an output to compute and an index of in2
+    # to wrap along that axis (its rows first); refused here instead.
+    if rule != "fill" and oh * ow > 0 and kh > 0 and (h == 0 or (w == 0 and kw > 0)):
         raise ValueError(
             f"boundary {'wrap' if rule == 'wrap' else 'symm'!r} needs a non-empty in1; got shape {a.shape}"
         )
+    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
+        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
     k = k[::-1, ::-1] if convolve else np.conj(k) if k.dtype.kind == "c" else k
     # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.
@@ -268,4 +280,68 @@ def correlate_typed(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         out.real = parts["rr"] - parts["ii"]
         out.imag = parts["ri"] + parts["ir"]
+    _complex_nonfinite(out, x, k)
     return out
+
+
+def _complex_nonfinite(out: np.ndarray, x: np.ndarray, k: np.ndarray) -> None:
+    """The outputs that have a NaN or infinite term, as SciPy's C sums make them.
+
+    SciPy multiplies complex values with C's ``*``, whose infinities follow
+    C99 Annex G: ``(1+0j) * (inf+infj)`` is ``inf+infj``, not the ``nan+nanj``
+    of the parts' products.  A product with a NaN or infinite operand has
+    both parts NaN or infinite, so such an output is the sum of its terms'
+    products, each made as C makes it (finite terms cannot change it).
+    """
+    bad_x, bad_k = ~np.isfinite(x), ~np.isfinite(k)
+    if not (bad_x.any() or bad_k.any()):
+        return
+    (kh, kw) = k.shape[1:]
+    for n in range(out.shape[0]):
+        xn, kn = x[n if x.shape[0] > 1 else 0], k[n if k.shape[0] > 1 else 0]
+        if bad_k[n if k.shape[0] > 1 else 0].any():
+            rows, cols = np.indices(out.shape[1:]).reshape(2, -1)
+        else:  # the windows holding a non-finite sample of x
+            c = np.pad(bad_x[n if x.shape[0] > 1 else 0].astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+            count = c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]
+            rows, cols = np.nonzero(count)
+        windows = np.lib.stride_tricks.sliding_window_view(xn, (kh, kw))
+        step = max(1, (1 << 20) // (kh * kw))
+        for i in range(0, rows.size, step):
+            r, c = rows[i : i + step], cols[i : i + step]
+            re, im = _c_multiply(windows[r, c], kn)
+            with np.errstate(invalid="ignore", over="ignore"):
+                out.real[n, r, c] = re.sum(axis=(1, 2))
+                out.imag[n, r, c] = im.sum(axis=(1, 2))
+
+
+def _c_multiply(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of ``z * w`` as C99 Annex G multiplies (libgcc's __muldc3)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        a, b = np.broadcast_arrays(z.real, z.imag)
+        c, d = np.broadcast_to(w.real, a.shape), np.broadcast_to(w.imag, a.shape)
+        ac, bd, ad, bc = a * c, b * d, a * d, b * c
+        x, y = ac - bd, ad + bc
+        both = np.isnan(x) & np.isnan(y)
+        if not both.any():
+            return x, y
+        a, b, c, d = (v[both] for v in (a, b, c, d))
+        one, zero = a.dtype.type(1), a.dtype.type(0)
+        z_inf = np.isinf(a) | np.isinf(b)
+        a = np.where(z_inf, np.copysign(np.where(np.isinf(a), one, zero), a), a)
+        b = np.where(z_inf, np.copysign(np.where(np.isinf(b), one, zero), b), b)
+        c = np.where(z_inf & np.isnan(c), np.copysign(zero, c), c)
+        d = np.where(z_inf & np.isnan(d), np.copysign(zero, d), d)
+        w_inf = np.isinf(c) | np.isinf(d)
+        c = np.where(w_inf, np.copysign(np.where(np.isinf(c), one, zero), c), c)
+        d = np.where(w_inf, np.copysign(np.where(np.isinf(d), one, zero), d), d)
+        a = np.where(w_inf & np.isnan(a), np.copysign(zero, a), a)
+        b = np.where(w_inf & np.isnan(b), np.copysign(zero, b), b)
+        overflow = ~(z_inf | w_inf) & (np.isinf(ac[both]) | np.isinf(bd[both]) | np.isinf(ad[both])
+                                       | np.isinf(bc[both]))
+        a, b, c, d = (np.where(overflow & np.isnan(v), np.copysign(zero, v), v) for v in (a, b, c, d))
+        recalc = z_inf | w_inf | overflow
+        inf = a.dtype.type(np.inf)
+        x[both] = np.where(recalc, inf * (a * c - b * d), x[both])
+        y[both] = np.where(recalc, inf * (a * d + b * c), y[both])
+    return x, y
