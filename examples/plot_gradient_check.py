@@ -86,13 +86,13 @@ cconv.set_num_threads(threads)
 assert errors["own dx, unflipped (bug)"] > 0.1
 
 # %%
-# The figure: the gradient of the first image by finite differences, by
-# cconv, their difference (to scale: it is rounding), and the buggy one; and
+# The figure: ``dx`` of the first image by finite differences, by cconv,
+# their difference (on its own scale: it is rounding), and the buggy one; and
 # every check's relative error, on a log scale.
 fig = plt.figure(figsize=(13, 7))
 grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
-panels = [(num_dx[0], "dx by finite differences"), (dx[0], "dx from cconv.conv_backward"),
-          (dx[0] - num_dx[0], "difference"), (wrong_dx[0], "dx with the filter unflipped (bug)")]
+panels = [(num_dx[0], "finite differences"), (dx[0], "cconv.conv_backward"),
+          (dx[0] - num_dx[0], "difference"), (wrong_dx[0], "filter unflipped (bug)")]
 limit = np.abs(num_dx[0]).max()
 for i, (data, title) in enumerate(panels):
     ax = fig.add_subplot(grid[0, i])
