@@ -20,9 +20,10 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 
 # Document the installed cconv, never the source checkout: ``python -m
-# sphinx`` run from the repository root puts it on sys.path first, and the
-# checkout has no compiled modules (an editable install maps to it anyway).
-sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != ROOT]
+# sphinx`` run from the repository root puts the working directory ('') on
+# sys.path first, and the checkout has no compiled modules (an editable
+# install maps to it anyway).
+sys.path[:] = [p for p in sys.path if p not in ("", os.curdir) and Path(p).resolve() != ROOT]
 sys.path.insert(0, str(DOCS / "sphinxext"))
 
 import matplotlib  # noqa: E402
