@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.machinery
 import importlib.util
 import pkgutil
 
@@ -32,6 +33,11 @@ def _modules_with_examples() -> list[str]:
     names = []
     for _, name, is_pkg in pkgutil.iter_modules(cconv.__path__, "cconv."):
         if is_pkg or name == "cconv.__main__":
+            continue
+        origin = importlib.util.find_spec(name).origin or ""
+        if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            # Compiled modules: signatures, no examples; and the per-ISA
+            # twins must not be imported on a CPU that lacks their ISA.
             continue
         if name == "cconv.dask" and importlib.util.find_spec("dask") is None:
             continue  # cconv.dask needs Dask, which cconv[test] brings
