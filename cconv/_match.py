@@ -156,8 +156,8 @@ def match_template(
     >>> import numpy as np, cconv
     >>> image = np.zeros((6, 6)); image[2:4, 3:5] = [[1, 2], [3, 4]]
     >>> scores = cconv.match_template(image, image[1:5, 2:6])
-    >>> np.unravel_index(np.argmax(scores), scores.shape)
-    (1, 2)
+    >>> [int(i) for i in np.unravel_index(np.argmax(scores), scores.shape)]
+    [1, 2]
     >>> round(float(scores.max()), 12)
     1.0
     """

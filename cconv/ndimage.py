@@ -132,9 +132,9 @@ def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike
     >>> import numpy as np
     >>> from cconv.ndimage import convolve
     >>> convolve(np.eye(3), [[1, 2], [3, 4]], mode="constant")
-    array([[1., 2., 0.],
+    array([[5., 2., 0.],
            [3., 5., 2.],
-           [0., 3., 5.]])
+           [0., 3., 4.]])
     """
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=True)
 

@@ -140,9 +140,9 @@ def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", bound
     >>> import numpy as np
     >>> from cconv.signal import convolve2d
     >>> convolve2d(np.eye(3), [[1, 2], [3, 4]], mode="same")
-    array([[5., 3., 0.],
-           [2., 5., 3.],
-           [0., 2., 5.]])
+    array([[1., 2., 0.],
+           [3., 5., 2.],
+           [0., 3., 5.]])
     """
     return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=True)
 
