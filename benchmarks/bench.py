@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 import numpy as np
 import scipy
@@ -398,7 +399,7 @@ def layer(run: Run) -> None:
             if torch is not None:
                 xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
                 dt_ = torch.from_numpy(dout)
-                grads = fwd_bwd()
+                grads = cast(tuple, fwd_bwd())
                 ot = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
                 for mine, theirs, part in zip(grads, torch.autograd.grad(ot, (xt, wt, bt), dt_), "x w b".split()):
                     check(mine, theirs.numpy(), f"{what} d{part} against torch")

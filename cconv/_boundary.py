@@ -23,6 +23,7 @@ periodic extension of the rule.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["RULES", "source_index", "extend"]
 
@@ -50,7 +51,7 @@ def source_index(index: np.ndarray, n: int, rule: str) -> np.ndarray:
 
 
 def extend(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rule: str,
-           fill: object = 0, dtype: np.dtype | None = None) -> np.ndarray:
+           fill: object = 0, dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """Rows ``[rows[0], rows[1])`` and columns ``[cols[0], cols[1])`` of ``x``
     extended by ``rule``, as a new C-contiguous array of ``dtype``.
 

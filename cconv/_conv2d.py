@@ -49,6 +49,9 @@ Conv2dMethod = Literal["auto", "gemm", "direct", "fft"]
 IntPair = int | Sequence[int]
 #: Zero padding: an int or a pair of ints, or 'valid' or 'same'.
 Padding = IntPair | Literal["valid", "same"]
+# Partial sums of dw on the 'gemm' path (each summing a fixed run of the
+# (image, group) items on one thread).
+DW_SLOTS = 8
 # BLAS takes 32-bit sizes.
 _INT_MAX = 2**31 - 1
 
@@ -522,7 +525,7 @@ def _backward_gemm(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tup
     threads = get_num_threads()
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
-        + (cache.x.size + (threads + 1) * cache.w.size
+        + (cache.x.size + (DW_SLOTS + 1) * cache.w.size
            + math.prod(_tiling.workspace_shape(layer, dtype.itemsize, threads))) * dtype.itemsize,
         f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
     )
@@ -536,7 +539,9 @@ def _backward_gemm(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tup
     gemm = _gemm()
     with _blas.single_threaded_blas() as pinned:
         t = threads if pinned else 1
-        dw = np.zeros((t, g, s.cg * s.kh * s.kw, s.f // g), dtype)
+        # A fixed number of partial sums, whatever the thread count, so that
+        # dw is the same bits on any number of threads.
+        dw = np.zeros((min(s.n * g, DW_SLOTS), g, s.cg * s.kh * s.kw, s.f // g), dtype)
         work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, t), dtype)
         gemm.conv2d_gemm_backward(
             x, w.reshape(g, s.f // g, -1), dout.reshape(s.n, s.f, -1), dx, dw, work,

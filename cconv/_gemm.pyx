@@ -209,49 +209,51 @@ def conv2d_gemm_backward(const real[:, :, :, ::1] x, const real[:, :, ::1] w,
     """Gradients of ``sum(out * dout)`` for the layer of ``conv2d_gemm_forward``.
 
     ``dx`` (N, C, ih, iw) must be zeros; it is summed into.  ``dw`` is
-    (T, G, kg, fg) of zeros: one partial sum per thread (T =
-    ``work.shape[0]``) of each group's filters, transposed, which the caller
-    adds up and transposes back.  An empty ``dx`` or ``dw``
-    is skipped.  Work items are (image, group), so no two threads write the
-    same part of ``dx``; each runs through its tiles in order.  The static
-    schedule gives each thread the same items on every call, so ``dw``'s
-    partial sums, and their total, are the same bits every time.
+    (S, G, kg, fg) of zeros: S partial sums of each group's filters,
+    transposed, which the caller adds up and transposes back.  An empty
+    ``dx`` or ``dw`` is skipped.  Work items are (image, group), so no two
+    threads write the same part of ``dx``; each runs through its tiles in
+    order.  Slot ``s`` of ``dw`` sums the items ``[s*N*G//S, (s+1)*N*G//S)``
+    in order, on one thread: ``dw``'s partial sums, and their total, are the
+    same bits whatever the thread count (``work.shape[0]``, one row each).
     """
     cdef Geometry g = _geometry(shape, geom)
     cdef Py_ssize_t N = x.shape[0], G = w.shape[0], fg = w.shape[1], kg = w.shape[2]
     cdef Py_ssize_t ihw = g.ih * g.iw, ohw = g.oh * g.ow
     cdef Py_ssize_t tiles = _tile_count(&g, rows, cols)
     cdef bint want_dx = dx.shape[0] != 0, want_dw = dw.shape[0] != 0
-    cdef Py_ssize_t item, n, grp, t, tid
+    cdef Py_ssize_t S = dw.shape[0] if want_dw else work.shape[0]
+    cdef Py_ssize_t item, n, grp, t, tid, slot
     cdef Tile tl
     cdef real* ws
     cdef const real* a
     cdef const real* d
     if N == 0 or G == 0 or fg == 0 or ohw == 0:
         return
-    for item in prange(N * G, nogil=True, schedule="static", num_threads=work.shape[0]):
-        n = item // G
-        grp = item % G
+    for slot in prange(S, nogil=True, schedule="dynamic", num_threads=work.shape[0]):
         tid = threadid()
         ws = &work[tid, 0]
-        for t in range(tiles):
-            tl = _tile(&g, t, rows, cols)
-            d = &dout[n, grp * fg, tl.i0 * g.ow + tl.j0]
-            if want_dw:
-                # Row-major dw.T (kg x fg) += cols (kg x P) @ dout.T (P x fg).
-                if pointwise:
-                    a = &x[n, grp * g.c, 0, 0] + tl.i0 * g.iw + tl.j0
-                else:
-                    _im2col(&g, &tl, &x[n, grp * g.c, 0, 0], ws)
-                    a = ws
-                _gemm(c'T', c'N', <int>fg, <int>kg, <int>tl.P, d, <int>ohw,
-                      a, <int>(ihw if pointwise else tl.P), 1, &dw[tid, grp, 0, 0], <int>fg)
-            if want_dx:
-                # Row-major dcols (kg x P) = w[grp].T (kg x fg) @ dout (fg x P).
-                if pointwise:
-                    _gemm(c'N', c'T', <int>tl.P, <int>kg, <int>fg, d, <int>ohw, &w[grp, 0, 0],
-                          <int>kg, 1, &dx[n, grp * g.c, 0, 0] + tl.i0 * g.iw + tl.j0, <int>ihw)
-                else:
-                    _gemm(c'N', c'T', <int>tl.P, <int>kg, <int>fg, d, <int>ohw, &w[grp, 0, 0],
-                          <int>kg, 0, ws, <int>tl.P)
-                    _col2im(&g, &tl, ws, &dx[n, grp * g.c, 0, 0])
+        for item in range(slot * N * G // S, (slot + 1) * N * G // S):
+            n = item // G
+            grp = item % G
+            for t in range(tiles):
+                tl = _tile(&g, t, rows, cols)
+                d = &dout[n, grp * fg, tl.i0 * g.ow + tl.j0]
+                if want_dw:
+                    # Row-major dw.T (kg x fg) += cols (kg x P) @ dout.T (P x fg).
+                    if pointwise:
+                        a = &x[n, grp * g.c, 0, 0] + tl.i0 * g.iw + tl.j0
+                    else:
+                        _im2col(&g, &tl, &x[n, grp * g.c, 0, 0], ws)
+                        a = ws
+                    _gemm(c'T', c'N', <int>fg, <int>kg, <int>tl.P, d, <int>ohw,
+                          a, <int>(ihw if pointwise else tl.P), 1, &dw[slot, grp, 0, 0], <int>fg)
+                if want_dx:
+                    # Row-major dcols (kg x P) = w[grp].T (kg x fg) @ dout (fg x P).
+                    if pointwise:
+                        _gemm(c'N', c'T', <int>tl.P, <int>kg, <int>fg, d, <int>ohw, &w[grp, 0, 0],
+                              <int>kg, 1, &dx[n, grp * g.c, 0, 0] + tl.i0 * g.iw + tl.j0, <int>ihw)
+                    else:
+                        _gemm(c'N', c'T', <int>tl.P, <int>kg, <int>fg, d, <int>ohw, &w[grp, 0, 0],
+                              <int>kg, 0, ws, <int>tl.P)
+                        _col2im(&g, &tl, ws, &dx[n, grp * g.c, 0, 0])

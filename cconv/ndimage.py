@@ -23,7 +23,7 @@ import numbers
 import operator
 import warnings
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,8 @@ from ._threads import adaptive
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate", "convolve"]
+
+Method = Literal["auto", "direct", "fft"]
 
 METHODS = ("auto", "direct", "fft")
 # SciPy's modes, and the extension rule each one is for a filter.
@@ -139,7 +141,8 @@ def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=True)
 
 
-def _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution):
+def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: Any, mode: Any, cval: Any,
+                           origin: Any, axes: Any, method: Method, convolution: bool) -> np.ndarray:
     check_choice(method, "method", METHODS)
     input = np.asarray(input)
     weights = np.asarray(weights)
@@ -193,7 +196,8 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, met
     return output
 
 
-def _filter(input, weights, axes, rule, cval, origins, method, dtype) -> np.ndarray:
+def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
+            origins: list[int], method: Method, dtype: npt.DTypeLike) -> np.ndarray:
     """The filtered image in ``dtype``, with the filtered axes last: (..., H, W)."""
     x = np.moveaxis(input, axes, (-2, -1))
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
@@ -233,7 +237,8 @@ def _store(output: np.ndarray, result: np.ndarray) -> None:
         np.copyto(output, result, casting="unsafe")
 
 
-def _complex(input, weights, output, mode, cval, origin, axes, method, convolution):
+def _complex(input: np.ndarray, weights: np.ndarray, output: Any, mode: Any, cval: Any, origin: Any,
+             axes: Any, method: Method, convolution: bool) -> np.ndarray:
     """SciPy's complex filtering: real filters of the real and imaginary parts."""
     complex_input, complex_weights = input.dtype.kind == "c", weights.dtype.kind == "c"
     if complex_weights and not convolution:
@@ -248,7 +253,7 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
         # the real part's result).
         input = input.copy()
 
-    def part(x, w, out, c):
+    def part(x: np.ndarray, w: np.ndarray, out: np.ndarray | None, c: Any) -> np.ndarray:
         return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)
 
     # The same real filters as SciPy's, into the same arrays, so that each
@@ -268,7 +273,7 @@ def _complex(input, weights, output, mode, cval, origin, axes, method, convoluti
     return output
 
 
-def _get_output(output, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
+def _get_output(output: object, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
     """The output array, as SciPy's ``_get_output`` makes or checks it."""
     if output is None:
         # by name, as SciPy: a byte-swapped input gives a native output
@@ -294,12 +299,13 @@ def _get_output(output, input: np.ndarray, complex_output: bool = False) -> np.n
     return output
 
 
-def _check_axes(axes, ndim: int) -> tuple[int, ...]:
+def _check_axes(axes: Any, ndim: int) -> tuple[int, ...]:
     """``axes`` checked and made non-negative, as SciPy's ``_check_axes``."""
     if axes is None:
         return tuple(range(ndim))
     if np.isscalar(axes):
-        axes = (operator.index(axes),)
+        scalar: Any = axes
+        axes = (operator.index(scalar),)
     elif isinstance(axes, Iterable):
         axes = tuple(operator.index(ax) for ax in axes)
         for ax in axes:
@@ -313,7 +319,7 @@ def _check_axes(axes, ndim: int) -> tuple[int, ...]:
     return axes
 
 
-def _normalize_sequence(value, rank: int) -> list:
+def _normalize_sequence(value: Any, rank: int) -> list[Any]:
     """A scalar repeated ``rank`` times, or a sequence of length ``rank``."""
     if isinstance(value, str) or not isinstance(value, Iterable):
         return [value] * rank
@@ -323,14 +329,15 @@ def _normalize_sequence(value, rank: int) -> list:
     return values
 
 
-def _as_double(cval) -> float:
+def _as_double(cval: Any) -> float:
     """``cval`` as C's ``double`` argument takes it: a real number, not a string."""
     if isinstance(cval, (str, bytes)) or not isinstance(cval, (numbers.Number, np.generic)):
         raise TypeError(f"must be real number, not {type(cval).__name__}")
-    return float(cval)
+    value: Any = cval
+    return float(value)
 
 
-def _as_index(origin) -> int:
+def _as_index(origin: Any) -> int:
     """An origin as SciPy's C layer takes it: an integer, not a bool."""
     if isinstance(origin, (bool, np.bool_)):
         raise TypeError("an integer is required")

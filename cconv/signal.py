@@ -31,6 +31,8 @@ from ._validation import check_choice, check_memory
 
 __all__ = ["correlate2d", "convolve2d"]
 
+Method = Literal["auto", "direct", "fft"]
+
 METHODS = ("auto", "direct", "fft")
 _MODES = ("valid", "same", "full")
 # SciPy's boundary names, and the rule each one is.
@@ -147,7 +149,8 @@ def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", bound
     return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=True)
 
 
-def _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve: bool) -> np.ndarray:
+def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, boundary: str, fillvalue: object,
+                           method: Method, convolve: bool) -> np.ndarray:
     name = "convolve2d" if convolve else "correlate2d"
     a = np.asarray(in1)
     k = np.asarray(in2)
@@ -179,7 +182,7 @@ def _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve
     return out[::-1, ::-1].copy() if swapped and not convolve else out
 
 
-def _swap_needed(shape1, shape2) -> bool:
+def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
     """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
     ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
     ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
@@ -234,7 +237,8 @@ def _output_region(mode: str, n: int, k: int, convolve: bool) -> tuple[int, int]
     return k - 1, n - k + 1  # valid
 
 
-def _correlate(a, k, mode, rule, fill, dtype, method, convolve) -> np.ndarray:
+def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndarray, dtype: np.dtype,
+               method: Method, convolve: bool) -> np.ndarray:
     (h, w), (kh, kw) = a.shape, k.shape
     (r, oh), (c, ow) = _output_region(mode, h, kh, convolve), _output_region(mode, w, kw, convolve)
     if oh < 0 or ow < 0:  # 'full' of two empty axes: SciPy's array allocation refuses it
@@ -257,7 +261,7 @@ def _correlate(a, k, mode, rule, fill, dtype, method, convolve) -> np.ndarray:
     return correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], method)[0]
 
 
-def correlate_typed(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
+def correlate_typed(x: np.ndarray, k: np.ndarray, method: Method) -> np.ndarray:
     """Valid correlation of ``x[n]`` with ``k[n]``, summed in their dtype as SciPy sums.
 
     ``x`` and ``k`` are C-contiguous, of one dtype: float32/64 on the

@@ -9,8 +9,8 @@ and an empty axis in in1: SIGFPE in SciPy 1.17.1).
 from __future__ import annotations
 
 import importlib.util
-import zlib
 import pathlib
+import zlib
 
 import numpy as np
 import pytest
@@ -137,7 +137,7 @@ def assert_matches_scipy(actual, expected, method, integral):
         return
     eps = np.finfo(expected.dtype).eps
     scale = max(float(np.max(np.abs(expected.astype(np.clongdouble)))), 1.0) if expected.size else 1.0
-    err = float(np.max(np.abs((actual.astype(np.clongdouble) - expected)), initial=0.0))
+    err = float(np.max(np.abs(actual.astype(np.clongdouble) - expected), initial=0.0))
     assert err <= 64 * eps * scale, (err, scale)
 
 
