@@ -213,6 +213,10 @@ def match_template(
     bad_templates = ~np.isfinite(t).all(axis=(1, 2))
     if bad_templates.any():
         t[bad_templates] = 0
+    # The template's own magnitude, before its mean is taken off: the
+    # rounding of that subtraction is relative to it, so a constant
+    # template's leftovers (1e-17 of 0.19, say) count as flat.
+    t_scale = np.max(np.abs(t), axis=(1, 2), keepdims=True)
     if ccoeff:
         t = t - t.mean(axis=(1, 2), keepdims=True)
     t_sum = t.sum(axis=(1, 2)).reshape(-1, 1, 1)
@@ -221,7 +225,7 @@ def match_template(
     if not ccoeff:
         low, high = low + mean, high + mean
     w_floor = _flat_below(np.maximum(-low, high), kh, kw, dtype)
-    t_floor = _flat_below(np.max(np.abs(t), axis=(1, 2), keepdims=True), kh, kw, dtype)
+    t_floor = _flat_below(t_scale, kh, kw, dtype)
     correlate = _Correlator(xs.astype(dtype, copy=False), np.ascontiguousarray(t, dtype=dtype), dtype)
 
     kind = _SCORES[method]

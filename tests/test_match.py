@@ -86,6 +86,15 @@ def test_constant_image_and_constant_template(dtype):
     assert np.all(cconv.match_template(np.random.default_rng(1).standard_normal((20, 25)), np.ones((5, 5))) == 0)
 
 
+@pytest.mark.parametrize("value", [0.18905338, 1e-3, 12345.678])
+def test_constant_template_not_representable_exactly_scores_zero(value):
+    # Its mean subtracted leaves rounding of 1e-17 of the value, not zeros:
+    # still flat, by the template's own scale.
+    image = np.random.default_rng(2).integers(0, 2, (2, 7, 1)).astype(bool)
+    scores = cconv.match_template(image, np.full((7, 1), value))
+    assert np.all(scores == 0.0)
+
+
 def test_template_equal_to_image(rng):
     image = rng.standard_normal((9, 11))
     for method, best in [("ccoeff_normed", 1.0), ("ccorr_normed", 1.0), ("sqdiff_normed", 0.0), ("sqdiff", 0.0)]:
