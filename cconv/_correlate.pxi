@@ -4,6 +4,7 @@
 # compute.
 
 from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy
 
 from cconv._fused cimport exact, real
 
@@ -311,13 +312,14 @@ cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* 
                           Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
     """``dw[b] += sum_i sum_j x[i*xs + j + b] * d[i*ds + j]`` for ``b < nb``, ``i < nrows``, ``j < ow``.
 
-    ``ow >= DW_LANES``.  The ``nb`` dot products share each vector of
-    ``d``; called with a constant ``nb``, so that their accumulators live
-    in registers.  They sum in the input precision over ``ROWS_PER_FLUSH``
-    rows at a time, then into double.  A row's ragged end is one more
-    vector that overlaps the one before it, with the lanes already counted
-    left out (selected away, not multiplied by zero: an infinity there
-    makes no NaN).
+    ``ow >= DW_LANES``; ``nrows`` at most a few dozen (one item's rows).
+    The ``nb`` dot products share each vector of ``d``; called with a
+    constant ``nb``, so that their accumulators live in registers.  The
+    loop runs down the rows for each vector of columns, so that a row's
+    ragged end costs one more vector per item rather than per row: a vector
+    that overlaps the one before it, with the lanes already counted left
+    out (selected away, not multiplied by zero: an infinity there makes no
+    NaN).  The lanes sum in the input precision, then into double.
     """
     cdef real acc[MAX_DW_COLS][DW_LANES]
     cdef Py_ssize_t i, j, b, v, skip
@@ -326,42 +328,51 @@ cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* 
     for b in range(nb):
         for v in range(DW_LANES):
             acc[b][v] = 0
-    for i in range(nrows):
-        xi = x + i * xs
-        di = d + i * ds
-        j = 0
-        while j + DW_LANES <= ow:
+    j = 0
+    while j + DW_LANES <= ow:
+        for i in range(nrows):
+            xi = x + i * xs + j
+            di = d + i * ds + j
             for b in range(nb):
                 for v in range(DW_LANES):
-                    acc[b][v] += xi[j + b + v] * di[j + v]
-            j += DW_LANES
-        if j < ow:
-            skip = j - (ow - DW_LANES)
-            j = ow - DW_LANES
+                    acc[b][v] += xi[b + v] * di[v]
+        j += DW_LANES
+    if j < ow:
+        skip = j - (ow - DW_LANES)
+        j = ow - DW_LANES
+        for i in range(nrows):
+            xi = x + i * xs + j
+            di = d + i * ds + j
             for b in range(nb):
                 for v in range(DW_LANES):
-                    acc[b][v] += xi[j + b + v] * di[j + v] if v >= skip else 0
-        if (i + 1) % ROWS_PER_FLUSH == 0 or i + 1 == nrows:
-            for b in range(nb):
-                for v in range(DW_LANES):
-                    dw[b] += acc[b][v]
-                    acc[b][v] = 0
+                    acc[b][v] += xi[b + v] * di[v] if v >= skip else 0
+    for b in range(nb):
+        for v in range(DW_LANES):
+            dw[b] += acc[b][v]
 
 
 cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
                           Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
     """:func:`_dw_rows` for ``nb`` columns, as passes of a constant column count."""
     cdef Py_ssize_t most = DW_COLS4 if sizeof(real) == 4 else DW_COLS8
-    cdef Py_ssize_t b = 0
-    while nb - b >= 4 and most >= 4:
+    cdef Py_ssize_t b = 0, r
+    while nb - b > most:
+        if most == 4:
+            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
+        elif most == 2:
+            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
+        else:
+            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
+        b += most
+    r = nb - b
+    if r == 4:
         _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
-        b += 4
-    while nb - b >= 2 and most >= 2:
+    elif r == 3:
+        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 3)
+    elif r == 2:
         _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
-        b += 2
-    while nb - b >= 1:
+    elif r == 1:
         _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
-        b += 1
 
 
 cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
@@ -442,8 +453,7 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
                 for j in range(kw - 1):
                     S[s * sw + j] = 0
                     S[s * sw + kw - 1 + ow + j] = 0
-                for j in range(ow):
-                    S[s * sw + kw - 1 + j] = dout[n, i, j]
+                memcpy(S + s * sw + kw - 1, &dout[n, i, 0], ow * sizeof(real))
         _wide_rows(&dx[n, p0, 0], W, S, sw, 0, &wflip[0, 0, 0] + n * kn, 0, 1, kh, kw, W, p1 - p0)
         # dw from the dout rows of this item: [p0, p1) within [0, oh).
         d0 = p0
