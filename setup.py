@@ -48,7 +48,8 @@ def extension(name, isa=()):
     return Extension(
         f"cconv.{name}",
         [f"cconv/{name}.pyx"],
-        depends=["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi"],
+        depends=["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi",
+                 "cconv/_conv2d_direct.pxi", "cconv/_conv2d_kernels.h"],
         extra_compile_args=flags,
         extra_link_args=openmp,
         # Recorded in the module, for cconv.show_config().
@@ -56,9 +57,12 @@ def extension(name, isa=()):
     )
 
 
-extensions = [extension("_runtime"), extension("_correlate"), extension("_gemm"), extension("_match_cy")]
+extensions = [extension("_runtime"), extension("_correlate"), extension("_conv2d_direct"),
+              extension("_gemm"), extension("_match_cy")]
 if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("CCONV_BASELINE_ONLY") != "1":
     extensions += [extension("_correlate_v3", ["-march=x86-64-v3"]),
-                   extension("_correlate_v4", ["-march=x86-64-v4"])]
+                   extension("_correlate_v4", ["-march=x86-64-v4"]),
+                   extension("_conv2d_direct_v3", ["-march=x86-64-v3"]),
+                   extension("_conv2d_direct_v4", ["-march=x86-64-v4"])]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

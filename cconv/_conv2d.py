@@ -1,7 +1,13 @@
 """The 4-D layer, ``conv2d_forward`` and ``conv2d_backward``: the layer
 of ``torch.nn.functional.conv2d`` (channels, stride, padding, dilation,
-groups, bias).  Options are checked here, then one of two routes runs:
+groups, bias).  Options are checked here, then one of three routes runs:
 
+- 'direct' (the default for all but single-channel layers): every option.
+  Blocked direct convolutions (``cconv._conv2d_direct``, one build per ISA)
+  read a zero-padded, stride-phase-split copy of the input in place; the
+  layouts, offsets and blocking are chosen by ``cconv._layer_plan``.  No
+  BLAS, no im2col; every pass runs on all of cconv's threads, and dw is the
+  same bits on every run and thread count.
 - 'gemm': every option.  The compiled loops of ``cconv._gemm`` lower each
   tile of the output to one matrix product, im2col then ``sgemm``/``dgemm``
   from SciPy's BLAS, in parallel over images, groups and tiles, with tiles
@@ -21,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _tiling
+from . import _blas, _layer_plan, _tiling
 from ._conv import ConvCache, conv_backward, conv_forward
 from ._nonfinite import finite_part, restore
 from ._threads import get_num_threads
@@ -234,13 +240,16 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     groups : int, optional
         Channels and filters split into this many groups, each group's
         filters seeing only its channels.  Must divide C and F.
-    method : {'auto', 'gemm', 'direct', 'fft'}, optional
-        'gemm' lowers the layer to matrix products (im2col and BLAS) and
-        takes every option.  'direct' and 'fft' are the 3-D layer's loops
-        and FFTs (see :func:`conv_forward`), for a single-channel layer only:
-        C = 1, stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the
-        default) uses the 3-D layer's choice where it applies, 'gemm'
-        elsewhere.
+    method : {'auto', 'direct', 'gemm', 'fft'}, optional
+        'direct' runs cconv's blocked direct convolutions, for every
+        option: register-blocked kernels over filters and output pixels
+        reading a padded copy of ``x`` in place (no im2col, no BLAS).
+        'gemm' lowers the layer to matrix products (im2col and SciPy's
+        BLAS) and takes every option.  'fft' is the 3-D layer's FFTs (see
+        :func:`conv_forward`), for a single-channel layer only: C = 1,
+        stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the default)
+        uses the 3-D layer's choice (its direct loops or its FFTs) for a
+        single-channel layer, 'direct' elsewhere.
 
     Returns
     -------
@@ -270,12 +279,15 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     -----
     dtypes, layouts and promotion follow :func:`conv_forward`: float32 and
     float64 natively, bool and integers promoted to float64, float16 to
-    float32, any memory layout, inputs never modified.  The 'gemm' path
-    splits the output into tiles whose windows take at most
+    float32, any memory layout, inputs never modified.  The 'direct' path
+    allocates one zero-padded copy of ``x`` (split by stride phase, only the
+    phases the filter's taps use) and the packed filters, and runs on
+    :func:`get_num_threads` threads.  The 'gemm' path splits the output
+    into tiles whose windows take at most
     ``max(TILE_BYTES, MIN_TILE * C // groups * KH * KW * itemsize)`` bytes of
     workspace per thread (512 KiB for all but very large filters); its
     matrix products run on SciPy's BLAS, held at one thread per call while
-    cconv's own :func:`get_num_threads` threads run the work items.
+    cconv's own threads run the work items.
 
     Examples
     --------
@@ -301,6 +313,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     s = layer.shape
     if route == "gemm":
         extra = math.prod(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads()))
+    elif route == "direct":
+        extra = _layer_plan.workspace_bytes(layer, dtype.itemsize, False) // dtype.itemsize
     else:  # the padded copy of x; the 3-D layer checks its own needs after
         (pt, pb), (pl, pr) = layer.pad
         extra = s.n * (s.ih + pt + pb) * (s.iw + pl + pr)
@@ -314,27 +328,38 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         if b is not None:
             with np.errstate(invalid="ignore", over="ignore"):
                 out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
-        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
+        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer,
+                            "gemm" if route == "gemm" else "direct")
         return out, cache
     if route == "single":
         return _forward_single(x, w, b, layer, method, dtype)
+    if route == "direct":
+        return _forward_direct(x, w, b, layer, dtype)
     return _forward_gemm(x, w, b, layer, dtype)
 
 
 def _route(method: str, layer: Layer) -> str:
-    """'single' (the 3-D layer's engine, which then resolves 'auto') or 'gemm'."""
-    if method == "gemm":
-        return "gemm"
+    """'direct', 'gemm' or 'single' (the 3-D layer's engine, which then resolves 'auto')."""
+    if method in ("gemm", "direct"):
+        return method
     if layer.single_channel():
         return "single"
     if method == "auto":
-        return "gemm"
+        return "direct"
     s = layer.shape
     raise ValueError(
         f"method={method!r} takes a single-channel layer only (C = 1, stride 1, "
         f"dilation 1, N = 1 or F = 1); got x with N={s.n}, C={s.c}, w with F={s.f}, "
-        f"stride={layer.stride}, dilation={layer.dilation}: use 'gemm' or 'auto'"
+        f"stride={layer.stride}, dilation={layer.dilation}: use 'direct' or 'auto'"
     )
+
+
+def _forward_direct(x, w, b, layer: Layer, dtype):
+    xk = as_kernel_array(x, dtype)
+    wk = as_kernel_array(w, dtype)
+    bk = None if b is None else as_kernel_array(b, dtype)
+    out = _layer_plan.forward(xk, wk, bk, layer, get_num_threads())
+    return out, Conv2dCache(xk, wk, b is not None, layer, "direct")
 
 
 def _forward_gemm(x, w, b, layer: Layer, dtype):
@@ -381,11 +406,12 @@ def conv2d_backward(dout, cache, *, method="auto"):
         forward output.
     cache : Conv2dCache
         The second value :func:`conv2d_forward` returned.
-    method : {'auto', 'gemm', 'direct', 'fft'}, optional
+    method : {'auto', 'direct', 'gemm', 'fft'}, optional
         As for :func:`conv2d_forward`, whatever the forward pass ran:
-        'direct' and 'fft' take a single-channel layer only, where 'auto'
-        chooses between them (reusing the spectra an FFT forward pass left
-        in the cache); 'auto' is 'gemm' for other layers.
+        'direct' and 'gemm' take every layer, 'fft' a single-channel layer
+        only; 'auto' is the 3-D layer's choice for a single-channel layer
+        (reusing the spectra an FFT forward pass left in the cache),
+        'direct' for other layers.
 
     Returns
     -------
@@ -408,9 +434,14 @@ def conv2d_backward(dout, cache, *, method="auto"):
 
     Notes
     -----
-    Computed in the forward dtype promoted with ``dout``'s.  The 'gemm'
-    path runs in parallel over images and groups (one image and group per
-    thread at a time), each thread summing its own partial ``dw``.  NaN and
+    Computed in the forward dtype promoted with ``dout``'s.  The 'direct'
+    path computes ``dx`` as a direct convolution of ``dout`` with the
+    transposed filters (one stride phase at a time) and ``dw`` as a
+    reduction over pixels split into a fixed set of work items, so every
+    pass uses all threads, even for one image and one group, and ``dw`` has
+    the same bits whatever the thread count.  The 'gemm' path runs in
+    parallel over images and groups, each thread summing its own partial
+    ``dw``.  NaN and
     Inf propagate as in PyTorch's float64 layer: padding zeros are terms of
     ``dw`` (0 * Inf is NaN there), and ``dx`` has no terms beyond ``dout``.
 
@@ -441,6 +472,8 @@ def conv2d_backward(dout, cache, *, method="auto"):
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     if route == "single" and cache.x.size and cache.w.size:
         dx, dw = _backward_single(dout, cache, method, dtype)
+    elif route == "direct":
+        dx, dw = _backward_direct(dout, cache, dtype)
     else:
         dx, dw = _backward_gemm(dout, cache, dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data
@@ -483,6 +516,22 @@ def _dx_nonfinite_filter(dout3, inner, method):
     reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
     restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(kh - 1, kh - 1, kw - 1, kw - 1), pad_zeros=False)
     return dx3
+
+
+def _backward_direct(dout, cache, dtype):
+    layer = cache._layer
+    s = layer.shape
+    check_memory(
+        copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
+        + (cache.x.size + cache.w.size) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, True),
+        f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
+    )
+    x = as_kernel_array(cache.x, dtype)
+    w = as_kernel_array(cache.w, dtype)
+    dout = as_kernel_array(dout, dtype)
+    if x.size == 0 or w.size == 0 or dout.size == 0:
+        return np.zeros((s.n, s.c, s.ih, s.iw), dtype), np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
+    return _layer_plan.backward(x, w, dout, layer, get_num_threads())
 
 
 def _backward_gemm(dout, cache, dtype):

@@ -1,0 +1,268 @@
+# The 4-D layer's direct convolution loops.  Included by _conv2d_direct.pyx
+# and its per-ISA twins (_conv2d_direct_v3.pyx, _conv2d_direct_v4.pyx); see
+# _conv2d_direct.pyx for what they compute and cconv._layer_plan for the
+# layouts, offsets and blocking they are given.
+
+from cython.parallel cimport prange, threadid
+
+from cconv._fused cimport real
+
+include "_build_info.pxi"
+
+
+cdef extern from "_conv2d_kernels.h" nogil:
+    int CC_RF_MAX, CC_RC, CC_NV, CC_NT, CC_VBYTES
+    Py_ssize_t cc_tile(int rf, int itemsize)
+    void cc_fwd_f32(int rf, const float* w, const float* src, const Py_ssize_t* koff,
+                    Py_ssize_t K, float* tmp)
+    void cc_fwd_f64(int rf, const double* w, const double* src, const Py_ssize_t* koff,
+                    Py_ssize_t K, double* tmp)
+    void cc_dwf_f32(const float* x, const Py_ssize_t* roff, Py_ssize_t xrs, const float* d,
+                    Py_ssize_t rows, Py_ssize_t ow, float* acc)
+    void cc_dwf_f64(const double* x, const Py_ssize_t* roff, Py_ssize_t xrs, const double* d,
+                    Py_ssize_t rows, Py_ssize_t ow, double* acc)
+    void cc_dwdot_f32(const float* x, const Py_ssize_t* toff, Py_ssize_t xrs, const float* d,
+                      Py_ssize_t drs, Py_ssize_t rows, Py_ssize_t ow, float* acc)
+    void cc_dwdot_f64(const double* x, const Py_ssize_t* toff, Py_ssize_t xrs, const double* d,
+                      Py_ssize_t drs, Py_ssize_t rows, Py_ssize_t ow, double* acc)
+
+
+def blocking():
+    """This build's register blocking: (vector bytes, max forward rows, dw rows, dw filter vectors, depthwise taps)."""
+    return (CC_VBYTES, CC_RF_MAX, CC_RC, CC_NV, CC_NT)
+
+
+def tile(int rf, int itemsize):
+    """Output pixels of one forward tile of ``rf`` rows."""
+    return cc_tile(rf, itemsize)
+
+
+def pack_planes(const real[:, :, :, ::1] x, real[::1] out, const Py_ssize_t[:, ::1] phases,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
+                Py_ssize_t hs, Py_ssize_t ws):
+    """Zero-padded phase planes of every image and channel, flattened into ``out``.
+
+    Plane ``(n, c, p)`` with phase ``phases[p] = (py, px)`` holds, at row
+    ``r < hs`` and column ``q < ws``, ``x[n, c, r*sh + py - top, q*sw + px - left]``,
+    or zero outside ``x``.  Planes follow one another from ``out[0]``; the
+    rest of ``out`` (slack read by the last tiles) is zeroed.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], ih = x.shape[2], iw = x.shape[3]
+    cdef Py_ssize_t P = phases.shape[0], plane = hs * ws
+    cdef Py_ssize_t item, n, c, p, r, q, y, q0, q1, py, px, i
+    cdef real* o
+    cdef const real* src
+    for item in prange(N * C * P, nogil=True, schedule="static"):
+        n = item // (C * P)
+        c = (item // P) % C
+        p = item % P
+        py = phases[p, 0]
+        px = phases[p, 1]
+        o = &out[0] + item * plane
+        # Columns q whose source column q*sw + px - left is inside x: [q0, q1).
+        q0 = 0
+        if left - px > 0:
+            q0 = (left - px + sw - 1) // sw
+        q1 = 0
+        if iw - 1 + left - px >= 0:
+            q1 = (iw - 1 + left - px) // sw + 1
+        if q1 > ws:
+            q1 = ws
+        if q0 > q1:
+            q0 = q1
+        for r in range(hs):
+            y = r * sh + py - top
+            if y < 0 or y >= ih:
+                for q in range(ws):
+                    o[r * ws + q] = 0
+                continue
+            src = &x[n, c, y, 0] + px - left
+            for q in range(q0):
+                o[r * ws + q] = 0
+            if sw == 1:
+                for q in range(q0, q1):
+                    o[r * ws + q] = src[q]
+            else:
+                for q in range(q0, q1):
+                    o[r * ws + q] = src[q * sw]
+            for q in range(q1, ws):
+                o[r * ws + q] = 0
+    for i in range(N * C * P * plane, out.shape[0]):
+        out[i] = 0
+
+
+cdef inline void _fwd(int rf, const real* w, const real* src, const Py_ssize_t* koff,
+                      Py_ssize_t K, real* tmp) noexcept nogil:
+    if real is float:
+        cc_fwd_f32(rf, w, src, koff, K, tmp)
+    else:
+        cc_fwd_f64(rf, w, src, koff, K, tmp)
+
+
+def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] koff,
+                real[::1] out, const real[::1] bias, real[:, ::1] tmp, tuple dims):
+    """``out[n, g*fg + f, i, j] = sum_k wp[g, f, k] * src[n*src_n + g*src_g + i*ws + j + koff[k]]``.
+
+    The direct convolution of the forward pass and of dx, on a flattened
+    source whose rows are ``ws`` long: output pixel ``(i, j)`` is flattened
+    position ``i*ws + j``, computed in tiles of ``tile(rf)`` positions (the
+    ``ws - ow`` columns of each row past ``ow`` are computed and dropped).
+    ``wp`` is packed (G, nfb, K, rf): blocks of ``rf`` filters, the last
+    padded with zero filters that are dropped.  Pixel ``(i, j)`` of filter
+    ``f`` of image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base +
+    i*ors + j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).
+
+    Work items are (image, group, block of ``fchunk`` filter blocks, band of
+    ``band`` tiles); each output is written by one item, summed in the order
+    of ``koff``, so the result does not depend on the thread count.
+    ``tmp`` has one row per thread (``rf * tile(rf)`` long).
+    """
+    cdef Py_ssize_t N, G, K, rf, nfb, fg, src_n, src_g, ws, oh, ow
+    cdef Py_ssize_t out_n, out_f, base, ors, ocs, fchunk, band
+    (N, G, K, rf, nfb, fg, src_n, src_g, ws, oh, ow,
+     out_n, out_f, base, ors, ocs, fchunk, band) = dims
+    cdef Py_ssize_t TP = cc_tile(<int>rf, sizeof(real))
+    cdef Py_ssize_t ntiles = (oh * ws + TP - 1) // TP
+    cdef Py_ssize_t nfc = (nfb + fchunk - 1) // fchunk
+    cdef Py_ssize_t nbands = (ntiles + band - 1) // band
+    cdef Py_ssize_t items = N * G * nfc * nbands
+    cdef bint has_bias = bias.shape[0] != 0
+    cdef Py_ssize_t item, n, g, fc, bd, fb, fb1, t, t1, p0, i, jlo, jhi, j, r, f, rows
+    cdef real* tp
+    cdef real* o
+    cdef real bv
+    if items == 0 or K == 0:
+        return
+    for item in prange(items, nogil=True, schedule="dynamic", num_threads=tmp.shape[0]):
+        n = item // (G * nfc * nbands)
+        g = (item // (nfc * nbands)) % G
+        fc = (item // nbands) % nfc
+        bd = item % nbands
+        tp = &tmp[threadid(), 0]
+        fb1 = (fc + 1) * fchunk
+        if fb1 > nfb:
+            fb1 = nfb
+        t1 = (bd + 1) * band
+        if t1 > ntiles:
+            t1 = ntiles
+        for fb in range(fc * fchunk, fb1):
+            rows = fg - fb * rf
+            if rows > rf:
+                rows = rf
+            for t in range(bd * band, t1):
+                p0 = t * TP
+                _fwd(<int>rf, &wp[0] + (g * nfb + fb) * K * rf, &src[0] + n * src_n + g * src_g + p0,
+                     &koff[0], K, tp)
+                # The tile's positions, row by row of the output.
+                i = p0 // ws
+                while i < oh and i * ws < p0 + TP:
+                    jlo = p0 - i * ws
+                    if jlo < 0:
+                        jlo = 0
+                    jhi = p0 + TP - i * ws
+                    if jhi > ow:
+                        jhi = ow
+                    for r in range(rows):
+                        f = g * fg + fb * rf + r
+                        o = &out[0] + n * out_n + f * out_f + base + i * ors
+                        bv = bias[f] if has_bias else 0
+                        if has_bias:
+                            for j in range(jlo, jhi):
+                                o[j * ocs] = tp[r * TP + i * ws + j - p0] + bv
+                        else:
+                            for j in range(jlo, jhi):
+                                o[j * ocs] = tp[r * TP + i * ws + j - p0]
+                    i = i + 1
+
+
+def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes):
+    """``d`` (N, F, oh, ow) as (N, G, nfb, oh*ow, fb_lanes): each group's filters
+    in blocks of ``fb_lanes``, filters last, the last block padded with zeros."""
+    cdef Py_ssize_t N = d.shape[0], F = d.shape[1], P = d.shape[2] * d.shape[3]
+    cdef Py_ssize_t fg = F // G
+    cdef Py_ssize_t nfb = (fg + fb_lanes - 1) // fb_lanes
+    cdef Py_ssize_t item, n, g, b, p, l, f, nl
+    cdef real* o
+    cdef const real* s
+    if N == 0 or F == 0 or P == 0:
+        return
+    for item in prange(N * G * nfb, nogil=True, schedule="static"):
+        n = item // (G * nfb)
+        g = (item // nfb) % G
+        b = item % nfb
+        o = &out[0] + item * P * fb_lanes
+        nl = fg - b * fb_lanes
+        if nl > fb_lanes:
+            nl = fb_lanes
+        s = &d[n, g * fg + b * fb_lanes, 0, 0]
+        for p in range(P):
+            for l in range(nl):
+                o[p * fb_lanes + l] = s[l * P + p]
+            for l in range(nl, fb_lanes):
+                o[p * fb_lanes + l] = 0
+
+
+def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
+            real[::1] acc, tuple dims):
+    """dw^T, summed over images and output pixels, into ``acc`` (zeros first).
+
+    ``acc`` is (G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of dw^T
+    (rows ``(c, t)``, at offsets ``roff[kb*RC:(kb+1)*RC]`` of the flattened
+    source, rows ``ws`` long) against block ``fb`` of the group's filters in
+    ``dT`` (from :func:`filters_last`).  Chunks of ``band`` output rows of
+    one image run one after the other, in order; within a chunk the items
+    (group, row block, filter block) run in parallel, each summing its own
+    slice of ``acc``.  Every element of dw is so summed in one fixed order,
+    whatever the thread count.
+    """
+    cdef Py_ssize_t N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band
+    N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band = dims
+    cdef Py_ssize_t FB = CC_NV * CC_VBYTES // sizeof(real)
+    cdef Py_ssize_t blk = CC_RC * FB
+    cdef Py_ssize_t P = oh * ow
+    cdef Py_ssize_t items = G * nkb * nfb
+    cdef Py_ssize_t n, i0, rows, item, g, kb, fb
+    if items == 0 or P == 0:
+        return
+    for n in range(N):
+        for i0 in range(0, oh, band):
+            rows = oh - i0 if oh - i0 < band else band
+            for item in prange(items, nogil=True, schedule="static"):
+                g = item // (nkb * nfb)
+                kb = (item // nfb) % nkb
+                fb = item % nfb
+                if real is float:
+                    cc_dwf_f32(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
+                               &dT[0] + ((n * G + g) * nfb + fb) * P * FB + i0 * ow * FB,
+                               rows, ow, &acc[0] + item * blk)
+                else:
+                    cc_dwf_f64(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
+                               &dT[0] + ((n * G + g) * nfb + fb) * P * FB + i0 * ow * FB,
+                               rows, ow, &acc[0] + item * blk)
+
+
+def dw_depthwise(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
+                 real[::1] acc, tuple dims):
+    """Depthwise dw (one channel, one filter per group) into ``acc`` (zeros first).
+
+    ``acc`` is (C, ntb, NT, lanes): lanes of the sums of block ``tb`` of NT
+    taps (offsets ``toff[tb*NT:(tb+1)*NT]``) of channel ``c``, over every
+    image, in image order; the caller adds the lanes up.
+    """
+    cdef Py_ssize_t C, ntb, src_n, src_c, ws
+    C, ntb, src_n, src_c, ws = dims
+    cdef Py_ssize_t N = d.shape[0], oh = d.shape[2], ow = d.shape[3]
+    cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
+    cdef Py_ssize_t item, c, tb, n
+    if N == 0 or oh == 0 or ow == 0:
+        return
+    for item in prange(C * ntb, nogil=True, schedule="static"):
+        c = item // ntb
+        tb = item % ntb
+        for n in range(N):
+            if real is float:
+                cc_dwdot_f32(&src[0] + n * src_n + c * src_c, &toff[0] + tb * CC_NT, ws,
+                             &d[n, c, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
+            else:
+                cc_dwdot_f64(&src[0] + n * src_n + c * src_c, &toff[0] + tb * CC_NT, ws,
+                             &d[n, c, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
