@@ -1,17 +1,14 @@
 """The 4-D layer, ``conv2d_forward`` and ``conv2d_backward``: the layer
 of ``torch.nn.functional.conv2d`` (channels, stride, padding, dilation,
-groups, bias).  Options are checked here, then one of three routes runs:
+groups, bias).  Options are checked here, then one of two routes runs:
 
 - 'direct' (the default for all but single-channel layers): every option.
   Blocked direct convolutions (``cconv._conv2d_direct``, one build per ISA)
   read a zero-padded, stride-phase-split copy of the input in place; the
   layouts, offsets and blocking are chosen by ``cconv._layer_plan``.  No
   BLAS, no im2col; every pass runs on all of cconv's threads, and dw is the
-  same bits on every run and thread count.
-- 'gemm': every option.  The compiled loops of ``cconv._gemm`` lower each
-  tile of the output to one matrix product, im2col then ``sgemm``/``dgemm``
-  from SciPy's BLAS, in parallel over images, groups and tiles, with tiles
-  sized by ``cconv._tiling``.
+  same bits on every run and thread count.  'gemm' is another name for it,
+  kept for callers of the im2col + BLAS route it replaced.
 - the single-channel route ('direct' and 'fft'): the 3-D layer's own
   engine (``cconv._conv``), for C = 1, stride 1, dilation 1 and one image
   or one filter, where a matrix product would be a matrix-vector product.
@@ -20,14 +17,12 @@ groups, bias).  Options are checked here, then one of three routes runs:
 
 from __future__ import annotations
 
-import importlib
 import math
-from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _layer_plan, _tiling
+from . import _layer_plan
 from ._conv import ConvCache, conv_backward, conv_forward
 from ._nonfinite import finite_part, restore
 from ._threads import get_num_threads
@@ -46,13 +41,6 @@ from ._validation import (
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
 
 METHODS = ("auto", "gemm", "direct", "fft")
-# BLAS takes 32-bit sizes.
-_INT_MAX = 2**31 - 1
-
-
-def _gemm() -> ModuleType:
-    """The im2col/BLAS loops, imported when first needed: they load scipy.linalg."""
-    return importlib.import_module("cconv._gemm")
 
 
 class Conv2dCache:
@@ -92,7 +80,7 @@ class Conv2dCache:
 
     @property
     def method(self) -> str:
-        """How the forward pass was computed: 'gemm', 'direct' or 'fft'."""
+        """How the forward pass was computed: 'direct' or 'fft'."""
         return self._method
 
     def __repr__(self) -> str:
@@ -171,15 +159,6 @@ class Layer:
         s = self.shape
         return (s.cg, s.ih, s.iw, s.kh, s.kw, *self.out_size)
 
-    def check_blas_sizes(self) -> None:
-        s = self.shape
-        oh, ow = self.out_size
-        if max(s.ih * s.iw, oh * ow, s.cg * s.kh * s.kw, s.f) > _INT_MAX:
-            raise ValueError(
-                f"x{s[:4]} with w{s[4:]} has an image, output or filter "
-                f"of more than 2**31 - 1 elements, beyond BLAS's 32-bit sizes"
-            )
-
 
 def _padding(padding, extent, stride, stride_given) -> tuple[tuple[int, int], tuple[int, int]]:
     """((top, bottom), (left, right)) for ``padding`` as given."""
@@ -244,8 +223,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         'direct' runs cconv's blocked direct convolutions, for every
         option: register-blocked kernels over filters and output pixels
         reading a padded copy of ``x`` in place (no im2col, no BLAS).
-        'gemm' lowers the layer to matrix products (im2col and SciPy's
-        BLAS) and takes every option.  'fft' is the 3-D layer's FFTs (see
+        'gemm' is another name for 'direct' (the im2col + BLAS route it
+        names was replaced by it).  'fft' is the 3-D layer's FFTs (see
         :func:`conv_forward`), for a single-channel layer only: C = 1,
         stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the default)
         uses the 3-D layer's choice (its direct loops or its FFTs) for a
@@ -281,13 +260,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     float64 natively, bool and integers promoted to float64, float16 to
     float32, any memory layout, inputs never modified.  The 'direct' path
     allocates one zero-padded copy of ``x`` (split by stride phase, only the
-    phases the filter's taps use) and the packed filters, and runs on
-    :func:`get_num_threads` threads.  The 'gemm' path splits the output
-    into tiles whose windows take at most
-    ``max(TILE_BYTES, MIN_TILE * C // groups * KH * KW * itemsize)`` bytes of
-    workspace per thread (512 KiB for all but very large filters); its
-    matrix products run on SciPy's BLAS, held at one thread per call while
-    cconv's own threads run the work items.
+    phases the filter's taps use) and the packed filters, no window matrix,
+    and runs on :func:`get_num_threads` threads with no BLAS and no
+    process-wide setting touched.
 
     Examples
     --------
@@ -311,9 +286,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
     dtype = compute_dtype(*operands)
     route = _route(check_choice(method, "method", METHODS), layer)
     s = layer.shape
-    if route == "gemm":
-        extra = math.prod(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads()))
-    elif route == "direct":
+    if route == "direct":
         extra = _layer_plan.workspace_bytes(layer, dtype.itemsize, False) // dtype.itemsize
     else:  # the padded copy of x; the 3-D layer checks its own needs after
         (pt, pb), (pl, pr) = layer.pad
@@ -328,20 +301,17 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, m
         if b is not None:
             with np.errstate(invalid="ignore", over="ignore"):
                 out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
-        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer,
-                            "gemm" if route == "gemm" else "direct")
+        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "direct")
         return out, cache
     if route == "single":
         return _forward_single(x, w, b, layer, method, dtype)
-    if route == "direct":
-        return _forward_direct(x, w, b, layer, dtype)
-    return _forward_gemm(x, w, b, layer, dtype)
+    return _forward_direct(x, w, b, layer, dtype)
 
 
 def _route(method: str, layer: Layer) -> str:
-    """'direct', 'gemm' or 'single' (the 3-D layer's engine, which then resolves 'auto')."""
+    """'direct' or 'single' (the 3-D layer's engine, which then resolves 'auto')."""
     if method in ("gemm", "direct"):
-        return method
+        return "direct"
     if layer.single_channel():
         return "single"
     if method == "auto":
@@ -360,25 +330,6 @@ def _forward_direct(x, w, b, layer: Layer, dtype):
     bk = None if b is None else as_kernel_array(b, dtype)
     out = _layer_plan.forward(xk, wk, bk, layer, get_num_threads())
     return out, Conv2dCache(xk, wk, b is not None, layer, "direct")
-
-
-def _forward_gemm(x, w, b, layer: Layer, dtype):
-    layer.check_blas_sizes()
-    s = layer.shape
-    xk = as_kernel_array(x, dtype)
-    wk = as_kernel_array(w, dtype)
-    bk = np.zeros(0, dtype) if b is None else as_kernel_array(b, dtype)
-    oh, ow = layer.out_size
-    out = np.empty((s.n, s.f, oh * ow), dtype)
-    gemm = _gemm()
-    with _blas.single_threaded_blas() as pinned:
-        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads() if pinned else 1), dtype)
-        gemm.conv2d_gemm_forward(
-            xk, wk.reshape(layer.groups, s.f // layer.groups, -1), bk, out, work,
-            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
-            _tiling.pointwise(layer),
-        )
-    return out.reshape(layer.out_shape), Conv2dCache(xk, wk, b is not None, layer, "gemm")
 
 
 def _forward_single(x, w, b, layer: Layer, method, dtype):
@@ -408,7 +359,7 @@ def conv2d_backward(dout, cache, *, method="auto"):
         The second value :func:`conv2d_forward` returned.
     method : {'auto', 'direct', 'gemm', 'fft'}, optional
         As for :func:`conv2d_forward`, whatever the forward pass ran:
-        'direct' and 'gemm' take every layer, 'fft' a single-channel layer
+        'direct' (or its other name 'gemm') takes every layer, 'fft' a single-channel layer
         only; 'auto' is the 3-D layer's choice for a single-channel layer
         (reusing the spectra an FFT forward pass left in the cache),
         'direct' for other layers.
@@ -439,9 +390,7 @@ def conv2d_backward(dout, cache, *, method="auto"):
     transposed filters (one stride phase at a time) and ``dw`` as a
     reduction over pixels split into a fixed set of work items, so every
     pass uses all threads, even for one image and one group, and ``dw`` has
-    the same bits whatever the thread count.  The 'gemm' path runs in
-    parallel over images and groups, each thread summing its own partial
-    ``dw``.  NaN and
+    the same bits whatever the thread count.  NaN and
     Inf propagate as in PyTorch's float64 layer: padding zeros are terms of
     ``dw`` (0 * Inf is NaN there), and ``dx`` has no terms beyond ``dout``.
 
@@ -472,10 +421,8 @@ def conv2d_backward(dout, cache, *, method="auto"):
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     if route == "single" and cache.x.size and cache.w.size:
         dx, dw = _backward_single(dout, cache, method, dtype)
-    elif route == "direct":
-        dx, dw = _backward_direct(dout, cache, dtype)
     else:
-        dx, dw = _backward_gemm(dout, cache, dtype)
+        dx, dw = _backward_direct(dout, cache, dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data
         db = dout.sum(axis=(0, 2, 3), dtype=dtype) if cache._has_bias else None
     return dx, dw, db
@@ -486,7 +433,7 @@ def _backward_single(dout, cache, method, dtype):
     layer = cache._layer
     s = layer.shape
     inner = cache._inner
-    if inner is None:  # the forward pass ran 'gemm': the 3-D layer's view of it
+    if inner is None:  # the forward pass ran the 4-D kernels: the 3-D layer's view of it
         (pt, pb), (pl, pr) = layer.pad
         x3 = np.pad(cache.x[:, 0], ((0, 0), (pt, pb), (pl, pr)))
         inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
@@ -532,41 +479,3 @@ def _backward_direct(dout, cache, dtype):
     if x.size == 0 or w.size == 0 or dout.size == 0:
         return np.zeros((s.n, s.c, s.ih, s.iw), dtype), np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
     return _layer_plan.backward(x, w, dout, layer, get_num_threads())
-
-
-def _backward_gemm(dout, cache, dtype):
-    layer = cache._layer
-    s = layer.shape
-    g = layer.groups
-    threads = get_num_threads()
-    check_memory(
-        copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
-        + (cache.x.size + (threads + 1) * cache.w.size
-           + math.prod(_tiling.workspace_shape(layer, dtype.itemsize, threads))) * dtype.itemsize,
-        f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
-    )
-    x = as_kernel_array(cache.x, dtype)
-    w = as_kernel_array(cache.w, dtype)
-    dout = as_kernel_array(dout, dtype)
-    dx = np.zeros((s.n, s.c, s.ih, s.iw), dtype)
-    if x.size == 0 or w.size == 0 or dout.size == 0:
-        return dx, np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
-    layer.check_blas_sizes()
-    gemm = _gemm()
-    with _blas.single_threaded_blas() as pinned:
-        t = threads if pinned else 1
-        dw = np.zeros((t, g, s.cg * s.kh * s.kw, s.f // g), dtype)
-        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, t), dtype)
-        gemm.conv2d_gemm_backward(
-            x, w.reshape(g, s.f // g, -1), dout.reshape(s.n, s.f, -1), dx, dw, work,
-            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
-            _tiling.pointwise(layer),
-        )
-    dw = _sum_partials(dw)
-    return dx, np.ascontiguousarray(dw.transpose(0, 2, 1)).reshape(s.f, s.cg, s.kh, s.kw)
-
-
-def _sum_partials(parts: np.ndarray) -> np.ndarray:
-    """The threads' partial sums, added; where +Inf meets -Inf, NaN without a warning."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return parts.sum(axis=0)

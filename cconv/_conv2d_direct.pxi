@@ -13,9 +13,9 @@ include "_build_info.pxi"
 cdef extern from "_conv2d_kernels.h" nogil:
     int CC_RF_MAX, CC_RC, CC_NV, CC_NT, CC_VBYTES
     Py_ssize_t cc_tile(int rf, int itemsize)
-    void cc_fwd_f32(int rf, const float* w, const float* src, const Py_ssize_t* koff,
+    void cc_fwd_f32(int rf, int np, const float* w, const float* src, const Py_ssize_t* koff,
                     Py_ssize_t K, float* tmp)
-    void cc_fwd_f64(int rf, const double* w, const double* src, const Py_ssize_t* koff,
+    void cc_fwd_f64(int rf, int np, const double* w, const double* src, const Py_ssize_t* koff,
                     Py_ssize_t K, double* tmp)
     void cc_dwf_f32(const float* x, const Py_ssize_t* roff, Py_ssize_t xrs, const float* d,
                     Py_ssize_t rows, Py_ssize_t ow, float* acc)
@@ -91,47 +91,58 @@ def pack_planes(const real[:, :, :, ::1] x, real[::1] out, const Py_ssize_t[:, :
         out[i] = 0
 
 
-cdef inline void _fwd(int rf, const real* w, const real* src, const Py_ssize_t* koff,
+cdef inline void _fwd(int rf, int np, const real* w, const real* src, const Py_ssize_t* koff,
                       Py_ssize_t K, real* tmp) noexcept nogil:
     if real is float:
-        cc_fwd_f32(rf, w, src, koff, K, tmp)
+        cc_fwd_f32(rf, np, w, src, koff, K, tmp)
     else:
-        cc_fwd_f64(rf, w, src, koff, K, tmp)
+        cc_fwd_f64(rf, np, w, src, koff, K, tmp)
 
 
 def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] koff,
-                real[::1] out, const real[::1] bias, real[:, ::1] tmp, tuple dims):
+                const Py_ssize_t[:, ::1] phases, real[::1] out, const real[::1] bias,
+                real[:, ::1] tmp, tuple dims):
     """``out[n, g*fg + f, i, j] = sum_k wp[g, f, k] * src[n*src_n + g*src_g + i*ws + j + koff[k]]``.
 
     The direct convolution of the forward pass and of dx, on a flattened
     source whose rows are ``ws`` long: output pixel ``(i, j)`` is flattened
     position ``i*ws + j``, computed in tiles of ``tile(rf)`` positions (the
-    ``ws - ow`` columns of each row past ``ow`` are computed and dropped).
+    ``ws - ow`` columns of each row past ``ow`` are computed and dropped),
+    the last tile only as many vectors wide as the positions left need.
     ``wp`` is packed (G, nfb, K, rf): blocks of ``rf`` filters, the last
     padded with zero filters that are dropped.  Pixel ``(i, j)`` of filter
     ``f`` of image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base +
     i*ors + j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).
+
+    Several outputs may share one source: each row of ``phases`` is one,
+    ``(K, start in koff, start in wp, base, oh, ow)`` (dx: one per stride
+    phase).  They are computed tile by tile together, so the source a tile
+    reads is read once from memory for all of them.
 
     Work items are (image, group, block of ``fchunk`` filter blocks, band of
     ``band`` tiles); each output is written by one item, summed in the order
     of ``koff``, so the result does not depend on the thread count.
     ``tmp`` has one row per thread (``rf * tile(rf)`` long).
     """
-    cdef Py_ssize_t N, G, K, rf, nfb, fg, src_n, src_g, ws, oh, ow
-    cdef Py_ssize_t out_n, out_f, base, ors, ocs, fchunk, band
-    (N, G, K, rf, nfb, fg, src_n, src_g, ws, oh, ow,
-     out_n, out_f, base, ors, ocs, fchunk, band) = dims
+    cdef Py_ssize_t N, G, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band
+    (N, G, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band) = dims
     cdef Py_ssize_t TP = cc_tile(<int>rf, sizeof(real))
-    cdef Py_ssize_t ntiles = (oh * ws + TP - 1) // TP
+    cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
+    cdef Py_ssize_t nq = phases.shape[0]
+    cdef Py_ssize_t ntiles = 0, q
+    for q in range(nq):
+        ntiles = max(ntiles, (phases[q, 4] * ws + TP - 1) // TP)
     cdef Py_ssize_t nfc = (nfb + fchunk - 1) // fchunk
     cdef Py_ssize_t nbands = (ntiles + band - 1) // band
     cdef Py_ssize_t items = N * G * nfc * nbands
     cdef bint has_bias = bias.shape[0] != 0
-    cdef Py_ssize_t item, n, g, fc, bd, fb, fb1, t, t1, p0, i, jlo, jhi, j, r, f, rows
+    cdef Py_ssize_t item, n, g, fc, bd, fb, fb1, t, t1, p0, i, jlo, jhi, j, r, f, rows, tw
+    cdef Py_ssize_t K, oh, ow, base, total
+    cdef int npv
     cdef real* tp
     cdef real* o
     cdef real bv
-    if items == 0 or K == 0:
+    if items == 0:
         return
     for item in prange(items, nogil=True, schedule="dynamic", num_threads=tmp.shape[0]):
         n = item // (G * nfc * nbands)
@@ -151,28 +162,40 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                 rows = rf
             for t in range(bd * band, t1):
                 p0 = t * TP
-                _fwd(<int>rf, &wp[0] + (g * nfb + fb) * K * rf, &src[0] + n * src_n + g * src_g + p0,
-                     &koff[0], K, tp)
-                # The tile's positions, row by row of the output.
-                i = p0 // ws
-                while i < oh and i * ws < p0 + TP:
-                    jlo = p0 - i * ws
-                    if jlo < 0:
-                        jlo = 0
-                    jhi = p0 + TP - i * ws
-                    if jhi > ow:
-                        jhi = ow
-                    for r in range(rows):
-                        f = g * fg + fb * rf + r
-                        o = &out[0] + n * out_n + f * out_f + base + i * ors
-                        bv = bias[f] if has_bias else 0
-                        if has_bias:
-                            for j in range(jlo, jhi):
-                                o[j * ocs] = tp[r * TP + i * ws + j - p0] + bv
-                        else:
-                            for j in range(jlo, jhi):
-                                o[j * ocs] = tp[r * TP + i * ws + j - p0]
-                    i = i + 1
+                for q in range(nq):
+                    K = phases[q, 0]
+                    oh = phases[q, 4]
+                    ow = phases[q, 5]
+                    base = phases[q, 3]
+                    total = oh * ws
+                    if K == 0 or p0 >= total:
+                        continue
+                    npv = <int>(TP // L)
+                    if total - p0 < TP:
+                        npv = <int>((total - p0 + L - 1) // L)
+                    tw = npv * L
+                    _fwd(<int>rf, npv, &wp[0] + phases[q, 2] + (g * nfb + fb) * K * rf,
+                         &src[0] + n * src_n + g * src_g + p0, &koff[0] + phases[q, 1], K, tp)
+                    # The tile's positions, row by row of the output.
+                    i = p0 // ws
+                    while i < oh and i * ws < p0 + tw:
+                        jlo = p0 - i * ws
+                        if jlo < 0:
+                            jlo = 0
+                        jhi = p0 + tw - i * ws
+                        if jhi > ow:
+                            jhi = ow
+                        for r in range(rows):
+                            f = g * fg + fb * rf + r
+                            o = &out[0] + n * out_n + f * out_f + base + i * ors
+                            bv = bias[f] if has_bias else 0
+                            if has_bias:
+                                for j in range(jlo, jhi):
+                                    o[j * ocs] = tp[r * tw + i * ws + j - p0] + bv
+                            else:
+                                for j in range(jlo, jhi):
+                                    o[j * ocs] = tp[r * tw + i * ws + j - p0]
+                        i = i + 1
 
 
 def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes):
@@ -241,28 +264,31 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
                                rows, ow, &acc[0] + item * blk)
 
 
-def dw_depthwise(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
-                 real[::1] acc, tuple dims):
-    """Depthwise dw (one channel, one filter per group) into ``acc`` (zeros first).
+def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
+           real[::1] acc, tuple dims):
+    """dw of layers with few filters per group (depthwise ones), into ``acc`` (zeros first).
 
-    ``acc`` is (C, ntb, NT, lanes): lanes of the sums of block ``tb`` of NT
-    taps (offsets ``toff[tb*NT:(tb+1)*NT]``) of channel ``c``, over every
-    image, in image order; the caller adds the lanes up.
+    ``acc`` is (G, fg, cg, ntb, NT, lanes): lanes of the sums of block ``tb``
+    of NT taps (offsets ``toff[tb*NT:(tb+1)*NT]`` of the flattened planes,
+    rows ``ws`` long) of channel ``c`` against filter ``f`` of each group,
+    over every image, in image order; the caller adds the lanes up.
     """
-    cdef Py_ssize_t C, ntb, src_n, src_c, ws
-    C, ntb, src_n, src_c, ws = dims
+    cdef Py_ssize_t G, fg, cg, ntb, src_n, src_c, ws
+    G, fg, cg, ntb, src_n, src_c, ws = dims
     cdef Py_ssize_t N = d.shape[0], oh = d.shape[2], ow = d.shape[3]
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
-    cdef Py_ssize_t item, c, tb, n
+    cdef Py_ssize_t item, g, fl, c, tb, n
     if N == 0 or oh == 0 or ow == 0:
         return
-    for item in prange(C * ntb, nogil=True, schedule="static"):
-        c = item // ntb
+    for item in prange(G * fg * cg * ntb, nogil=True, schedule="static"):
+        g = item // (fg * cg * ntb)
+        fl = (item // (cg * ntb)) % fg
+        c = (item // ntb) % cg
         tb = item % ntb
         for n in range(N):
             if real is float:
-                cc_dwdot_f32(&src[0] + n * src_n + c * src_c, &toff[0] + tb * CC_NT, ws,
-                             &d[n, c, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
+                cc_dwdot_f32(&src[0] + n * src_n + (g * cg + c) * src_c, &toff[0] + tb * CC_NT, ws,
+                             &d[n, g * fg + fl, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
             else:
-                cc_dwdot_f64(&src[0] + n * src_n + c * src_c, &toff[0] + tb * CC_NT, ws,
-                             &d[n, c, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
+                cc_dwdot_f64(&src[0] + n * src_n + (g * cg + c) * src_c, &toff[0] + tb * CC_NT, ws,
+                             &d[n, g * fg + fl, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)

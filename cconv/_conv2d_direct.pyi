@@ -14,15 +14,15 @@ def pack_planes(
     sh: int, sw: int, top: int, left: int, hs: int, ws: int,
 ) -> None: ...
 def direct_pass(
-    src: npt.NDArray[_Real], wp: npt.NDArray[_Real], koff: _Index, out: npt.NDArray[_Real],
-    bias: npt.NDArray[_Real], tmp: npt.NDArray[_Real], dims: tuple[int, ...],
+    src: npt.NDArray[_Real], wp: npt.NDArray[_Real], koff: _Index, phases: _Index,
+    out: npt.NDArray[_Real], bias: npt.NDArray[_Real], tmp: npt.NDArray[_Real], dims: tuple[int, ...],
 ) -> None: ...
 def filters_last(d: npt.NDArray[_Real], out: npt.NDArray[_Real], G: int, fb_lanes: int) -> None: ...
 def dw_pass(
     src: npt.NDArray[_Real], dT: npt.NDArray[_Real], roff: _Index, acc: npt.NDArray[_Real],
     dims: tuple[int, ...],
 ) -> None: ...
-def dw_depthwise(
+def dw_dot(
     src: npt.NDArray[_Real], d: npt.NDArray[_Real], toff: _Index, acc: npt.NDArray[_Real],
     dims: tuple[int, ...],
 ) -> None: ...

@@ -65,6 +65,12 @@ typedef double cc_vd __attribute__((vector_size(CC_VBYTES)));
  * NP_SMALL for rf <= 2 (depthwise), whose loads are the bottleneck. */
 #define CC_NP_OF(rf) ((rf) > 2 ? CC_NP_BIG : CC_NP_SMALL)
 
+/* One instantiation of the forward tile: RF rows (capped at CC_RF_MAX) x NP vectors. */
+#define CC_FWD_ONE(T, SUF, RF, NP)                                                    \
+static void cc_fwd_##SUF##_##RF##_##NP(const T* w, const T* s, const ptrdiff_t* o,      \
+                                       ptrdiff_t K, T* t)                              \
+{ cc_fwd_body_##SUF(RF < CC_RF_MAX ? RF : CC_RF_MAX, NP, w, s, o, K, t); }
+
 #define CC_DEFINE(T, V, SUF)                                                          \
 CC_INLINE V cc_load_##SUF(const T* p) { V v; memcpy(&v, p, sizeof v); return v; }     \
 CC_INLINE void cc_store_##SUF(T* p, V v) { memcpy(p, &v, sizeof v); }                 \
@@ -95,23 +101,31 @@ CC_INLINE void cc_fwd_body_##SUF(const int RF, const int NP, const T* restrict w
         for (int p = 0; p < NP; p++) cc_store_##SUF(tmp + (r * NP + p) * L, acc[r][p]); \
 }                                                                                     \
                                                                                       \
-static void cc_fwd_##SUF##_8(const T* w, const T* s, const ptrdiff_t* o, ptrdiff_t K, T* t) \
-{ cc_fwd_body_##SUF(8 < CC_RF_MAX ? 8 : CC_RF_MAX, CC_NP_OF(8), w, s, o, K, t); }      \
-static void cc_fwd_##SUF##_4(const T* w, const T* s, const ptrdiff_t* o, ptrdiff_t K, T* t) \
-{ cc_fwd_body_##SUF(4, CC_NP_OF(4), w, s, o, K, t); }                                  \
-static void cc_fwd_##SUF##_2(const T* w, const T* s, const ptrdiff_t* o, ptrdiff_t K, T* t) \
-{ cc_fwd_body_##SUF(2, CC_NP_OF(2), w, s, o, K, t); }                                  \
-static void cc_fwd_##SUF##_1(const T* w, const T* s, const ptrdiff_t* o, ptrdiff_t K, T* t) \
-{ cc_fwd_body_##SUF(1, CC_NP_OF(1), w, s, o, K, t); }                                  \
+CC_FWD_ONE(T, SUF, 8, 1) CC_FWD_ONE(T, SUF, 8, 2) CC_FWD_ONE(T, SUF, 8, 3)           \
+CC_FWD_ONE(T, SUF, 4, 1) CC_FWD_ONE(T, SUF, 4, 2) CC_FWD_ONE(T, SUF, 4, 3)           \
+CC_FWD_ONE(T, SUF, 2, 1) CC_FWD_ONE(T, SUF, 2, 2) CC_FWD_ONE(T, SUF, 2, 3)           \
+CC_FWD_ONE(T, SUF, 2, 4) CC_FWD_ONE(T, SUF, 1, 1) CC_FWD_ONE(T, SUF, 1, 2)           \
+CC_FWD_ONE(T, SUF, 1, 3) CC_FWD_ONE(T, SUF, 1, 4)                                    \
                                                                                       \
-/* One tile: rf (one of cc_rf_options) rows, cc_tile(rf, SUF) pixels into tmp. */     \
-static inline void cc_fwd_##SUF(int rf, const T* w, const T* src, const ptrdiff_t* koff, \
-                                ptrdiff_t K, T* tmp) {                                \
-    switch (rf) {                                                                     \
-    case 8: cc_fwd_##SUF##_8(w, src, koff, K, tmp); break;                            \
-    case 4: cc_fwd_##SUF##_4(w, src, koff, K, tmp); break;                            \
-    case 2: cc_fwd_##SUF##_2(w, src, koff, K, tmp); break;                            \
-    default: cc_fwd_##SUF##_1(w, src, koff, K, tmp); break;                           \
+/* One tile: rf rows (a power of two up to CC_RF_MAX) x np vectors (up to     \
+ * CC_NP_OF(rf)) of pixels into tmp, rows np vectors apart. */                      \
+static inline void cc_fwd_##SUF(int rf, int np, const T* w, const T* src,            \
+                                const ptrdiff_t* koff, ptrdiff_t K, T* tmp) {         \
+    switch (rf * 8 + np) {                                                            \
+    case 8 * 8 + 1: cc_fwd_##SUF##_8_1(w, src, koff, K, tmp); break;                  \
+    case 8 * 8 + 2: cc_fwd_##SUF##_8_2(w, src, koff, K, tmp); break;                  \
+    case 8 * 8 + 3: cc_fwd_##SUF##_8_3(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 1: cc_fwd_##SUF##_4_1(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 2: cc_fwd_##SUF##_4_2(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 3: cc_fwd_##SUF##_4_3(w, src, koff, K, tmp); break;                  \
+    case 2 * 8 + 1: cc_fwd_##SUF##_2_1(w, src, koff, K, tmp); break;                  \
+    case 2 * 8 + 2: cc_fwd_##SUF##_2_2(w, src, koff, K, tmp); break;                  \
+    case 2 * 8 + 3: cc_fwd_##SUF##_2_3(w, src, koff, K, tmp); break;                  \
+    case 2 * 8 + 4: cc_fwd_##SUF##_2_4(w, src, koff, K, tmp); break;                  \
+    case 1 * 8 + 1: cc_fwd_##SUF##_1_1(w, src, koff, K, tmp); break;                  \
+    case 1 * 8 + 2: cc_fwd_##SUF##_1_2(w, src, koff, K, tmp); break;                  \
+    case 1 * 8 + 3: cc_fwd_##SUF##_1_3(w, src, koff, K, tmp); break;                  \
+    default: cc_fwd_##SUF##_1_4(w, src, koff, K, tmp); break;                         \
     }                                                                                 \
 }                                                                                     \
                                                                                       \

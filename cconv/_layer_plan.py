@@ -23,8 +23,8 @@ out, builds the tables and chooses the blocking, once per call:
   pixels, with the output gradient laid out filters last; chunks of output
   rows in a fixed order, items within a chunk in parallel, each owning its
   slice of dw, so dw has the same bits on every run and thread count.
-  Depthwise layers (one channel and one filter per group): lanes of pixels
-  per tap, summed per channel over images in order.
+  Depthwise layers and others with few filters per group: lanes of pixels
+  per tap, one (filter, channel) pair per item, summed over images in order.
 
 NaN and Inf: the forward pass and dw sum exactly PyTorch's terms (padding
 zeros included, dropped columns and padded filter rows never reach the
@@ -35,7 +35,6 @@ parts and the non-finite pattern counted by the same kernel on class masks.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,6 +64,9 @@ W_BUDGET = 192 * 2**10
 X_BUDGET = 320 * 2**10
 # dw: input rows and output-gradient rows of one chunk, shared by all threads.
 DW_BUDGET = 512 * 2**10
+# dw by lanes of pixels (one filter at a time) when a group's filters fill at
+# most 1/DOT_FILTERS of the filter lanes of the blocked dw kernel.
+DOT_FILTERS = 4
 # At least this many work items per thread, for balance.
 ITEMS_PER_THREAD = 4
 
@@ -74,9 +76,10 @@ def _kernels():
 
 
 def _rf(count: int, rf_max: int) -> int:
-    """Rows of a forward tile for ``count`` filters per group: a power of two up to rf_max."""
+    """Rows of a forward tile for ``count`` filters per group: the power of two
+    up to rf_max that covers them (3 filters: one block of 4, padded, not two of 2)."""
     rf = 1
-    while rf * 2 <= min(count, rf_max):
+    while rf < min(count, rf_max):
         rf *= 2
     return rf
 
@@ -129,16 +132,29 @@ def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, t
     return fchunk, band
 
 
-def _run_direct(src, wp, koff, out, bias, dims_head, dims_out, rf, ws, oh, threads, dtype, x_tile_bytes):
-    """One direct_pass call, blocked; ``dims_head`` = (N, G, K, nfb, fg, src_n, src_g)."""
+def _run_direct(src, parts, out, bias, dims, rf, ws, threads, dtype, x_tile_bytes):
+    """One direct_pass call, blocked.
+
+    ``parts`` lists the outputs sharing ``src``: (packed filters, koff, base,
+    oh, ow) each; ``dims`` = (N, G, nfb, fg, src_n, src_g, out_n, out_f, ors, ocs).
+    """
     mod = _kernels()
-    n, g, k, nfb, fg, src_n, src_g = dims_head
+    n, g, nfb, fg, src_n, src_g, out_n, out_f, ors, ocs = dims
     tp = mod.tile(rf, dtype.itemsize)
-    ntiles = -(-(oh * ws) // tp)
-    fchunk, band = _blocks(n * g, nfb, ntiles, rf * k * dtype.itemsize, x_tile_bytes * tp, threads)
+    ntiles = max(-(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
+    k_all = sum(koff.size for _, koff, _, _, _ in parts)
+    fchunk, band = _blocks(n * g, nfb, ntiles, rf * k_all * dtype.itemsize, x_tile_bytes * tp, threads)
+    phases = np.zeros((len(parts), 6), dtype=np.intp)
+    k0 = w0 = 0
+    for q, (wp, koff, base, oh, ow) in enumerate(parts):
+        phases[q] = (koff.size, k0, w0, base, oh, ow)
+        k0 += koff.size
+        w0 += wp.size
+    wp_all = np.concatenate([wp for wp, *_ in parts])
+    koff_all = np.concatenate([koff for _, koff, *_ in parts])
     tmp = np.empty((threads, rf * tp), dtype)
-    mod.direct_pass(src, wp, koff, out, bias, tmp,
-                    (n, g, k, rf, nfb, fg, src_n, src_g, ws, oh, dims_out[0], *dims_out[1:], fchunk, band))
+    mod.direct_pass(src, wp_all, koff_all, phases, out, bias, tmp,
+                    (n, g, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band))
 
 
 def _slack(images_channels: int, chan: int, oh: int, ws: int, tp: int, maxoff: int) -> int:
@@ -169,9 +185,9 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, th
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
     x_tile = s.cg * len(planes.phases) * dtype.itemsize
-    _run_direct(src, wp, koff, out, bias,
-                (s.n, g, k, nfb, fg, s.c * planes.chan, s.cg * planes.chan),
-                (ow, s.f * oh * ow, oh * ow, 0, ow, 1), rf, planes.ws, oh, threads, dtype, x_tile)
+    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias,
+                (s.n, g, nfb, fg, s.c * planes.chan, s.cg * planes.chan, s.f * oh * ow, oh * ow, ow, 1),
+                rf, planes.ws, threads, dtype, x_tile)
     return out.reshape(layer.out_shape)
 
 
@@ -179,7 +195,8 @@ def _axis_phases(size, out, stride, pad, dil, k):
     """Per phase q of dx along one axis: (q, positions, [(tap, offset into dout)])."""
     result = []
     for q in range(min(stride, size)):
-        taps = [(a, (q + pad - a * dil) // stride) for a in range(k) if (q + pad - a * dil) % stride == 0]
+        # Taps from the last: offsets into dout ascend, as the forward pass's do.
+        taps = [(a, (q + pad - a * dil) // stride) for a in reversed(range(k)) if (q + pad - a * dil) % stride == 0]
         result.append((q, -(-(size - q) // stride), taps))
     return result
 
@@ -219,8 +236,7 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     src = np.empty(s.n * s.f * hd * wd + max(slack, 0), dtype)
     mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd)
     wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
-    out = dx.reshape(-1)
-    empty = np.zeros(0, dtype)
+    parts = []
     for qy, qx, ny, nx, ay, bx, koff in plan:
         taps = len(ay) * len(bx)
         k = fg * taps
@@ -229,10 +245,11 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         wp = np.zeros((g, ncb * rc, k), dtype)
         wp[:, : s.cg] = wq
         wp = np.ascontiguousarray(wp.reshape(g, ncb, rc, k).transpose(0, 1, 3, 2)).ravel()
-        _run_direct(src, wp, koff, out, empty,
-                    (s.n, g, k, ncb, s.cg, s.f * hd * wd, fg * hd * wd),
-                    (nx, s.c * s.ih * s.iw, s.ih * s.iw, qy * s.iw + qx, sh * s.iw, sw),
-                    rc, wd, ny, threads, dtype, fg * dtype.itemsize)
+        parts.append((wp, koff, qy * s.iw + qx, ny, nx))
+    # Every phase at once: a band of dout is read from memory once for all of them.
+    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype),
+                (s.n, g, ncb, s.cg, s.f * hd * wd, fg * hd * wd, s.c * s.ih * s.iw, s.ih * s.iw, sh * s.iw, sw),
+                rc, wd, threads, dtype, fg * dtype.itemsize)
     return dx
 
 
@@ -248,16 +265,16 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer) -> np.ndarray:
     taps = s.kh * s.kw
     src = planes.pack(x)
     vbytes, _, rc, nv, nt = mod.blocking()
-    if s.cg == 1 and fg == 1:  # depthwise: lanes of pixels, per tap
+    fb = nv * vbytes // dtype.itemsize
+    if fg * DOT_FILTERS <= fb:  # depthwise, few filters: lanes of pixels, per tap
         lanes = vbytes // dtype.itemsize
         ntb = -(-taps // nt)
         toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
-        acc = np.zeros(s.c * ntb * nt * lanes, dtype)
-        mod.dw_depthwise(src, dout, toff, acc, (s.c, ntb, s.c * planes.chan, planes.chan, planes.ws))
+        acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
+        mod.dw_dot(src, dout, toff, acc, (g, fg, s.cg, ntb, s.c * planes.chan, planes.chan, planes.ws))
         with np.errstate(invalid="ignore", over="ignore"):
-            dw = acc.reshape(s.c, ntb * nt, lanes)[:, :taps].sum(axis=-1)
-        return dw.reshape(s.f, 1, s.kh, s.kw)
-    fb = nv * vbytes // dtype.itemsize
+            dw = acc.reshape(s.f, s.cg, ntb * nt, lanes)[:, :, :taps].sum(axis=-1)
+        return dw.reshape(s.f, s.cg, s.kh, s.kw)
     nfb = -(-fg // fb)
     d_t = np.empty(s.n * g * nfb * oh * ow * fb, dtype)
     mod.filters_last(dout, d_t, g, fb)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import sys
 import tracemalloc
 import warnings
 
@@ -266,18 +267,16 @@ def test_memory_peak_is_bounded(rng, case):
         assert fwd_peak < im2col and bwd_peak < im2col + x.nbytes
 
 
-def test_no_blas_and_no_process_wide_setting(rng, monkeypatch):
-    """The direct route neither calls the BLAS nor changes any thread setting."""
-    import cconv._blas as blas
-
-    def refuse():
-        raise AssertionError("the direct route touched the BLAS pin")
-
-    monkeypatch.setattr(blas, "single_threaded_blas", refuse)
+def test_no_blas_and_no_process_wide_setting(rng):
+    """The 4-D layer neither loads a BLAS route nor changes any library's thread setting."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [(lib["filepath"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()]
     x, w, b, opts = _make(rng, CASES[0], np.float32)
-    out, cache = cconv.conv2d_forward(x, w, b, **opts)
-    assert cache.method == "direct"
-    cconv.conv2d_backward(out, cache)
+    with cconv.threads(2):
+        out, cache = cconv.conv2d_forward(x, w, b, **opts)
+        assert cache.method == "direct"
+        cconv.conv2d_backward(out, cache)
+        # 'gemm' is another name of the same route.
+        assert cconv.conv2d_forward(x, w, b, **opts, method="gemm")[1].method == "direct"
     assert [(lib["filepath"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()] == before
+    assert not any(name in sys.modules for name in ("cconv._gemm", "cconv._blas", "cconv._tiling"))
