@@ -4,6 +4,7 @@
 # layouts, offsets and blocking they are given.
 
 from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy
 
 from cconv._fused cimport real
 
@@ -108,7 +109,9 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     source whose rows are ``ws`` long: output pixel ``(i, j)`` is flattened
     position ``i*ws + j``, computed in tiles of ``tile(rf)`` positions (the
     ``ws - ow`` columns of each row past ``ow`` are computed and dropped),
-    the last tile only as many vectors wide as the positions left need.
+    the last tile only as many vectors wide as the positions left need and
+    ending at the last position, so that a source of at least one tile
+    needs no slack past the reads of its valid positions.
     ``wp`` is packed (G, nfb, K, rf): blocks of ``rf`` filters, the last
     padded with zero filters that are dropped.  Pixel ``(i, j)`` of filter
     ``f`` of image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base +
@@ -163,6 +166,7 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
             for t in range(bd * band, t1):
                 p0 = t * TP
                 for q in range(nq):
+                    p0 = t * TP
                     K = phases[q, 0]
                     oh = phases[q, 4]
                     ow = phases[q, 5]
@@ -172,7 +176,14 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         continue
                     npv = <int>(TP // L)
                     if total - p0 < TP:
+                        # The last tile: as few vectors as the positions left
+                        # need, moved back to end at the last position (when
+                        # there is room), so that it reads nothing past the
+                        # source's last row.  Positions computed twice get the
+                        # same sum in the same order: the same bits.
                         npv = <int>((total - p0 + L - 1) // L)
+                        if total >= npv * L:
+                            p0 = total - npv * L
                     tw = npv * L
                     _fwd(<int>rf, npv, &wp[0] + phases[q, 2] + (g * nfb + fb) * K * rf,
                          &src[0] + n * src_n + g * src_g + p0, &koff[0] + phases[q, 1], K, tp)
@@ -185,11 +196,19 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         jhi = p0 + tw - i * ws
                         if jhi > ow:
                             jhi = ow
+                        if jhi <= jlo:  # the tile starts among the dropped columns
+                            i = i + 1
+                            continue
                         for r in range(rows):
                             f = g * fg + fb * rf + r
                             o = &out[0] + n * out_n + f * out_f + base + i * ors
                             bv = bias[f] if has_bias else 0
-                            if has_bias:
+                            if ocs == 1 and not has_bias:
+                                memcpy(o + jlo, tp + r * tw + i * ws + jlo - p0, (jhi - jlo) * sizeof(real))
+                            elif ocs == 1:
+                                for j in range(jlo, jhi):
+                                    o[j] = tp[r * tw + i * ws + j - p0] + bv
+                            elif has_bias:
                                 for j in range(jlo, jhi):
                                     o[j * ocs] = tp[r * tw + i * ws + j - p0] + bv
                             else:

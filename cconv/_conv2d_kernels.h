@@ -53,6 +53,7 @@
 #  define CC_NV 2
 #endif
 #define CC_NT 8 /* taps per depthwise dw call */
+#define CC_PF 16 /* k-steps ahead that the forward tile prefetches its input */
 
 typedef float cc_vf __attribute__((vector_size(CC_VBYTES)));
 typedef double cc_vd __attribute__((vector_size(CC_VBYTES)));
@@ -89,6 +90,9 @@ CC_INLINE void cc_fwd_body_##SUF(const int RF, const int NP, const T* restrict w
         for (int p = 0; p < NP; p++) acc[r][p] = cc_bcast_##SUF(0);                   \
     for (ptrdiff_t k = 0; k < K; k++) {                                               \
         const T* s = src + koff[k];                                                   \
+        /* The input a few k-steps on: taps jump between rows, planes and   \
+         * channels, which the hardware prefetchers do not follow. */        \
+        if (k + CC_PF < K) __builtin_prefetch(src + koff[k + CC_PF]);                 \
         V xv[CC_NP_SMALL];                                                            \
         for (int p = 0; p < NP; p++) xv[p] = cc_load_##SUF(s + p * L);                \
         for (int r = 0; r < RF; r++) {                                                \

@@ -9,7 +9,8 @@ out, builds the tables and chooses the blocking, once per call:
   ``(py, px)`` of channel c holds ``xpad[c, r*sh + py, q*sw + px]``, so a
   tap ``(a, b)`` of any stride and dilation reads a contiguous run of
   pixels at offset ``koff`` in one plane.  Only the phases some tap uses are
-  made (a 1x1 filter at stride 2 copies a quarter of x).  Rows are
+  made (a 1x1 filter at stride 2 copies a quarter of x; at stride 1
+  without padding x is read in place, with no copy).  Rows are
   ``ws = ow + (largest tap column offset)`` long, so an output row and its
   windows are one flattened run: a tile of the kernel spans rows, and the
   few columns past ``ow`` are computed and dropped.  One copy of x (plus its
@@ -105,10 +106,19 @@ class _Planes:
         )
         self.stride, self.pad = (sh, sw), (layer.pad[0][0], layer.pad[1][0])
 
+        s_ = layer.shape
+        # Stride 1, no padding, one filter column (1x1 above all): the planes
+        # are x itself, read in place.
+        self.in_place = (self.phases == [(0, 0)] and layer.pad == ((0, 0), (0, 0)) and s_.kw == 1
+                         and (self.hs, self.ws) == (s_.ih, s_.iw))
+
     def size(self, images: int, channels: int) -> int:
         return images * channels * self.chan
 
-    def pack(self, x: np.ndarray, slack: int = 0) -> np.ndarray:
+    def pack(self, x: np.ndarray, slack: int = 0, tile: int = 0) -> np.ndarray:
+        """The planes of ``x`` (x itself, flattened, where that needs no slack)."""
+        if self.in_place and (slack <= 0 or self.hs * self.ws >= tile):
+            return x.reshape(-1)
         n, c = x.shape[:2]
         out = np.empty(self.size(n, c) + max(slack, 0), x.dtype)
         (sh, sw), (top, left) = self.stride, self.pad
@@ -181,7 +191,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, th
     wp = np.ascontiguousarray(wp.reshape(g, nfb, rf, k).transpose(0, 1, 3, 2)).ravel()
     koff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
     tp = mod.tile(rf, dtype.itemsize)
-    src = planes.pack(x, _slack(s.n * s.c, planes.chan, oh, planes.ws, tp, int(planes.tapoff.max())))
+    src = planes.pack(x, _slack(s.n * s.c, planes.chan, oh, planes.ws, tp, int(planes.tapoff.max())), tp)
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
     x_tile = s.cg * len(planes.phases) * dtype.itemsize
@@ -233,8 +243,11 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
             koff = (np.arange(fg, dtype=np.intp)[:, None] * (hd * wd) + toff[None, :]).ravel()
             slack = max(slack, _slack(s.n * s.f, hd * wd, ny, wd, tp, int(toff.max())))
             plan.append((qy, qx, ny, nx, [a for a, _ in ty], [b for b, _ in tx], koff))
-    src = np.empty(s.n * s.f * hd * wd + max(slack, 0), dtype)
-    mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd)
+    if (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1) and oh * ow >= tp:
+        src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
+    else:
+        src = np.empty(s.n * s.f * hd * wd + max(slack, 0), dtype)
+        mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd)
     wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
     parts = []
     for qy, qx, ny, nx, ay, bx, koff in plan:
