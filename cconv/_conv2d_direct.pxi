@@ -53,7 +53,7 @@ def pack_planes(const real[:, :, :, ::1] x, real[::1] out, const Py_ssize_t[:, :
     cdef Py_ssize_t item, n, c, p, r, q, y, q0, q1, py, px, i
     cdef real* o
     cdef const real* src
-    for item in prange(N * C * P, nogil=True, schedule="static"):
+    for item in prange(N * C * P, nogil=True, schedule="dynamic"):
         n = item // (C * P)
         c = (item // P) % C
         p = item % P
@@ -228,7 +228,7 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
     cdef const real* s
     if N == 0 or F == 0 or P == 0:
         return
-    for item in prange(N * G * nfb, nogil=True, schedule="static"):
+    for item in prange(N * G * nfb, nogil=True, schedule="dynamic"):
         n = item // (G * nfb)
         g = (item // nfb) % G
         b = item % nfb
@@ -248,39 +248,52 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
             real[::1] acc, tuple dims):
     """dw^T, summed over images and output pixels, into ``acc`` (zeros first).
 
-    ``acc`` is (G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of dw^T
-    (rows ``(c, t)``, at offsets ``roff[kb*RC:(kb+1)*RC]`` of the flattened
-    source, rows ``ws`` long) against block ``fb`` of the group's filters in
-    ``dT`` (from :func:`filters_last`).  Chunks of ``band`` output rows of
-    one image run one after the other, in order; within a chunk the items
-    (group, row block, filter block) run in parallel, each summing its own
-    slice of ``acc``.  Every element of dw is so summed in one fixed order,
-    whatever the thread count.
+    ``acc`` is (S, G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of
+    dw^T (rows ``(c, t)``, at offsets ``roff[kb*RC:(kb+1)*RC]`` of the
+    flattened source, rows ``ws`` long) against block ``fb`` of the group's
+    filters in ``dT`` (from :func:`filters_last`), for each of ``S`` groups
+    of chunks; the caller adds the S partial sums up, in order.  A chunk is
+    ``band`` output rows of one image; chunk group ``s`` holds chunks
+    ``[s*nchunks//S, (s+1)*nchunks//S)``.
+
+    Work items are (chunk group, part of the (group, row block, filter
+    block) blocks), in one parallel loop: an item runs its chunks in order,
+    each against all its blocks while the chunk is in cache.  Every element
+    of dw is so summed in an order fixed by S alone, whatever the thread
+    count and whichever thread runs an item.
     """
-    cdef Py_ssize_t N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band
-    N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band = dims
+    cdef Py_ssize_t N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band, S, P
+    N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band, S, P = dims
     cdef Py_ssize_t FB = CC_NV * CC_VBYTES // sizeof(real)
     cdef Py_ssize_t blk = CC_RC * FB
-    cdef Py_ssize_t P = oh * ow
-    cdef Py_ssize_t items = G * nkb * nfb
-    cdef Py_ssize_t n, i0, rows, item, g, kb, fb
-    if items == 0 or P == 0:
+    cdef Py_ssize_t npix = oh * ow
+    cdef Py_ssize_t blocks = G * nkb * nfb
+    cdef Py_ssize_t bands = (oh + band - 1) // band
+    cdef Py_ssize_t nchunks = N * bands
+    cdef Py_ssize_t item, grp, part, ch, n, i0, rows, b, g, kb, fb
+    if blocks == 0 or npix == 0 or nchunks == 0:
         return
-    for n in range(N):
-        for i0 in range(0, oh, band):
-            rows = oh - i0 if oh - i0 < band else band
-            for item in prange(items, nogil=True, schedule="static"):
-                g = item // (nkb * nfb)
-                kb = (item // nfb) % nkb
-                fb = item % nfb
+    for item in prange(S * P, nogil=True, schedule="dynamic"):
+        grp = item // P
+        part = item % P
+        for ch in range(grp * nchunks // S, (grp + 1) * nchunks // S):
+            n = ch // bands
+            i0 = (ch % bands) * band
+            rows = oh - i0
+            if rows > band:
+                rows = band
+            for b in range(part * blocks // P, (part + 1) * blocks // P):
+                g = b // (nkb * nfb)
+                kb = (b // nfb) % nkb
+                fb = b % nfb
                 if real is float:
                     cc_dwf_f32(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
-                               &dT[0] + ((n * G + g) * nfb + fb) * P * FB + i0 * ow * FB,
-                               rows, ow, &acc[0] + item * blk)
+                               &dT[0] + ((n * G + g) * nfb + fb) * npix * FB + i0 * ow * FB,
+                               rows, ow, &acc[0] + (grp * blocks + b) * blk)
                 else:
                     cc_dwf_f64(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
-                               &dT[0] + ((n * G + g) * nfb + fb) * P * FB + i0 * ow * FB,
-                               rows, ow, &acc[0] + item * blk)
+                               &dT[0] + ((n * G + g) * nfb + fb) * npix * FB + i0 * ow * FB,
+                               rows, ow, &acc[0] + (grp * blocks + b) * blk)
 
 
 def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
@@ -299,7 +312,7 @@ def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1
     cdef Py_ssize_t item, g, fl, c, tb, n
     if N == 0 or oh == 0 or ow == 0:
         return
-    for item in prange(G * fg * cg * ntb, nogil=True, schedule="static"):
+    for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic"):
         g = item // (fg * cg * ntb)
         fl = (item // (cg * ntb)) % fg
         c = (item // ntb) % cg

@@ -52,7 +52,7 @@
 #  define CC_RC 6
 #  define CC_NV 2
 #endif
-#define CC_NT 8 /* taps per depthwise dw call */
+#define CC_NT 9 /* taps per depthwise dw call: a 3x3 filter in one */
 #define CC_PF 16 /* k-steps ahead that the forward tile prefetches its input */
 
 typedef float cc_vf __attribute__((vector_size(CC_VBYTES)));

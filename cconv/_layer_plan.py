@@ -21,9 +21,12 @@ out, builds the tables and chooses the blocking, once per call:
   flipped, transposed filters, one stride phase of dx at a time (the taps
   that reach that phase): the same kernel, no col2im, no atomics.
 - dw: rows (channel, tap) of dw^T against vectors of filters, summed over
-  pixels, with the output gradient laid out filters last; chunks of output
-  rows in a fixed order, items within a chunk in parallel, each owning its
-  slice of dw, so dw has the same bits on every run and thread count.
+  pixels, with the output gradient laid out filters last.  Chunks of output
+  rows form a fixed number of groups (set by the shape, not the threads),
+  each summing its chunks in order into its own partial dw; the partials
+  are added in order.  One parallel loop over (group, part of the blocks),
+  no barrier per chunk, and dw has the same bits on every run and thread
+  count.
   Depthwise layers and others with few filters per group: lanes of pixels
   per tap, one (filter, channel) pair per item, summed over images in order.
 
@@ -63,8 +66,11 @@ __all__ = ["backward", "forward", "workspace_bytes"]
 # Together well inside a 1 MiB L2; smaller L2s still hold the filters.
 W_BUDGET = 192 * 2**10
 X_BUDGET = 320 * 2**10
-# dw: input rows and output-gradient rows of one chunk, shared by all threads.
+# dw: input rows and output-gradient rows of one chunk.
 DW_BUDGET = 512 * 2**10
+# dw: at most this many chunk groups (partial sums), of at most this many bytes in all.
+DW_GROUPS = 8
+DW_PARTIALS_BYTES = 32 * 2**20
 # dw by lanes of pixels (one filter at a time) when a group's filters fill at
 # most 1/DOT_FILTERS of the filter lanes of the blocked dw kernel.
 DOT_FILTERS = 4
@@ -266,7 +272,7 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     return dx
 
 
-def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer) -> np.ndarray:
+def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarray:
     """dw of C-contiguous ``x`` and ``dout`` of one dtype."""
     mod = _kernels()
     dtype = x.dtype
@@ -295,11 +301,20 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer) -> np.ndarray:
     nkb = -(-k // rc)
     roff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
     roff = np.concatenate([roff, np.repeat(roff[-1:], nkb * rc - k)])
-    acc = np.zeros(g * nkb * nfb * rc * fb, dtype)
     row_bytes = (s.c * len(planes.phases) * planes.ws + g * nfb * fb * ow) * dtype.itemsize
     band = max(1, min(oh, DW_BUDGET // max(1, row_bytes)))
+    nchunks = s.n * -(-oh // band)
+    blocks = g * nkb * nfb
+    block_bytes = rc * fb * dtype.itemsize
+    # Chunk groups, each its own partial dw: a number fixed by the shape (not
+    # the threads), so dw has the same bits on any thread count.
+    groups_ = max(1, min(nchunks, DW_GROUPS, DW_PARTIALS_BYTES // max(1, blocks * block_bytes)))
+    parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // groups_)))
+    acc = np.zeros(groups_ * blocks * rc * fb, dtype)
     mod.dw_pass(src, d_t, roff, acc,
-                (s.n, g, nkb, nfb, s.c * planes.chan, s.cg * planes.chan, planes.ws, oh, ow, band))
+                (s.n, g, nkb, nfb, s.c * planes.chan, s.cg * planes.chan, planes.ws, oh, ow, band, groups_, parts))
+    with np.errstate(invalid="ignore", over="ignore"):
+        acc = acc.reshape(groups_, -1).sum(axis=0) if groups_ > 1 else acc
     dwt = acc.reshape(g, nkb, nfb, rc, fb).transpose(0, 1, 3, 2, 4).reshape(g, nkb * rc, nfb * fb)[:, :k, :fg]
     return np.ascontiguousarray(dwt.reshape(g, s.cg, taps, fg).transpose(0, 3, 1, 2)).reshape(s.f, s.cg, s.kh, s.kw)
 
@@ -307,7 +322,7 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer) -> np.ndarray:
 def backward(x: np.ndarray, w: np.ndarray, dout: np.ndarray, layer: Layer, threads: int,
              want_dx: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dw) of C-contiguous ``x``, ``w`` and ``dout`` of one dtype."""
-    dw = _dw(x, dout, layer)
+    dw = _dw(x, dout, layer, threads)
     if not want_dx:
         return None, dw
     if np.isfinite(w).all():
@@ -362,5 +377,6 @@ def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool) -> int:
         wd = ow + (s.kw - 1) * dw // sw + s.iw // sw + 2
         total += s.n * s.f * min(hd * wd, (oh + s.kh * dh) * (ow + s.kw * dw)) + 64 * wd  # padded dout
         total += s.n * (s.f + 64 * layer.groups) * oh * ow  # dout, filters last
-        total += (s.f + 64) * (s.cg * s.kh * s.kw + 8)  # dw partials
+        total += min(DW_GROUPS * (s.f + 64) * (s.cg * s.kh * s.kw + 8),  # dw partials
+                     DW_PARTIALS_BYTES // itemsize + (s.f + 64) * (s.cg * s.kh * s.kw + 8))
     return total * itemsize
