@@ -151,20 +151,35 @@ def test_bit_identical_over_thread_counts_and_runs(rng, build, case, dtype):
             assert np.array_equal(a, e), f"{name} changed with the thread count"
 
 
-def test_single_image_single_group_backward_has_work_for_every_thread():
-    """Each pass splits one image of one group into many items (not one per image)."""
-    x = np.ones((1, 64, 28, 28), np.float32)
-    w = np.ones((64, 64, 3, 3), np.float32)
-    layer = cconv._conv2d.Layer(x.shape, w.shape, 1, 1, 1, 1)
-    for threads in (2, 8):
-        fchunk, band = _layer_plan._blocks(1, 8, 17, 8 * 576 * 4, 64 * 48 * 4, threads)
-        items = -(-8 // fchunk) * -(-17 // band)
-        assert items >= threads
-    # dw: chunks of rows, each split over (row block, filter block) items.
-    assert 64 * 9 // 6 >= 8
-    out, cache = cconv.conv2d_forward(x, w, padding=1, method="direct")
-    dx, dw, _ = cconv.conv2d_backward(out, cache, method="direct")
-    assert layer.out_shape == out.shape and np.isfinite(dw).all()
+@pytest.mark.parametrize("threads", [2, 4])
+def test_single_image_single_group_has_work_for_every_thread(monkeypatch, threads):
+    """Each pass splits one image of one group into at least as many work items as threads."""
+    real = _build.conv2d_module()
+    items = {}
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def direct_pass(self, src, wp, koff, phases, out, bias, tmp, dims):
+            n, g, rf, nfb, *_, fchunk, band = dims
+            tp = real.tile(rf, out.itemsize)
+            ntiles = max(-(-(int(oh) * dims[7]) // tp) for oh in phases[:, 4])
+            items.setdefault("direct_pass", []).append(n * g * -(-nfb // fchunk) * -(-ntiles // band))
+            return real.direct_pass(src, wp, koff, phases, out, bias, tmp, dims)
+
+        def dw_pass(self, src, d_t, roff, acc, dims):
+            items["dw_pass"] = dims[-2] * dims[-1]
+            return real.dw_pass(src, d_t, roff, acc, dims)
+
+    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    x = np.ones((1, 32, 20, 20), np.float32)
+    w = np.ones((32, 32, 3, 3), np.float32)
+    with cconv.threads(threads):
+        out, cache = cconv.conv2d_forward(x, w, padding=1, stride=2, method="direct")
+        cconv.conv2d_backward(out, cache, method="direct")
+    assert len(items["direct_pass"]) == 2  # forward, and dx (its four stride phases in one call)
+    assert min(items["direct_pass"]) >= threads and items["dw_pass"] >= threads, items
 
 
 def _torch_f64(x, w, dout, opts):
