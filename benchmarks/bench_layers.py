@@ -143,6 +143,8 @@ def layers_table(quick: bool = False, threads: int = 2, repeats: int = 15, out=s
     torch.set_num_threads(threads)
     cconv.set_num_threads(threads)
     repeats = 3 if quick else repeats
+    if quick:
+        print("--quick: one image per layer (N=1), 3 repeats: a smoke run, not the issue's table", file=out)
     rows = []
     found = {dt: matmul_ceiling(torch, dt, threads, repeats) for dt in (np.float32, np.float64)}
     ceilings = {dt: g for dt, (g, _) in found.items()}

@@ -40,20 +40,22 @@ def tile(int rf, int itemsize):
 
 def pack_planes(const real[:, :, :, ::1] x, real[::1] out, const Py_ssize_t[:, ::1] phases,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
-                Py_ssize_t hs, Py_ssize_t ws):
+                Py_ssize_t hs, Py_ssize_t ws, int threads):
     """Zero-padded phase planes of every image and channel, flattened into ``out``.
 
     Plane ``(n, c, p)`` with phase ``phases[p] = (py, px)`` holds, at row
     ``r < hs`` and column ``q < ws``, ``x[n, c, r*sh + py - top, q*sw + px - left]``,
     or zero outside ``x``.  Planes follow one another from ``out[0]``; the
-    rest of ``out`` (slack read by the last tiles) is zeroed.
+    rest of ``out`` (slack read by the last tiles) is zeroed.  Every loop
+    here runs on ``threads`` threads (1 for small work: waking threads costs
+    more than it saves there).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], ih = x.shape[2], iw = x.shape[3]
     cdef Py_ssize_t P = phases.shape[0], plane = hs * ws
     cdef Py_ssize_t item, n, c, p, r, q, y, q0, q1, py, px, i
     cdef real* o
     cdef const real* src
-    for item in prange(N * C * P, nogil=True, schedule="dynamic"):
+    for item in prange(N * C * P, nogil=True, schedule="dynamic", num_threads=threads):
         n = item // (C * P)
         c = (item // P) % C
         p = item % P
@@ -217,7 +219,8 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         i = i + 1
 
 
-def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes):
+def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes,
+                 int threads):
     """``d`` (N, F, oh, ow) as (N, G, nfb, oh*ow, fb_lanes): each group's filters
     in blocks of ``fb_lanes``, filters last, the last block padded with zeros."""
     cdef Py_ssize_t N = d.shape[0], F = d.shape[1], P = d.shape[2] * d.shape[3]
@@ -228,7 +231,7 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
     cdef const real* s
     if N == 0 or F == 0 or P == 0:
         return
-    for item in prange(N * G * nfb, nogil=True, schedule="dynamic"):
+    for item in prange(N * G * nfb, nogil=True, schedule="dynamic", num_threads=threads):
         n = item // (G * nfb)
         g = (item // nfb) % G
         b = item % nfb
@@ -245,7 +248,7 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
 
 
 def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
-            real[::1] acc, tuple dims):
+            real[::1] acc, tuple dims, int threads):
     """dw^T, summed over images and output pixels, into ``acc`` (zeros first).
 
     ``acc`` is (S, G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of
@@ -273,7 +276,7 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
     cdef Py_ssize_t item, grp, part, ch, n, i0, rows, b, g, kb, fb
     if blocks == 0 or npix == 0 or nchunks == 0:
         return
-    for item in prange(S * P, nogil=True, schedule="dynamic"):
+    for item in prange(S * P, nogil=True, schedule="dynamic", num_threads=threads):
         grp = item // P
         part = item % P
         for ch in range(grp * nchunks // S, (grp + 1) * nchunks // S):
@@ -297,7 +300,7 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
 
 
 def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
-           real[::1] acc, tuple dims):
+           real[::1] acc, tuple dims, int threads):
     """dw of layers with few filters per group (depthwise ones), into ``acc`` (zeros first).
 
     ``acc`` is (G, fg, cg, ntb, NT, lanes): lanes of the sums of block ``tb``
@@ -312,7 +315,7 @@ def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1
     cdef Py_ssize_t item, g, fl, c, tb, n
     if N == 0 or oh == 0 or ow == 0:
         return
-    for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic"):
+    for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic", num_threads=threads):
         g = item // (fg * cg * ntb)
         fl = (item // (cg * ntb)) % fg
         c = (item // ntb) % cg

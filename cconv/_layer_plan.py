@@ -76,6 +76,15 @@ DW_PARTIALS_BYTES = 32 * 2**20
 DOT_FILTERS = 4
 # At least this many work items per thread, for balance.
 ITEMS_PER_THREAD = 4
+# Below these, a pass runs on one thread: waking the others (a few
+# microseconds on an idle machine, a scheduler slice on a busy one) costs
+# more than they save.
+SERIAL_FLOPS = 4_000_000
+SERIAL_BYTES = 512 * 2**10
+
+
+def _threads_for(threads: int, flops: float = 0, nbytes: float = 0) -> int:
+    return 1 if flops < SERIAL_FLOPS and nbytes < SERIAL_BYTES else threads
 
 
 def _kernels():
@@ -121,7 +130,7 @@ class _Planes:
     def size(self, images: int, channels: int) -> int:
         return images * channels * self.chan
 
-    def pack(self, x: np.ndarray, slack: int = 0, tile: int = 0) -> np.ndarray:
+    def pack(self, x: np.ndarray, threads: int, slack: int = 0, tile: int = 0) -> np.ndarray:
         """The planes of ``x`` (x itself, flattened, where that needs no slack)."""
         if self.in_place and (slack <= 0 or self.hs * self.ws >= tile):
             return x.reshape(-1)
@@ -129,7 +138,7 @@ class _Planes:
         out = np.empty(self.size(n, c) + max(slack, 0), x.dtype)
         (sh, sw), (top, left) = self.stride, self.pad
         _kernels().pack_planes(x, out, np.array(self.phases, dtype=np.intp).reshape(-1, 2),
-                               sh, sw, top, left, self.hs, self.ws)
+                               sh, sw, top, left, self.hs, self.ws, _threads_for(threads, nbytes=out.nbytes))
         return out
 
 
@@ -168,7 +177,8 @@ def _run_direct(src, parts, out, bias, dims, rf, ws, threads, dtype, x_tile_byte
         w0 += wp.size
     wp_all = np.concatenate([wp for wp, *_ in parts])
     koff_all = np.concatenate([koff for _, koff, *_ in parts])
-    tmp = np.empty((threads, rf * tp), dtype)
+    flops = 2 * n * g * nfb * rf * k_all * ntiles * tp
+    tmp = np.empty((_threads_for(threads, flops), rf * tp), dtype)
     mod.direct_pass(src, wp_all, koff_all, phases, out, bias, tmp,
                     (n, g, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band))
 
@@ -197,7 +207,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, th
     wp = np.ascontiguousarray(wp.reshape(g, nfb, rf, k).transpose(0, 1, 3, 2)).ravel()
     koff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
     tp = mod.tile(rf, dtype.itemsize)
-    src = planes.pack(x, _slack(s.n * s.c, planes.chan, oh, planes.ws, tp, int(planes.tapoff.max())), tp)
+    src = planes.pack(x, threads, _slack(s.n * s.c, planes.chan, oh, planes.ws, tp, int(planes.tapoff.max())), tp)
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
     x_tile = s.cg * len(planes.phases) * dtype.itemsize
@@ -253,7 +263,8 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
     else:
         src = np.empty(s.n * s.f * hd * wd + max(slack, 0), dtype)
-        mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd)
+        mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd,
+                        _threads_for(threads, nbytes=src.nbytes))
     wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
     parts = []
     for qy, qx, ny, nx, ay, bx, koff in plan:
@@ -282,21 +293,23 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     oh, ow = layer.out_size
     planes = _Planes(layer)
     taps = s.kh * s.kw
-    src = planes.pack(x)
+    src = planes.pack(x, threads)
     vbytes, _, rc, nv, nt = mod.blocking()
+    flops = 2.0 * s.n * s.f * oh * ow * s.cg * taps
     fb = nv * vbytes // dtype.itemsize
     if fg * DOT_FILTERS <= fb:  # depthwise, few filters: lanes of pixels, per tap
         lanes = vbytes // dtype.itemsize
         ntb = -(-taps // nt)
         toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
         acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
-        mod.dw_dot(src, dout, toff, acc, (g, fg, s.cg, ntb, s.c * planes.chan, planes.chan, planes.ws))
+        mod.dw_dot(src, dout, toff, acc, (g, fg, s.cg, ntb, s.c * planes.chan, planes.chan, planes.ws),
+                   _threads_for(threads, flops))
         with np.errstate(invalid="ignore", over="ignore"):
             dw = acc.reshape(s.f, s.cg, ntb * nt, lanes)[:, :, :taps].sum(axis=-1)
         return dw.reshape(s.f, s.cg, s.kh, s.kw)
     nfb = -(-fg // fb)
     d_t = np.empty(s.n * g * nfb * oh * ow * fb, dtype)
-    mod.filters_last(dout, d_t, g, fb)
+    mod.filters_last(dout, d_t, g, fb, _threads_for(threads, nbytes=d_t.nbytes))
     k = s.cg * taps
     nkb = -(-k // rc)
     roff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
@@ -309,10 +322,12 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     # Chunk groups, each its own partial dw: a number fixed by the shape (not
     # the threads), so dw has the same bits on any thread count.
     groups_ = max(1, min(nchunks, DW_GROUPS, DW_PARTIALS_BYTES // max(1, blocks * block_bytes)))
+    threads = _threads_for(threads, flops)
     parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // groups_)))
     acc = np.zeros(groups_ * blocks * rc * fb, dtype)
     mod.dw_pass(src, d_t, roff, acc,
-                (s.n, g, nkb, nfb, s.c * planes.chan, s.cg * planes.chan, planes.ws, oh, ow, band, groups_, parts))
+                (s.n, g, nkb, nfb, s.c * planes.chan, s.cg * planes.chan, planes.ws, oh, ow, band, groups_, parts),
+                threads)
     with np.errstate(invalid="ignore", over="ignore"):
         acc = acc.reshape(groups_, -1).sum(axis=0) if groups_ > 1 else acc
     dwt = acc.reshape(g, nkb, nfb, rc, fb).transpose(0, 1, 3, 2, 4).reshape(g, nkb * rc, nfb * fb)[:, :k, :fg]

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import cconv
-from cconv import _build, _layer_plan, _runtime
+from cconv import _build, _runtime
 from cconv.testing import numerical_gradient
 
 
@@ -127,11 +127,11 @@ def test_gradients_by_finite_differences(rng, case):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
 
 
-REPRO = [
-    (3, 8, 19, 17, 12, 3, 3, {"padding": 1}),
-    (1, 16, 15, 14, 16, 3, 3, {"stride": 2, "padding": 1}),  # one image, one group
-    (2, 8, 16, 16, 8, 3, 3, {"groups": 8, "padding": 1}),  # depthwise
-    (1, 5, 20, 20, 9, 1, 1, {}),
+REPRO = [  # each pass above the size that runs serially (SERIAL_FLOPS)
+    (3, 16, 33, 31, 24, 3, 3, {"padding": 1}),
+    (1, 32, 41, 40, 32, 3, 3, {"stride": 2, "padding": 1}),  # one image, one group
+    (4, 64, 40, 40, 64, 3, 3, {"groups": 64, "padding": 1}),  # depthwise
+    (2, 64, 40, 40, 96, 1, 1, {}),
 ]
 
 
@@ -166,20 +166,44 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
             tp = real.tile(rf, out.itemsize)
             ntiles = max(-(-(int(oh) * dims[7]) // tp) for oh in phases[:, 4])
             items.setdefault("direct_pass", []).append(n * g * -(-nfb // fchunk) * -(-ntiles // band))
+            items.setdefault("threads", []).append(tmp.shape[0])
             return real.direct_pass(src, wp, koff, phases, out, bias, tmp, dims)
 
-        def dw_pass(self, src, d_t, roff, acc, dims):
+        def dw_pass(self, src, d_t, roff, acc, dims, nthreads):
             items["dw_pass"] = dims[-2] * dims[-1]
-            return real.dw_pass(src, d_t, roff, acc, dims)
+            items["threads"].append(nthreads)
+            return real.dw_pass(src, d_t, roff, acc, dims, nthreads)
 
     monkeypatch.setattr(_build, "_conv2d", Recorder())
-    x = np.ones((1, 32, 20, 20), np.float32)
-    w = np.ones((32, 32, 3, 3), np.float32)
+    x = np.ones((1, 64, 40, 40), np.float32)
+    w = np.ones((64, 64, 3, 3), np.float32)
     with cconv.threads(threads):
         out, cache = cconv.conv2d_forward(x, w, padding=1, stride=2, method="direct")
         cconv.conv2d_backward(out, cache, method="direct")
     assert len(items["direct_pass"]) == 2  # forward, and dx (its four stride phases in one call)
     assert min(items["direct_pass"]) >= threads and items["dw_pass"] >= threads, items
+    assert items["threads"] == [threads] * 3, items
+
+
+def test_small_layers_run_on_one_thread(monkeypatch):
+    """A tiny pass is not worth waking threads for: it runs serially."""
+    real = _build.conv2d_module()
+    used = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def direct_pass(self, *args):
+            used.append(args[6].shape[0])
+            return real.direct_pass(*args)
+
+    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    with cconv.threads(2):
+        out, cache = cconv.conv2d_forward(np.ones((2, 4, 12, 11)), np.ones((6, 2, 3, 3)), groups=2,
+                                          method="direct")
+        cconv.conv2d_backward(out, cache, method="direct")
+    assert used == [1, 1]
 
 
 def _torch_f64(x, w, dout, opts):
