@@ -7,11 +7,12 @@ The compiled modules, one per family of loops:
                       compiled as _correlate_v3 (x86-64-v3: AVX2, FMA) and
                       _correlate_v4 (x86-64-v4: AVX-512), of which
                       cconv._build imports the best one the CPU supports
-  cconv._gemm         the 4-D layer's im2col/col2im around SciPy's BLAS
+  cconv._conv2d_direct the 4-D layer's blocked direct convolutions; twins
+                      _conv2d_direct_v3 and _conv2d_direct_v4 as for _correlate
   cconv._match_cy     template matching's window sums and scores
 
-Only the direct loops get per-ISA twins: the others are bound by memory or
-by the BLAS.  Never ``-march=native``: a wheel must run on any x86-64 CPU.
+Only the direct loops get per-ISA twins: the others are bound by memory.
+Never ``-march=native``: a wheel must run on any x86-64 CPU.
 
 Environment switches for a source build:
   CCONV_NO_OPENMP=1       build without OpenMP (the loops run on one thread)
@@ -58,7 +59,8 @@ def extension(name, isa=(), macros=()):
     return Extension(
         f"cconv.{name}",
         [f"cconv/{name}.pyx"],
-        depends=["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi"],
+        depends=["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi",
+                 "cconv/_conv2d_direct.pxi", "cconv/_conv2d_kernels.h"],
         extra_compile_args=flags,
         extra_link_args=openmp,
         # Recorded in the module, for cconv.show_config().
@@ -66,10 +68,12 @@ def extension(name, isa=(), macros=()):
     )
 
 
-extensions = [extension("_runtime"), extension("_correlate", macros=FORCE_INLINE), extension("_gemm"),
+extensions = [extension("_runtime"), extension("_correlate", macros=FORCE_INLINE), extension("_conv2d_direct"),
               extension("_match_cy")]
 if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("CCONV_BASELINE_ONLY") != "1":
     extensions += [extension("_correlate_v3", ["-march=x86-64-v3"], FORCE_INLINE),
-                   extension("_correlate_v4", ["-march=x86-64-v4"], FORCE_INLINE)]
+                   extension("_correlate_v4", ["-march=x86-64-v4"], FORCE_INLINE),
+                   extension("_conv2d_direct_v3", ["-march=x86-64-v3"]),
+                   extension("_conv2d_direct_v4", ["-march=x86-64-v4"])]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

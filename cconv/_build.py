@@ -1,9 +1,10 @@
 """Which compiled build of the direct loops this process runs.
 
-``cconv._correlate`` runs on any CPU; on x86-64 its twins ``_correlate_v3``
-(AVX2, FMA) and ``_correlate_v4`` (AVX-512) are the same loops compiled for
-newer instruction sets.  The best one the running CPU supports is imported
-once, here.  ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to
+``cconv._correlate`` (the 3-D engine's loops) and ``cconv._conv2d_direct``
+(the 4-D layer's kernels) run on any CPU; on x86-64 their twins ``*_v3``
+(AVX2, FMA) and ``*_v4`` (AVX-512) are the same loops compiled for newer
+instruction sets.  The best build the running CPU supports is imported
+once, here, the same for both families.  ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to
 compare builds or to rule one out when hunting a bug.
 """
 
@@ -15,12 +16,12 @@ from types import ModuleType
 
 from . import _runtime
 
-__all__ = ["LEVELS", "correlate_module", "name"]
+__all__ = ["LEVELS", "conv2d_module", "correlate_module", "name"]
 
 LEVELS = {"baseline": 0, "v3": 3, "v4": 4}
 
 
-def _load() -> tuple[str, ModuleType]:
+def _load(family: str = "_correlate") -> tuple[str, ModuleType]:
     cap = os.environ.get("CCONV_KERNELS", "v4").strip().lower()
     if cap not in LEVELS:
         raise ImportError(f"CCONV_KERNELS must be one of {sorted(LEVELS)}; got {cap!r}")
@@ -28,11 +29,23 @@ def _load() -> tuple[str, ModuleType]:
     for build, level in (("v4", 4), ("v3", 3)):
         if level <= usable:
             try:
-                return build, importlib.import_module(f"cconv._correlate_{build}")
+                return build, importlib.import_module(f"cconv.{family}_{build}")
             except ImportError:  # a build without that twin (not x86-64, or switched off)
                 continue
-    return "baseline", importlib.import_module("cconv._correlate")
+    return "baseline", importlib.import_module(f"cconv.{family}")
 
 
 #: The build in use ('baseline', 'v3' or 'v4') and its module.
 name, correlate_module = _load()
+
+
+def conv2d_module() -> ModuleType:
+    """The 4-D layer's kernels of the same build (imported when first asked for)."""
+    global _conv2d
+    if _conv2d is None:
+        build, module = _load("_conv2d_direct")
+        _conv2d = module
+    return _conv2d
+
+
+_conv2d: ModuleType | None = None

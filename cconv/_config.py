@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import scipy
 
-from . import _blas, _build, _runtime
+from . import _build, _runtime
 from ._threads import get_num_threads
 from ._version import __version__
 
@@ -32,7 +32,7 @@ def config() -> dict[str, object]:
         "threads": get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "CCONV_KERNELS": os.environ.get("CCONV_KERNELS", "(unset)"),
-        "blas": _blas.blas_library() or "(no thread control found: conv2d runs its tiles on one thread)",
+        "conv2d_kernels": _build.conv2d_module().__name__,
     }
 
 
@@ -42,7 +42,7 @@ def show_config() -> None:
     The compiled build in use (baseline, x86-64-v3 or x86-64-v4) and the
     compiler and flags it was built with, whether OpenMP is on and how many
     threads cconv will use, the versions of Python, NumPy and SciPy, and the
-    BLAS library whose threads the 4-D layer holds at one during its calls.
+    module of the 4-D layer's kernels (the same build).
     """
     facts = config()
     width = max(map(len, facts))

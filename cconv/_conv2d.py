@@ -2,10 +2,13 @@
 of ``torch.nn.functional.conv2d`` (channels, stride, padding, dilation,
 groups, bias).  Options are checked here, then one of two routes runs:
 
-- 'gemm': every option.  The compiled loops of ``cconv._gemm`` lower each
-  tile of the output to one matrix product, im2col then ``sgemm``/``dgemm``
-  from SciPy's BLAS, in parallel over images, groups and tiles, with tiles
-  sized by ``cconv._tiling``.
+- 'direct' (the default for all but single-channel layers): every option.
+  Blocked direct convolutions (``cconv._conv2d_direct``, one build per ISA)
+  read a zero-padded, stride-phase-split copy of the input in place; the
+  layouts, offsets and blocking are chosen by ``cconv._layer_plan``.  No
+  BLAS, no im2col; every pass runs on all of cconv's threads, and dw is the
+  same bits on every run and thread count.  'gemm' is another name for it,
+  kept for callers of the im2col + BLAS route it replaced.
 - the single-channel route ('direct' and 'fft'): the 3-D layer's own
   engine (``cconv._conv``), for C = 1, stride 1, dilation 1 and one image
   or one filter, where a matrix product would be a matrix-vector product.
@@ -14,16 +17,14 @@ groups, bias).  Options are checked here, then one of two routes runs:
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _blas, _tiling
+from . import _layer_plan
 from ._conv import ConvCache, conv_backward, conv_forward
 from ._engine import Method
 from ._nonfinite import finite_part, restore
@@ -43,22 +44,12 @@ from ._validation import (
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
 
 METHODS = ("auto", "gemm", "direct", "fft")
-#: The methods of the 4-D layer, as a type.
+#: The methods of the 4-D layer, as a type ('gemm' is an alias of 'direct').
 Conv2dMethod = Literal["auto", "gemm", "direct", "fft"]
 #: An int, or a pair of ints for the height and the width.
 IntPair = int | Sequence[int]
 #: Zero padding: an int or a pair of ints, or 'valid' or 'same'.
 Padding = IntPair | Literal["valid", "same"]
-# Partial sums of dw on the 'gemm' path (each summing a fixed run of the
-# (image, group) items on one thread).
-DW_SLOTS = 8
-# BLAS takes 32-bit sizes.
-_INT_MAX = 2**31 - 1
-
-
-def _gemm() -> ModuleType:
-    """The im2col/BLAS loops, imported when first needed: they load scipy.linalg."""
-    return importlib.import_module("cconv._gemm")
 
 
 class Conv2dCache:
@@ -98,7 +89,7 @@ class Conv2dCache:
 
     @property
     def method(self) -> str:
-        """How the forward pass was computed: 'gemm', 'direct' or 'fft'."""
+        """How the forward pass was computed: 'direct' or 'fft'."""
         return self._method
 
     def __repr__(self) -> str:
@@ -178,15 +169,6 @@ class Layer:
         s = self.shape
         return (s.cg, s.ih, s.iw, s.kh, s.kw, *self.out_size)
 
-    def check_blas_sizes(self) -> None:
-        s = self.shape
-        oh, ow = self.out_size
-        if max(s.ih * s.iw, oh * ow, s.cg * s.kh * s.kw, s.f) > _INT_MAX:
-            raise ValueError(
-                f"x{s[:4]} with w{s[4:]} has an image, output or filter "
-                f"of more than 2**31 - 1 elements, beyond BLAS's 32-bit sizes"
-            )
-
 
 def _padding(padding: Padding, extent: tuple[int, int], stride: tuple[int, int],
              stride_given: IntPair) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -259,13 +241,16 @@ def conv2d_forward(
     groups : int, optional
         Channels and filters split into this many groups, each group's
         filters seeing only its channels.  Must divide C and F.
-    method : {'auto', 'gemm', 'direct', 'fft'}, optional
-        'gemm' lowers the layer to matrix products (im2col and BLAS) and
-        takes every option.  'direct' and 'fft' are the 3-D layer's loops
-        and FFTs (see :func:`conv_forward`), for a single-channel layer only:
-        C = 1, stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the
-        default) uses the 3-D layer's choice where it applies, 'gemm'
-        elsewhere.
+    method : {'auto', 'direct', 'gemm', 'fft'}, optional
+        'direct' runs cconv's blocked direct convolutions, for every
+        option: register-blocked kernels over filters and output pixels
+        reading a padded copy of ``x`` in place (no im2col, no BLAS).
+        'gemm' is another name for 'direct' (the im2col + BLAS route it
+        names was replaced by it).  'fft' is the 3-D layer's FFTs (see
+        :func:`conv_forward`), for a single-channel layer only: C = 1,
+        stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the default)
+        uses the 3-D layer's choice (its direct loops or its FFTs) for a
+        single-channel layer, 'direct' elsewhere.
 
     Returns
     -------
@@ -295,12 +280,11 @@ def conv2d_forward(
     -----
     dtypes, layouts and promotion follow :func:`conv_forward`: float32 and
     float64 natively, bool and integers promoted to float64, float16 to
-    float32, any memory layout, inputs never modified.  The 'gemm' path
-    splits the output into tiles whose windows take at most
-    ``max(TILE_BYTES, MIN_TILE * C // groups * KH * KW * itemsize)`` bytes of
-    workspace per thread (512 KiB for all but very large filters); its
-    matrix products run on SciPy's BLAS, held at one thread per call while
-    cconv's own :func:`get_num_threads` threads run the work items.
+    float32, any memory layout, inputs never modified.  The 'direct' path
+    allocates one zero-padded copy of ``x`` (split by stride phase, only the
+    phases the filter's taps use) and the packed filters, no window matrix,
+    and runs on :func:`get_num_threads` threads with no BLAS and no
+    process-wide setting touched.
 
     Examples
     --------
@@ -324,8 +308,8 @@ def conv2d_forward(
     dtype = compute_dtype(*operands)
     route = _route(check_choice(method, "method", METHODS), layer)
     s = layer.shape
-    if route == "gemm":
-        extra = math.prod(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads()))
+    if route == "direct":
+        extra = _layer_plan.workspace_bytes(layer, dtype.itemsize, False) // dtype.itemsize
     else:  # the padded copy of x; the 3-D layer checks its own needs after
         (pt, pb), (pl, pr) = layer.pad
         extra = s.n * (s.ih + pt + pb) * (s.iw + pl + pr)
@@ -339,48 +323,36 @@ def conv2d_forward(
         if b is not None:
             with np.errstate(invalid="ignore", over="ignore"):
                 out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
-        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "gemm")
+        cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "direct")
         return out, cache
-    if route == "single":
-        assert method != "gemm"  # _route sends 'gemm' to the gemm route
-        return _forward_single(x, w, b, layer, method, dtype)
-    return _forward_gemm(x, w, b, layer, dtype)
+    if route == "single":  # method is 'auto' or 'fft'
+        return _forward_single(x, w, b, layer, "fft" if method == "fft" else "auto", dtype)
+    return _forward_direct(x, w, b, layer, dtype)
 
 
-def _route(method: str, layer: Layer) -> Literal["single", "gemm"]:
-    """'single' (the 3-D layer's engine, which then resolves 'auto') or 'gemm'."""
-    if method == "gemm":
-        return "gemm"
+def _route(method: str, layer: Layer) -> Literal["single", "direct"]:
+    """'direct' or 'single' (the 3-D layer's engine, which then resolves 'auto')."""
+    if method in ("gemm", "direct"):
+        return "direct"
     if layer.single_channel():
         return "single"
     if method == "auto":
-        return "gemm"
+        return "direct"
     s = layer.shape
     raise ValueError(
         f"method={method!r} takes a single-channel layer only (C = 1, stride 1, "
         f"dilation 1, N = 1 or F = 1); got x with N={s.n}, C={s.c}, w with F={s.f}, "
-        f"stride={layer.stride}, dilation={layer.dilation}: use 'gemm' or 'auto'"
+        f"stride={layer.stride}, dilation={layer.dilation}: use 'direct' or 'auto'"
     )
 
 
-def _forward_gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer,
-                  dtype: np.dtype) -> tuple[np.ndarray, Conv2dCache]:
-    layer.check_blas_sizes()
-    s = layer.shape
+def _forward_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer,
+                    dtype: np.dtype) -> tuple[np.ndarray, Conv2dCache]:
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w, dtype)
-    bk = np.zeros(0, dtype) if b is None else as_kernel_array(b, dtype)
-    oh, ow = layer.out_size
-    out = np.empty((s.n, s.f, oh * ow), dtype)
-    gemm = _gemm()
-    with _blas.single_threaded_blas() as pinned:
-        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, get_num_threads() if pinned else 1), dtype)
-        gemm.conv2d_gemm_forward(
-            xk, wk.reshape(layer.groups, s.f // layer.groups, -1), bk, out, work,
-            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
-            _tiling.pointwise(layer),
-        )
-    return out.reshape(layer.out_shape), Conv2dCache(xk, wk, b is not None, layer, "gemm")
+    bk = None if b is None else as_kernel_array(b, dtype)
+    out = _layer_plan.forward(xk, wk, bk, layer, get_num_threads())
+    return out, Conv2dCache(xk, wk, b is not None, layer, "direct")
 
 
 def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, method: Method,
@@ -412,11 +384,12 @@ def conv2d_backward(
         forward output.
     cache : Conv2dCache
         The second value :func:`conv2d_forward` returned.
-    method : {'auto', 'gemm', 'direct', 'fft'}, optional
+    method : {'auto', 'direct', 'gemm', 'fft'}, optional
         As for :func:`conv2d_forward`, whatever the forward pass ran:
-        'direct' and 'fft' take a single-channel layer only, where 'auto'
-        chooses between them (reusing the spectra an FFT forward pass left
-        in the cache); 'auto' is 'gemm' for other layers.
+        'direct' (or its other name 'gemm') takes every layer, 'fft' a single-channel layer
+        only; 'auto' is the 3-D layer's choice for a single-channel layer
+        (reusing the spectra an FFT forward pass left in the cache),
+        'direct' for other layers.
 
     Returns
     -------
@@ -439,9 +412,12 @@ def conv2d_backward(
 
     Notes
     -----
-    Computed in the forward dtype promoted with ``dout``'s.  The 'gemm'
-    path runs in parallel over images and groups (one image and group per
-    thread at a time), each thread summing its own partial ``dw``.  NaN and
+    Computed in the forward dtype promoted with ``dout``'s.  The 'direct'
+    path computes ``dx`` as a direct convolution of ``dout`` with the
+    transposed filters (one stride phase at a time) and ``dw`` as a
+    reduction over pixels split into a fixed set of work items, so every
+    pass uses all threads, even for one image and one group, and ``dw`` has
+    the same bits whatever the thread count.  NaN and
     Inf propagate as in PyTorch's float64 layer: padding zeros are terms of
     ``dw`` (0 * Inf is NaN there), and ``dx`` has no terms beyond ``dout``.
 
@@ -471,10 +447,9 @@ def conv2d_backward(
     route = _route(check_choice(method, "method", METHODS), layer)
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     if route == "single" and cache.x.size and cache.w.size:
-        assert method != "gemm"  # _route sends 'gemm' to the gemm route
-        dx, dw = _backward_single(dout, cache, method, dtype)
+        dx, dw = _backward_single(dout, cache, "fft" if method == "fft" else "auto", dtype)
     else:
-        dx, dw = _backward_gemm(dout, cache, dtype)
+        dx, dw = _backward_direct(dout, cache, dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are data
         db = dout.sum(axis=(0, 2, 3), dtype=dtype) if cache._has_bias else None
     return dx, dw, db
@@ -486,7 +461,7 @@ def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
     layer = cache._layer
     s = layer.shape
     inner = cache._inner
-    if inner is None:  # the forward pass ran 'gemm': the 3-D layer's view of it
+    if inner is None:  # the forward pass ran the 4-D kernels: the 3-D layer's view of it
         (pt, pb), (pl, pr) = layer.pad
         x3 = np.pad(cache.x[:, 0], ((0, 0), (pt, pb), (pl, pr)))
         inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
@@ -518,41 +493,17 @@ def _dx_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, method: Method) ->
     return dx3
 
 
-def _backward_gemm(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     layer = cache._layer
     s = layer.shape
-    g = layer.groups
-    threads = get_num_threads()
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
-        + (cache.x.size + (DW_SLOTS + 1) * cache.w.size
-           + math.prod(_tiling.workspace_shape(layer, dtype.itemsize, threads))) * dtype.itemsize,
+        + (cache.x.size + cache.w.size) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, True),
         f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
     )
     x = as_kernel_array(cache.x, dtype)
     w = as_kernel_array(cache.w, dtype)
     dout = as_kernel_array(dout, dtype)
-    dx = np.zeros((s.n, s.c, s.ih, s.iw), dtype)
     if x.size == 0 or w.size == 0 or dout.size == 0:
-        return dx, np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
-    layer.check_blas_sizes()
-    gemm = _gemm()
-    with _blas.single_threaded_blas() as pinned:
-        t = threads if pinned else 1
-        # A fixed number of partial sums, whatever the thread count, so that
-        # dw is the same bits on any number of threads.
-        dw = np.zeros((min(s.n * g, DW_SLOTS), g, s.cg * s.kh * s.kw, s.f // g), dtype)
-        work = np.empty(_tiling.workspace_shape(layer, dtype.itemsize, t), dtype)
-        gemm.conv2d_gemm_backward(
-            x, w.reshape(g, s.f // g, -1), dout.reshape(s.n, s.f, -1), dx, dw, work,
-            layer.kernel_shape(), layer.geometry(), *_tiling.tiles(layer, dtype.itemsize),
-            _tiling.pointwise(layer),
-        )
-    dw = _sum_partials(dw)
-    return dx, np.ascontiguousarray(dw.transpose(0, 2, 1)).reshape(s.f, s.cg, s.kh, s.kw)
-
-
-def _sum_partials(parts: np.ndarray) -> np.ndarray:
-    """The threads' partial sums, added; where +Inf meets -Inf, NaN without a warning."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return parts.sum(axis=0)
+        return np.zeros((s.n, s.c, s.ih, s.iw), dtype), np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
+    return _layer_plan.backward(x, w, dout, layer, get_num_threads())
