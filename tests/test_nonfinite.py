@@ -253,6 +253,7 @@ def test_template_with_nan_scores_nan_everywhere():
 
 @pytest.fixture(scope="module")
 def photograph():
+    pytest.importorskip("matplotlib", reason="the photograph is matplotlib's (pip install 'cconv[demo]')")
     from cconv import demo
 
     img = demo.load_grey(demo.default_image_path())
