@@ -7,7 +7,7 @@ comparison against PyTorch is in ``test_conv2d_torch.py``.
 
 from __future__ import annotations
 
-import sys
+import pathlib
 import tracemalloc
 
 import numpy as np
@@ -352,8 +352,10 @@ def test_without_blas_thread_control_runs_on_one_thread(ref, rng, monkeypatch):
     """Where no BLAS thread API is found, the tiles run on one thread (the BLAS may thread)."""
     import cconv._blas as blas
 
-    monkeypatch.setattr(blas, "_controls", [])
+    monkeypatch.setattr(blas, "_blas_controller", lambda: None)
     assert blas.blas_library() is None
+    with blas.single_threaded_blas() as pinned:
+        assert not pinned
     x, w, b, opts = _make(rng, (3, 4, 9, 8, 4, 3, 3, {"padding": 1, "stride": 2}), np.float64)
     out, cache = cconv.conv2d_forward(x, w, b, **opts)
     assert ref.max_rel_err(out, ref.layer_forward(x, w, b, **opts)) <= 1e-12
@@ -362,21 +364,28 @@ def test_without_blas_thread_control_runs_on_one_thread(ref, rng, monkeypatch):
         assert ref.max_rel_err(got, want) <= 1e-12
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the BLAS is found through /proc/self/maps")
 def test_blas_thread_setting_is_found_and_restored():
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy
     import cconv._blas as blas
 
-    path = blas.blas_library()
-    assert path is not None, "SciPy's BLAS thread control not found"
-    info = [lib for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
-    assert info, f"{path} is not a BLAS threadpoolctl knows"
-    before = info[0]["num_threads"]
-    with blas.single_threaded_blas() as pinned:
-        assert pinned
-        inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
-        with blas.single_threaded_blas():  # nested: still one, and not restored early
-            pass
-        after_nested = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
-    after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] == path]
-    assert inside == [1] and after_nested == [1] and after == [before]
+    assert blas.blas_library() is not None, "no BLAS thread control found"
+    paths = [lib.filepath for lib in blas._blas_controller().lib_controllers]
+    # SciPy's own BLAS is among those held.
+    assert any(pathlib.Path(scipy.__file__).parent.parent in pathlib.Path(p).parents for p in paths), paths
+
+    def threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] in paths]
+
+    before = threads()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # the setting to restore is not 1
+        set_before = threads()
+        with blas.single_threaded_blas() as pinned:
+            assert pinned
+            inside = threads()
+            with blas.single_threaded_blas():  # nested: still one, and not restored early
+                pass
+            after_nested = threads()
+        after = threads()
+    assert inside == after_nested == [1] * len(paths)
+    assert after == set_before and threads() == before
