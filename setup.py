@@ -40,9 +40,8 @@ import os
 import sys
 import tempfile
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
+from setuptools.command.build_ext import build_ext  # Cython's build_ext, Cython being installed
 
 DEBUG = os.environ.get("CCONV_DEBUG") == "1"
 NO_OPENMP = os.environ.get("CCONV_NO_OPENMP") == "1"
@@ -132,9 +131,16 @@ TWIN_LEVEL = {f"cconv.{family}_{level}": level
 
 
 def modules():
-    """The extensions to cythonize: each module and each ISA twin."""
-    names = [f"cconv.{name}" for name in MODULES] + list(TWIN_LEVEL)
-    return [Extension(name, [name.replace(".", "/") + ".pyx"], depends=DEPENDS) for name in names]
+    """The extensions: each module and each ISA twin, from its .pyx.
+
+    build_ext cythonizes each one it builds (and only those), with DIRECTIVES.
+    """
+    found = []
+    for name in [f"cconv.{name}" for name in MODULES] + list(TWIN_LEVEL):
+        ext = Extension(name, [name.replace(".", "/") + ".pyx"], depends=DEPENDS)
+        ext.cython_directives = DIRECTIVES
+        found.append(ext)
+    return found
 
 
 @contextlib.contextmanager
@@ -163,8 +169,10 @@ class ProbingBuildExt(build_ext):
     """``build_ext`` that picks the flags the compiler in use accepts.
 
     Runs the probes once, sets each extension's flags and leaves out the ISA
-    twins the compiler cannot build.  Extensions are compiled in parallel, on
-    every core, unless ``-j`` says otherwise.
+    twins the compiler cannot build; Cython's build_ext (which setuptools'
+    is, where Cython is installed) then cythonizes and compiles each one.
+    Extensions are built in parallel, on every core, unless ``-j`` says
+    otherwise.
     """
 
     def finalize_options(self):
@@ -257,7 +265,4 @@ class ProbingBuildExt(build_ext):
         super().build_extensions()
 
 
-setup(
-    ext_modules=cythonize(modules(), compiler_directives=DIRECTIVES),
-    cmdclass={"build_ext": ProbingBuildExt},
-)
+setup(ext_modules=modules(), cmdclass={"build_ext": ProbingBuildExt})
