@@ -14,6 +14,11 @@ from ._threads import get_num_threads
 from ._version import __version__
 
 
+def _cpu_level() -> str:
+    level, query = _runtime.cpu_level(), _runtime.cpu_query()
+    return f"{level} ({query})" if query.startswith("none") else f"{level} (by {query})"
+
+
 def config() -> dict:
     """The facts :func:`show_config` prints, as a dict."""
     kernels = _build.correlate_module
@@ -25,7 +30,7 @@ def config() -> dict:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "kernels": f"{_build.name} ({kernels.__name__})",
-        "cpu_level": f"{_runtime.cpu_level()} (by {_runtime.cpu_query()})",
+        "cpu_level": _cpu_level(),
         "compiler": compiler,
         "flags": flags,
         "openmp": _runtime.openmp_note() + ("" if _runtime.openmp_enabled() else " (the loops run on one thread)"),

@@ -109,7 +109,7 @@ cdef extern from *:
     }
 
     #if !defined(CCONV_X86_64)
-    #define CCONV_CPU_QUERY "none (not x86-64)"
+    #define CCONV_CPU_QUERY "none: not x86-64"
     #elif defined(CCONV_HAVE_CPU_LEVEL_BUILTIN)
     #define CCONV_CPU_QUERY "__builtin_cpu_supports"
     #else
@@ -137,7 +137,7 @@ def cpu_level_cpuid():
 
 
 def cpu_query():
-    """How :func:`cpu_level` asks: '__builtin_cpu_supports', 'cpuid' or 'none (not x86-64)'."""
+    """How :func:`cpu_level` asks: '__builtin_cpu_supports', 'cpuid' or 'none: not x86-64'."""
     return CCONV_CPU_QUERY.decode()
 
 
