@@ -8,8 +8,8 @@
 # Usage: bash tools/check_wheel.sh WHEEL PYTHON WORKDIR [full|quick] [oldest]
 #   full    the whole suite (the default)
 #   quick   the suite less its long randomised and stress files (fuzz,
-#           hardening, properties, dask, threads): every compiled module and
-#           every route still runs, in about a third of the time
+#           hardening, properties, dask): 1500 of its 1680 tests, every
+#           compiled module and every route, without the slowest files
 #   oldest  then the same wheel again, with the oldest NumPy and SciPy cconv
 #           supports (1.24 and 1.10: CPython 3.10 and 3.11 only)
 # Prints "wheel-tests: PYTHON-VERSION N passed ..." lines for the summary.
@@ -20,7 +20,7 @@ wheel=$1 python=$2 work=$3 scope=${4:-full} oldest=${5:-}
 mkdir -p "$work"
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-QUICK_SKIP=(test_fuzz.py test_hardening.py test_properties.py test_dask.py test_threads.py)
+QUICK_SKIP=(test_fuzz.py test_hardening.py test_properties.py test_dask.py)
 
 # Nothing but the package, its type information and its compiled modules.
 listing=$(unzip -l "$wheel")
