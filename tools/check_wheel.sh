@@ -69,7 +69,7 @@ new_env "wheel-env-$pyver"
 env=$work/wheel-env-$pyver
 (cd "$work" && "$env/bin/python" -m cconv --config)
 # The wheel must carry every build of the direct loops, OpenMP on.
-"$env/bin/python" - <<'EOF'
+(cd "$work" && "$env/bin/python" -) <<'EOF'
 import importlib, cconv._runtime as r
 for name in ("cconv._correlate", "cconv._correlate_v3", "cconv._correlate_v4"):
     importlib.import_module(name)
