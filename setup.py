@@ -52,11 +52,9 @@ MODULES = ("_runtime", "_correlate", "_gemm", "_match_cy")
 
 # Which families get per-ISA twins, and which.  A twin is its own file,
 # cconv/<family>_<level>.pyx (with its .pyi), that includes the family's
-# cconv/<family>.pxi; cconv._build imports the best one the CPU runs.
+# loops, cconv/<family>.pxi, as cconv/<family>.pyx does;
+# cconv._build.load("<family>") imports the best one the CPU runs.
 ISA_TWINS = {"_correlate": ("v3", "v4")}
-
-# What every module may include or cimport.
-DEPENDS = ["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_correlate.pxi"]
 
 # The compiler directives of every module, in one place.
 DIRECTIVES = {
@@ -124,6 +122,10 @@ int main(void) {
 }
 """
 
+
+# What every module may include or cimport: the shared declarations and each
+# twinned family's loops.
+DEPENDS = ["cconv/_fused.pxd", "cconv/_build_info.pxi"] + [f"cconv/{f}.pxi" for f in ISA_TWINS]
 
 # The ISA level of each twin, by its full name.
 TWIN_LEVEL = {f"cconv.{family}_{level}": level

@@ -15,12 +15,19 @@ from types import ModuleType
 
 from . import _runtime
 
-__all__ = ["LEVELS", "correlate_module", "name"]
+__all__ = ["LEVELS", "correlate_module", "load", "name"]
 
 LEVELS = {"baseline": 0, "v3": 3, "v4": 4}
 
 
-def _load() -> tuple[str, ModuleType]:
+def load(family: str) -> tuple[str, ModuleType]:
+    """The best build of ``cconv.<family>`` this CPU runs: ``(build name, module)``.
+
+    A family with per-ISA twins (setup.py's ``ISA_TWINS``) has modules
+    ``cconv.<family>_v4`` and ``_v3`` where they were built; one without
+    twins, or a build without them (not x86-64, or switched off), gives its
+    baseline module.
+    """
     cap = os.environ.get("CCONV_KERNELS", "v4").strip().lower()
     if cap not in LEVELS:
         raise ImportError(f"CCONV_KERNELS must be one of {sorted(LEVELS)}; got {cap!r}")
@@ -28,11 +35,11 @@ def _load() -> tuple[str, ModuleType]:
     for build, level in (("v4", 4), ("v3", 3)):
         if level <= usable:
             try:
-                return build, importlib.import_module(f"cconv._correlate_{build}")
+                return build, importlib.import_module(f"cconv.{family}_{build}")
             except ImportError:  # a build without that twin (not x86-64, or switched off)
                 continue
-    return "baseline", importlib.import_module("cconv._correlate")
+    return "baseline", importlib.import_module(f"cconv.{family}")
 
 
-#: The build in use ('baseline', 'v3' or 'v4') and its module.
-name, correlate_module = _load()
+#: The build of the direct loops in use ('baseline', 'v3' or 'v4') and its module.
+name, correlate_module = load("_correlate")

@@ -73,7 +73,7 @@ def test_twins_built_only_for_x86_64_and_with_their_flags():
 
 def test_the_build_in_use_is_the_best_the_cpu_runs(monkeypatch):
     monkeypatch.delenv("CCONV_KERNELS", raising=False)
-    name, module = _build._load()
+    name, module = _build.load("_correlate")
     available = [b for b, level in (("v4", 4), ("v3", 3)) if level <= _runtime.cpu_level()
                  and importlib.util.find_spec(f"cconv._correlate_{b}") is not None]
     assert name == (available[0] if available else "baseline")
