@@ -9,8 +9,8 @@
 #      to a manylinux tag;
 #   3. each repaired wheel installed into a fresh environment of its own
 #      Python with no compiler reachable, and tested (tools/check_wheel.sh):
-#      the whole suite on the default Python, plus its run with the oldest
-#      NumPy and SciPy; the others run the whole suite too unless
+#      the whole suite on the default Python, plus the quick subset with the
+#      oldest NumPy and SciPy; the others run the whole suite too unless
 #      CCONV_WHEEL_TESTS=quick (CI's choice: see .ci/run).
 #
 # Usage: bash tools/build_wheels.sh [OUTDIR]   (default: dist/)

@@ -11,7 +11,7 @@
 #           hardening, properties, dask): 1500 of its 1680 tests, every
 #           compiled module and every route, without the slowest files
 #   oldest  then the same wheel again, with the oldest NumPy and SciPy cconv
-#           supports (1.24 and 1.10: CPython 3.10 and 3.11 only)
+#           supports (1.24 and 1.10: CPython 3.10 and 3.11 only), quick subset
 # Prints "wheel-tests: PYTHON-VERSION N passed ..." lines for the summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +31,10 @@ for f in cconv/py.typed cconv/_runtime.pyi cconv/_correlate.pyi cconv/_gemm.pyi 
   grep -q " $f\$" <<< "$listing" || { echo "FAIL: $(basename "$wheel") lacks $f"; exit 1; }
 done
 
-# run_tests VENV: the suite, copied outside the source tree, against VENV's cconv.
+# run_tests VENV LABEL SCOPE: the suite (full or quick), copied outside the source
+# tree, against VENV's cconv.
 run_tests() {
-  local venv=$1 where label=$2 ignore=()
+  local venv=$1 label=$2 scope=$3 where ignore=()
   where=$(mktemp -d "$work/run.XXXX")
   cp -r "$src/tests" "$where/tests"
   if [ "$scope" = quick ]; then
@@ -75,11 +76,11 @@ for name in ("cconv._correlate", "cconv._correlate_v3", "cconv._correlate_v4"):
     importlib.import_module(name)
 assert r.openmp_enabled(), "the wheel was built without OpenMP"
 EOF
-run_tests "$env" "$pyver"
+run_tests "$env" "$pyver" "$scope"
 
 if [ "$oldest" = oldest ]; then
   echo "== the same wheel on Python $pyver with the oldest NumPy and SciPy cconv supports"
   new_env "oldest-env-$pyver" "numpy==1.24.*" "scipy==1.10.*"
   "$work/oldest-env-$pyver/bin/python" -c "import numpy, scipy; print('numpy', numpy.__version__, 'scipy', scipy.__version__)"
-  run_tests "$work/oldest-env-$pyver" "$pyver, numpy 1.24, scipy 1.10"
+  run_tests "$work/oldest-env-$pyver" "$pyver, numpy 1.24, scipy 1.10" quick
 fi
