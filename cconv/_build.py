@@ -16,12 +16,19 @@ from types import ModuleType
 
 from . import _runtime
 
-__all__ = ["LEVELS", "conv2d_module", "correlate_module", "name"]
+__all__ = ["LEVELS", "conv2d_module", "correlate_module", "load", "name"]
 
 LEVELS = {"baseline": 0, "v3": 3, "v4": 4}
 
 
-def _load(family: str = "_correlate") -> tuple[str, ModuleType]:
+def load(family: str) -> tuple[str, ModuleType]:
+    """The best build of ``cconv.<family>`` this CPU runs: ``(build name, module)``.
+
+    A family with per-ISA twins (setup.py's ``ISA_TWINS``) has modules
+    ``cconv.<family>_v4`` and ``_v3`` where they were built; one without
+    twins, or a build without them (not x86-64, or switched off), gives its
+    baseline module.
+    """
     cap = os.environ.get("CCONV_KERNELS", "v4").strip().lower()
     if cap not in LEVELS:
         raise ImportError(f"CCONV_KERNELS must be one of {sorted(LEVELS)}; got {cap!r}")
@@ -35,16 +42,15 @@ def _load(family: str = "_correlate") -> tuple[str, ModuleType]:
     return "baseline", importlib.import_module(f"cconv.{family}")
 
 
-#: The build in use ('baseline', 'v3' or 'v4') and its module.
-name, correlate_module = _load()
+#: The build of the direct loops in use ('baseline', 'v3' or 'v4') and its module.
+name, correlate_module = load("_correlate")
 
 
 def conv2d_module() -> ModuleType:
-    """The 4-D layer's kernels of the same build (imported when first asked for)."""
+    """The 4-D layer's kernels of the best build (imported when first asked for)."""
     global _conv2d
     if _conv2d is None:
-        build, module = _load("_conv2d_direct")
-        _conv2d = module
+        _conv2d = load("_conv2d_direct")[1]
     return _conv2d
 
 

@@ -26,4 +26,4 @@ cdef extern from *:
 
 def build_info():
     """``(compiler, flags)`` this module was compiled with."""
-    return CCONV_COMPILER.decode(), CCONV_CFLAGS.decode()
+    return CCONV_COMPILER.decode().strip(), CCONV_CFLAGS.decode()

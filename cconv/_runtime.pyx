@@ -27,30 +27,126 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Which x86-64 level the running CPU supports (and the OS enables), by
-       GCC's cpu-indicator: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2,
-       FMA), 0 = anything else. */
-    static int cconv_cpu_level(void) {
-    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-        __builtin_cpu_init();
-        int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                 && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
-                 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe");
-        int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-                 && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
-                 && __builtin_cpu_supports("avx512vl");
-        return v4 ? 4 : (v3 ? 3 : 0);
+    /* Which x86-64 level the running CPU supports, and the OS enables:
+       4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2, FMA), 0 = anything else,
+       every CPU that is not x86-64 included (a build for one has the
+       baseline loops only).
+
+       Where the compiler has them (GCC >= 12; setup.py probes for them and
+       defines CCONV_HAVE_CPU_LEVEL_BUILTIN), by __builtin_cpu_supports of
+       the levels themselves.  Elsewhere by CPUID: each feature of the level
+       (as in the x86-64 psABI) and the vector state enabled in XCR0. */
+    #if defined(__x86_64__) || (defined(_M_X64) && !defined(_M_ARM64EC))
+    #define CCONV_X86_64 1
+    #if !defined(CCONV_HAVE_CPU_LEVEL_BUILTIN) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    #define CCONV_HAVE_CPU_LEVEL_BUILTIN 1
+    #endif
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    #include <immintrin.h>
+    static void cconv_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
+        int v[4];
+        __cpuidex(v, (int)leaf, (int)sub);
+        r[0] = (unsigned)v[0]; r[1] = (unsigned)v[1]; r[2] = (unsigned)v[2]; r[3] = (unsigned)v[3];
+    }
+    static unsigned long long cconv_xcr0(void) { return _xgetbv(0); }
     #else
-        return 0;
+    #include <cpuid.h>
+    static void cconv_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
+        __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+    }
+    static unsigned long long cconv_xcr0(void) {
+        unsigned lo, hi;
+        __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        return ((unsigned long long)hi << 32) | lo;
+    }
+    #endif
+
+    #define CCONV_BIT(word, n) (((word) >> (n)) & 1u)
+    static int cconv_cpu_level_cpuid(void) {
+        unsigned r[4], c1, b7, ce = 0;
+        unsigned long long xcr0;
+        int v2, v3, v4;
+        cconv_cpuid(0, 0, r);
+        if (r[0] < 7) return 0;
+        cconv_cpuid(1, 0, r);
+        c1 = r[2];
+        cconv_cpuid(7, 0, r);
+        b7 = r[1];
+        cconv_cpuid(0x80000000u, 0, r);
+        if (r[0] >= 0x80000001u) {
+            cconv_cpuid(0x80000001u, 0, r);
+            ce = r[2];
+        }
+        /* x86-64-v2: SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CMPXCHG16B, LAHF/SAHF */
+        v2 = CCONV_BIT(c1, 0) && CCONV_BIT(c1, 9) && CCONV_BIT(c1, 19) && CCONV_BIT(c1, 20)
+             && CCONV_BIT(c1, 23) && CCONV_BIT(c1, 13) && CCONV_BIT(ce, 0);
+        /* OSXSAVE: the OS saves vector state, and XGETBV may be executed */
+        if (!v2 || !CCONV_BIT(c1, 27)) return 0;
+        xcr0 = cconv_xcr0();
+        /* x86-64-v3: AVX, AVX2, BMI1, BMI2, F16C, FMA, LZCNT, MOVBE; XMM and YMM state */
+        v3 = CCONV_BIT(c1, 28) && CCONV_BIT(b7, 5) && CCONV_BIT(b7, 3) && CCONV_BIT(b7, 8)
+             && CCONV_BIT(c1, 29) && CCONV_BIT(c1, 12) && CCONV_BIT(ce, 5) && CCONV_BIT(c1, 22)
+             && (xcr0 & 0x6) == 0x6;
+        /* x86-64-v4: AVX512F, BW, CD, DQ, VL; opmask and ZMM state.  (macOS
+           enables ZMM state only on first use: there, v3.) */
+        v4 = v3 && CCONV_BIT(b7, 16) && CCONV_BIT(b7, 30) && CCONV_BIT(b7, 28)
+             && CCONV_BIT(b7, 17) && CCONV_BIT(b7, 31) && (xcr0 & 0xe6) == 0xe6;
+        return v4 ? 4 : (v3 ? 3 : 0);
+    }
+    #else
+    static int cconv_cpu_level_cpuid(void) { return 0; }
+    #endif
+
+    static int cconv_cpu_level(void) {
+    #if defined(CCONV_X86_64) && defined(CCONV_HAVE_CPU_LEVEL_BUILTIN)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) return 4;
+        return __builtin_cpu_supports("x86-64-v3") ? 3 : 0;
+    #else
+        return cconv_cpu_level_cpuid();
     #endif
     }
+
+    #if !defined(CCONV_X86_64)
+    #define CCONV_CPU_QUERY "none: not x86-64"
+    #elif defined(CCONV_HAVE_CPU_LEVEL_BUILTIN)
+    #define CCONV_CPU_QUERY "__builtin_cpu_supports"
+    #else
+    #define CCONV_CPU_QUERY "cpuid"
+    #endif
+    /* setup.py defines CCONV_OPENMP_NOTE: "on", or why not. */
+    #ifndef CCONV_OPENMP_NOTE
+    #define CCONV_OPENMP_NOTE "unknown"
+    #endif
     """
     int cconv_cpu_level() noexcept nogil
+    int cconv_cpu_level_cpuid() noexcept nogil
+    const char* CCONV_CPU_QUERY
+    const char* CCONV_OPENMP_NOTE
 
 
 def cpu_level():
     """x86-64 level of the running CPU: 4 (AVX-512), 3 (AVX2 + FMA) or 0."""
     return cconv_cpu_level()
+
+
+def cpu_level_cpuid():
+    """:func:`cpu_level` by CPUID alone (the fallback), whatever the compiler had."""
+    return cconv_cpu_level_cpuid()
+
+
+def cpu_query():
+    """How :func:`cpu_level` asks: '__builtin_cpu_supports', 'cpuid' or 'none: not x86-64'."""
+    return CCONV_CPU_QUERY.decode()
+
+
+def openmp_note():
+    """'on', or why this build has no OpenMP (as setup.py found it)."""
+    if cconv_openmp_enabled():
+        return "on"
+    note = CCONV_OPENMP_NOTE.decode()
+    return note if note.startswith("off") else "off"
 
 
 def openmp_enabled():

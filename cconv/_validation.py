@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
@@ -204,11 +205,12 @@ def copy_bytes(arr: np.ndarray, dtype: np.dtype) -> int:
     return 0 if ready else arr.size * dtype.itemsize
 
 
-# Below this, a call is not worth the look at /proc/meminfo.
+# Below this, a call is not worth asking the system for its free memory.
 _CHECK_ABOVE = 256 * 2**20
 
 
-def _available_bytes() -> int | None:
+def _meminfo() -> int | None:
+    """Linux's own estimate of the memory a new allocation can get, without swapping."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -216,10 +218,63 @@ def _available_bytes() -> int | None:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _windows_available() -> int | None:
+    """Windows' available physical memory (GlobalMemoryStatusEx)."""
+    import ctypes
+
+    class MemoryStatusEx(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32)]
+        _fields_ += [(name, ctypes.c_uint64) for name in (
+            "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
+            "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual")]
+
+    status = MemoryStatusEx()
+    status.dwLength = ctypes.sizeof(status)
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined,unused-ignore]
+        return None
+    return int(status.ullAvailPhys)
+
+
+def _sysconf_available() -> int | None:
+    """Free physical pages (POSIX systems that report them): an underestimate on Linux."""
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _memory_source() -> tuple[str, Callable[[], int | None]] | None:
+    """``(name, function)`` of the first way of asking this system that answers."""
+    candidates = [("/proc/meminfo", _meminfo)]
+    if sys.platform == "win32":
+        candidates.append(("GlobalMemoryStatusEx", _windows_available))
+    elif sys.platform != "darwin":  # macOS counts its file cache as used: far too low
+        candidates.append(("sysconf(SC_AVPHYS_PAGES)", _sysconf_available))
+    for name, ask in candidates:
+        try:
+            if ask() is not None:
+                return name, ask
+        except Exception:  # noqa: BLE001  (ctypes on an odd system: no answer)
+            continue
+    return None
+
+
+def _available_bytes() -> int | None:
+    """Memory available to a new allocation, or None where the system does not say."""
+    source = _memory_source()
+    return None if source is None else source[1]()
+
+
+def memory_check() -> str:
+    """Whether :func:`check_memory` is on here and how it asks, for show_config."""
+    source = _memory_source()
+    available = None if source is None else source[1]()
+    if source is None or available is None:
+        return "off (this system reports no available memory: large calls are not checked)"
+    return f"on ({source[0]}: {available / 2**30:.1f} GiB available now)"
 
 
 def check_memory(nbytes: int, what: str) -> None:

@@ -1,3 +1,3 @@
 """The one place cconv's version is written (read by pyproject.toml too)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
