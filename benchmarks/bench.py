@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import cast
+from typing import Any
 
 import numpy as np
 import scipy
@@ -48,6 +48,7 @@ from _bench_common import (
     speedup,
     table,
     timeit,
+    timeit_pair,
 )
 
 import cconv
@@ -351,75 +352,134 @@ def plot_auto(series, path: str) -> None:
     print(f"\nplot written to {path}")
 
 
-def ref_layer(x, w, b, stride, padding):
-    """The 4-D layer by sliding windows and einsum, in float64 (no torch needed)."""
-    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
-    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64)) + b.reshape(-1, 1, 1)
-
-
-LAYERS = [  # name, N, C, H=W, F, filter, stride, padding
-    ("N=16 C=16 64x64 F=32 3x3 s1 p1", 16, 16, 64, 32, 3, 1, 1),
-    ("N=64 C=3 32x32 F=16 5x5 (first layer)", 64, 3, 32, 16, 5, 1, 0),
-    ("N=8 C=64 28x28 F=64 3x3 s2", 8, 64, 28, 64, 3, 2, 0),
+# The 4-D layer on real networks' layers, against PyTorch's CPU convolution
+# (oneDNN), with issue 16's goals: float32 at most torch's time (speed-up at
+# least 1), float64 at most half of it (speed-up at least 2) and, on the
+# compute-bound layers, at least 70% of the float64 matmul ceiling.
+# name, x shape, w shape, options, compute-bound (the ceiling goal applies)
+LAYERS: list[tuple[str, tuple[int, int, int, int], tuple[int, int, int, int], dict[str, Any], bool]] = [
+    ("ResNet-18 conv1, 7x7 s2, C3->64, 224^2 (N4)", (4, 3, 224, 224), (64, 3, 7, 7),
+     dict(stride=2, padding=3), True),
+    ("ResNet-18 layer1, 3x3, C64->64, 56^2 (N8)", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), True),
+    ("ResNet-18 layer2, 3x3, C128->128, 28^2 (N8)", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), True),
+    ("ResNet-18 layer3, 3x3, C256->256, 14^2 (N8)", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), True),
+    ("ResNet-18 downsample, 1x1 s2, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), dict(stride=2), False),
+    ("MobileNet depthwise, 3x3, C64, groups 64, 56^2 (N8)", (8, 64, 56, 56), (64, 1, 3, 3),
+     dict(padding=1, groups=64), False),
+    ("MobileNet pointwise, 1x1, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), {}, False),
 ]
+LAYER_SPEEDUP_GOAL = {"float32": 1.0, "float64": 2.0}  # torch's time / cconv's time, at least
+LAYER_CEILING_GOAL = 0.70  # float64, compute-bound layers: share of the matmul ceiling, at least
 
 
-def layer_step(x, w, b, s, p, dout) -> Callable[[], object]:
-    """A forward and backward pass of the 4-D layer, on these arrays."""
+def ref_layer(x, w, b, dout, stride=1, padding=0, groups=1):
+    """The 4-D layer's output and gradients (dx, dw, db) for ``dout``, by sliding windows and einsum, in float64."""
+    n, c, h, wd = x.shape
+    f, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    ho, wo = win.shape[2:4]
+    win = win.reshape(n, groups, cg, ho, wo, kh, kw)
+    wg = w.astype(np.float64).reshape(groups, f // groups, cg, kh, kw)
+    dg = dout.astype(np.float64).reshape(n, groups, f // groups, ho, wo)
+    out = np.einsum("ngchwij,gfcij->ngfhw", win, wg, optimize=True).reshape(n, f, ho, wo) + b.reshape(-1, 1, 1)
+    dw = np.einsum("ngfhw,ngchwij->gfcij", dg, win, optimize=True).reshape(w.shape)
+    dwin = np.einsum("ngfhw,gfcij->ngchwij", dg, wg, optimize=True).reshape(n, c, ho, wo, kh, kw)
+    dxp = np.zeros(xp.shape)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride] += dwin[..., i, j]
+    return out, dxp[:, :, padding:padding + h, padding:padding + wd], dw, dout.astype(np.float64).sum(axis=(0, 2, 3))
+
+
+def layer_step(x, w, b, dout, opts) -> Callable[[], object]:
+    """A forward and backward pass of the 4-D layer, on these arrays (bound now, for ``--contended``)."""
 
     def step():
-        o, ca = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
-        return cconv.conv2d_backward(dout, ca)
+        return cconv.conv2d_backward(dout, cconv.conv2d_forward(x, w, b, **opts)[1])
 
     return step
 
 
-@register("layer")
-def layer(run: Run) -> None:
-    """The 4-D layer against torch.nn.functional.conv2d, same thread count."""
+@register("layers")
+def layers(run: Run) -> None:
+    """The 4-D layer (conv2d_forward / conv2d_backward) on ResNet-18 and MobileNet layers against torch.
+
+    For each layer, both dtypes, forward and forward+backward: cconv's and
+    ``torch.nn.functional.conv2d``'s median times, taken in alternation;
+    cconv's GFLOP/s and share of the matmul ceiling of its dtype; issue
+    16's goal and whether it is met.  cconv's output and gradients, and
+    torch's, are first checked against a NumPy reference.
+    """
     reps = run.reps
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(0)
     rows = []
-    for dt in (np.float32, np.float64):
-        for name, n, c, hw, f, k, s, p in LAYERS:
-            x = rng.standard_normal((n, c, hw, hw)).astype(dt)
-            w = rng.standard_normal((f, c, k, k)).astype(dt)
-            b = rng.standard_normal(f).astype(dt)
-            what = f"layer {name} {np.dtype(dt).name}"
-            out, cache = cconv.conv2d_forward(x, w, b, stride=s, padding=p)
-            check(out, ref_layer(x, w, b, s, p), what)
+    met_count = judged = 0
+    for name, xs, ws, opts, bound in LAYERS:
+        if run.quick:  # one image per layer
+            xs = (1,) + xs[1:]
+            name = name.rsplit(" (N", 1)[0] + " (N1)"
+        for dt in (np.float32, np.float64):
+            dname = np.dtype(dt).name
+            what = f"layers {name} {dname}"
+            x = rng.standard_normal(xs).astype(dt)
+            w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dt)
+            b = rng.standard_normal(ws[0]).astype(dt)
+            out, cache = cconv.conv2d_forward(x, w, b, **opts)
             dout = rng.standard_normal(out.shape).astype(dt)
-            fl = 2.0 * out.size * c * k * k
-            t_f = timeit(remember(f"{what} forward", partial(cconv.conv2d_forward, x, w, b, stride=s, padding=p)),
-                         reps)
-            fwd_bwd = remember(f"{what} forward+backward", layer_step(x, w, b, s, p, dout))
-            t_fb = timeit(fwd_bwd, reps)
-            row = [name, np.dtype(dt).name, ms(t_f), f"{fl / t_f / 1e9:.0f}", ms(t_fb), f"{3 * fl / t_fb / 1e9:.0f}"]
+            ref = ref_layer(x, w, b, dout, **opts)
+            for part, got, want in zip(("out", "dx", "dw", "db"), (out, *cconv.conv2d_backward(dout, cache)), ref):
+                check(got, want, f"{what} {part}")
+            c_fwd = remember(f"{what} forward", partial(cconv.conv2d_forward, x, w, b, **opts))
+            c_both = remember(f"{what} forward+backward", layer_step(x, w, b, dout, opts))
+            pairs: list[tuple[str, Callable[[], object], Callable[[], object] | None, int]] = [
+                ("fwd", c_fwd, None, 1), ("fwd+bwd", c_both, None, 3)]
             if torch is not None:
-                xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+                xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+                xg, wg, bg = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
                 dt_ = torch.from_numpy(dout)
-                grads = cast(tuple, fwd_bwd())
-                ot = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
-                for mine, theirs, part in zip(grads, torch.autograd.grad(ot, (xt, wt, bt), dt_), "x w b".split()):
-                    check(mine, theirs.numpy(), f"{what} d{part} against torch")
-                t_tf = timeit(lambda: torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p), reps)
 
-                def torch_fwd_bwd():
-                    o = torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)
-                    return torch.autograd.grad(o, (xt, wt, bt), dt_)
+                def t_fwd():
+                    with torch.no_grad():
+                        return torch.nn.functional.conv2d(xt, wt, bt, **opts)
 
-                t_tfb = timeit(torch_fwd_bwd, reps)
-                row += [ms(t_tf), speedup(t_tf, t_f), ms(t_tfb), speedup(t_tfb, t_fb)]
-            else:
-                row += ["(torch not installed)", "", "", ""]
-            row.append(f"{run.machine.ceiling[np.dtype(dt).name]:.0f}")
-            rows.append(row)
+                def t_both():
+                    o = torch.nn.functional.conv2d(xg, wg, bg, **opts)
+                    return torch.autograd.grad(o, (xg, wg, bg), dt_)
+
+                check(t_fwd().numpy(), ref[0], f"{what} out, torch")
+                for part, got, want in zip(("dx", "dw", "db"), t_both(), ref[1:]):
+                    check(got.numpy(), want, f"{what} {part}, torch")
+                pairs = [("fwd", c_fwd, t_fwd, 1), ("fwd+bwd", c_both, t_both, 3)]
+            fl = 2.0 * out.size * ws[1] * ws[2] * ws[3]
+            for label, fc, ft, mult in pairs:
+                if ft is None:
+                    tc, tt = timeit(fc, reps), float("nan")
+                else:
+                    tc, tt = timeit_pair(fc, ft, reps)
+                gflops = mult * fl / tc / 1e9
+                share = gflops / run.machine.ceiling[dname]
+                goal = f"speed-up >= {LAYER_SPEEDUP_GOAL[dname]:.1f}"
+                needs_ceiling = dname == "float64" and bound
+                if needs_ceiling:
+                    goal += f", >= {LAYER_CEILING_GOAL:.0%} of ceiling"
+                if ft is None:
+                    met = "-"
+                else:
+                    ok = tt / tc >= LAYER_SPEEDUP_GOAL[dname] and (not needs_ceiling or share >= LAYER_CEILING_GOAL)
+                    met, met_count, judged = ("yes" if ok else "**no**"), met_count + ok, judged + 1
+                rows.append([name, dname, label, ms(tc), ms(tt) if ft else "-",
+                             speedup(tt, tc) if ft else "(torch not installed)", f"{gflops:.1f}",
+                             f"{share:.0%}", goal, met])
     version = torch.__version__ if torch else "(not installed)"
-    table(f"4-D layer (conv2d_forward / conv2d_backward) against torch {version}, "
-          f"{cconv.get_num_threads()} threads; {SPEEDUP}",
-          ["layer", "dtype", "fwd ms", "fwd GFLOP/s", "fwd+bwd ms", "fwd+bwd GFLOP/s", "torch fwd ms",
-           "fwd speed-up vs torch", "torch fwd+bwd ms", "fwd+bwd speed-up vs torch", "matmul GFLOP/s"], rows)
+    n_threads = cconv.get_num_threads()
+    smoke = " --quick: one image per layer (N=1), a smoke run, not the goals' measurement." if run.quick else ""
+    table(f"4-D layer against torch {version} conv2d (timed alternately), {n_threads} thread{'s' * (n_threads > 1)}; "
+          f"goals of issue 16; {SPEEDUP}.{smoke}",
+          ["layer", "dtype", "pass", "cconv ms", "torch ms", "speed-up vs torch", "cconv GFLOP/s",
+           "% of matmul ceiling", "goal", "met"], rows)
+    if not COLLECT.on and judged:
+        print(f"\n{met_count} of {judged} cells meet the goal.")
 
 
 @register("match")
