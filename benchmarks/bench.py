@@ -523,6 +523,91 @@ def matching(run: Run) -> None:
           ["", "cconv ms", "cv2.matchTemplate ms", "speed-up vs OpenCV", "skimage ms", "speed-up vs skimage"], rows)
 
 
+@dataclass(frozen=True)
+class DropIn:
+    """One row of the drop-in table: a cconv call, the call it replaces, and the goal."""
+
+    what: str  # the call and its case
+    mine: Callable[[], object]  # cconv's call
+    peer: str  # the peer's name
+    theirs: Callable[[], object] | None  # the peer's call (None: the peer is not installed)
+    slow: bool  # the peer takes a second or more: few calls of it
+    goal: float  # speed-up (the peer's time / cconv's), at least
+    exact: bool = False  # integer results: equal, dtype included
+    also: tuple[str, Callable[[], object]] | None = None  # another result to check against, not timed
+
+
+@register("dropin")
+def dropin(run: Run) -> None:
+    """cconv.signal and cconv.ndimage against the SciPy calls they replace, and the 5x5 float32 case against OpenCV.
+
+    Each result is first checked against SciPy's (equal, dtype included, for
+    integers); cconv and the peer are then timed alternately, the peer fewer
+    times where it is slow.
+    """
+    import scipy.ndimage
+
+    import cconv.ndimage
+    import cconv.signal
+
+    rng = np.random.default_rng(7)
+    x512 = rng.standard_normal((512, 512))
+    x2048 = rng.standard_normal((2048, 2048))
+    x2048_32 = x2048.astype(np.float32)
+    x_u8 = rng.integers(0, 256, (2048, 2048), dtype=np.uint8)
+    w3, w15, w31 = (rng.standard_normal((k, k)) for k in (3, 15, 31))
+    w5_32 = rng.standard_normal((5, 5)).astype(np.float32)
+    w_int = rng.integers(-4, 5, (3, 3))
+    filter2d = None if cv2 is None else partial(cv2.filter2D, x2048_32, -1, w5_32, borderType=cv2.BORDER_REFLECT_101)
+    cases = [
+        DropIn("cconv.signal.correlate2d: 512^2 float64, 15x15, 'same', 'symm'",
+               partial(cconv.signal.correlate2d, x512, w15, mode="same", boundary="symm"), "scipy.signal.correlate2d",
+               partial(scipy.signal.correlate2d, x512, w15, mode="same", boundary="symm"), True, 100),
+        DropIn("cconv.signal.convolve2d: 2048^2 float64, 3x3, 'same', 'fill'",
+               partial(cconv.signal.convolve2d, x2048, w3, mode="same", boundary="fill"), "scipy.signal.convolve2d",
+               partial(scipy.signal.convolve2d, x2048, w3, mode="same", boundary="fill"), False, 20),
+        DropIn("cconv.ndimage.correlate: 2048^2 float64, 3x3, 'reflect'",
+               partial(cconv.ndimage.correlate, x2048, w3, mode="reflect"), "scipy.ndimage.correlate",
+               partial(scipy.ndimage.correlate, x2048, w3, mode="reflect"), False, 3),
+        DropIn("cconv.ndimage.correlate: 2048^2 float64, 31x31, 'reflect'",
+               partial(cconv.ndimage.correlate, x2048, w31, mode="reflect"), "scipy.ndimage.correlate",
+               partial(scipy.ndimage.correlate, x2048, w31, mode="reflect"), True, 20),
+        DropIn("cconv.ndimage.correlate: 2048^2 float32, 5x5, 'mirror'",
+               partial(cconv.ndimage.correlate, x2048_32, w5_32, mode="mirror"), "cv2.filter2D BORDER_REFLECT_101",
+               filter2d, False, 1.0,
+               also=("scipy.ndimage.correlate", partial(scipy.ndimage.correlate, x2048_32, w5_32, mode="mirror"))),
+        DropIn("cconv.signal.convolve2d: 2048^2 uint8, 3x3 integer kernel, 'same'",
+               partial(cconv.signal.convolve2d, x_u8, w_int, mode="same"), "scipy.signal.convolve2d",
+               partial(scipy.signal.convolve2d, x_u8, w_int, mode="same"), False, 10, exact=True),
+    ]
+    rows = []
+    for case in cases:
+        goal = f"speed-up >= {case.goal:g}"
+        got = np.asarray(case.mine())
+        references = [(case.peer, case.theirs)] if case.theirs is not None else []
+        references += [case.also] if case.also else []
+        for name, call in references:
+            want = np.asarray(call())
+            if case.exact:
+                if got.dtype != want.dtype or not np.array_equal(got, want):
+                    sys.exit(f"benchmark: WRONG RESULT for {case.what}: not equal to {name} "
+                             f"(dtypes {got.dtype}, {want.dtype})")
+            else:
+                check(got, want, f"{case.what} against {name}")
+        mine = remember(case.what, case.mine)
+        if case.theirs is None:
+            rows.append([case.what, ms(timeit(mine, run.reps)), case.peer, "(not installed)", "", goal, "-"])
+            continue
+        peer_reps = (1 if run.quick else 3) if case.slow else run.reps
+        t_mine, t_theirs = timeit_pair(mine, case.theirs, run.reps, peer_reps, warm_up=False)
+        met = "yes" if t_theirs / t_mine >= case.goal else "**no**"
+        rows.append([case.what, ms(t_mine), case.peer, f"{ms(t_theirs)} ({peer_reps} call{'s' * (peer_reps > 1)})",
+                     speedup(t_theirs, t_mine), goal, met])
+    table(f"SciPy drop-ins (cconv.signal, cconv.ndimage), {cconv.get_num_threads()} threads, timed alternately "
+          f"with the call they replace (OpenCV's filter2D for the float32 5x5 case); {SPEEDUP}",
+          ["cconv call", "cconv ms", "peer", "peer ms", "speed-up", "goal", "met"], rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run, for CI")
@@ -536,6 +621,8 @@ def main(argv=None) -> int:
 
     if torch is not None:
         torch.set_num_threads(cconv.get_num_threads())
+    if cv2 is not None:
+        cv2.setNumThreads(cconv.get_num_threads())
     skimage = peer("skimage")
     machine = measure_machine(args.quick)
     print_header({"opencv": cv2.__version__ if cv2 else "absent",
