@@ -811,6 +811,11 @@ def contended(calls: list[tuple[str, Callable[[], object]]], reps: int) -> None:
     table(f"Busy machine: {len(hogs)} CPU-bound processes beside cconv (one per core). Ratio: time on the "
           f"default {default} threads / time on 1 thread; goal at most {CONTENDED_GOAL}",
           ["call", "1 thread ms", f"{default} threads ms", "ratio", f"<= {CONTENDED_GOAL}"], rows)
+    if rows:
+        worst = max(rows, key=lambda row: float(row[3]))
+        met = sum(row[4] == "yes" for row in rows)
+        print(f"\n{met} of {len(rows)} calls meet the goal (every call at most {CONTENDED_GOAL}); "
+              f"worst: {worst[3]}, {worst[0]}.")
 
 
 if __name__ == "__main__":
