@@ -5,7 +5,8 @@ so it is found when either script runs, from any folder).  The conventions
 it fixes hold in every table they print:
 
 - a time is the median of ``repeats`` timed calls after one warm-up call
-  (:func:`timeit`);
+  (:func:`timeit`), or of calls alternating with a peer's, so that a busy
+  machine slows both alike (:func:`timeit_pair`);
 - every timed result is first checked against a reference (SciPy, a NumPy
   formula, a peer or the in-memory call), and a wrong one aborts the run
   (:func:`check`);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +57,32 @@ def timeit(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def timeit_pair(fa: Callable[[], object], fb: Callable[[], object], repeats_a: int, repeats_b: int | None = None,
+                warm_up: bool = True) -> tuple[float, float]:
+    """Median wall-clock seconds of ``fa()`` and of ``fb()``, timed in alternation.
+
+    ``repeats_a`` calls of ``fa`` and ``repeats_b`` (default: as many) of
+    ``fb``, the fewer spread evenly among the more (a slow peer can be
+    called less often), after one warm-up call of each unless ``warm_up``
+    is false (the caller has just called both, to check their results).
+    """
+    if COLLECT.on:
+        return float("nan"), float("nan")
+    repeats_b = repeats_a if repeats_b is None else repeats_b
+    if warm_up:
+        fa()
+        fb()
+    n = max(repeats_a, repeats_b)
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(n):
+        for fn, repeats, into in ((fa, repeats_a, times[0]), (fb, repeats_b, times[1])):
+            if (i + 1) * repeats // n > i * repeats // n:  # this call's share of the run is due
+                start = time.perf_counter()
+                fn()
+                into.append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1]))
 
 
 def check(actual, expected, what: str, tol: float | None = None, scale: float | None = None) -> None:
@@ -103,29 +131,99 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 @dataclass(frozen=True)
 class Machine:
-    """What this machine can do at best, measured with NumPy at the start of a run."""
+    """What this machine can do at best, measured at the start of a run."""
 
     ceiling: dict[str, float]  # matmul GFLOP/s, by dtype name
+    ceiling_source: dict[str, str]  # whose matmul reached it, by dtype name
     bandwidth: float  # copy GB/s (bytes read plus bytes written)
+    threads: int  # the thread count the ceiling was measured on
 
     def __str__(self) -> str:
-        return (f"matmul ceiling: {self.ceiling['float64']:.0f} GFLOP/s float64, "
-                f"{self.ceiling['float32']:.0f} GFLOP/s float32; copy bandwidth {self.bandwidth:.1f} GB/s")
+        return (f"matmul ceiling ({self.threads} threads, best {CEILING_N}^2 product): "
+                f"{self.ceiling['float64']:.0f} GFLOP/s float64 ({self.ceiling_source['float64']}), "
+                f"{self.ceiling['float32']:.0f} GFLOP/s float32 ({self.ceiling_source['float32']}); "
+                f"copy bandwidth {self.bandwidth:.1f} GB/s")
 
 
-def measure_machine(quick: bool) -> Machine:
-    """Time square matmuls (float64, float32) and a 256 MiB copy."""
-    n = 1024 if quick else 2048
+CEILING_N = 2048  # the square matrix product the ceiling is measured on
+
+_CEILING_CHILD = """
+import sys, time, numpy as np
+n, dtype, threads, repeats = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits
+    threadpool_limits(threads, user_api="blas")
+    arch = ",".join(str(lib.get("architecture")) for lib in threadpool_info() if lib["user_api"] == "blas")
+except ImportError:
+    arch = "?"
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+a @ b
+ts = []
+for _ in range(repeats):
+    t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
+print(2.0 * n**3 / min(ts) / 1e9, arch)
+"""
+
+
+def _numpy_ceiling(dtype: str, threads: int, repeats: int) -> tuple[float, str]:
+    """GFLOP/s of NumPy's matmul in a child process whose OpenBLAS picks its own kernels.
+
+    A machine may set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (for old
+    OpenBLAS builds), which hold a current one on slower kernels (a third to
+    a half slower here): the child runs without both, so the ceiling is what
+    the machine can do, not what this process's NumPy does.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    try:
+        out = subprocess.run([sys.executable, "-c", _CEILING_CHILD, str(CEILING_N), dtype, str(threads),
+                              str(repeats)], env=env, capture_output=True, text=True, timeout=300, check=True)
+        gflops, arch = out.stdout.split()
+        return float(gflops), f"NumPy's OpenBLAS, {arch}"
+    except (subprocess.SubprocessError, ValueError, OSError):
+        return 0.0, "NumPy failed"
+
+
+def matmul_ceiling(dtype: str, threads: int, repeats: int) -> tuple[float, str]:
+    """GFLOP/s of the best square matrix product on ``threads`` threads, and whose it was.
+
+    The best of NumPy's (in a child process, :func:`_numpy_ceiling`) and,
+    where PyTorch is installed, torch's, each the fastest of ``repeats``
+    calls after a warm-up: a ceiling, not a typical time.
+    """
+    best = _numpy_ceiling(dtype, threads, repeats)
+    torch = peer("torch")
+    if torch is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            rng = np.random.default_rng(0)
+            a, b = (torch.from_numpy(rng.standard_normal((CEILING_N, CEILING_N)).astype(dtype)) for _ in "ab")
+            torch.matmul(a, b)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                torch.matmul(a, b)
+                times.append(time.perf_counter() - start)
+        finally:
+            torch.set_num_threads(before)
+        gflops = 2.0 * CEILING_N**3 / min(times) / 1e9
+        if gflops > best[0]:
+            best = (gflops, "torch")
+    return best
+
+
+def measure_machine(quick: bool, threads: int | None = None) -> Machine:
+    """The matmul ceilings (float64, float32) on ``threads`` (cconv's count) and a 256 MiB copy."""
+    threads = threads or cconv.get_num_threads()
     repeats = 3 if quick else 5
-    ceiling = {}
-    for dt in (np.float64, np.float32):
-        a = np.random.default_rng(0).standard_normal((n, n)).astype(dt)
-        t = timeit(lambda: a @ a, repeats)
-        ceiling[np.dtype(dt).name] = 2 * n**3 / t / 1e9
+    found = {name: matmul_ceiling(name, threads, repeats) for name in ("float64", "float32")}
     src = np.ones(2**25, dtype=np.float64)  # 256 MiB
     dst = np.empty_like(src)
     t = timeit(lambda: np.copyto(dst, src), repeats)
-    return Machine(ceiling, 2 * src.nbytes / t / 1e9)
+    return Machine({k: v[0] for k, v in found.items()}, {k: v[1] for k, v in found.items()},
+                   2 * src.nbytes / t / 1e9, threads)
 
 
 @functools.cache
