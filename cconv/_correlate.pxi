@@ -284,95 +284,164 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
 
 cdef extern from *:
     """
-    /* The dw dot products of the fused backward pass: DW_LANES lanes per
-       dot product (enough that GCC vectorises the lane loop whole rather
-       than unrolling it first), and as many filter columns per pass as keep
-       their accumulators in registers. */
+    /* The register tiles of the fused backward pass's dw: one vector of
+       CCONV_DW_VL_BYTES per accumulator, and tiles of up to
+       CCONV_DW_TILE_ROWS x CCONV_DW_TILE_COLS filter taps, sized so that
+       the accumulators, a row's d vectors (one per tile row) and an x
+       vector fit in the register file: 32 zmm (AVX-512), 16 ymm (AVX2),
+       16 xmm (SSE2). */
     #if defined(__AVX512F__)
-    #define CCONV_DW_COLS4 4
-    #define CCONV_DW_COLS8 4
+    #define CCONV_DW_VL_BYTES 64
+    #define CCONV_DW_TILE_ROWS 5
+    #define CCONV_DW_TILE_COLS 3
     #elif defined(__AVX2__)
-    #define CCONV_DW_COLS4 2
-    #define CCONV_DW_COLS8 1
+    #define CCONV_DW_VL_BYTES 32
+    #define CCONV_DW_TILE_ROWS 3
+    #define CCONV_DW_TILE_COLS 3
     #else
-    #define CCONV_DW_COLS4 1
-    #define CCONV_DW_COLS8 1
+    #define CCONV_DW_VL_BYTES 16
+    #define CCONV_DW_TILE_ROWS 3
+    #define CCONV_DW_TILE_COLS 3
     #endif
+
+    /* One accumulator's multiply-add, as GCC vector extensions: written as
+       a loop over its lanes, GCC unrolls that loop (16 or fewer
+       iterations) before the vectoriser sees it, and the pieces come back
+       together badly.  Unaligned (element-aligned) loads; may_alias, as
+       the vectors are read from and written to arrays of the element type. */
+    typedef float cconv_dw_vf __attribute__((vector_size(CCONV_DW_VL_BYTES), aligned(4), may_alias));
+    typedef double cconv_dw_vd __attribute__((vector_size(CCONV_DW_VL_BYTES), aligned(8), may_alias));
+    typedef int cconv_dw_mf __attribute__((vector_size(CCONV_DW_VL_BYTES)));
+    typedef long long cconv_dw_md __attribute__((vector_size(CCONV_DW_VL_BYTES)));
+
+    /* acc[v] += x[v] * d[v], v < VL */
+    #define CCONV_DW_FMA(V, acc, x, d) (*(V*)(acc) += *(const V*)(x) * *(const V*)(d))
+    /* The same for v >= skip: the other lanes' products are cleared bit by
+       bit (selected away, never multiplied by zero: Inf * 0 would be NaN). */
+    #define CCONV_DW_FMA_FROM(V, M, acc, x, d, skip) do { \
+        V p_ = *(const V*)(x) * *(const V*)(d); M keep_; \
+        for (int v_ = 0; v_ < (int)(sizeof(V) / sizeof(p_[0])); v_++) keep_[v_] = -(v_ >= (skip)); \
+        *(V*)(acc) += (V)((M)p_ & keep_); } while (0)
+    static inline void cconv_dw_fma_f(float* acc, const float* x, const float* d)
+    { CCONV_DW_FMA(cconv_dw_vf, acc, x, d); }
+    static inline void cconv_dw_fma_d(double* acc, const double* x, const double* d)
+    { CCONV_DW_FMA(cconv_dw_vd, acc, x, d); }
+    static inline void cconv_dw_fma_from_f(float* acc, const float* x, const float* d, Py_ssize_t skip)
+    { CCONV_DW_FMA_FROM(cconv_dw_vf, cconv_dw_mf, acc, x, d, skip); }
+    static inline void cconv_dw_fma_from_d(double* acc, const double* x, const double* d, Py_ssize_t skip)
+    { CCONV_DW_FMA_FROM(cconv_dw_vd, cconv_dw_md, acc, x, d, skip); }
     """
-    const Py_ssize_t DW_COLS4 "CCONV_DW_COLS4"
-    const Py_ssize_t DW_COLS8 "CCONV_DW_COLS8"
+    const Py_ssize_t DW_VL_BYTES "CCONV_DW_VL_BYTES"
+    const Py_ssize_t DW_TILE_ROWS "CCONV_DW_TILE_ROWS"
+    const Py_ssize_t DW_TILE_COLS "CCONV_DW_TILE_COLS"
+    void _fma_f "cconv_dw_fma_f"(float* acc, const float* x, const float* d) noexcept nogil
+    void _fma_d "cconv_dw_fma_d"(double* acc, const double* x, const double* d) noexcept nogil
+    void _fma_from_f "cconv_dw_fma_from_f"(float* acc, const float* x, const float* d, Py_ssize_t skip) noexcept nogil
+    void _fma_from_d "cconv_dw_fma_from_d"(double* acc, const double* x, const double* d, Py_ssize_t skip) noexcept nogil
 
 
 cdef enum:
-    DW_LANES = 32     # lanes of each dw accumulator (a multiple of every build's vector)
-    MAX_DW_COLS = 4
+    # Upper bounds of the tiles above, for the accumulator array.
+    MAX_DW_ROWS = 5
+    MAX_DW_COLS = 3
+    MAX_DW_LANES = 16   # 64 bytes of float32
 
 
-cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
-    """``dw[b] += sum_i sum_j x[i*xs + j + b] * d[i*ds + j]`` for ``b < nb``, ``i < nrows``, ``j < ow``.
-
-    ``ow >= DW_LANES``; ``nrows`` at most a few dozen (one item's rows).
-    The ``nb`` dot products share each vector of ``d``; called with a
-    constant ``nb``, so that their accumulators live in registers.  The
-    loop runs down the rows for each vector of columns, so that a row's
-    ragged end costs one more vector per item rather than per row: a vector
-    that overlaps the one before it, with the lanes already counted left
-    out (selected away, not multiplied by zero: an infinity there makes no
-    NaN).  The lanes sum in the input precision, then into double.
-    """
-    cdef real acc[MAX_DW_COLS][DW_LANES]
-    cdef Py_ssize_t i, j, b, v, skip
-    cdef const real* xi
-    cdef const real* di
-    for b in range(nb):
-        for v in range(DW_LANES):
-            acc[b][v] = 0
-    j = 0
-    while j + DW_LANES <= ow:
-        for i in range(nrows):
-            xi = x + i * xs + j
-            di = d + i * ds + j
-            for b in range(nb):
-                for v in range(DW_LANES):
-                    acc[b][v] += xi[b + v] * di[v]
-        j += DW_LANES
-    if j < ow:
-        skip = j - (ow - DW_LANES)
-        j = ow - DW_LANES
-        for i in range(nrows):
-            xi = x + i * xs + j
-            di = d + i * ds + j
-            for b in range(nb):
-                for v in range(DW_LANES):
-                    acc[b][v] += xi[b + v] * di[v] if v >= skip else 0
-    for b in range(nb):
-        for v in range(DW_LANES):
-            dw[b] += acc[b][v]
-
-
-cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
-    """:func:`_dw_rows` for ``nb`` columns, as passes of a constant column count."""
-    cdef Py_ssize_t most = DW_COLS4 if sizeof(real) == 4 else DW_COLS8
-    cdef Py_ssize_t b = 0, r
-    while nb - b > most:
-        if most == 4:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
-        elif most == 2:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
+cdef inline void _dw_fma(real* acc, const real* x, const real* d, Py_ssize_t skip) noexcept nogil:
+    """``acc[v] += x[v] * d[v]`` for the lanes ``skip <= v < VL`` of one vector (``skip`` 0: all)."""
+    if real is float:
+        if skip == 0:
+            _fma_f(acc, x, d)
         else:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
-        b += most
-    r = nb - b
-    if r == 4:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
-    elif r == 3:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 3)
-    elif r == 2:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
-    elif r == 1:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
+            _fma_from_f(acc, x, d, skip)
+    else:
+        if skip == 0:
+            _fma_d(acc, x, d)
+        else:
+            _fma_from_d(acc, x, d, skip)
+
+
+cdef inline void _dw_row(real* acc, const real* xr, const real* dr, Py_ssize_t ds,
+                         Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t A, Py_ssize_t B,
+                         Py_ssize_t skip) noexcept nogil:
+    """``acc[(a*B + b)*VL + v] += xr[b + v] * dr[-a*ds + v]`` for ``a0 <= a < a1``, ``b < B``, ``skip <= v < VL``.
+
+    One row ``xr`` of x meets the rows of d that pair with it, one per tile
+    row ``a``: each x vector is loaded once for ``A`` multiply-adds, each d
+    vector once for ``B``.  ``A`` and ``B`` are constants; so are ``a0``,
+    ``a1`` (0 and ``A``) and ``skip`` (0) in the tile's inner rows, where
+    the conditions fold away.  Lanes below ``skip`` are selected away, not
+    multiplied by zero: an infinity there makes no NaN.
+    """
+    cdef Py_ssize_t a, b
+    for a in range(A):
+        if a >= a0 and a < a1:
+            for b in range(B):
+                _dw_fma(acc + (a * B + b) * (DW_VL_BYTES // sizeof(real)), xr + b, dr - a * ds, skip)
+
+
+cdef inline void _dw_strip(real* acc, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
+                           Py_ssize_t nrows, Py_ssize_t A, Py_ssize_t B, Py_ssize_t skip) noexcept nogil:
+    """``acc[(a*B + b)*VL + v] += sum_i x[(i+a)*xs + b + v] * d[i*ds + v]``, ``i < nrows``, ``skip <= v < VL``.
+
+    One column vector of the tile, down the rows of x: row ``r`` pairs
+    with d rows ``r - a``.  Every tile row is in range for
+    ``A - 1 <= r < nrows``; the rows before and after (the tile's top and
+    bottom edges) take only the tile rows that are.
+    """
+    cdef Py_ssize_t r, r0 = A - 1 if A - 1 < nrows else nrows
+    for r in range(r0):
+        _dw_row(acc, x + r * xs, d + r * ds, ds, 0, r + 1, A, B, skip)
+    for r in range(r0, nrows):
+        _dw_row(acc, x + r * xs, d + r * ds, ds, 0, A, A, B, skip)
+    for r in range(r0 if r0 > nrows else nrows, nrows + A - 1):
+        _dw_row(acc, x + r * xs, d + r * ds, ds, r - nrows + 1, r + 1 if r + 1 < A else A, A, B, skip)
+
+
+cdef inline void _dw_tile(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t xs,
+                          const real* d, Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ow,
+                          Py_ssize_t A, Py_ssize_t B) noexcept nogil:
+    """``dw[a*kw + b] += sum_i sum_j x[(i+a)*xs + j + b] * d[i*ds + j]`` for ``a < A``, ``b < B``.
+
+    ``i < nrows``, ``j < ow``, ``ow >= VL`` (the lanes of one vector).
+    Called with constant ``A`` and ``B``, so that the ``A * B`` vector
+    accumulators live in registers through the column vectors of the item
+    (:func:`_dw_strip`).  A row's ragged end is one more vector, which
+    overlaps the one before it with the lanes already counted selected
+    away.  The lanes sum in the input precision, then in a fixed order
+    into double.
+    """
+    cdef real acc[MAX_DW_ROWS * MAX_DW_COLS * MAX_DW_LANES]
+    cdef Py_ssize_t L = DW_VL_BYTES // sizeof(real)
+    cdef Py_ssize_t a, b, v, j = 0
+    cdef double s
+    for v in range(A * B * (DW_VL_BYTES // sizeof(real))):
+        acc[v] = 0
+    while j + L <= ow:
+        _dw_strip(acc, x + j, xs, d + j, ds, nrows, A, B, 0)
+        j += L
+    if j < ow:
+        _dw_strip(acc, x + ow - L, xs, d + ow - L, ds, nrows, A, B, j - (ow - L))
+    for a in range(A):
+        for b in range(B):
+            s = 0
+            for v in range(DW_VL_BYTES // sizeof(real)):
+                s += acc[(a * B + b) * (DW_VL_BYTES // sizeof(real)) + v]
+            dw[a * kw + b] += s
+
+
+cdef inline void _dw_tile_cols(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t xs,
+                               const real* d, Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ow,
+                               Py_ssize_t A) noexcept nogil:
+    """:func:`_dw_tile` for ``A`` (a constant) filter rows and all ``kw`` columns, in tiles of constant width."""
+    cdef Py_ssize_t b = 0
+    while kw - b >= DW_TILE_COLS:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, DW_TILE_COLS)
+        b += DW_TILE_COLS
+    if kw - b == 1:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 1)
+    elif DW_TILE_COLS > 2 and kw - b == 2:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 2)
 
 
 cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
@@ -380,19 +449,28 @@ cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real*
                            real* T) noexcept nogil:
     """``dw[a*kw + b] += sum_i sum_j x[(i+a)*xs + j + b] * d[i*ds + j]``, ``i < nrows``, ``j < ow``.
 
-    Rows of at least DW_LANES outputs: dot products in registers
-    (:func:`_dw_rows`).  Narrower rows: the products are summed over the
-    rows first, lane by lane, into ``T[b*ow + j]`` (``kw * ow`` of
-    scratch), then each ``T[b]`` is added up in double.
+    Rows of at least one vector: register tiles of filter taps
+    (:func:`_dw_tile`), of constant sizes.  Narrower rows: the products are
+    summed over the rows first, lane by lane, into ``T[b*ow + j]``
+    (``kw * ow`` of scratch), then each ``T[b]`` is added up in double.
     """
-    cdef Py_ssize_t a, b, i, j
+    cdef Py_ssize_t a = 0, b, i, j
     cdef real* tb
     cdef const real* xb
     cdef const real* dr
     cdef double sum
-    if ow >= DW_LANES:
-        for a in range(kh):
-            _dw_cols(dw + a * kw, x + a * xs, xs, d, ds, nrows, ow, kw)
+    if ow >= DW_VL_BYTES // sizeof(real):
+        while kh - a >= DW_TILE_ROWS:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, DW_TILE_ROWS)
+            a += DW_TILE_ROWS
+        if kh - a == 1:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 1)
+        elif DW_TILE_ROWS > 2 and kh - a == 2:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 2)
+        elif DW_TILE_ROWS > 3 and kh - a == 3:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 3)
+        elif DW_TILE_ROWS > 4 and kh - a == 4:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 4)
         return
     for a in range(kh):
         for j in range(kw * ow):
