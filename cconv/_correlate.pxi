@@ -361,17 +361,16 @@ cdef inline void _dw_fma(real* acc, const real* x, const real* d, Py_ssize_t ski
             _fma_from_d(acc, x, d, skip)
 
 
-cdef inline void _dw_row(real* acc, const real* xr, const real* dr, Py_ssize_t ds,
+cdef inline void _dw_vec(real* acc, const real* xr, const real* dr, Py_ssize_t ds,
                          Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t A, Py_ssize_t B,
                          Py_ssize_t skip) noexcept nogil:
     """``acc[(a*B + b)*VL + v] += xr[b + v] * dr[-a*ds + v]`` for ``a0 <= a < a1``, ``b < B``, ``skip <= v < VL``.
 
-    One row ``xr`` of x meets the rows of d that pair with it, one per tile
-    row ``a``: each x vector is loaded once for ``A`` multiply-adds, each d
-    vector once for ``B``.  ``A`` and ``B`` are constants; so are ``a0``,
-    ``a1`` (0 and ``A``) and ``skip`` (0) in the tile's inner rows, where
-    the conditions fold away.  Lanes below ``skip`` are selected away, not
-    multiplied by zero: an infinity there makes no NaN.
+    One vector of a row ``xr`` of x meets the rows of d that pair with it,
+    one per tile row ``a``: each x vector is loaded once for ``A``
+    multiply-adds, each d vector once for ``B``.  ``A`` and ``B`` are
+    constants; so are ``a0``, ``a1`` (0 and ``A``) and ``skip`` (0) in the
+    tile's inner rows, where the conditions fold away.
     """
     cdef Py_ssize_t a, b
     for a in range(A):
@@ -380,22 +379,22 @@ cdef inline void _dw_row(real* acc, const real* xr, const real* dr, Py_ssize_t d
                 _dw_fma(acc + (a * B + b) * (DW_VL_BYTES // sizeof(real)), xr + b, dr - a * ds, skip)
 
 
-cdef inline void _dw_strip(real* acc, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                           Py_ssize_t nrows, Py_ssize_t A, Py_ssize_t B, Py_ssize_t skip) noexcept nogil:
-    """``acc[(a*B + b)*VL + v] += sum_i x[(i+a)*xs + b + v] * d[i*ds + v]``, ``i < nrows``, ``skip <= v < VL``.
+cdef inline void _dw_xrow(real* acc, const real* xr, const real* dr, Py_ssize_t ds, Py_ssize_t ow,
+                          Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t A, Py_ssize_t B) noexcept nogil:
+    """``acc[(a*B + b)*VL + v] += sum_j xr[j + b + v] * dr[-a*ds + j + v]`` for ``a0 <= a < a1``, ``b < B``.
 
-    One column vector of the tile, down the rows of x: row ``r`` pairs
-    with d rows ``r - a``.  Every tile row is in range for
-    ``A - 1 <= r < nrows``; the rows before and after (the tile's top and
-    bottom edges) take only the tile rows that are.
+    ``j`` runs over one row by vectors (``ow >= VL``); the row's ragged end
+    is one more vector, which overlaps the one before it with the lanes
+    already counted selected away (not multiplied by zero: an infinity
+    there makes no NaN).
     """
-    cdef Py_ssize_t r, r0 = A - 1 if A - 1 < nrows else nrows
-    for r in range(r0):
-        _dw_row(acc, x + r * xs, d + r * ds, ds, 0, r + 1, A, B, skip)
-    for r in range(r0, nrows):
-        _dw_row(acc, x + r * xs, d + r * ds, ds, 0, A, A, B, skip)
-    for r in range(r0 if r0 > nrows else nrows, nrows + A - 1):
-        _dw_row(acc, x + r * xs, d + r * ds, ds, r - nrows + 1, r + 1 if r + 1 < A else A, A, B, skip)
+    cdef Py_ssize_t L = DW_VL_BYTES // sizeof(real)
+    cdef Py_ssize_t j = 0
+    while j + L <= ow:
+        _dw_vec(acc, xr + j, dr + j, ds, a0, a1, A, B, 0)
+        j += L
+    if j < ow:
+        _dw_vec(acc, xr + ow - L, dr + ow - L, ds, a0, a1, A, B, j - (ow - L))
 
 
 cdef inline void _dw_tile(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t xs,
@@ -405,23 +404,28 @@ cdef inline void _dw_tile(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t x
 
     ``i < nrows``, ``j < ow``, ``ow >= VL`` (the lanes of one vector).
     Called with constant ``A`` and ``B``, so that the ``A * B`` vector
-    accumulators live in registers through the column vectors of the item
-    (:func:`_dw_strip`).  A row's ragged end is one more vector, which
-    overlaps the one before it with the lanes already counted selected
-    away.  The lanes sum in the input precision, then in a fixed order
-    into double.
+    accumulators live in registers through the whole item.  The loop runs
+    along the rows of x, each met by the d rows ``r - a`` that pair with
+    it (:func:`_dw_xrow`): every tile row takes part for
+    ``A - 1 <= r < nrows``, the rows before and after (the tile's top and
+    bottom edges) take only the tile rows in range.  Row by row, x and d
+    are read in memory order, as the hardware prefetcher expects: column
+    vectors down the rows read x from memory a line per row at a time.
+    The lanes sum in the input precision, then in a fixed order into
+    double.
     """
     cdef real acc[MAX_DW_ROWS * MAX_DW_COLS * MAX_DW_LANES]
-    cdef Py_ssize_t L = DW_VL_BYTES // sizeof(real)
-    cdef Py_ssize_t a, b, v, j = 0
+    cdef Py_ssize_t r, r0 = A - 1 if A - 1 < nrows else nrows
+    cdef Py_ssize_t a, b, v
     cdef double s
     for v in range(A * B * (DW_VL_BYTES // sizeof(real))):
         acc[v] = 0
-    while j + L <= ow:
-        _dw_strip(acc, x + j, xs, d + j, ds, nrows, A, B, 0)
-        j += L
-    if j < ow:
-        _dw_strip(acc, x + ow - L, xs, d + ow - L, ds, nrows, A, B, j - (ow - L))
+    for r in range(r0):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, 0, r + 1, A, B)
+    for r in range(r0, nrows):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, 0, A, A, B)
+    for r in range(r0 if r0 > nrows else nrows, nrows + A - 1):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, r - nrows + 1, r + 1 if r + 1 < A else A, A, B)
     for a in range(A):
         for b in range(B):
             s = 0
@@ -489,6 +493,32 @@ cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real*
             dw[a * kw + b] += sum
 
 
+cdef extern from *:
+    void _prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+
+
+cdef inline void _prefetch_bytes(const void* p, Py_ssize_t nbytes) noexcept nogil:
+    """Asks for the ``nbytes`` from ``p`` in cache, a 64-byte line at a time, without waiting."""
+    cdef const char* c = <const char*>p
+    cdef Py_ssize_t i
+    for i in range(0, nbytes, 64):
+        _prefetch(c + i)
+
+
+cdef inline void _prefetch_rows(const real* x, const real* dout, Py_ssize_t item, Py_ssize_t blocks,
+                                Py_ssize_t rows, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t W, Py_ssize_t kh,
+                                bint with_dout) noexcept nogil:
+    """Asks for the rows of ``x`` (and of ``dout``) that item ``item`` of :func:`backward_fused` reads."""
+    cdef Py_ssize_t n = item // blocks
+    cdef Py_ssize_t p0 = (item - n * blocks) * rows
+    cdef Py_ssize_t d1 = p0 + rows if p0 + rows < oh else oh
+    cdef Py_ssize_t q0 = p0 - kh + 1 if p0 - kh + 1 > 0 else 0
+    if with_dout and q0 < d1:
+        _prefetch_bytes(dout + (n * oh + q0) * ow, (d1 - q0) * ow * sizeof(real))
+    if p0 < d1:
+        _prefetch_bytes(x + (n * (oh + kh - 1) + p0) * W, (d1 - p0 + kh - 1) * W * sizeof(real))
+
+
 def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const real[:, :, ::1] dout,
                    real[:, :, ::1] dx, double[:, :, ::1] dw, real[:, ::1] scratch, Py_ssize_t rows):
     """dx and dw of ``out[n] = correlate2d(x[n], w[n], 'valid')`` in one pass.
@@ -510,14 +540,25 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     cdef Py_ssize_t kn = kh * kw if wflip.shape[0] != 1 else 0
     cdef Py_ssize_t sw = ow + 2 * (kw - 1)
     cdef Py_ssize_t blocks = (H + rows - 1) // rows
+    # Threads take runs of this many consecutive items, so that an item can
+    # ask for the next one's rows of x and dout while it computes (the
+    # fused pass is otherwise bound by waiting for them); one at a time
+    # when there are few, to share them out evenly.
+    cdef Py_ssize_t run = 4 if N * blocks >= 64 else 1
     cdef Py_ssize_t item, n, p0, p1, s, i, j, d0, d1, ss
     cdef real* S
     if N == 0 or H == 0 or W == 0:
         return
-    for item in prange(N * blocks, nogil=True, schedule="dynamic"):
+    for item in prange(N * blocks, nogil=True, schedule="dynamic", chunksize=run):
         n = item // blocks
         p0 = (item - n * blocks) * rows
         p1 = p0 + rows if p0 + rows < H else H
+        d0 = p0
+        d1 = p1 if p1 < oh else oh
+        if item % run == 0:  # the first of a run: its x rows, which dw reads after dx
+            _prefetch_rows(&x[0, 0, 0], &dout[0, 0, 0], item, blocks, rows, oh, ow, W, kh, False)
+        if (item + 1) % run != 0 and item + 1 < N * blocks:
+            _prefetch_rows(&x[0, 0, 0], &dout[0, 0, 0], item + 1, blocks, rows, oh, ow, W, kh, True)
         # dout rows p0 - kh + 1 .. p1 - 1, zero outside dout, with kw - 1
         # zero columns on either side.
         S = &scratch[threadid(), 0]
@@ -534,8 +575,6 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
                 memcpy(S + s * sw + kw - 1, &dout[n, i, 0], ow * sizeof(real))
         _wide_rows(&dx[n, p0, 0], W, S, sw, 0, &wflip[0, 0, 0] + n * kn, 0, 1, kh, kw, W, p1 - p0)
         # dw from the dout rows of this item: [p0, p1) within [0, oh).
-        d0 = p0
-        d1 = p1 if p1 < oh else oh
         if d0 < d1:
             _dw_block(&dw[item, 0, 0], &x[n, d0, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, kh, kw,
                       S + ss * sw)
