@@ -287,13 +287,13 @@ cdef extern from *:
     /* The register tiles of the fused backward pass's dw: one vector of
        CCONV_DW_VL_BYTES per accumulator, and tiles of up to
        CCONV_DW_TILE_ROWS x CCONV_DW_TILE_COLS filter taps, sized so that
-       the accumulators, a row's d vectors (one per tile row) and an x
-       vector fit in the register file: 32 zmm (AVX-512), 16 ymm (AVX2),
-       16 xmm (SSE2). */
+       the accumulators, a row's x vectors (one per tile column) and a d
+       vector fit in the register file: 32 zmm (AVX-512: a whole 5x5
+       filter), 16 ymm (AVX2), 16 xmm (SSE2). */
     #if defined(__AVX512F__)
     #define CCONV_DW_VL_BYTES 64
     #define CCONV_DW_TILE_ROWS 5
-    #define CCONV_DW_TILE_COLS 3
+    #define CCONV_DW_TILE_COLS 5
     #elif defined(__AVX2__)
     #define CCONV_DW_VL_BYTES 32
     #define CCONV_DW_TILE_ROWS 3
@@ -343,7 +343,7 @@ cdef extern from *:
 cdef enum:
     # Upper bounds of the tiles above, for the accumulator array.
     MAX_DW_ROWS = 5
-    MAX_DW_COLS = 3
+    MAX_DW_COLS = 5
     MAX_DW_LANES = 16   # 64 bytes of float32
 
 
@@ -446,6 +446,10 @@ cdef inline void _dw_tile_cols(double* dw, Py_ssize_t kw, const real* x, Py_ssiz
         _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 1)
     elif DW_TILE_COLS > 2 and kw - b == 2:
         _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 2)
+    elif DW_TILE_COLS > 3 and kw - b == 3:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 3)
+    elif DW_TILE_COLS > 4 and kw - b == 4:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 4)
 
 
 cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
