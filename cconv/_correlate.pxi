@@ -284,95 +284,172 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
 
 cdef extern from *:
     """
-    /* The dw dot products of the fused backward pass: DW_LANES lanes per
-       dot product (enough that GCC vectorises the lane loop whole rather
-       than unrolling it first), and as many filter columns per pass as keep
-       their accumulators in registers. */
+    /* The register tiles of the fused backward pass's dw: one vector of
+       CCONV_DW_VL_BYTES per accumulator, and tiles of up to
+       CCONV_DW_TILE_ROWS x CCONV_DW_TILE_COLS filter taps, sized so that
+       the accumulators, a row's x vectors (one per tile column) and a d
+       vector fit in the register file: 32 zmm (AVX-512: a whole 5x5
+       filter), 16 ymm (AVX2), 16 xmm (SSE2). */
     #if defined(__AVX512F__)
-    #define CCONV_DW_COLS4 4
-    #define CCONV_DW_COLS8 4
+    #define CCONV_DW_VL_BYTES 64
+    #define CCONV_DW_TILE_ROWS 5
+    #define CCONV_DW_TILE_COLS 5
     #elif defined(__AVX2__)
-    #define CCONV_DW_COLS4 2
-    #define CCONV_DW_COLS8 1
+    #define CCONV_DW_VL_BYTES 32
+    #define CCONV_DW_TILE_ROWS 3
+    #define CCONV_DW_TILE_COLS 3
     #else
-    #define CCONV_DW_COLS4 1
-    #define CCONV_DW_COLS8 1
+    #define CCONV_DW_VL_BYTES 16
+    #define CCONV_DW_TILE_ROWS 3
+    #define CCONV_DW_TILE_COLS 3
     #endif
+
+    /* One accumulator's multiply-add, as GCC vector extensions: written as
+       a loop over its lanes, GCC unrolls that loop (16 or fewer
+       iterations) before the vectoriser sees it, and the pieces come back
+       together badly.  Unaligned (element-aligned) loads; may_alias, as
+       the vectors are read from and written to arrays of the element type. */
+    typedef float cconv_dw_vf __attribute__((vector_size(CCONV_DW_VL_BYTES), aligned(4), may_alias));
+    typedef double cconv_dw_vd __attribute__((vector_size(CCONV_DW_VL_BYTES), aligned(8), may_alias));
+    typedef int cconv_dw_mf __attribute__((vector_size(CCONV_DW_VL_BYTES)));
+    typedef long long cconv_dw_md __attribute__((vector_size(CCONV_DW_VL_BYTES)));
+
+    /* acc[v] += x[v] * d[v], v < VL */
+    #define CCONV_DW_FMA(V, acc, x, d) (*(V*)(acc) += *(const V*)(x) * *(const V*)(d))
+    /* The same for v >= skip: the other lanes' products are cleared bit by
+       bit (selected away, never multiplied by zero: Inf * 0 would be NaN). */
+    #define CCONV_DW_FMA_FROM(V, M, acc, x, d, skip) do { \
+        V p_ = *(const V*)(x) * *(const V*)(d); M keep_; \
+        for (int v_ = 0; v_ < (int)(sizeof(V) / sizeof(p_[0])); v_++) keep_[v_] = -(v_ >= (skip)); \
+        *(V*)(acc) += (V)((M)p_ & keep_); } while (0)
+    static inline void cconv_dw_fma_f(float* acc, const float* x, const float* d)
+    { CCONV_DW_FMA(cconv_dw_vf, acc, x, d); }
+    static inline void cconv_dw_fma_d(double* acc, const double* x, const double* d)
+    { CCONV_DW_FMA(cconv_dw_vd, acc, x, d); }
+    static inline void cconv_dw_fma_from_f(float* acc, const float* x, const float* d, Py_ssize_t skip)
+    { CCONV_DW_FMA_FROM(cconv_dw_vf, cconv_dw_mf, acc, x, d, skip); }
+    static inline void cconv_dw_fma_from_d(double* acc, const double* x, const double* d, Py_ssize_t skip)
+    { CCONV_DW_FMA_FROM(cconv_dw_vd, cconv_dw_md, acc, x, d, skip); }
     """
-    const Py_ssize_t DW_COLS4 "CCONV_DW_COLS4"
-    const Py_ssize_t DW_COLS8 "CCONV_DW_COLS8"
+    const Py_ssize_t DW_VL_BYTES "CCONV_DW_VL_BYTES"
+    const Py_ssize_t DW_TILE_ROWS "CCONV_DW_TILE_ROWS"
+    const Py_ssize_t DW_TILE_COLS "CCONV_DW_TILE_COLS"
+    void _fma_f "cconv_dw_fma_f"(float* acc, const float* x, const float* d) noexcept nogil
+    void _fma_d "cconv_dw_fma_d"(double* acc, const double* x, const double* d) noexcept nogil
+    void _fma_from_f "cconv_dw_fma_from_f"(float* acc, const float* x, const float* d, Py_ssize_t skip) noexcept nogil
+    void _fma_from_d "cconv_dw_fma_from_d"(double* acc, const double* x, const double* d, Py_ssize_t skip) noexcept nogil
 
 
 cdef enum:
-    DW_LANES = 32     # lanes of each dw accumulator (a multiple of every build's vector)
-    MAX_DW_COLS = 4
+    # Upper bounds of the tiles above, for the accumulator array.
+    MAX_DW_ROWS = 5
+    MAX_DW_COLS = 5
+    MAX_DW_LANES = 16   # 64 bytes of float32
 
 
-cdef inline void _dw_rows(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
-    """``dw[b] += sum_i sum_j x[i*xs + j + b] * d[i*ds + j]`` for ``b < nb``, ``i < nrows``, ``j < ow``.
-
-    ``ow >= DW_LANES``; ``nrows`` at most a few dozen (one item's rows).
-    The ``nb`` dot products share each vector of ``d``; called with a
-    constant ``nb``, so that their accumulators live in registers.  The
-    loop runs down the rows for each vector of columns, so that a row's
-    ragged end costs one more vector per item rather than per row: a vector
-    that overlaps the one before it, with the lanes already counted left
-    out (selected away, not multiplied by zero: an infinity there makes no
-    NaN).  The lanes sum in the input precision, then into double.
-    """
-    cdef real acc[MAX_DW_COLS][DW_LANES]
-    cdef Py_ssize_t i, j, b, v, skip
-    cdef const real* xi
-    cdef const real* di
-    for b in range(nb):
-        for v in range(DW_LANES):
-            acc[b][v] = 0
-    j = 0
-    while j + DW_LANES <= ow:
-        for i in range(nrows):
-            xi = x + i * xs + j
-            di = d + i * ds + j
-            for b in range(nb):
-                for v in range(DW_LANES):
-                    acc[b][v] += xi[b + v] * di[v]
-        j += DW_LANES
-    if j < ow:
-        skip = j - (ow - DW_LANES)
-        j = ow - DW_LANES
-        for i in range(nrows):
-            xi = x + i * xs + j
-            di = d + i * ds + j
-            for b in range(nb):
-                for v in range(DW_LANES):
-                    acc[b][v] += xi[b + v] * di[v] if v >= skip else 0
-    for b in range(nb):
-        for v in range(DW_LANES):
-            dw[b] += acc[b][v]
-
-
-cdef inline void _dw_cols(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
-                          Py_ssize_t nrows, Py_ssize_t ow, Py_ssize_t nb) noexcept nogil:
-    """:func:`_dw_rows` for ``nb`` columns, as passes of a constant column count."""
-    cdef Py_ssize_t most = DW_COLS4 if sizeof(real) == 4 else DW_COLS8
-    cdef Py_ssize_t b = 0, r
-    while nb - b > most:
-        if most == 4:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
-        elif most == 2:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
+cdef inline void _dw_fma(real* acc, const real* x, const real* d, Py_ssize_t skip) noexcept nogil:
+    """``acc[v] += x[v] * d[v]`` for the lanes ``skip <= v < VL`` of one vector (``skip`` 0: all)."""
+    if real is float:
+        if skip == 0:
+            _fma_f(acc, x, d)
         else:
-            _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
-        b += most
-    r = nb - b
-    if r == 4:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 4)
-    elif r == 3:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 3)
-    elif r == 2:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 2)
-    elif r == 1:
-        _dw_rows(dw + b, x + b, xs, d, ds, nrows, ow, 1)
+            _fma_from_f(acc, x, d, skip)
+    else:
+        if skip == 0:
+            _fma_d(acc, x, d)
+        else:
+            _fma_from_d(acc, x, d, skip)
+
+
+cdef inline void _dw_vec(real* acc, const real* xr, const real* dr, Py_ssize_t ds,
+                         Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t A, Py_ssize_t B,
+                         Py_ssize_t skip) noexcept nogil:
+    """``acc[(a*B + b)*VL + v] += xr[b + v] * dr[-a*ds + v]`` for ``a0 <= a < a1``, ``b < B``, ``skip <= v < VL``.
+
+    One vector of a row ``xr`` of x meets the rows of d that pair with it,
+    one per tile row ``a``: each x vector is loaded once for ``A``
+    multiply-adds, each d vector once for ``B``.  ``A`` and ``B`` are
+    constants; so are ``a0``, ``a1`` (0 and ``A``) and ``skip`` (0) in the
+    tile's inner rows, where the conditions fold away.
+    """
+    cdef Py_ssize_t a, b
+    for a in range(A):
+        if a >= a0 and a < a1:
+            for b in range(B):
+                _dw_fma(acc + (a * B + b) * (DW_VL_BYTES // sizeof(real)), xr + b, dr - a * ds, skip)
+
+
+cdef inline void _dw_xrow(real* acc, const real* xr, const real* dr, Py_ssize_t ds, Py_ssize_t ow,
+                          Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t A, Py_ssize_t B) noexcept nogil:
+    """``acc[(a*B + b)*VL + v] += sum_j xr[j + b + v] * dr[-a*ds + j + v]`` for ``a0 <= a < a1``, ``b < B``.
+
+    ``j`` runs over one row by vectors (``ow >= VL``); the row's ragged end
+    is one more vector, which overlaps the one before it with the lanes
+    already counted selected away (not multiplied by zero: an infinity
+    there makes no NaN).
+    """
+    cdef Py_ssize_t L = DW_VL_BYTES // sizeof(real)
+    cdef Py_ssize_t j = 0
+    while j + L <= ow:
+        _dw_vec(acc, xr + j, dr + j, ds, a0, a1, A, B, 0)
+        j += L
+    if j < ow:
+        _dw_vec(acc, xr + ow - L, dr + ow - L, ds, a0, a1, A, B, j - (ow - L))
+
+
+cdef inline void _dw_tile(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t xs,
+                          const real* d, Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ow,
+                          Py_ssize_t A, Py_ssize_t B) noexcept nogil:
+    """``dw[a*kw + b] += sum_i sum_j x[(i+a)*xs + j + b] * d[i*ds + j]`` for ``a < A``, ``b < B``.
+
+    ``i < nrows``, ``j < ow``, ``ow >= VL`` (the lanes of one vector).
+    Called with constant ``A`` and ``B``, so that the ``A * B`` vector
+    accumulators live in registers through the whole item.  The loop runs
+    along the rows of x, each met by the d rows ``r - a`` that pair with
+    it (:func:`_dw_xrow`): every tile row takes part for
+    ``A - 1 <= r < nrows``, the rows before and after (the tile's top and
+    bottom edges) take only the tile rows in range.  Row by row, x and d
+    are read in memory order, as the hardware prefetcher expects: column
+    vectors down the rows read x from memory a line per row at a time.
+    The lanes sum in the input precision, then in a fixed order into
+    double.
+    """
+    cdef real acc[MAX_DW_ROWS * MAX_DW_COLS * MAX_DW_LANES]
+    cdef Py_ssize_t r, r0 = A - 1 if A - 1 < nrows else nrows
+    cdef Py_ssize_t a, b, v
+    cdef double s
+    for v in range(A * B * (DW_VL_BYTES // sizeof(real))):
+        acc[v] = 0
+    for r in range(r0):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, 0, r + 1, A, B)
+    for r in range(r0, nrows):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, 0, A, A, B)
+    for r in range(r0 if r0 > nrows else nrows, nrows + A - 1):
+        _dw_xrow(acc, x + r * xs, d + r * ds, ds, ow, r - nrows + 1, r + 1 if r + 1 < A else A, A, B)
+    for a in range(A):
+        for b in range(B):
+            s = 0
+            for v in range(DW_VL_BYTES // sizeof(real)):
+                s += acc[(a * B + b) * (DW_VL_BYTES // sizeof(real)) + v]
+            dw[a * kw + b] += s
+
+
+cdef inline void _dw_tile_cols(double* dw, Py_ssize_t kw, const real* x, Py_ssize_t xs,
+                               const real* d, Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ow,
+                               Py_ssize_t A) noexcept nogil:
+    """:func:`_dw_tile` for ``A`` (a constant) filter rows and all ``kw`` columns, in tiles of constant width."""
+    cdef Py_ssize_t b = 0
+    while kw - b >= DW_TILE_COLS:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, DW_TILE_COLS)
+        b += DW_TILE_COLS
+    if kw - b == 1:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 1)
+    elif DW_TILE_COLS > 2 and kw - b == 2:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 2)
+    elif DW_TILE_COLS > 3 and kw - b == 3:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 3)
+    elif DW_TILE_COLS > 4 and kw - b == 4:
+        _dw_tile(dw + b, kw, x + b, xs, d, ds, nrows, ow, A, 4)
 
 
 cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real* d, Py_ssize_t ds,
@@ -380,19 +457,28 @@ cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real*
                            real* T) noexcept nogil:
     """``dw[a*kw + b] += sum_i sum_j x[(i+a)*xs + j + b] * d[i*ds + j]``, ``i < nrows``, ``j < ow``.
 
-    Rows of at least DW_LANES outputs: dot products in registers
-    (:func:`_dw_rows`).  Narrower rows: the products are summed over the
-    rows first, lane by lane, into ``T[b*ow + j]`` (``kw * ow`` of
-    scratch), then each ``T[b]`` is added up in double.
+    Rows of at least one vector: register tiles of filter taps
+    (:func:`_dw_tile`), of constant sizes.  Narrower rows: the products are
+    summed over the rows first, lane by lane, into ``T[b*ow + j]``
+    (``kw * ow`` of scratch), then each ``T[b]`` is added up in double.
     """
-    cdef Py_ssize_t a, b, i, j
+    cdef Py_ssize_t a = 0, b, i, j
     cdef real* tb
     cdef const real* xb
     cdef const real* dr
     cdef double sum
-    if ow >= DW_LANES:
-        for a in range(kh):
-            _dw_cols(dw + a * kw, x + a * xs, xs, d, ds, nrows, ow, kw)
+    if ow >= DW_VL_BYTES // sizeof(real):
+        while kh - a >= DW_TILE_ROWS:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, DW_TILE_ROWS)
+            a += DW_TILE_ROWS
+        if kh - a == 1:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 1)
+        elif DW_TILE_ROWS > 2 and kh - a == 2:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 2)
+        elif DW_TILE_ROWS > 3 and kh - a == 3:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 3)
+        elif DW_TILE_ROWS > 4 and kh - a == 4:
+            _dw_tile_cols(dw + a * kw, kw, x + a * xs, xs, d, ds, nrows, ow, 4)
         return
     for a in range(kh):
         for j in range(kw * ow):
@@ -409,6 +495,32 @@ cdef inline void _dw_block(double* dw, const real* x, Py_ssize_t xs, const real*
             for j in range(ow):
                 sum += T[b * ow + j]
             dw[a * kw + b] += sum
+
+
+cdef extern from *:
+    void _prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+
+
+cdef inline void _prefetch_bytes(const void* p, Py_ssize_t nbytes) noexcept nogil:
+    """Asks for the ``nbytes`` from ``p`` in cache, a 64-byte line at a time, without waiting."""
+    cdef const char* c = <const char*>p
+    cdef Py_ssize_t i
+    for i in range(0, nbytes, 64):
+        _prefetch(c + i)
+
+
+cdef inline void _prefetch_rows(const real* x, const real* dout, Py_ssize_t item, Py_ssize_t blocks,
+                                Py_ssize_t rows, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t W, Py_ssize_t kh,
+                                bint with_dout) noexcept nogil:
+    """Asks for the rows of ``x`` (and of ``dout``) that item ``item`` of :func:`backward_fused` reads."""
+    cdef Py_ssize_t n = item // blocks
+    cdef Py_ssize_t p0 = (item - n * blocks) * rows
+    cdef Py_ssize_t d1 = p0 + rows if p0 + rows < oh else oh
+    cdef Py_ssize_t q0 = p0 - kh + 1 if p0 - kh + 1 > 0 else 0
+    if with_dout and q0 < d1:
+        _prefetch_bytes(dout + (n * oh + q0) * ow, (d1 - q0) * ow * sizeof(real))
+    if p0 < d1:
+        _prefetch_bytes(x + (n * (oh + kh - 1) + p0) * W, (d1 - p0 + kh - 1) * W * sizeof(real))
 
 
 def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const real[:, :, ::1] dout,
@@ -432,14 +544,25 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     cdef Py_ssize_t kn = kh * kw if wflip.shape[0] != 1 else 0
     cdef Py_ssize_t sw = ow + 2 * (kw - 1)
     cdef Py_ssize_t blocks = (H + rows - 1) // rows
+    # Threads take runs of this many consecutive items, so that an item can
+    # ask for the next one's rows of x and dout while it computes (the
+    # fused pass is otherwise bound by waiting for them); one at a time
+    # when there are few, to share them out evenly.
+    cdef Py_ssize_t run = 4 if N * blocks >= 64 else 1
     cdef Py_ssize_t item, n, p0, p1, s, i, j, d0, d1, ss
     cdef real* S
     if N == 0 or H == 0 or W == 0:
         return
-    for item in prange(N * blocks, nogil=True, schedule="dynamic"):
+    for item in prange(N * blocks, nogil=True, schedule="dynamic", chunksize=run):
         n = item // blocks
         p0 = (item - n * blocks) * rows
         p1 = p0 + rows if p0 + rows < H else H
+        d0 = p0
+        d1 = p1 if p1 < oh else oh
+        if item % run == 0:  # the first of a run: its x rows, which dw reads after dx
+            _prefetch_rows(&x[0, 0, 0], &dout[0, 0, 0], item, blocks, rows, oh, ow, W, kh, False)
+        if (item + 1) % run != 0 and item + 1 < N * blocks:
+            _prefetch_rows(&x[0, 0, 0], &dout[0, 0, 0], item + 1, blocks, rows, oh, ow, W, kh, True)
         # dout rows p0 - kh + 1 .. p1 - 1, zero outside dout, with kw - 1
         # zero columns on either side.
         S = &scratch[threadid(), 0]
@@ -456,8 +579,6 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
                 memcpy(S + s * sw + kw - 1, &dout[n, i, 0], ow * sizeof(real))
         _wide_rows(&dx[n, p0, 0], W, S, sw, 0, &wflip[0, 0, 0] + n * kn, 0, 1, kh, kw, W, p1 - p0)
         # dw from the dout rows of this item: [p0, p1) within [0, oh).
-        d0 = p0
-        d1 = p1 if p1 < oh else oh
         if d0 < d1:
             _dw_block(&dw[item, 0, 0], &x[n, d0, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, kh, kw,
                       S + ss * sw)
