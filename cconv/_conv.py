@@ -272,16 +272,20 @@ def _backward_fft(dout: np.ndarray, x: np.ndarray, w: np.ndarray, spectra: tuple
     (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
     npairs = dout.shape[0]
     shape = _engine.fft_shape(ih, iw)
+    # The spectra taken here are needed for this call only: scratch space.
     if spectra is None:
-        (spec_x, bad_x), (spec_w, bad_w) = _engine.finite_spectrum(x, shape), _engine.finite_spectrum(w, shape)
+        (spec_x, bad_x), (spec_w, bad_w), (spec_d, bad_d) = _engine.finite_spectra([x, w, dout], shape, "scratch")
         nonfinite = bad_x or bad_w
     else:
         spec_x, spec_w = spectra
-    spec_d, bad_d = _engine.finite_spectrum(dout, shape)
+        ((spec_d, bad_d),) = _engine.finite_spectra([dout], shape, "scratch")
     reduce_dx, reduce_dw = nx == 1 and npairs != 1, nw == 1 and npairs != 1
     # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
-    dx = _engine.correlate_spectra(spec_d, spec_w, False, shape, (ih, iw), reduce_dx)
-    dw = _engine.correlate_spectra(spec_x, spec_d, True, shape, (kh, kw), reduce_dw)
+    dx, dw = _engine.correlate_spectra(
+        [_engine.Product(spec_d, spec_w, False, (ih, iw), reduce_dx),
+         _engine.Product(spec_x, spec_d, True, (kh, kw), reduce_dw)],
+        shape,
+    )
     dx, dw = dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
     if nonfinite or bad_d:
         # dx is the valid correlation of dout, padded by the filter size - 1,

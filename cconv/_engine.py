@@ -12,12 +12,15 @@ into FFTs (``scipy.fft``), and estimates which is faster.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import scipy.fft
 
+from . import _fft
 from ._build import correlate_module as _loops
+from ._fft import Product
 from ._nonfinite import any_nonfinite, finite_part, restore
 from ._threads import get_num_threads
 
@@ -29,7 +32,8 @@ __all__ = [
     "backward_direct",
     "fft_shape",
     "spectrum",
-    "finite_spectrum",
+    "finite_spectra",
+    "Product",
     "correlate_spectra",
     "correlate_fft",
     "correlate",
@@ -147,44 +151,38 @@ def fft_shape(ih: int, iw: int) -> tuple[int, int]:
     return (scipy.fft.next_fast_len(ih, real=True), scipy.fft.next_fast_len(iw, real=True))
 
 
-def _workers(batch: int, shape: tuple[int, int]) -> int:
-    """Threads for one batch of transforms: one for small ones, where
-    starting a second thread costs more than it saves."""
-    return get_num_threads() if batch * shape[0] * shape[1] >= 256 * 256 else 1
-
-
 def spectrum(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Real 2-D FFT of every (H, W) slice of ``a``, zero-padded to ``shape``."""
-    return scipy.fft.rfft2(a, s=shape, workers=_workers(a.shape[0], shape))
+    return _fft.rfft2([a], shape)[0]
 
 
-def finite_spectrum(a: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
-    """The spectrum of ``a``'s finite part, and whether ``a`` held NaN or Inf.
+def finite_spectra(arrays: Sequence[np.ndarray], shape: tuple[int, int],
+                   memory: _fft.Memory = "new") -> list[tuple[np.ndarray, bool]]:
+    """The spectrum of each array's finite part, and whether the array held NaN or Inf.
 
-    On finite data this is :func:`spectrum` plus a look at its DC terms;
+    The arrays are transformed together (their 1-D transforms shared out
+    over the threads at once), into ``memory`` (see ``cconv._fft.rfft2``).
+    On finite data this is :func:`spectrum` plus a look at the DC terms;
     otherwise the transform is taken again with the non-finite values zeroed
     (see ``cconv._nonfinite``).
     """
-    spec = spectrum(a, shape)
-    if not any_nonfinite(spec):
-        return spec, False
-    return spectrum(finite_part(a), shape), True
+    specs = _fft.rfft2(arrays, shape, memory)
+    result = []
+    for a, spec in zip(arrays, specs):
+        bad = any_nonfinite(spec)
+        result.append((spectrum(finite_part(a), shape) if bad else spec, bad))
+    return result
 
 
-def correlate_spectra(
-    spec_a: np.ndarray, spec_b: np.ndarray, conj_b: bool, shape: tuple[int, int], crop: tuple[int, int], reduce: bool
-) -> np.ndarray:
-    """Inverse FFT of ``spec_a * spec_b`` (or its conjugate), cropped.
+def correlate_spectra(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarray]:
+    """Inverse FFT of each product ``a * b`` (``a * conj(b)`` with ``conj``), cropped.
 
-    With ``conj_b`` this is the circular correlation of the two operands,
-    otherwise their circular convolution.  ``reduce`` sums over the pairs in
-    frequency space first, so only one inverse transform is made.
+    With ``conj`` a product gives the circular correlation of the two
+    operands, otherwise their circular convolution.  ``reduce`` sums over
+    the pairs in frequency space first, so only one inverse transform is
+    made.  The products are inverted together.
     """
-    prod = spec_a * (np.conj(spec_b) if conj_b else spec_b)
-    if reduce and prod.shape[0] != 1:
-        prod = prod.sum(axis=0, keepdims=True)
-    out = scipy.fft.irfft2(prod, s=shape, workers=_workers(prod.shape[0], shape))
-    return np.ascontiguousarray(out[:, : crop[0], : crop[1]])
+    return _fft.irfft2(products, shape)
 
 
 def correlate_fft(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], bool]:
@@ -195,9 +193,10 @@ def correlate_fft(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, tuple[np.nd
     either operand held NaN or Inf.
     """
     shape = fft_shape(*x.shape[1:])
-    (spec_x, bad_x), (spec_k, bad_k) = finite_spectrum(x, shape), finite_spectrum(k, shape)
+    # Kept buffers: the spectra live in the ConvCache, which cconv alone reads.
+    (spec_x, bad_x), (spec_k, bad_k) = finite_spectra([x, k], shape, "kept")
     (ih, iw), (kh, kw) = x.shape[1:], k.shape[1:]
-    out = correlate_spectra(spec_x, spec_k, True, shape, (ih - kh + 1, iw - kw + 1), False)
+    (out,) = correlate_spectra([Product(spec_x, spec_k, True, (ih - kh + 1, iw - kw + 1), False)], shape)
     if bad_x or bad_k:
         restore(out, x, k, reduce=False)
     return out, (spec_x, spec_k), bad_x or bad_k

@@ -293,7 +293,8 @@ class _Correlator:
             return _engine.correlate_direct(x, t, reduce=False)
         spec_x = self.spec_x if self.spec_x is not None else _engine.spectrum(x, self.shape)
         crop = (x.shape[1] - t.shape[1] + 1, x.shape[2] - t.shape[2] + 1)
-        out = _engine.correlate_spectra(spec_x, _engine.spectrum(t, self.shape), True, self.shape, crop, False)
+        product = _engine.Product(spec_x, _engine.spectrum(t, self.shape), True, crop, False)
+        (out,) = _engine.correlate_spectra([product], self.shape)
         return np.ascontiguousarray(out, dtype=self.x.dtype)
 
 

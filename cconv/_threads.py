@@ -72,7 +72,8 @@ def set_num_threads(n: int) -> None:
         ``1 <= n <= 4096``.  A Python ``int`` or a NumPy integer; ``bool``
         is refused.  Applies to the compiled loops (OpenMP, so
         ``threadpoolctl`` sees and can change the same setting) and to the
-        ``workers`` of the ``scipy.fft`` transforms of the FFT path.  More
+        transforms of the FFT path (``scipy.fft`` calls on a pool of Python
+        threads, made when first needed).  More
         threads than the machine has cores is allowed, but only slows the
         calls down.
 

@@ -47,6 +47,35 @@ def test_thread_count_knob_and_results_independent_of_it(rng):
     assert all(np.array_equal(r[1], results[0][1]) for r in results)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "x_shape, w_shape",
+    [
+        ((1, 300, 257), (40, 33)),  # one image: its rows and columns split between the threads
+        ((5, 200, 180), (25, 17)),  # a filter broadcast over the images (dw summed over the pairs)
+        ((1, 150, 170), (3, 21, 9)),  # an image broadcast over the filters (dx summed)
+    ],
+)
+def test_fft_route_bit_identical_across_thread_counts(monkeypatch, rng, dtype, x_shape, w_shape):
+    # The threaded transforms split their lines by the thread count; the
+    # bits must not follow.  Adaptive counts off: each count is the one run.
+    monkeypatch.setattr(cconv._threads, "ADAPTIVE", False)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    results = []
+    for n in (1, 2, 3, 4):
+        with cconv.threads(n):
+            out, cache = cconv.conv_forward(x, w, method="fft")
+            dout = results[0][0] if results else random_array(rng, out.shape, dtype)
+            results.append((dout, out, *cconv.conv_backward(dout, cache, method="fft")))
+    exp_dx, exp_dw = scipy_backward(x, w, results[0][0])
+    assert max_rel_err(results[0][1], scipy_forward(x, w)) <= tol(dtype)
+    assert max_rel_err(results[0][2], exp_dx) <= tol(dtype)
+    assert max_rel_err(results[0][3], exp_dw) <= tol(dtype)
+    for r in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(r[1:], results[0][1:]))
+
+
 @pytest.mark.parametrize("bad", [0, -1, 4097, 2**31, 2**63, 100_000, np.int64(-2), np.int64(2**40)])
 def test_set_num_threads_rejects_bad_values(bad):
     # A ValueError naming n and showing the value (no OverflowError from

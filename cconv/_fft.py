@@ -1,0 +1,337 @@
+"""Real 2-D FFTs of the FFT route, their 1-D transforms shared out over threads.
+
+A real 2-D transform is two passes of independent 1-D transforms: real FFTs
+of the rows, then complex FFTs of the columns (the inverse: columns, then
+rows).  ``scipy.fft`` threads a batch of 2-D transforms over its images but
+gains nothing on one large image, so each pass is cut here into blocks of
+lines, and the blocks of every transform at hand (the spectra of x and w
+together, the dx and dw inverses together) are dealt to cconv's threads:
+the caller and the workers of a small pool made on first use.  Each block is
+one ``scipy.fft`` call, which runs without the GIL.
+
+One thread makes one call per pass; n threads split each pass into 2n
+blocks, so that one thread finishing early (or held up by another process)
+is made up for by the others.  A line gives the same bits whatever block
+it is in, so the results do not depend on the thread count.
+
+Work no output needs is skipped: zero-padding rows (a 60-row filter padded
+to 512) have no row pass, and an inverse transforms only the rows its crop
+keeps.  The products of the inverses are formed in a per-thread workspace
+kept between calls: fresh multi-megabyte arrays cost a page fault per 4 KiB,
+which on some virtual machines is as slow as the transforms themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, NamedTuple
+
+import numpy as np
+import scipy.fft
+
+from ._threads import get_num_threads
+
+__all__ = ["Product", "rfft2", "irfft2"]
+
+# Blocks per thread in a pass of one transform: more than one, so that a
+# thread which finishes first (or another one held up by other processes)
+# takes up the slack.  Blocks of lines start at multiples of ALIGN, which
+# every SIMD width pocketfft groups lines by divides.
+BLOCKS_PER_THREAD = 2
+ALIGN = 16
+# The least work (values transformed) shared out over threads at all.
+MIN_THREADED = 2**16
+# The largest workspace a thread keeps between calls, and the most bytes of
+# spectra buffers kept for reuse.
+WORKSPACE_BYTES = 2**24
+KEPT_BYTES = 2**25
+
+
+class Product(NamedTuple):
+    """One inverse transform: of ``a * b`` (``a * conj(b)`` with ``conj``).
+
+    ``a`` and ``b`` are batches of spectra whose leading sizes broadcast;
+    ``reduce`` sums the products over the batch first; the result is cropped
+    to its first ``crop`` rows and columns.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    conj: bool
+    crop: tuple[int, int]
+    reduce: bool
+
+
+Job = Callable[[], None]
+Memory = Literal["new", "kept", "scratch"]
+
+
+def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory = "new") -> list[np.ndarray]:
+    """Real 2-D FFT of every (H, W) slice of each array, zero-padded to ``shape``.
+
+    Parameters
+    ----------
+    arrays : sequence of ndarray
+        Real, of shapes (N, H, W) with H <= ``shape[0]``.
+    shape : tuple of int
+        Transform size (P, Q).
+    memory : {'new', 'kept', 'scratch'}
+        Where the spectra are written: new arrays; buffers kept for reuse
+        once no spectrum they held is alive (for spectra that cconv alone
+        sees, in a ``ConvCache``); or the calling thread's scratch space,
+        valid until its next call with 'scratch'.
+
+    Returns
+    -------
+    list of ndarray
+        Complex spectra of shapes (N, P, Q // 2 + 1), as
+        ``scipy.fft.rfft2(a, s=shape)`` gives.
+    """
+    p, q = shape
+    shapes = [(a.shape[0], p, q // 2 + 1) for a in arrays]
+    dtypes = [np.result_type(a.dtype, np.complex64) for a in arrays]
+    if memory == "scratch":
+        sizes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
+        space = _workspace("spectra", sum(sizes))
+        starts = itertools.accumulate(sizes, initial=0)
+        specs = [space[i : i + n].view(d).reshape(s) for i, n, s, d in zip(starts, sizes, shapes, dtypes)]
+    else:
+        specs = [_kept(s, d) if memory == "kept" else np.empty(s, d) for s, d in zip(shapes, dtypes)]
+    rows: list[Job] = []
+    cols: list[Job] = []
+    threads = _threads(sum(a.shape[0] for a in arrays), shape)
+    parts = _parts(threads)
+    for a, spec in zip(arrays, specs):
+        rows += [_job(_rows_forward, a, spec, q, b, r) for b, r in _blocks(a.shape[0], a.shape[1], parts)]
+        cols += [_job(_cols_forward, spec, a.shape[1], b, c) for b, c in _blocks(a.shape[0], q // 2 + 1, parts)]
+    _run(rows, threads)
+    _run(cols, threads)
+    return specs
+
+
+def irfft2(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarray]:
+    """Inverse real 2-D FFT of each product of spectra, cropped.
+
+    Parameters
+    ----------
+    products : sequence of Product
+        The spectra, of shapes (N, P, Q // 2 + 1), to multiply and invert.
+    shape : tuple of int
+        Transform size (P, Q).
+
+    Returns
+    -------
+    list of ndarray
+        Real, of shapes (N or 1, crop[0], crop[1]): the crops of
+        ``scipy.fft.irfft2(product, s=shape)``.
+    """
+    p, q = shape
+    mult: list[Job] = []
+    cols: list[Job] = []
+    rows: list[Job] = []
+    outs = []
+    counts = [1 if t.reduce else max(t.a.shape[0], t.b.shape[0]) for t in products]
+    dtype = np.result_type(*(s.dtype for t in products for s in (t.a, t.b)))
+    work = _workspace("products", sum(counts) * p * (q // 2 + 1) * dtype.itemsize).view(dtype)
+    threads = _threads(sum(counts), shape)
+    parts = _parts(threads)
+    start = 0
+    for t, n in zip(products, counts):
+        prod = work[start : start + n * p * (q // 2 + 1)].reshape(n, p, q // 2 + 1)
+        start += prod.size
+        out = np.empty((n, *t.crop), np.finfo(dtype).dtype)
+        outs.append(out)
+        # The products by rows: contiguous blocks multiply several times
+        # faster than column blocks.
+        mult += [_job(_product, t, prod, b, r) for b, r in _blocks(n, p, parts)]
+        cols += [_job(_in_place, scipy.fft.ifft, prod[b, :, c]) for b, c in _blocks(n, q // 2 + 1, parts)]
+        rows += [_job(_rows_inverse, prod, out, q, b, r) for b, r in _blocks(n, t.crop[0], parts)]
+    _run(mult, threads)
+    _run(cols, threads)
+    _run(rows, threads)
+    return outs
+
+
+def _rows_forward(a: np.ndarray, spec: np.ndarray, q: int, b: slice, r: slice) -> None:
+    spec[b, r] = scipy.fft.rfft(a[b, r], n=q, axis=-1)
+
+
+def _cols_forward(spec: np.ndarray, h: int, b: slice, c: slice) -> None:
+    block = spec[b, :, c]
+    block[:, h:] = 0
+    _in_place(scipy.fft.fft, block)
+
+
+def _product(t: Product, prod: np.ndarray, b: slice, r: slice) -> None:
+    block = prod[b, r]
+    sa, sb = t.a[:, r], t.b[:, r]
+    if t.reduce:
+        # Summed in chunks of pairs: a chunk's product is a small temporary.
+        block[...] = 0
+        for n in range(0, max(sa.shape[0], sb.shape[0]), 8):
+            part = _multiply(_batch(sa, slice(n, n + 8)), _batch(sb, slice(n, n + 8)), t.conj)
+            block += part.sum(axis=0, keepdims=True)
+    else:
+        _multiply(_batch(sa, b), _batch(sb, b), t.conj, out=block)
+
+
+def _rows_inverse(prod: np.ndarray, out: np.ndarray, q: int, b: slice, r: slice) -> None:
+    out[b, r] = scipy.fft.irfft(prod[b, r], n=q, axis=-1)[..., : out.shape[2]]
+
+
+def _batch(a: np.ndarray, b: slice) -> np.ndarray:
+    """Slice ``b`` of a batch, or the batch itself if it is one broadcast item."""
+    return a if a.shape[0] == 1 else a[b]
+
+
+def _multiply(a: np.ndarray, b: np.ndarray, conj: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """``a * b`` or ``a * conj(b)``, into ``out`` if given, with no other temporary if it can."""
+    if out is None:
+        out = np.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    if conj and out.shape == b.shape:
+        # a first, as below: SIMD complex products (with FMA) do not commute bitwise.
+        np.conjugate(b, out=out)
+        return np.multiply(a, out, out=out)
+    return np.multiply(a, np.conjugate(b) if conj else b, out=out)
+
+
+def _in_place(fft: Callable[..., np.ndarray], block: np.ndarray) -> None:
+    """``fft`` of ``block`` along its columns, written over it."""
+    res = fft(block, axis=-2, overwrite_x=True)
+    if not np.may_share_memory(res, block):  # SciPy made a copy after all
+        block[...] = res
+
+
+def _job(fn: Callable[..., None], *args: object) -> Job:
+    return lambda: fn(*args)
+
+
+def _parts(threads: int) -> int:
+    """Blocks per pass of one transform on ``threads`` threads.
+
+    One thread transforms all lines of a pass in one call.  The results do
+    not depend on the split: pocketfft runs each line through the same
+    arithmetic whichever SIMD group of lines holds it (as the ``workers`` of
+    ``scipy.fft``, which split the lines of a call unaligned, rely on too).
+    """
+    return 1 if threads == 1 else threads * BLOCKS_PER_THREAD
+
+
+def _blocks(batch: int, lines: int, parts: int) -> list[tuple[slice, slice]]:
+    """About ``parts`` blocks (images, lines) covering ``batch`` images of ``lines`` lines."""
+    if batch >= parts:
+        step = -(-batch // parts)
+        return [(slice(b, min(b + step, batch)), slice(0, lines)) for b in range(0, batch, step)]
+    per = -(-parts // batch)
+    step = -(-lines // per // ALIGN) * ALIGN or ALIGN
+    return [(slice(b, b + 1), slice(r, min(r + step, lines))) for b in range(batch) for r in range(0, lines, step)]
+
+
+def _threads(transforms: int, shape: tuple[int, int]) -> int:
+    """Threads for ``transforms`` transforms of ``shape``: one for small work,
+    where waking a second thread costs more than it saves."""
+    return get_num_threads() if transforms * shape[0] * shape[1] >= MIN_THREADED else 1
+
+
+_local = threading.local()
+
+
+def _workspace(name: str, nbytes: int) -> np.ndarray:
+    """``nbytes`` bytes of the calling thread's workspace ``name``, kept
+    between calls when no larger than WORKSPACE_BYTES."""
+    if nbytes > WORKSPACE_BYTES:
+        return np.empty(nbytes, np.uint8)
+    buf: np.ndarray | None = getattr(_local, name, None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(nbytes, np.uint8)
+        setattr(_local, name, buf)
+    return buf[:nbytes]
+
+
+# Buffers of spectra kept in caches, each with a reference to the spectrum
+# last made of it: free once that is dead (cconv makes no other lasting view).
+_KEPT: list[tuple[np.ndarray, weakref.ref[np.ndarray]]] = []
+_kept_lock = threading.Lock()
+
+
+def _kept(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new array over a free kept buffer of its size, or over a new buffer
+    (kept if the kept ones leave room)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    with _kept_lock:
+        free = [i for i, (_, ref) in enumerate(_KEPT) if ref() is None]
+        fit = [i for i in free if _KEPT[i][0].nbytes == nbytes]
+        if fit:
+            buf = _KEPT[fit[0]][0]
+        else:
+            # Free buffers of other sizes make room: the shapes have changed.
+            _KEPT[:] = [kept for kept in _KEPT if kept[1]() is not None]
+            buf = np.empty(nbytes, np.uint8)
+        array = buf.view(dtype).reshape(shape)
+        if fit:
+            _KEPT[fit[0]] = (buf, weakref.ref(array))
+        elif sum(b.nbytes for b, _ in _KEPT) + nbytes <= KEPT_BYTES:
+            _KEPT.append((buf, weakref.ref(array)))
+        return array
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The pool, with at least ``workers`` threads."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="cconv-fft"), workers
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _run(jobs: list[Job], threads: int) -> None:
+    """Run ``jobs`` on ``threads`` threads (the caller's among them), each
+    thread taking the next job when done with one."""
+    helpers = min(threads, len(jobs)) - 1
+    if helpers <= 0:
+        for job in jobs:
+            job()
+        return
+    todo: queue.SimpleQueue[Job] = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+
+    def drain() -> None:
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            job()
+
+    pool = _executor(helpers)
+    futures = [pool.submit(drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:
+        for f in futures:
+            f.result()
