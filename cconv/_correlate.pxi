@@ -336,8 +336,10 @@ cdef extern from *:
     const Py_ssize_t DW_TILE_COLS "CCONV_DW_TILE_COLS"
     void _fma_f "cconv_dw_fma_f"(float* acc, const float* x, const float* d) noexcept nogil
     void _fma_d "cconv_dw_fma_d"(double* acc, const double* x, const double* d) noexcept nogil
-    void _fma_from_f "cconv_dw_fma_from_f"(float* acc, const float* x, const float* d, Py_ssize_t skip) noexcept nogil
-    void _fma_from_d "cconv_dw_fma_from_d"(double* acc, const double* x, const double* d, Py_ssize_t skip) noexcept nogil
+    void _fma_from_f "cconv_dw_fma_from_f"(float* acc, const float* x, const float* d,
+                                           Py_ssize_t skip) noexcept nogil
+    void _fma_from_d "cconv_dw_fma_from_d"(double* acc, const double* x, const double* d,
+                                           Py_ssize_t skip) noexcept nogil
 
 
 cdef enum:
