@@ -170,8 +170,9 @@ def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, bo
         # SciPy conjugates in2 before its C code sees the types: for strings,
         # bytes, times and void, NumPy >= 2.3 raises TypeError there, older
         # NumPy warns (DeprecationWarning) and SciPy's C code then refuses the
-        # type (below).  The same call gives the same outcome.
-        np.conjugate(k[:0, :0])
+        # type (below).  The same call (the method, as SciPy makes it) gives
+        # the same outcome.
+        k[:0, :0].conj()
     dtype = _result_dtype(a, k)
     rule = _BOUNDARIES[boundary]
     if rule is None:  # a name SciPy's Python layer accepts and its C layer refuses
