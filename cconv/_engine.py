@@ -242,14 +242,14 @@ def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 # is size * log2(size) per image transformed, plus a fixed cost per transform
 # call.  Only the ratio of the two estimates matters.
 _DIRECT_MACS_PER_S = {  # (narrow, itemsize) -> multiply-adds per second
-    (False, 4): 50e9,
-    (False, 8): 27e9,
+    (False, 4): 80e9,
+    (False, 8): 37e9,
     (True, 4): 9e9,
     (True, 8): 4.6e9,
 }
-_FFT_S_PER_UNIT = {4: 0.15e-9, 8: 0.22e-9}  # transforms, products, crops
-_FFT_S_PER_CALL = 15e-6
-_CALL_S = 10e-6
+_FFT_S_PER_UNIT = {4: 0.134e-9, 8: 0.187e-9}  # transforms, products, crops
+_FFT_S_PER_CALL = 40e-6
+_CALL_S = 40e-6
 
 
 def _direct_seconds(npairs: int, out_size: tuple[int, int], k_size: tuple[int, int], itemsize: int) -> float:
@@ -300,9 +300,14 @@ def choose_method(method: Method, nx: int, nw: int, image_size: tuple[int, int],
     out_size = (ih - kh + 1, iw - kw + 1)
     shape = fft_shape(ih, iw)
     if backward:
-        direct = _direct_seconds(npairs, (ih, iw), (kh, kw), itemsize) + _direct_seconds(
-            npairs, (kh, kw), out_size, itemsize
-        )
+        if nx == npairs:
+            # The fused pass (backward_direct): dx as a correlation of the
+            # image's size, dw's products in the same register blocks.
+            direct = 2 * _direct_seconds(npairs, (ih, iw), (kh, kw), itemsize)
+        else:
+            direct = _direct_seconds(npairs, (ih, iw), (kh, kw), itemsize) + _direct_seconds(
+                npairs, (kh, kw), out_size, itemsize
+            )
         # one forward transform (dout) and two inverse (dx, dw), and those of
         # x and w unless the forward pass left them in the cache
         if cached:
