@@ -71,9 +71,15 @@ def extend(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rule: st
     i0, i1 = max(r0, 0), min(r1, h)
     j0, j1 = max(c0, 0), min(c1, w)
     if rule == "fill":
-        out[...] = fill
-        if i0 < i1 and j0 < j1:
-            out[..., i0 - r0 : i1 - r0, j0 - c0 : j1 - c0] = x[..., i0:i1, j0:j1]
+        if not (i0 < i1 and j0 < j1):
+            out[...] = fill
+            return out
+        # The image block, then the fill around it: each element written once.
+        out[..., i0 - r0 : i1 - r0, j0 - c0 : j1 - c0] = x[..., i0:i1, j0:j1]
+        out[..., : i0 - r0, :] = fill
+        out[..., i1 - r0 :, :] = fill
+        out[..., i0 - r0 : i1 - r0, : j0 - c0] = fill
+        out[..., i0 - r0 : i1 - r0, j1 - c0 :] = fill
         return out
     ri = source_index(np.arange(r0, r1), h, rule)
     ci = source_index(np.arange(c0, c1), w, rule)
