@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ._workspace import scratch_array
+
 __all__ = ["RULES", "source_index", "extend"]
 
 RULES = ("fill", "wrap", "symmetric", "mirror", "nearest")
@@ -51,18 +53,22 @@ def source_index(index: np.ndarray, n: int, rule: str) -> np.ndarray:
 
 
 def extend(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rule: str,
-           fill: object = 0, dtype: npt.DTypeLike | None = None) -> np.ndarray:
+           fill: object = 0, dtype: npt.DTypeLike | None = None, scratch: bool = False) -> np.ndarray:
     """Rows ``[rows[0], rows[1])`` and columns ``[cols[0], cols[1])`` of ``x``
-    extended by ``rule``, as a new C-contiguous array of ``dtype``.
+    extended by ``rule``, as a C-contiguous array of ``dtype``.
 
     ``x`` is (..., H, W); the ranges may reach past either edge (or lie
     wholly outside, for 'fill').  Only the extended borders are gathered
-    index by index; the part inside the image is one block copy.
+    index by index; the part inside the image is one block copy.  With
+    ``scratch`` the result is the calling thread's scratch space (see
+    ``cconv._workspace``), valid until its next ``extend(..., scratch=True)``:
+    for a copy that lives only inside one call.
     """
     *lead, h, w = x.shape
     dtype = x.dtype if dtype is None else np.dtype(dtype)
     (r0, r1), (c0, c1) = rows, cols
-    out = np.empty((*lead, r1 - r0, c1 - c0), dtype=dtype)
+    shape = (*lead, r1 - r0, c1 - c0)
+    out = scratch_array("extend", shape, dtype) if scratch else np.empty(shape, dtype=dtype)
     if out.size == 0:
         return out
     if rule != "fill" and (h == 0 or w == 0):

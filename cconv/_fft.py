@@ -37,6 +37,7 @@ import numpy as np
 import scipy.fft
 
 from ._threads import get_num_threads
+from ._workspace import scratch as _workspace
 
 __all__ = ["Product", "rfft2", "irfft2"]
 
@@ -48,9 +49,7 @@ BLOCKS_PER_THREAD = 2
 ALIGN = 16
 # The least work (values transformed) shared out over threads at all.
 MIN_THREADED = 2**16
-# The largest workspace a thread keeps between calls, and the most bytes of
-# spectra buffers kept for reuse.
-WORKSPACE_BYTES = 2**24
+# The most bytes of spectra buffers kept for reuse.
 KEPT_BYTES = 2**25
 
 
@@ -238,21 +237,6 @@ def _threads(transforms: int, shape: tuple[int, int]) -> int:
     """Threads for ``transforms`` transforms of ``shape``: one for small work,
     where waking a second thread costs more than it saves."""
     return get_num_threads() if transforms * shape[0] * shape[1] >= MIN_THREADED else 1
-
-
-_local = threading.local()
-
-
-def _workspace(name: str, nbytes: int) -> np.ndarray:
-    """``nbytes`` bytes of the calling thread's workspace ``name``, kept
-    between calls when no larger than WORKSPACE_BYTES."""
-    if nbytes > WORKSPACE_BYTES:
-        return np.empty(nbytes, np.uint8)
-    buf: np.ndarray | None = getattr(_local, name, None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(nbytes, np.uint8)
-        setattr(_local, name, buf)
-    return buf[:nbytes]
 
 
 # Buffers of spectra kept in caches, each with a reference to the spectrum

@@ -215,7 +215,8 @@ def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule:
     batch = x.size // (h * w)
     check_memory(3 * batch * (h + kh - 1) * (w + kw - 1) * np.dtype(dtype).itemsize,
                  f"correlate(input{input.shape}, weights{weights.shape})")
-    xe = extend(x.reshape(-1, h, w), (r0, r0 + h + kh - 1), (c0, c0 + w + kw - 1), rule, cval, dtype)
+    xe = extend(x.reshape(-1, h, w), (r0, r0 + h + kh - 1), (c0, c0 + w + kw - 1), rule, cval, dtype,
+                scratch=True)
     if skipped.any() and skipped.sum() < skipped.size:
         with np.errstate(invalid="ignore", over="ignore"):
             nonfinite = not np.isfinite(np.sum(xe))

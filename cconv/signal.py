@@ -260,7 +260,7 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.
     check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize * 3,
                  f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
-    x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype)
+    x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
     return correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], method)[0]
 
 

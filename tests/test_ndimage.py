@@ -384,3 +384,18 @@ def test_complex_output_may_be_the_input(name, method, wdtype, rng):
     y = x.copy()
     assert ours(y, w, output=y, method=method) is y
     check(y, expected, method, exact=method == "direct")
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", ["auto", "direct", "fft"])
+@pytest.mark.parametrize("dtype", ["f8", "f4", "i4", "u1", "c16"])
+@pytest.mark.parametrize("wshape", [(1, 1), (3, 2)])
+def test_result_outlives_the_next_call(name, method, dtype, wshape, rng):
+    # The extended copy of the input lives in scratch space reused by the
+    # next call: no result may be (or view) that space.
+    ours, _ = both(name)
+    w = rng.integers(1, 4, size=wshape).astype(dtype)
+    first = ours(rng.integers(0, 9, size=(9, 8)).astype(dtype), w, mode="nearest", method=method)
+    kept = first.copy()
+    ours(rng.integers(0, 9, size=(9, 8)).astype(dtype), w, mode="nearest", method=method)
+    np.testing.assert_array_equal(first, kept, strict=True)

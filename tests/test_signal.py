@@ -364,3 +364,18 @@ def test_argument_errors_as_scipy(name):
             ours(*args, **kwargs)
     with pytest.raises(ValueError, match="method"):
         ours(np.ones((3, 3)), np.ones((2, 2)), method="FFT")
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", ["auto", "direct", "fft"])
+@pytest.mark.parametrize("dtype", ["f8", "f4", "i4", "u1", "c16"])
+@pytest.mark.parametrize("kshape", [(1, 1), (3, 2)])
+def test_result_outlives_the_next_call(name, method, dtype, kshape, rng):
+    # The padded copy of in1 lives in scratch space reused by the next call:
+    # no result may be (or view) that space.
+    ours, theirs = both(name)
+    k = rng.integers(1, 4, size=kshape).astype(dtype)
+    first = ours(rng.integers(0, 9, size=(9, 8)).astype(dtype), k, "same", "symm", method=method)
+    kept = first.copy()
+    ours(rng.integers(0, 9, size=(9, 8)).astype(dtype), k, "same", "symm", method=method)
+    np.testing.assert_array_equal(first, kept, strict=True)
