@@ -224,7 +224,10 @@ def test_types_scipy_does_not_take(name, dtype, which):
     except (ValueError, TypeError, DeprecationWarning) as e:
         with pytest.raises(type(e)) as got:
             ours(a, k)
-        if type(e) is ValueError:
+        # The wording too, except for times: which of SciPy's C checks
+        # refuses them first (the type, or the fill value's cast) varies with
+        # the NumPy and SciPy build (CPython 3.12's wheels differ from 3.11's).
+        if type(e) is ValueError and np.dtype(dtype).kind not in "mM":
             assert str(got.value) == str(e)
         return
     np.testing.assert_array_equal(ours(a, k), expected, strict=True)
