@@ -10,6 +10,9 @@ The compiled modules, one per family of loops:
   cconv._conv2d_direct the 4-D layer's blocked direct convolutions; twins
                       _conv2d_direct_v3 and _conv2d_direct_v4 as for _correlate
   cconv._match_cy     template matching's window sums and scores
+  cconv._exact        sums whose every rounding is SciPy's (integers, long
+                      double, double sums in SciPy's order), compiled with
+                      floating-point contraction off; twins as for _correlate
 
 Only the direct loops get per-ISA twins (the table ``ISA_TWINS``): the others
 are bound by memory.  Never ``-march=native``: a wheel must run on any x86-64
@@ -49,20 +52,25 @@ NO_OPENMP = os.environ.get("CCONV_NO_OPENMP") == "1"
 BASELINE_ONLY = os.environ.get("CCONV_BASELINE_ONLY") == "1"
 
 # The compiled modules, cconv/<name>.pyx each.
-MODULES = ("_runtime", "_correlate", "_conv2d_direct", "_match_cy")
+MODULES = ("_runtime", "_correlate", "_conv2d_direct", "_match_cy", "_exact")
 
 # Which families get per-ISA twins, and which.  A twin is its own file,
 # cconv/<family>_<level>.pyx (with its .pyi), that includes the family's
 # loops, cconv/<family>.pxi, as cconv/<family>.pyx does;
 # cconv._build.load("<family>") imports the best one the CPU runs.
-ISA_TWINS = {"_correlate": ("v3", "v4"), "_conv2d_direct": ("v3", "v4")}
+ISA_TWINS = {"_correlate": ("v3", "v4"), "_conv2d_direct": ("v3", "v4"), "_exact": ("v3", "v4")}
 
 # The 3-D engine's loops are small inline functions called with constant
 # block sizes; only inlined into their callers do they become fully unrolled
 # register blocks (GCC otherwise keeps some out of line, with their
 # accumulators in memory: 4-10x slower).  So Cython's inline is a forced one
 # there, in each compiler's spelling.
-FORCE_INLINE_FAMILIES = ("_correlate",)
+FORCE_INLINE_FAMILIES = ("_correlate", "_exact")
+
+# Families whose sums must round exactly as SciPy's do: compiled without
+# floating-point contraction, so that no multiply and add become one FMA
+# (whose single rounding differs from SciPy's two), on every ISA build.
+NO_CONTRACTION_FAMILIES = ("_exact",)
 
 # The compiler directives of every module, in one place.
 DIRECTIVES = {
@@ -92,6 +100,8 @@ FLAGS = {
         "isa": {"v3": ["-march=x86-64-v3"], "v4": ["-march=x86-64-v4"]},
         "strict": ["-Werror"],
         "force_inline": "inline __attribute__((always_inline))",
+        # No fused multiply-adds: a family whose sums must round as SciPy's.
+        "no_contraction": ["-ffp-contract=off"],
     },
     "msvc": {
         "optimise": ["/Od", "/Zi"] if DEBUG else ["/O2"],
@@ -100,6 +110,8 @@ FLAGS = {
         "isa": {"v3": ["/arch:AVX2"], "v4": ["/arch:AVX512"]},
         "strict": ["/WX"],
         "force_inline": "__forceinline",
+        # /fp:precise contracts nothing unless /fp:contract is given (VS 2022).
+        "no_contraction": ["/fp:precise"],
     },
 }
 ISA_MACROS = {
@@ -218,6 +230,7 @@ class ProbingBuildExt(build_ext):
         kind = "msvc" if self.compiler.compiler_type == "msvc" else "unix"
         flags = FLAGS[kind]
         self.force_inline = flags["force_inline"]
+        self.no_contraction = flags["no_contraction"]
         self.strict = flags["strict"]
         cflags = list(flags["optimise"])
         cflags += [f for f in flags["optional"] if self.probe("int main(void) { return 0; }\n", [f])]
@@ -272,12 +285,15 @@ class ProbingBuildExt(build_ext):
             level = TWIN_LEVEL.get(ext.name)
             if level is not None and level not in isa:
                 continue
+            family = ext.name.removeprefix("cconv.")
             flags = cflags + isa.get(level, [])
+            if family.startswith(NO_CONTRACTION_FAMILIES):
+                flags = flags + self.no_contraction
             ext.extra_compile_args = flags
             ext.extra_link_args = lflags
             # Recorded in the module, for cconv.show_config().
             ext.define_macros = macros + [("CCONV_CFLAGS", '"' + " ".join(flags) + '"')]
-            if ext.name.removeprefix("cconv.").startswith(FORCE_INLINE_FAMILIES):
+            if family.startswith(FORCE_INLINE_FAMILIES):
                 ext.define_macros.append(("CYTHON_INLINE", self.force_inline))
             kept.append(ext)
         self.extensions[:] = kept

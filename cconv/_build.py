@@ -1,10 +1,11 @@
 """Which compiled build of the direct loops this process runs.
 
-``cconv._correlate`` (the 3-D engine's loops) and ``cconv._conv2d_direct``
-(the 4-D layer's kernels) run on any CPU; on x86-64 their twins ``*_v3``
-(AVX2, FMA) and ``*_v4`` (AVX-512) are the same loops compiled for newer
-instruction sets.  The best build the running CPU supports is imported
-once, here, the same for both families.  ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to
+``cconv._correlate`` (the 3-D engine's loops), ``cconv._conv2d_direct``
+(the 4-D layer's kernels) and ``cconv._exact`` (the sums rounded as
+SciPy's) run on any CPU; on x86-64 their twins ``*_v3`` (AVX2, FMA) and
+``*_v4`` (AVX-512) are the same loops compiled for newer instruction sets.
+The best build the running CPU supports is imported once, here, the same
+for every family.  ``CCONV_KERNELS=baseline`` (or ``v3``) caps the choice, to
 compare builds or to rule one out when hunting a bug.
 """
 
@@ -16,7 +17,7 @@ from types import ModuleType
 
 from . import _runtime
 
-__all__ = ["LEVELS", "conv2d_module", "correlate_module", "load", "name"]
+__all__ = ["LEVELS", "conv2d_module", "correlate_module", "exact_module", "load", "name"]
 
 LEVELS = {"baseline": 0, "v3": 3, "v4": 4}
 
@@ -55,3 +56,14 @@ def conv2d_module() -> ModuleType:
 
 
 _conv2d: ModuleType | None = None
+
+
+def exact_module() -> ModuleType:
+    """The exact sums (``cconv._exact``) of the best build (imported when first asked for)."""
+    global _exact
+    if _exact is None:
+        _exact = load("_exact")[1]
+    return _exact
+
+
+_exact: ModuleType | None = None

@@ -6,7 +6,7 @@
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
 
-from cconv._fused cimport exact, real
+from cconv._fused cimport real
 
 include "_build_info.pxi"
 
@@ -584,79 +584,3 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
         if d0 < d1:
             _dw_block(&dw[item, 0, 0], &x[n, d0, 0], W, &dout[n, d0, 0], ow, d1 - d0, ow, kh, kw,
                       S + ss * sw)
-
-
-# ---------------------------------------------------------------------------
-# Exact sums in the data's own type: integers (modulo 2**bits) and long
-# double, for cconv.signal's drop-in of SciPy's correlate2d.
-
-cdef enum:
-    EXACT_STRIP_BYTES = 128   # output columns of one strip, in bytes
-    EXACT_NARROW_BYTES = 32   # ... of one strip of a narrow output row
-    EXACT_MAX_LANES = 128     # EXACT_STRIP_BYTES of unsigned char
-
-
-cdef inline void _exact_strip(exact* o, const exact* x, Py_ssize_t xs,
-                              const exact* k, Py_ssize_t kh, Py_ssize_t kw,
-                              Py_ssize_t width) noexcept nogil:
-    """``o[j] = sum_ab x[a*xs + b + j] * k[a*kw + b]`` in ``exact``'s arithmetic, ``j < width``."""
-    cdef exact acc[EXACT_MAX_LANES]
-    cdef Py_ssize_t a, b, j
-    cdef exact kv
-    cdef const exact* xa
-    for j in range(width):
-        acc[j] = 0
-    for a in range(kh):
-        xa = x + a * xs
-        for b in range(kw):
-            kv = k[a * kw + b]
-            for j in range(width):
-                acc[j] = acc[j] + xa[b + j] * kv
-    for j in range(width):
-        o[j] = acc[j]
-
-
-def correlate_exact(const exact[:, :, ::1] x, const exact[:, :, ::1] k, exact[:, :, ::1] out):
-    """``out[n] = correlate2d(x[n], k[n], 'valid')``, summed in the data's own type.
-
-    Unsigned integers wrap modulo 2**bits (as signed two's-complement sums
-    do, bit for bit), so the sum over taps is exact in that arithmetic
-    whatever its order.  ``x`` or ``k`` may have a leading size of 1
-    (broadcast).  Parallel over the rows of ``out``.
-    """
-    cdef Py_ssize_t N = out.shape[0], oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t kh = k.shape[1], kw = k.shape[2], xs = x.shape[2]
-    cdef Py_ssize_t xn = x.shape[1] * xs if x.shape[0] != 1 else 0
-    cdef Py_ssize_t kn = kh * kw if k.shape[0] != 1 else 0
-    cdef Py_ssize_t wide = EXACT_STRIP_BYTES // sizeof(exact)
-    cdef Py_ssize_t narrow = EXACT_NARROW_BYTES // sizeof(exact)
-    cdef Py_ssize_t r, n, i, j
-    cdef exact* o
-    cdef const exact* xi
-    cdef const exact* kp
-    if N == 0 or oh == 0 or ow == 0:
-        return
-    for r in prange(N * oh, nogil=True, schedule="static"):
-        n = r // oh
-        i = r - n * oh
-        o = &out[n, i, 0]
-        xi = &x[0, i, 0] + n * xn
-        kp = &k[0, 0, 0] + n * kn
-        # Strips of a constant width; the last one overlaps the one before
-        # it rather than leaving a ragged tail (same values written twice).
-        j = 0
-        if ow >= wide:
-            while j < ow:
-                if j + wide > ow:
-                    j = ow - wide
-                _exact_strip(o + j, xi + j, xs, kp, kh, kw, EXACT_STRIP_BYTES // sizeof(exact))
-                j = j + wide
-        elif ow >= narrow:
-            while j < ow:
-                if j + narrow > ow:
-                    j = ow - narrow
-                _exact_strip(o + j, xi + j, xs, kp, kh, kw, EXACT_NARROW_BYTES // sizeof(exact))
-                j = j + narrow
-        else:
-            for j in range(ow):
-                _exact_strip(o + j, xi + j, xs, kp, kh, kw, 1)

@@ -4,7 +4,6 @@ import numpy as np
 import numpy.typing as npt
 
 _Real = np.float32 | np.float64
-_Exact = np.uint8 | np.uint16 | np.uint32 | np.uint64 | np.longdouble
 
 def build_info() -> tuple[str, str]: ...
 def correlate_wide(
@@ -22,4 +21,3 @@ def backward_fused(
     scratch: npt.NDArray[_Real],
     rows: int,
 ) -> None: ...
-def correlate_exact(x: npt.NDArray[_Exact], k: npt.NDArray[_Exact], out: npt.NDArray[_Exact]) -> None: ...

@@ -2,6 +2,5 @@
 
 from ._correlate import backward_fused as backward_fused
 from ._correlate import build_info as build_info
-from ._correlate import correlate_exact as correlate_exact
 from ._correlate import correlate_narrow as correlate_narrow
 from ._correlate import correlate_wide as correlate_wide

@@ -20,6 +20,7 @@ import scipy.fft
 
 from . import _fft
 from ._build import correlate_module as _loops
+from ._build import exact_module
 from ._fft import Product
 from ._nonfinite import any_nonfinite, finite_part, restore
 from ._threads import get_num_threads
@@ -38,6 +39,7 @@ __all__ = [
     "correlate_fft",
     "correlate",
     "correlate_exact",
+    "correlate_in_order",
     "choose_method",
     "workspace_bytes",
 ]
@@ -232,8 +234,46 @@ def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     dtype = x.dtype
     view = np.dtype(_UNSIGNED[dtype.itemsize]) if dtype.kind in "iu" else dtype
     out = np.empty(shape, view)
-    _loops.correlate_exact(x.view(view), k.view(view), out)
+    exact_module().correlate_exact(x.view(view), k.view(view), out, get_num_threads())
     return out.view(dtype)
+
+
+def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Valid correlation of each ``x[n]`` with ``k``, summed as ``scipy.ndimage`` sums.
+
+    Parameters
+    ----------
+    x : ndarray
+        float64, C-contiguous, (N, *S): N inputs of any rank, already
+        extended past their edges.
+    k : ndarray
+        float64 weights of the same rank as S, no larger than S.
+    present : ndarray of bool, shape of ``k``
+        The taps that are terms; the others are left out of the sum (SciPy
+        leaves out weights of magnitude at most DBL_EPSILON).
+
+    Returns
+    -------
+    ndarray of float64, shape (N, *(S - k.shape + 1))
+        Each output summed from 0.0 one term at a time, in the C order of
+        the taps, every product and addition rounded to double, with no
+        fused multiply-add: SciPy's double, so that its truncation to an
+        integer gives SciPy's integer.
+    """
+    n, spatial = x.shape[0], x.shape[1:]
+    out_shape = tuple(s - t + 1 for s, t in zip(spatial, k.shape))
+    out = np.zeros((n, *out_shape))
+    if out.size == 0 or not present.any():
+        return out
+    steps = np.array(x.strides[1:], dtype=np.intp) // x.itemsize
+    toff = np.ascontiguousarray(np.argwhere(present) @ steps, dtype=np.intp)
+    tw = np.ascontiguousarray(k[present], dtype=np.float64)
+    # The first element of each output row (all axes but the last), in x.
+    rows = np.indices((n, *out_shape[:-1])).reshape(len(out_shape), -1).T
+    starts = np.ascontiguousarray(rows @ np.concatenate([[math.prod(spatial)], steps[:-1]]), dtype=np.intp)
+    flat = out.reshape(-1, out_shape[-1])
+    exact_module().correlate_ordered(x.reshape(-1), starts, toff, tw, flat, get_num_threads())
+    return out
 
 
 # Cost model of method="auto", measured on a 2-core AVX-512 machine

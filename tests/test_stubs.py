@@ -28,8 +28,8 @@ import cconv
 pytest.importorskip("mypy.stubtest", reason="mypy is not installed (it comes with cconv[test])")
 
 # Every compiled module, and the per-ISA twins of the direct loops, built on x86-64 only.
-COMPILED = ["_runtime", "_correlate", "_conv2d_direct", "_match_cy"]
-TWINS = ["_correlate_v3", "_correlate_v4", "_conv2d_direct_v3", "_conv2d_direct_v4"]
+COMPILED = ["_runtime", "_correlate", "_conv2d_direct", "_match_cy", "_exact"]
+TWINS = ["_correlate_v3", "_correlate_v4", "_conv2d_direct_v3", "_conv2d_direct_v4", "_exact_v3", "_exact_v4"]
 
 
 def _stubtest(tmp_path: Path, modules: list[str], edit: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

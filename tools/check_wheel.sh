@@ -30,7 +30,7 @@ listing=$(unzip -l "$wheel")
 if grep -E '\.(pyx|pxi|pxd|c)$|/tests/' <<< "$listing"; then
   echo "FAIL: $(basename "$wheel") holds sources or tests (listed above)"; exit 1
 fi
-for f in cconv/py.typed cconv/_runtime.pyi cconv/_correlate.pyi cconv/_conv2d_direct.pyi cconv/_match_cy.pyi; do
+for f in cconv/py.typed cconv/_runtime.pyi cconv/_correlate.pyi cconv/_conv2d_direct.pyi cconv/_match_cy.pyi cconv/_exact.pyi; do
   grep -q " $f\$" <<< "$listing" || { echo "FAIL: $(basename "$wheel") lacks $f"; exit 1; }
 done
 
@@ -80,7 +80,8 @@ env=$work/wheel-env-$pyver
 (cd "$work" && "$env/bin/python" -) <<'EOF'
 import importlib, cconv._runtime as r
 for name in ("cconv._correlate", "cconv._correlate_v3", "cconv._correlate_v4",
-             "cconv._conv2d_direct", "cconv._conv2d_direct_v3", "cconv._conv2d_direct_v4"):
+             "cconv._conv2d_direct", "cconv._conv2d_direct_v3", "cconv._conv2d_direct_v4",
+             "cconv._exact", "cconv._exact_v3", "cconv._exact_v4"):
     importlib.import_module(name)
 assert r.openmp_enabled(), "the wheel was built without OpenMP"
 EOF

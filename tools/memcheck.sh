@@ -8,7 +8,7 @@
 # own exit status is neutral (--error-exitcode=0: CPython, ld.so and NumPy
 # report a few harmless errors of their own); instead its log is searched for
 # "Invalid read" / "Invalid write" errors whose stack passes through cconv's
-# compiled modules (_correlate, _conv2d_direct and their twins, _match_cy), the 4-D layer's
+# compiled modules (_correlate, _conv2d_direct, _exact and their twins, _match_cy), the 4-D layer's
 # direct kernels included.
 #
 # Usage:  [PYTHON=python3] bash tools/memcheck.sh [-k EXPR] [more pytest args...]
@@ -43,7 +43,7 @@ scan() {
     inblock {
       block = block "\n" $0
       if ($0 ~ /Address 0x/) stack = 0
-      if (stack && $0 ~ /cconv.*(_correlate|_conv2d_direct|_match_cy|_runtime)/) hit = 1
+      if (stack && $0 ~ /cconv.*(_correlate|_conv2d_direct|_exact|_match_cy|_runtime)/) hit = 1
     }
     END { if (inblock && hit) print block }
   ' "$1")

@@ -1,0 +1,5 @@
+"""Type stubs of cconv._exact_v3: the sums of cconv._exact."""
+
+from ._exact import build_info as build_info
+from ._exact import correlate_exact as correlate_exact
+from ._exact import correlate_ordered as correlate_ordered
