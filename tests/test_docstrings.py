@@ -51,7 +51,7 @@ MODULES = _modules_with_examples()
 
 def test_examples_found() -> None:
     """The search finds the examples (a broken search would pass vacuously)."""
-    for name in ("cconv._conv", "cconv._conv2d", "cconv._match", "cconv.testing", "cconv.signal", "cconv.ndimage"):
+    for name in ("cconv._conv", "cconv._conv2d", "cconv._match", "cconv.testing", "cconv._signal", "cconv._ndimage"):
         assert name in MODULES
 
 

@@ -99,6 +99,158 @@ def test_integer_output_exact_on_every_method(name, method, out, rng):
 
 
 # --------------------------------------------------------------------------
+# Integer outputs: SciPy's doubles, truncated as SciPy truncates them (issue 21)
+
+
+def _exact_builds():
+    """(name, module) of every build of the exact sums this CPU runs."""
+    from cconv import _runtime
+
+    found = []
+    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
+        if level > _runtime.cpu_level():
+            continue
+        try:
+            found.append(pytest.param(importlib.import_module(f"cconv._exact{suffix}"), id=suffix.strip("_") or "baseline"))
+        except ImportError:
+            continue
+    return found
+
+
+@pytest.fixture(params=_exact_builds())
+def exact_build(request, monkeypatch):
+    """Every call of the test runs on one build of the exact sums."""
+    from cconv import _build
+
+    monkeypatch.setattr(_build, "_exact", request.param)
+    return request.param
+
+
+def test_every_build_of_the_exact_sums_is_tested():
+    import platform
+
+    names = {p.id for p in _exact_builds()}
+    assert "baseline" in names
+    from cconv import _runtime
+
+    if platform.machine() in ("x86_64", "AMD64") and _runtime.cpu_level() >= 3:
+        assert "v3" in names  # a build without its twins would test less than it claims
+
+
+ISSUE_21 = """
+import numpy as np, scipy.ndimage as ndi, cconv.ndimage as cn
+img = np.random.default_rng(0).integers(0, 256, size=(512, 512)).astype(np.uint8)
+for k in (3, 5):
+    box = np.ones((k, k)) / k**2
+    for method in ("auto", "direct", "fft"):
+        assert np.array_equal(ndi.correlate(img, box), cn.correlate(img, box, method=method)), (k, method)
+x = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+w = np.array([[-1 / 3], [2 / 3]])
+assert np.array_equal(ndi.correlate(x, w, mode="nearest"), cn.correlate(x, w, mode="nearest"))
+img = np.arange(12.).reshape(3, 4)
+a = ndi.correlate(img, np.ones((2, 2)), mode="constant", cval=np.array(0.5))
+b = cn.correlate(img, np.ones((2, 2)), mode="constant", cval=np.array(0.5))
+assert np.array_equal(a, b) and a.dtype == b.dtype
+h = np.array([[1.5]], np.float16)
+for f in (ndi.convolve, cn.convolve):
+    try:
+        f(h, np.array([[True]]), cval=np.array(0.))
+    except RuntimeError as e:
+        assert "array type not supported" in str(e)
+    else:
+        raise AssertionError("no RuntimeError")
+import cconv._build as b
+print(b.exact_module().__name__)
+"""
+
+
+@pytest.mark.parametrize("kernels", ["baseline", "v3", "v4"])
+def test_issue_21_cases_on_every_build(kernels):
+    # The calls of the report, in a process whose kernels are capped at one
+    # build (CCONV_KERNELS): the mean filter of uint8 pixels, a 2x1 filter
+    # whose exact sums are integers, a 0-d cval, float16 with a 0-d cval.
+    import os
+    import subprocess
+    import sys
+
+    from cconv import _runtime
+
+    level = {"baseline": 0, "v3": 3, "v4": 4}[kernels]
+    if level > _runtime.cpu_level():
+        pytest.skip(f"this CPU does not run the {kernels} build")
+    env = {**os.environ, "CCONV_KERNELS": kernels}
+    done = subprocess.run([sys.executable, "-c", ISSUE_21], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+
+
+INT_OUTPUTS = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+
+
+def _integral_sums(rng, shape, wshape):
+    """Weights ``m / d`` and inputs that are multiples of ``d``: every exact sum is an integer,
+    which a double sum rounded any other way than SciPy's misses by an ulp."""
+    d = int(rng.choice([3, 7, 9, 11, 25]))
+    w = rng.integers(-4, 5, size=wshape) / d * rng.choice([1, -1])
+    x = rng.integers(0, 12, size=shape) * d
+    return x, w
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("out", INT_OUTPUTS, ids=lambda d: np.dtype(d).name)
+def test_integer_outputs_are_scipys_integers(exact_build, name, out):
+    ours, theirs = both(name)
+    differ = total = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        wshape = [(3, 3), (5, 5), (2, 1), (1, 7), (4, 3)][seed % 5]
+        x, w = _integral_sums(rng, (13, 17), wshape)
+        x = x.astype(np.uint8 if x.max() < 256 and seed % 2 else np.int32)
+        for mode in MODES:
+            for method in METHODS:
+                expected = theirs(x, w, output=out, mode=mode, cval=float(x.max()))
+                got = ours(x, w, output=out, mode=mode, cval=float(x.max()), method=method)
+                assert got.dtype == expected.dtype
+                differ += int(np.count_nonzero(got != expected))
+                total += expected.size
+    assert differ == 0, f"{differ} of {total} integers differ from SciPy's"
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_mean_filters_of_uint8_images(exact_build, name):
+    # The classic box mean of the report: windows whose sum is a multiple
+    # of k*k have an exact integer mean, which SciPy's double lands on.
+    ours, theirs = both(name)
+    img = np.random.default_rng(0).integers(0, 256, size=(96, 128)).astype(np.uint8)
+    for k in (3, 5):
+        box = np.ones((k, k)) / k**2
+        for mode in MODES:
+            np.testing.assert_array_equal(ours(img, box, mode=mode), theirs(img, box, mode=mode), strict=True)
+
+
+def test_integer_outputs_skip_tiny_weights_as_scipy(exact_build):
+    # Weights of magnitude at most DBL_EPSILON are no terms in SciPy: a NaN
+    # under them stays out of the sum, the other terms keep their order.
+    x = np.arange(30.0).reshape(5, 6)
+    x[2, 3] = np.nan
+    w = np.array([[1 / 3, 1e-17, -1 / 7], [2 / 3, 0.0, 5 / 7]])
+    for out in (np.int64, np.uint8):
+        expected = scipy.ndimage.correlate(np.where(np.isnan(x), 0, x), w, output=out)
+        got = cnd.correlate(np.where(np.isnan(x), 0, x), w, output=out)
+        np.testing.assert_array_equal(got, expected, strict=True)
+
+
+@pytest.mark.parametrize("axes", [(0, 1), (1, 2), (0, 2)])
+def test_integer_outputs_of_a_batch(exact_build, axes):
+    rng = np.random.default_rng(3)
+    x, w = _integral_sums(rng, (6, 7, 8), (3, 2))
+    expected = scipy.ndimage.correlate(x, w, output=np.int32, axes=axes, mode="mirror")
+    np.testing.assert_array_equal(cnd.correlate(x, w, output=np.int32, axes=axes, mode="mirror"), expected,
+                                  strict=True)
+
+
+# --------------------------------------------------------------------------
 # Results, dtypes and routes, against SciPy
 
 

@@ -1,0 +1,374 @@
+"""``scipy.ndimage``'s filters on cconv's engine, behind :mod:`cconv.ndimage`.
+
+SciPy's argument rules first, in SciPy's order (so that the first failing
+check raises SciPy's error), then the input extended by the boundary rule
+and correlated 'valid' with the weights: by the engine's float loops or
+FFTs for a float output, by the double sums in SciPy's own order
+(``cconv._exact``) for an integer or bool output.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _engine
+from ._boundary import extend
+from ._nonfinite import finite_part, restore
+from ._threads import adaptive
+from ._validation import check_choice, check_memory
+
+__all__ = ["correlate", "convolve"]
+
+Method = Literal["auto", "direct", "fft"]
+
+METHODS = ("auto", "direct", "fft")
+# SciPy's modes, and the extension rule each one is for a filter.
+_RULES = {"reflect": "symmetric", "grid-mirror": "symmetric", "mirror": "mirror", "nearest": "nearest",
+          "wrap": "wrap", "grid-wrap": "wrap", "constant": "fill", "grid-constant": "fill"}
+# Input and output dtypes SciPy's filters take (complex through real parts).
+_TYPES = frozenset("?bBhHiIlLqQfd")
+_EPS = np.finfo(np.float64).eps
+
+
+@adaptive
+def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
+              mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
+              axes: tuple[int, int] | None = None,
+              method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Multidimensional correlation in 2-D, as ``scipy.ndimage.correlate``.
+
+    Parameters
+    ----------
+    input : array_like
+        2-D, or N-D with ``axes`` naming the two axes to filter.
+    weights : array_like
+        2-D weights (complex weights are conjugated, as SciPy does).
+    output : ndarray or dtype, optional
+        Where to put the result, or its dtype (default: ``input``'s).  The
+        result is cast into it with C's rules: truncation toward zero for
+        integers.  An array may be ``input`` itself; it is returned.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap', 'grid-constant', 'grid-mirror', 'grid-wrap'}, optional
+        How ``input`` extends past its edges: half-sample symmetric
+        ('reflect', 'grid-mirror'), ``cval`` ('constant', 'grid-constant'),
+        the edge value ('nearest'), whole-sample symmetric ('mirror'), or
+        periodic ('wrap', 'grid-wrap'), repeated as far as the weights reach.
+    cval : scalar, optional
+        The value past the edges for 'constant', used as a double.
+    origin : int or (int, int), optional
+        Shifts the weights: ``-(k // 2) <= origin <= (k - 1) // 2`` for
+        weights of size ``k`` along that axis.
+    axes : (int, int), optional
+        The two axes of ``input`` to filter; the others are a batch.
+    method : {'auto', 'direct', 'fft'}, optional
+        Keyword only, cconv's own: 'direct' runs the compiled loops, 'fft'
+        multiplies FFTs of the extended input, 'auto' (the default) asks
+        cconv's cost model.  An integer or bool ``output`` is always summed
+        by the direct loops: truncation would turn an FFT's rounding error
+        into an off-by-one.
+
+    Returns
+    -------
+    output : ndarray
+        The result (``output`` itself when it was given as an array).
+
+    Raises
+    ------
+    RuntimeError, ValueError, TypeError
+        Where SciPy raises them, with SciPy's messages (an unknown mode, a
+        bad origin or output shape, an unsupported dtype, ...).
+    NotImplementedError
+        For what cconv does not do in 2-D (a RuntimeError, as SciPy's
+        refusals are): weights of another rank than 2, or other than two
+        axes; the message names the SciPy function to use.
+
+    Notes
+    -----
+    SciPy's 'reflect' and 'grid-mirror' give wrong results, different from
+    run to run, when the weights reach 4n or more samples before the start
+    of an axis of length n; cconv extends by the documented reflection
+    there too.  NaN and Inf in ``input`` propagate as in SciPy on every
+    method.  The inputs are never modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.ndimage import correlate
+    >>> correlate(np.arange(9.0).reshape(3, 3), np.ones((3, 3)) / 9, mode="nearest")
+    array([[1.33333333, 2.        , 2.66666667],
+           [3.33333333, 4.        , 4.66666667],
+           [5.33333333, 6.        , 6.66666667]])
+    """
+    return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=False)
+
+
+@adaptive
+def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
+             mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
+             axes: tuple[int, int] | None = None,
+             method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Multidimensional convolution in 2-D, as ``scipy.ndimage.convolve``.
+
+    The weights are flipped (and not conjugated) and ``origin`` becomes
+    ``-origin``, one less for an even size, as SciPy does; otherwise as
+    :func:`correlate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.ndimage import convolve
+    >>> convolve(np.eye(3), [[1, 2], [3, 4]], mode="constant")
+    array([[5., 2., 0.],
+           [3., 5., 2.],
+           [0., 3., 4.]])
+    """
+    return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=True)
+
+
+def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: Any, mode: Any, cval: Any,
+                           origin: Any, axes: Any, method: Method, convolution: bool) -> np.ndarray:
+    check_choice(method, "method", METHODS)
+    input = np.asarray(input)
+    weights = np.asarray(weights)
+    if input.dtype.kind == "c" or weights.dtype.kind == "c":
+        return _complex(input, weights, output, mode, cval, origin, axes, method, convolution)
+    axes = _check_axes(axes, input.ndim)
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(axes) < input.ndim and weights.ndim != len(axes):
+        raise RuntimeError(f"weights.ndim ({weights.ndim}) must match len(axes) ({len(axes)})")
+    rank = sum(1 for n in weights.shape if n > 0) + input.ndim - len(axes)
+    if rank != input.ndim:
+        raise RuntimeError(f"weights.ndim ({rank}) must match len(axes) ({len(axes)})")
+    origins = _normalize_sequence(origin, len(axes))
+    # The weights' axes follow the filtered axes in increasing order; each
+    # origin goes with the axis it was given for.
+    axes, origins = (list(t) for t in zip(*sorted(zip(axes, origins)))) if axes else ([], [])
+    axes = tuple(axes)
+    if convolution:
+        weights = weights[(slice(None, None, -1),) * weights.ndim]
+        origins = [-o - (0 if n & 1 else 1) for o, n in zip(origins, weights.shape)]
+    for o, n in zip(origins, weights.shape):
+        if o < -(n // 2) or o > (n - 1) // 2:
+            raise ValueError(
+                "Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
+                "(weights.shape[k]-1) // 2"
+            )
+    output = _get_output(output, input)
+    if not isinstance(mode, str) and isinstance(mode, Iterable):
+        raise RuntimeError("A sequence of modes is not supported")
+    if mode not in _RULES:
+        raise RuntimeError("boundary mode not supported")
+    # SciPy's C layer takes its arguments in order: the output array (which
+    # must be writeable), then cval as a C double, then the origins as
+    # integers; only then, filtering, does it meet the array types.
+    if not output.flags.writeable and not np.may_share_memory(input, output):
+        raise ValueError("output array is read-only.")
+    cval = _as_double(cval)
+    origins = [_as_index(o) for o in origins]
+    # SciPy checks the types element by element: an empty input takes any.
+    if input.size and (input.dtype.char not in _TYPES or output.dtype.char not in _TYPES):
+        raise RuntimeError("array type not supported")
+    if len(axes) != 2:
+        raise NotImplementedError(
+            f"cconv.ndimage filters along two axes with 2-D weights; got a {input.ndim}-D input with "
+            f"{weights.ndim}-D weights over axes {axes}: use scipy.ndimage.correlate (or correlate1d)"
+        )
+    if not output.flags.writeable:  # SciPy wrote to a temporary, then fails to copy it back
+        raise ValueError("assignment destination is read-only")
+    if output.dtype.kind in "biu":
+        # Truncation turns one ulp into an off-by-one: SciPy's doubles, summed its way.
+        result = _filter_in_order(input, weights, axes, _RULES[mode], cval, origins)
+    else:
+        result = _filter(input, weights, axes, _RULES[mode], cval, origins, method,
+                         np.float32 if input.dtype == np.float32 and output.dtype == np.float32 else np.float64)
+    _store(np.moveaxis(output, axes, (-2, -1)), result)
+    return output
+
+
+def _extended(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
+              origins: list[int], dtype: npt.DTypeLike) -> np.ndarray:
+    """``input`` with the filtered axes last, as a batch (B, H + KH - 1, W + KW - 1) extended by ``rule``.
+
+    In the calling thread's scratch space (see ``cconv._workspace``): valid
+    until its next extension.  Output ``[i, j]`` reads the window at
+    ``[i, j]`` of the result.
+    """
+    x = np.moveaxis(input, axes, (-2, -1))
+    h, w = x.shape[-2:]
+    (kh, kw), (oh, ow) = weights.shape, origins
+    # out[i] reads input[i - kh // 2 - origin + a] for taps a = 0 .. kh - 1.
+    r0, c0 = -(kh // 2) - oh, -(kw // 2) - ow
+    batch = x.size // (h * w)
+    check_memory(3 * batch * (h + kh - 1) * (w + kw - 1) * np.dtype(dtype).itemsize,
+                 f"correlate(input{input.shape}, weights{weights.shape})")
+    return extend(x.reshape(-1, h, w), (r0, r0 + h + kh - 1), (c0, c0 + w + kw - 1), rule, cval, dtype,
+                  scratch=True)
+
+
+def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
+            origins: list[int], method: Method, dtype: npt.DTypeLike) -> np.ndarray:
+    """The filtered image in ``dtype``, with the filtered axes last: (..., H, W)."""
+    shape = np.moveaxis(input, axes, (-2, -1)).shape
+    if input.size == 0:
+        return np.zeros(shape, dtype)
+    # Weights of magnitude up to DBL_EPSILON are not terms at all in SciPy.
+    skipped = np.abs(weights) <= _EPS
+    if skipped.all():  # no terms at all: zeros, even over NaN and Inf
+        return np.zeros(shape, dtype)
+    # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
+    k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)[None]
+    xe = _extended(input, weights, axes, rule, cval, origins, dtype)
+    if skipped.any():
+        with np.errstate(invalid="ignore", over="ignore"):
+            nonfinite = not np.isfinite(np.sum(xe))
+        if nonfinite:  # NaN and Inf must not meet the skipped taps: restore them without those
+            out = _engine.correlate(finite_part(xe), k, method)
+            restore(out, xe, k, reduce=False, absent_k=skipped[None])
+            return out.reshape(shape)
+    return _engine.correlate(xe, k, method).reshape(shape)
+
+
+def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
+                     origins: list[int]) -> np.ndarray:
+    """The filtered image as SciPy's doubles (float64), with the filtered axes last: (..., H, W).
+
+    Each output is SciPy's sum: from 0.0, the terms of the weights of
+    magnitude above DBL_EPSILON one after the other in C order, each
+    product and addition rounded, no fused multiply-add.
+    """
+    shape = np.moveaxis(input, axes, (-2, -1)).shape
+    present = np.abs(weights) > _EPS
+    if input.size == 0 or not present.any():  # no terms at all: zeros, even over NaN and Inf
+        return np.zeros(shape)
+    xe = _extended(input, weights, axes, rule, cval, origins, np.float64)
+    return _engine.correlate_in_order(xe, np.ascontiguousarray(weights), present).reshape(shape)
+
+
+def _store(output: np.ndarray, result: np.ndarray) -> None:
+    """``output[...] = result`` with C's casts, as SciPy's filters store doubles."""
+    dt = output.dtype
+    with np.errstate(invalid="ignore", over="ignore"):
+        if dt.kind == "b":  # npy_bool is an unsigned char
+            result = result.astype(np.uint8) != 0
+        elif dt == np.uint32:  # C converts through a 64-bit integer
+            result = result.astype(np.int64)
+        np.copyto(output, result, casting="unsafe")
+
+
+def _complex(input: np.ndarray, weights: np.ndarray, output: Any, mode: Any, cval: Any, origin: Any,
+             axes: Any, method: Method, convolution: bool) -> np.ndarray:
+    """SciPy's complex filtering: real filters of the real and imaginary parts."""
+    complex_input, complex_weights = input.dtype.kind == "c", weights.dtype.kind == "c"
+    if complex_weights and not convolution:
+        weights = weights.conj()
+    output = _get_output(output, input, complex_output=True)
+    if not complex_input and np.iscomplexobj(cval):
+        raise ValueError("Cannot provide a complex-valued cval when the input is real.")
+    if np.may_share_memory(input, output):
+        # The parts below are written one after the other into ``output``;
+        # read from a copy, so that no part sees another's result (SciPy
+        # 1.17.1 does: with output=input its imaginary part is filtered from
+        # the real part's result).
+        input = input.copy()
+
+    def part(x: np.ndarray, w: np.ndarray, out: np.ndarray | None, c: Any) -> np.ndarray:
+        return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)
+
+    # The same real filters as SciPy's, into the same arrays, so that each
+    # part is stored (and rounded) in the same dtype as SciPy's.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if complex_input and complex_weights:
+            part(input.real, weights.real, output.real, np.real(cval))
+            output.real -= part(input.imag, weights.imag, None, np.imag(cval))
+            part(input.real, weights.imag, output.imag, np.real(cval))
+            output.imag += part(input.imag, weights.real, None, np.imag(cval))
+        elif complex_input:
+            part(input.real, weights, output.real, np.real(cval))
+            part(input.imag, weights, output.imag, np.imag(cval))
+        else:
+            part(input, weights.real, output.real, cval)
+            part(input, weights.imag, output.imag, cval)
+    return output
+
+
+def _get_output(output: object, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
+    """The output array, as SciPy's ``_get_output`` makes or checks it."""
+    if output is None:
+        # by name, as SciPy: a byte-swapped input gives a native output
+        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype.name
+        return np.zeros(input.shape, dtype=dtype)
+    if isinstance(output, (type, np.dtype)):
+        if complex_output and np.dtype(output).kind != "c":
+            warnings.warn("promoting specified output dtype to complex", stacklevel=4)
+            output = np.promote_types(output, np.complex64)
+        return np.zeros(input.shape, dtype=output)
+    if isinstance(output, str):
+        dtype = np.dtype(output)
+        if complex_output and dtype.kind != "c":
+            raise RuntimeError("output must have complex dtype")
+        if not issubclass(dtype.type, np.number):
+            raise RuntimeError("output must have numeric dtype")
+        return np.zeros(input.shape, dtype=dtype)
+    output = np.asarray(output)
+    if output.shape != input.shape:
+        raise RuntimeError("output shape not correct")
+    if complex_output and output.dtype.kind != "c":
+        raise RuntimeError("output must have complex dtype")
+    return output
+
+
+def _check_axes(axes: Any, ndim: int) -> tuple[int, ...]:
+    """``axes`` checked and made non-negative, as SciPy's ``_check_axes``."""
+    if axes is None:
+        return tuple(range(ndim))
+    if np.isscalar(axes):
+        scalar: Any = axes
+        axes = (operator.index(scalar),)
+    elif isinstance(axes, Iterable):
+        axes = tuple(operator.index(ax) for ax in axes)
+        for ax in axes:
+            if ax < -ndim or ax > ndim - 1:
+                raise ValueError(f"specified axis: {ax} is out of range")
+        axes = tuple(ax % ndim if ax < 0 else ax for ax in axes)
+    else:
+        raise ValueError("axes must be an integer, iterable of integers, or None")
+    if len(set(axes)) != len(axes):
+        raise ValueError("axes must be unique")
+    return axes
+
+
+def _normalize_sequence(value: Any, rank: int) -> list[Any]:
+    """A scalar repeated ``rank`` times, or a sequence of length ``rank``."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return [value] * rank
+    values = list(value)
+    if len(values) != rank:
+        raise RuntimeError("sequence argument must have length equal to input rank")
+    return values
+
+
+def _as_double(cval: Any) -> float:
+    """``cval`` as C's ``double`` argument takes it (``PyFloat_AsDouble``).
+
+    A float, or any object with ``__float__`` (a NumPy scalar, a 0-d array)
+    or ``__index__``, converted by it; anything else (a string, None,
+    Python's complex) is a TypeError.
+    """
+    if type(cval) is float:
+        return cval
+    kind = type(cval)
+    if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise TypeError(f"must be real number, not {kind.__name__}")
+    return float(cval)
+
+
+def _as_index(origin: Any) -> int:
+    """An origin as SciPy's C layer takes it: an integer, not a bool."""
+    if isinstance(origin, (bool, np.bool_)):
+        raise TypeError("an integer is required")
+    return operator.index(origin)

@@ -1,0 +1,367 @@
+"""``scipy.signal``'s 2-D correlations on cconv's engine, behind :mod:`cconv.signal`.
+
+How a call runs: the part of ``in1`` that the requested outputs read is
+extended by the boundary rule (``cconv._boundary``) and correlated, in the
+valid sense, with ``in2`` (conjugated for correlation, flipped for
+convolution).  The sums are done as SciPy does them, in the output dtype
+``np.result_type(in1, in2)``:
+
+- float32 and float64 on the engine's direct loops or FFTs (``method``);
+- integers exactly, wrapping modulo 2**bits (uint8 200 * 2 is 144), on
+  compiled integer loops; long double in long double;
+- complex as real correlations of the real and imaginary parts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _engine
+from ._boundary import extend
+from ._threads import adaptive
+from ._validation import check_choice, check_memory
+
+__all__ = ["correlate2d", "convolve2d"]
+
+Method = Literal["auto", "direct", "fft"]
+
+METHODS = ("auto", "direct", "fft")
+_MODES = ("valid", "same", "full")
+# SciPy's boundary names, and the rule each one is.
+_BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap",
+               "symm": "symmetric", "symmetric": "symmetric", "reflect": None}
+
+
+@adaptive
+def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
+                fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
+
+    Parameters
+    ----------
+    in1 : array_like
+        First input, 2-D.
+    in2 : array_like
+        Second input, 2-D; conjugated if complex.
+    mode : {'full', 'valid', 'same'}, optional
+        The output's size: every overlap ('full', the default), only the
+        placements of ``in2`` inside ``in1`` ('valid'; if ``in2`` is the
+        larger in every dimension the inputs swap, and the result is, as
+        SciPy's, the flipped correlation of ``in2`` with ``in1``, ``in1``
+        conjugated), or ``in1``'s size, centred on the 'full' output
+        ('same': it starts at ``in2.shape // 2``).
+    boundary : {'fill', 'wrap', 'symm'}, optional
+        How ``in1`` extends past its edges: ``fillvalue`` ('fill', or
+        'pad'), periodically ('wrap', or 'circular'), or by half-sample
+        symmetric reflection ('symm', or 'symmetric'), repeated as far as
+        ``in2`` reaches.
+    fillvalue : scalar, optional
+        The value of ``in1`` beyond its edges with 'fill'; converted to the
+        output dtype as SciPy converts it.
+    method : {'auto', 'direct', 'fft'}, optional
+        Keyword only, cconv's own: 'direct' runs the compiled loops, 'fft'
+        multiplies FFTs of the extended input, 'auto' (the default) asks
+        cconv's cost model (small cases stay direct).  Applies to float and
+        complex data; integer and long double data are always summed
+        exactly by direct loops.
+
+    Returns
+    -------
+    out : ndarray
+        Of dtype ``np.result_type(in1, in2)``, summed in that dtype.
+
+    Raises
+    ------
+    ValueError
+        As SciPy raises it: inputs not 2-D, an unknown ``mode`` or
+        ``boundary``, 'valid' with neither input containing the other, a
+        ``fillvalue`` that does not convert, a dtype SciPy's correlate2d
+        does not take (bool with bool, float16, object, strings, ...); and
+        boundary 'wrap' or 'symm' on an empty axis of ``in1`` where SciPy
+        divides by zero (SIGFPE).
+    TypeError
+        As SciPy raises it: an ``in2`` of strings, bytes or times, which
+        SciPy's correlate2d fails to conjugate.
+
+    Notes
+    -----
+    Integer sums wrap exactly as SciPy's do; float results agree with
+    SciPy's to the rounding of a different summation order (exactly, on
+    integer-valued data, with the direct loops), and to machine precision
+    relative to the largest output with 'fft'.  NaN and Inf propagate as in
+    SciPy on every method, complex infinities as C's complex ``*`` makes
+    them (``(1+0j) * (inf+infj)`` is ``inf+infj``).  The inputs are never modified; the compiled
+    loops release the GIL.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.signal import correlate2d
+    >>> correlate2d(np.arange(9).reshape(3, 3), np.ones((2, 2), int), mode="valid")
+    array([[ 8, 12],
+           [20, 24]])
+    """
+    return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=False)
+
+
+@adaptive
+def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
+               fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
+
+    Parameters
+    ----------
+    in1, in2 : array_like
+        The inputs, 2-D.  'valid' swaps them if ``in2`` is the larger in
+        every dimension (convolution commutes).
+    mode, boundary, fillvalue, method
+        As for :func:`correlate2d`, except that 'same' starts at
+        ``(in2.shape - 1) // 2`` of the 'full' output, as SciPy's does (one
+        sample before :func:`correlate2d`'s for even sizes).
+
+    Returns
+    -------
+    out : ndarray
+        Of dtype ``np.result_type(in1, in2)``, summed in that dtype.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`correlate2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cconv.signal import convolve2d
+    >>> convolve2d(np.eye(3), [[1, 2], [3, 4]], mode="same")
+    array([[1., 2., 0.],
+           [3., 5., 2.],
+           [0., 3., 5.]])
+    """
+    return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=True)
+
+
+def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, boundary: str, fillvalue: object,
+                           method: Method, convolve: bool) -> np.ndarray:
+    name = "convolve2d" if convolve else "correlate2d"
+    a = np.asarray(in1)
+    k = np.asarray(in2)
+    if not a.ndim == k.ndim == 2:
+        raise ValueError(f"{name} inputs must both be 2-D arrays")
+    swapped = mode == "valid" and _swap_needed(a.shape, k.shape)
+    if swapped:
+        a, k = k, a
+    if mode not in _MODES:
+        raise ValueError("Acceptable mode flags are 'valid', 'same', or 'full'.")
+    if boundary not in _BOUNDARIES:
+        raise ValueError(
+            "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')."
+        )
+    check_choice(method, "method", METHODS)
+    if not convolve and k.dtype.kind in "SUMmV":
+        # SciPy conjugates in2 before its C code sees the types: for strings,
+        # bytes, times and void, NumPy >= 2.3 raises TypeError there, older
+        # NumPy warns (DeprecationWarning) and SciPy's C code then refuses the
+        # type (below).  The same call (the method, as SciPy makes it) gives
+        # the same outcome.
+        k[:0, :0].conj()
+    common = _common_dtype(a, k)
+    rule = _BOUNDARIES[boundary]
+    if rule is None:  # a name SciPy's Python layer accepts and its C layer refuses
+        raise ValueError("Incorrect boundary value.")
+    # SciPy's C layer converts the fill value to the common type before it
+    # looks for a loop of that type: a fill value it cannot convert speaks first.
+    fill = _fill_value(fillvalue, common) if rule == "fill" and common is not None else None
+    dtype = common if common is not None and _summable(common) else None
+    if dtype is None:
+        raise ValueError("convolve2d not available for this type.")
+    fill = np.zeros((), dtype) if fill is None else fill
+    out = _correlate(a, k, mode, rule, fill, dtype, method, convolve)
+    # Swapped inputs: convolution commutes; correlation comes out flipped.
+    return out[::-1, ::-1].copy() if swapped and not convolve else out
+
+
+def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
+    """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
+    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
+    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    if not (ok1 or ok2):
+        raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
+    return not ok1
+
+
+def _common_dtype(a: np.ndarray, k: np.ndarray) -> np.dtype | None:
+    """The one type SciPy converts both inputs to, or None where NumPy has none."""
+    try:
+        return np.result_type(a.dtype, k.dtype)
+    except TypeError:
+        return None
+
+
+def _summable(dtype: np.dtype) -> bool:
+    """Whether SciPy's correlate2d has a loop for ``dtype``: integers, float32 and wider, complex.
+
+    Not bool (with bool), float16, object, strings, times or structured types.
+    """
+    return dtype.kind in "iuc" or (dtype.kind == "f" and dtype.itemsize >= 4)
+
+
+def _fill_value(fillvalue: object, dtype: np.dtype) -> np.ndarray:
+    """``fillvalue`` in ``dtype``, converted as SciPy's C code converts it.
+
+    First directly (:func:`_from_object`); where that fails, SciPy tries
+    complex128 and casts that to ``dtype`` (a ComplexWarning for a real
+    dtype), then refuses with a ValueError; an error of that detour is
+    raised as it is.
+    """
+    try:
+        value = _from_object(fillvalue, dtype)
+    except (TypeError, ValueError, OverflowError):
+        _from_object(fillvalue, np.dtype(np.complex128)).astype(dtype)  # SciPy's detour, with its errors
+        raise ValueError(
+            "could not cast `fillvalue` directly to the output type (it was first converted to complex)."
+        ) from None
+    if value.size != 1:
+        if value.size == 0:
+            raise ValueError("`fillvalue` cannot be an empty array.")
+        raise ValueError("`fillvalue` must be scalar or an array with one element.")
+    return value.reshape(())
+
+
+def _from_object(value: object, dtype: np.dtype) -> np.ndarray:
+    """``value`` as an array of ``dtype``, as NumPy's ``PyArray_FromObject`` makes it.
+
+    An array (a 0-d one too) only by a safe cast, a TypeError otherwise;
+    any other object (a Python or NumPy scalar, a list) by value.
+    """
+    if isinstance(value, np.ndarray):
+        if not np.can_cast(value.dtype, dtype, "safe"):
+            raise TypeError(f"Cannot cast array data from {value.dtype!r} to {dtype!r} according to the rule 'safe'")
+        return value.astype(dtype)
+    return np.array(value, dtype=dtype)
+
+
+def _output_region(mode: str, n: int, k: int, convolve: bool) -> tuple[int, int]:
+    """First index and size of the requested outputs, in 'full' coordinates."""
+    if mode == "full":
+        return 0, n + k - 1
+    if mode == "same":
+        return ((k - 1) // 2 if convolve else k // 2), n
+    return k - 1, n - k + 1  # valid
+
+
+def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndarray, dtype: np.dtype,
+               method: Method, convolve: bool) -> np.ndarray:
+    (h, w), (kh, kw) = a.shape, k.shape
+    (r, oh), (c, ow) = _output_region(mode, h, kh, convolve), _output_region(mode, w, kw, convolve)
+    if oh < 0 or ow < 0:  # 'full' of two empty axes: SciPy's array allocation refuses it
+        raise ValueError("negative dimensions are not allowed")
+    # Periodic or mirrored extension of an empty axis of in1: SciPy divides by
+    # zero (SIGFPE) as soon as it has an output to compute and an index of in2
+    # to wrap along that axis (its rows first); refused here instead.
+    if rule != "fill" and oh * ow > 0 and kh > 0 and (h == 0 or (w == 0 and kw > 0)):
+        raise ValueError(
+            f"boundary {'wrap' if rule == 'wrap' else 'symm'!r} needs a non-empty in1; got shape {a.shape}"
+        )
+    if oh == 0 or ow == 0 or kh == 0 or kw == 0:
+        return np.zeros((oh, ow), dtype)  # nothing to sum: zeros of the formula's shape
+    k = k[::-1, ::-1] if convolve else np.conj(k) if k.dtype.kind == "c" else k
+    # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
+    # rows [r - kh + 1, r + oh) of in1, extended by the rule.
+    check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize * 3,
+                 f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
+    x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
+    return _correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], method)[0]
+
+
+def _correlate_typed(x: np.ndarray, k: np.ndarray, method: Method) -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]``, summed in their dtype as SciPy sums.
+
+    ``x`` and ``k`` are C-contiguous, of one dtype: float32/64 on the
+    engine's direct loops or FFTs (``method``), integers and long double
+    exactly, complex as real correlations of the parts.
+    """
+    dtype = x.dtype
+    if dtype.kind in "iu" or dtype == np.longdouble:
+        return _engine.correlate_exact(x, k)
+    if dtype.kind == "f":
+        return _engine.correlate(x, k, method)
+    # complex: (xr + i xi)(kr + i ki) = xr kr - xi ki + i (xr ki + xi kr)
+    real = np.empty(0, dtype).real.dtype
+    xr, xi = (np.ascontiguousarray(p, dtype=real) for p in (x.real, x.imag))
+    kr, ki = (np.ascontiguousarray(p, dtype=real) for p in (k.real, k.imag))
+    parts = {}
+    for name, (p, q) in {"rr": (xr, kr), "ii": (xi, ki), "ri": (xr, ki), "ir": (xi, kr)}.items():
+        parts[name] = _correlate_typed(p, q, method)
+    out = np.empty(parts["rr"].shape, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out.real = parts["rr"] - parts["ii"]
+        out.imag = parts["ri"] + parts["ir"]
+    _complex_nonfinite(out, x, k)
+    return out
+
+
+def _complex_nonfinite(out: np.ndarray, x: np.ndarray, k: np.ndarray) -> None:
+    """The outputs that have a NaN or infinite term, as SciPy's C sums make them.
+
+    SciPy multiplies complex values with C's ``*``, whose infinities follow
+    C99 Annex G: ``(1+0j) * (inf+infj)`` is ``inf+infj``, not the ``nan+nanj``
+    of the parts' products.  A product with a NaN or infinite operand has
+    both parts NaN or infinite, so such an output is the sum of its terms'
+    products, each made as C makes it (finite terms cannot change it).
+    """
+    bad_x, bad_k = ~np.isfinite(x), ~np.isfinite(k)
+    if not (bad_x.any() or bad_k.any()):
+        return
+    (kh, kw) = k.shape[1:]
+    for n in range(out.shape[0]):
+        xn, kn = x[n if x.shape[0] > 1 else 0], k[n if k.shape[0] > 1 else 0]
+        if bad_k[n if k.shape[0] > 1 else 0].any():
+            rows, cols = np.indices(out.shape[1:]).reshape(2, -1)
+        else:  # the windows holding a non-finite sample of x
+            c = np.pad(bad_x[n if x.shape[0] > 1 else 0].astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+            count = c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]
+            rows, cols = np.nonzero(count)
+        windows = np.lib.stride_tricks.sliding_window_view(xn, (kh, kw))
+        step = max(1, (1 << 20) // (kh * kw))
+        for i in range(0, rows.size, step):
+            r, c = rows[i : i + step], cols[i : i + step]
+            re, im = _c_multiply(windows[r, c], kn)
+            with np.errstate(invalid="ignore", over="ignore"):
+                out.real[n, r, c] = re.sum(axis=(1, 2))
+                out.imag[n, r, c] = im.sum(axis=(1, 2))
+
+
+def _c_multiply(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of ``z * w`` as C99 Annex G multiplies (libgcc's __muldc3)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        a, b = np.broadcast_arrays(z.real, z.imag)
+        c, d = np.broadcast_to(w.real, a.shape), np.broadcast_to(w.imag, a.shape)
+        ac, bd, ad, bc = a * c, b * d, a * d, b * c
+        x, y = ac - bd, ad + bc
+        both = np.isnan(x) & np.isnan(y)
+        if not both.any():
+            return x, y
+        a, b, c, d = (v[both] for v in (a, b, c, d))
+        one, zero = a.dtype.type(1), a.dtype.type(0)
+        z_inf = np.isinf(a) | np.isinf(b)
+        a = np.where(z_inf, np.copysign(np.where(np.isinf(a), one, zero), a), a)
+        b = np.where(z_inf, np.copysign(np.where(np.isinf(b), one, zero), b), b)
+        c = np.where(z_inf & np.isnan(c), np.copysign(zero, c), c)
+        d = np.where(z_inf & np.isnan(d), np.copysign(zero, d), d)
+        w_inf = np.isinf(c) | np.isinf(d)
+        c = np.where(w_inf, np.copysign(np.where(np.isinf(c), one, zero), c), c)
+        d = np.where(w_inf, np.copysign(np.where(np.isinf(d), one, zero), d), d)
+        a = np.where(w_inf & np.isnan(a), np.copysign(zero, a), a)
+        b = np.where(w_inf & np.isnan(b), np.copysign(zero, b), b)
+        overflow = ~(z_inf | w_inf) & (np.isinf(ac[both]) | np.isinf(bd[both]) | np.isinf(ad[both])
+                                       | np.isinf(bc[both]))
+        a, b, c, d = (np.where(overflow & np.isnan(v), np.copysign(zero, v), v) for v in (a, b, c, d))
+        recalc = z_inf | w_inf | overflow
+        inf = a.dtype.type(np.inf)
+        x[both] = np.where(recalc, inf * (a * c - b * d), x[both])
+        y[both] = np.where(recalc, inf * (a * d + b * c), y[both])
+    return x, y
