@@ -1,6 +1,8 @@
 """The 3-D layer, ``conv_forward`` and ``conv_backward``: (N, H, W) images
 correlated with (KH, KW) or (K, KH, KW) filters.  Validation, dtype
-promotion, memory check, then the correlation engine (``cconv._engine``).
+promotion, the engine's plan of the call and the memory check it implies,
+then the correlation engine (``cconv._engine``) or its FFT route
+(``cconv._fft``).
 """
 
 from __future__ import annotations
@@ -8,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from . import _engine
+from . import _engine, _fft
 from ._engine import Method
-from ._nonfinite import restore
-from ._threads import adaptive
 from ._validation import (
     as_batch,
     as_kernel_array,
@@ -22,7 +22,7 @@ from ._validation import (
     copy_bytes,
 )
 
-__all__ = ["ConvCache", "conv_forward", "conv_backward"]
+__all__ = ["ConvCache", "conv_forward", "conv_backward", "forward", "backward"]
 
 
 class ConvCache:
@@ -71,6 +71,13 @@ class ConvCache:
         """How the forward pass was computed: 'direct' or 'fft'."""
         return self._method
 
+    def spectra_in(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+        """The spectra of x and w an FFT forward pass kept, if they have ``dtype``'s precision."""
+        spectra = self._spectra
+        if spectra is None or spectra[0].dtype != np.result_type(dtype, np.complex64):
+            return None  # none kept, or float32 ones for a float64 backward pass
+        return spectra
+
     def __repr__(self) -> str:
         return (
             f"<cconv.ConvCache x{self._x.shape} w{self._w.shape} {self._x.dtype} "
@@ -78,7 +85,6 @@ class ConvCache:
         )
 
 
-@adaptive
 def conv_forward(
     x: npt.ArrayLike, w: npt.ArrayLike, *, method: Method = "auto"
 ) -> tuple[npt.NDArray[np.floating], ConvCache]:
@@ -158,22 +164,21 @@ def conv_forward(
     check_batch_pair(x, w, ("x", "w"))
     dtype = compute_dtype((x, "x"), (w, "w"))
     w3 = as_batch(w)
-    shapes = (x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], dtype.itemsize)
-    method = _engine.choose_method(method, *shapes, backward=False)
-    check_memory(
-        copy_bytes(x, dtype) + copy_bytes(w3, dtype)
-        + _engine.workspace_bytes(method, *shapes, backward=False),
-        f"conv_forward(x{x.shape}, w{w.shape}, method={method!r})",
-    )
-    xk = as_kernel_array(x, dtype)
-    wk = as_kernel_array(w3, dtype)
-    if method == "direct":
-        return _engine.correlate_direct(xk, wk, reduce=False), ConvCache(xk, wk, w.ndim, method)
-    out, spectra, nonfinite = _engine.correlate_fft(xk, wk)
-    return out, ConvCache(xk, wk, w.ndim, method, spectra, nonfinite)
+    plan = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], dtype.itemsize)
+    check_memory(copy_bytes(x, dtype) + copy_bytes(w3, dtype) + plan.workspace,
+                 f"conv_forward(x{x.shape}, w{w.shape}, method={plan.method!r})")
+    return forward(as_kernel_array(x, dtype), as_kernel_array(w3, dtype), w.ndim, plan)
 
 
-@adaptive
+def forward(x: np.ndarray, w: np.ndarray, w_ndim: int, plan: _engine.Plan) -> tuple[np.ndarray, ConvCache]:
+    """The forward pass of checked operands, as ``plan`` says: ``x`` (Nx, H, W) and
+    ``w`` (Nw, KH, KW) C-contiguous, of one float dtype; ``w_ndim`` as the caller gave ``w``."""
+    if plan.method == "direct":
+        return _engine.correlate_direct(x, w, False, plan.threads), ConvCache(x, w, w_ndim, plan.method)
+    out, spectra, nonfinite = _fft.correlate(x, w, plan.threads)
+    return out, ConvCache(x, w, w_ndim, plan.method, spectra, nonfinite)
+
+
 def conv_backward(
     dout: npt.ArrayLike, cache: ConvCache, *, method: Method = "auto"
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
@@ -240,56 +245,27 @@ def conv_backward(
         )
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     (nx, ih, iw), (nw, kh, kw) = cache.x.shape, cache.w.shape
-    spectra = cache._spectra
-    if spectra is not None and spectra[0].dtype != np.result_type(dtype, np.complex64):
-        spectra = None  # computed in float32; this backward pass runs in float64
-    shapes = (nx, nw, (ih, iw), (kh, kw), dtype.itemsize)
-    method = _engine.choose_method(method, *shapes, backward=True, cached=spectra is not None)
+    spectra = cache.spectra_in(dtype)
+    plan = _engine.plan(method, nx, nw, (ih, iw), (kh, kw), dtype.itemsize, backward=True,
+                        cached=spectra is not None)
     check_memory(
-        copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
-        + _engine.workspace_bytes(method, *shapes, backward=True, cached=spectra is not None),
-        f"conv_backward(dout{dout.shape}, cache of x{cache.x.shape}, method={method!r})",
+        copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype) + plan.workspace,
+        f"conv_backward(dout{dout.shape}, cache of x{cache.x.shape}, method={plan.method!r})",
     )
-    x = as_kernel_array(cache.x, dtype)
-    w = as_kernel_array(cache.w, dtype)
-    dout = as_kernel_array(dout, dtype)
-    if method == "direct":
-        dx, dw = _engine.backward_direct(x, w, dout)
-    else:
-        dx, dw = _backward_fft(dout, x, w, spectra, cache._nonfinite)
+    dx, dw = backward(as_kernel_array(dout, dtype), cache, dtype, spectra, plan)
     if cache._w_ndim == 2:
         dw = dw[0]
     return dx, dw
 
 
-def _backward_fft(dout: np.ndarray, x: np.ndarray, w: np.ndarray, spectra: tuple[np.ndarray, np.ndarray] | None,
-                  nonfinite: bool) -> tuple[np.ndarray, np.ndarray]:
-    """dx and dw from one transform of dout and the forward pass's spectra.
+def backward(dout: np.ndarray, cache: ConvCache, dtype: np.dtype, spectra: tuple[np.ndarray, np.ndarray] | None,
+             plan: _engine.Plan) -> tuple[np.ndarray, np.ndarray]:
+    """dx (Nx, H, W) and dw (Nw, KH, KW) of a checked ``dout``, in ``dtype``, as ``plan`` says.
 
-    ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:
-    take them here); ``nonfinite``: whether ``x`` or ``w`` held NaN or Inf.
+    ``spectra``: the cache's spectra where they are in ``dtype``'s precision, else None.
     """
-    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
-    npairs = dout.shape[0]
-    shape = _engine.fft_shape(ih, iw)
-    # The spectra taken here are needed for this call only: scratch space.
-    if spectra is None:
-        (spec_x, bad_x), (spec_w, bad_w), (spec_d, bad_d) = _engine.finite_spectra([x, w, dout], shape, "scratch")
-        nonfinite = bad_x or bad_w
-    else:
-        spec_x, spec_w = spectra
-        ((spec_d, bad_d),) = _engine.finite_spectra([dout], shape, "scratch")
-    reduce_dx, reduce_dw = nx == 1 and npairs != 1, nw == 1 and npairs != 1
-    # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
-    dx, dw = _engine.correlate_spectra(
-        [_engine.Product(spec_d, spec_w, False, (ih, iw), reduce_dx),
-         _engine.Product(spec_x, spec_d, True, (kh, kw), reduce_dw)],
-        shape,
-    )
-    dx, dw = dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
-    if nonfinite or bad_d:
-        # dx is the valid correlation of dout, padded by the filter size - 1,
-        # with the flipped filter; dw that of x with dout.
-        restore(dx, dout, w[:, ::-1, ::-1], reduce=reduce_dx, pad=(kh - 1, kh - 1, kw - 1, kw - 1))
-        restore(dw, x, dout, reduce=reduce_dw)
-    return dx, dw
+    x = as_kernel_array(cache.x, dtype)
+    w = as_kernel_array(cache.w, dtype)
+    if plan.method == "direct":
+        return _engine.backward_direct(x, w, dout, plan.threads)
+    return _fft.backward(dout, x, w, spectra, cache._nonfinite, plan.threads)

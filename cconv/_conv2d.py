@@ -24,11 +24,11 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from . import _layer_plan
-from ._conv import ConvCache, conv_backward, conv_forward
+from . import _conv, _engine, _layer_plan
+from ._conv import ConvCache
 from ._engine import Method
 from ._nonfinite import finite_part, restore
-from ._threads import adaptive, get_num_threads
+from ._threads import for_work
 from ._validation import (
     as_kernel_array,
     as_real_array,
@@ -203,7 +203,6 @@ def _check_arrays(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
             )
 
 
-@adaptive
 def conv2d_forward(
     x: npt.ArrayLike,
     w: npt.ArrayLike,
@@ -307,16 +306,12 @@ def conv2d_forward(
     operands = [(x, "x"), (w, "w")] + ([] if b is None else [(b, "b")])
     dtype = compute_dtype(*operands)
     route = _route(check_choice(method, "method", METHODS), layer)
-    s = layer.shape
     if route == "direct":
-        extra = _layer_plan.workspace_bytes(layer, dtype.itemsize, False) // dtype.itemsize
-    else:  # the padded copy of x; the 3-D layer checks its own needs after
-        (pt, pb), (pl, pr) = layer.pad
-        extra = s.n * (s.ih + pt + pb) * (s.iw + pl + pr)
-    check_memory(
-        copy_bytes(x, dtype) + copy_bytes(w, dtype) + (math.prod(layer.out_shape) + extra) * dtype.itemsize,
-        f"conv2d_forward(x{x.shape}, w{w.shape})",
-    )
+        extra = math.prod(layer.out_shape) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, False)
+    else:  # the padded copy of x, and what the 3-D layer's pass allocates
+        single = _single_plan(layer, "fft" if method == "fft" else "auto", dtype, backward=False)
+        extra = _padded_size(layer) * dtype.itemsize + single.workspace
+    check_memory(copy_bytes(x, dtype) + copy_bytes(w, dtype) + extra, f"conv2d_forward(x{x.shape}, w{w.shape})")
     if x.size == 0 or w.size == 0 or math.prod(layer.out_shape) == 0:
         # No products to take (no channels, images or filters): only the bias.
         out = np.zeros(layer.out_shape, dtype)
@@ -325,9 +320,31 @@ def conv2d_forward(
                 out += as_kernel_array(b, dtype).reshape(-1, 1, 1)
         cache = Conv2dCache(as_kernel_array(x, dtype), as_kernel_array(w, dtype), b is not None, layer, "direct")
         return out, cache
-    if route == "single":  # method is 'auto' or 'fft'
-        return _forward_single(x, w, b, layer, "fft" if method == "fft" else "auto", dtype)
+    if route == "single":
+        return _forward_single(x, w, b, layer, single, dtype)
     return _forward_direct(x, w, b, layer, dtype)
+
+
+def _padded_size(layer: Layer) -> int:
+    """Elements of the zero-padded (N, H + pads, W + pads) input of the single-channel route."""
+    s = layer.shape
+    (pt, pb), (pl, pr) = layer.pad
+    return s.n * (s.ih + pt + pb) * (s.iw + pl + pr)
+
+
+def _single_plan(layer: Layer, method: Method, dtype: np.dtype, backward: bool,
+                 cached: bool = False) -> _engine.Plan:
+    """The 3-D engine's plan of a single-channel layer: N padded images, F filters."""
+    s = layer.shape
+    (pt, pb), (pl, pr) = layer.pad
+    return _engine.plan(method, s.n, s.f, (s.ih + pt + pb, s.iw + pl + pr), (s.kh, s.kw), dtype.itemsize,
+                        backward, cached)
+
+
+def _flops(layer: Layer) -> int:
+    """Multiply-adds of the layer's forward pass."""
+    s = layer.shape
+    return math.prod(layer.out_shape) * s.cg * s.kh * s.kw
 
 
 def _route(method: str, layer: Layer) -> Literal["single", "direct"]:
@@ -351,18 +368,18 @@ def _forward_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: L
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w, dtype)
     bk = None if b is None else as_kernel_array(b, dtype)
-    out = _layer_plan.forward(xk, wk, bk, layer, get_num_threads())
+    out = _layer_plan.forward(xk, wk, bk, layer, for_work(_flops(layer)))
     return out, Conv2dCache(xk, wk, b is not None, layer, "direct")
 
 
-def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, method: Method,
+def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, plan: _engine.Plan,
                     dtype: np.dtype) -> tuple[np.ndarray, Conv2dCache]:
-    """A single-channel layer by the 3-D layer: (N or F) valid correlations."""
+    """A single-channel layer by the 3-D layer's engine: (N or F) valid correlations."""
     (pt, pb), (pl, pr) = layer.pad
-    x3 = x[:, 0].astype(dtype, copy=False)
+    x3 = as_kernel_array(x[:, 0], dtype)
     if pt or pb or pl or pr:
         x3 = np.pad(x3, ((0, 0), (pt, pb), (pl, pr)))
-    out3, inner = conv_forward(x3, w[:, 0].astype(dtype, copy=False), method=method)
+    out3, inner = _conv.forward(x3, as_kernel_array(w[:, 0], dtype), 3, plan)
     out = out3.reshape(layer.out_shape)  # (N, 1, ...) or (1, F, ...): the same data
     if b is not None:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -371,7 +388,6 @@ def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: L
     return out, Conv2dCache(xk, wk, b is not None, layer, inner.method, inner)
 
 
-@adaptive
 def conv2d_backward(
     dout: npt.ArrayLike, cache: Conv2dCache, *, method: Conv2dMethod = "auto"
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating] | None]:
@@ -465,17 +481,24 @@ def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
         (pt, pb), (pl, pr) = layer.pad
         x3 = np.pad(cache.x[:, 0], ((0, 0), (pt, pb), (pl, pr)))
         inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
-    dout3 = dout.reshape(inner.out_shape)
-    dx3, dw3 = conv_backward(dout3, inner, method=method)
-    if not np.isfinite(inner.w).all():
-        dx3 = _dx_nonfinite_filter(dout3, inner, method)
+    spectra = inner.spectra_in(dtype)
+    plan = _single_plan(layer, method, dtype, backward=True, cached=spectra is not None)
+    check_memory(copy_bytes(dout, dtype) + _padded_size(layer) * dtype.itemsize + plan.workspace,
+                 f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})")
+    dout3 = as_kernel_array(dout.reshape(inner.out_shape), dtype)
+    if np.isfinite(inner.w).all():
+        dx3, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
+    else:
+        dx3, dw3 = _backward_nonfinite_filter(dout3, inner, dtype, spectra, plan)
     (pt, _), (pl, _) = layer.pad
     dx = np.ascontiguousarray(dx3[:, pt : pt + s.ih, pl : pl + s.iw]).reshape(s.n, s.c, s.ih, s.iw)
     return dx, dw3.reshape(s.f, s.cg, s.kh, s.kw)
 
 
-def _dx_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, method: Method) -> np.ndarray:
-    """The 3-D layer's dx for a filter holding NaN or Inf, as PyTorch has it.
+def _backward_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, dtype: np.dtype,
+                               spectra: tuple[np.ndarray, np.ndarray] | None,
+                               plan: _engine.Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The 3-D layer's dx and dw for a filter holding NaN or Inf, dx as PyTorch has it.
 
     The 3-D layer's dx is the full correlation of ``dout`` with the
     flipped filter, which multiplies the filter by zeros beyond ``dout``'s
@@ -483,14 +506,14 @@ def _dx_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, method: Method) ->
     no terms there: dx is computed from the filter's finite part, then its
     NaN and infinities restored from the terms inside ``dout`` alone.
     """
+    _, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
     w = inner.w
     finite = ConvCache(inner.x, finite_part(w), 3, inner.method)
-    dx3, _ = conv_backward(dout3, finite, method=method)
-    dout3 = np.asarray(dout3, dtype=dx3.dtype)
+    dx3, _ = _conv.backward(dout3, finite, dtype, None, plan)
     kh, kw = w.shape[1:]
     reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
     restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(kh - 1, kh - 1, kw - 1, kw - 1), pad_zeros=False)
-    return dx3
+    return dx3, dw3
 
 
 def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -506,4 +529,4 @@ def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> t
     dout = as_kernel_array(dout, dtype)
     if x.size == 0 or w.size == 0 or dout.size == 0:
         return np.zeros((s.n, s.c, s.ih, s.iw), dtype), np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
-    return _layer_plan.backward(x, w, dout, layer, get_num_threads())
+    return _layer_plan.backward(x, w, dout, layer, for_work(3 * _flops(layer)))

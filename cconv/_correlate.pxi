@@ -122,13 +122,13 @@ cdef inline void _wide_rows(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs
 
 
 def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
-                   real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows):
+                   real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows, int threads):
     """``out[t] = sum over pairs n of task t of correlate2d(x[n], k[n], 'valid')``.
 
     Parallel over blocks of ``rows`` rows of ``out`` (each written by one
     iteration), on a dynamic schedule: a thread that the system delays
-    leaves its blocks to the others.  Every output is the same sum in the
-    same order whatever the thread count.
+    leaves its blocks to the others, on ``threads`` threads.  Every output
+    is the same sum in the same order whatever the thread count.
     """
     cdef Py_ssize_t T = out.shape[0], oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t kh = k.shape[1], kw = k.shape[2], xs = x.shape[2]
@@ -139,7 +139,7 @@ def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
     cdef Py_ssize_t item, t, i, n0
     if T == 0 or oh == 0 or ow == 0:
         return
-    for item in prange(T * blocks, nogil=True, schedule="dynamic"):
+    for item in prange(T * blocks, nogil=True, schedule="dynamic", num_threads=threads):
         t = item // blocks
         i = (item - t * blocks) * rows
         n0 = t * npairs // T
@@ -231,14 +231,14 @@ cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,
 
 
 def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
-                     real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows):
+                     real[:, :, ::1] out, Py_ssize_t npairs, Py_ssize_t rows, int threads):
     """Same result as ``correlate_wide``, for outputs small next to ``k``.
 
     Each output element is one long dot product of ``k[n]`` with a window of
     ``x[n]``; up to four neighbouring elements of a row are computed together.
-    Parallel over blocks of ``rows`` rows of ``out``: a block computes all of
-    its rows pair by pair, so each pair's images are read from memory once
-    per block, then reused from cache.
+    Parallel over blocks of ``rows`` rows of ``out``, on ``threads``
+    threads: a block computes all of its rows pair by pair, so each pair's
+    images are read from memory once per block, then reused from cache.
     """
     cdef Py_ssize_t T = out.shape[0], oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t kh = k.shape[1], kw = k.shape[2], xs = x.shape[2]
@@ -251,7 +251,7 @@ def correlate_narrow(const real[:, :, ::1] x, const real[:, :, ::1] k,
     cdef const real* kp
     if T == 0 or oh == 0 or ow == 0:
         return
-    for r in prange(T * blocks, nogil=True, schedule="static"):
+    for r in prange(T * blocks, nogil=True, schedule="static", num_threads=threads):
         t = r // blocks
         i0 = (r - t * blocks) * rows
         i1 = i0 + rows if i0 + rows < oh else oh
@@ -537,7 +537,8 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     zero-bordered copy of the item's ``dout`` rows (in the thread's row of
     ``scratch``: (rows + kh - 1) * (ow + 2 * (kw - 1)) elements, then kw * ow
     more for dw's row sums) with the flipped filter; dw the products of
-    those ``dout`` rows with shifted rows of ``x``.  The items and their partial sums do not depend
+    those ``dout`` rows with shifted rows of ``x``.  Runs on as many threads
+    as ``scratch`` has rows.  The items and their partial sums do not depend
     on the thread count, so neither do the results.
     """
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2]
@@ -555,7 +556,8 @@ def backward_fused(const real[:, :, ::1] x, const real[:, :, ::1] wflip, const r
     cdef real* S
     if N == 0 or H == 0 or W == 0:
         return
-    for item in prange(N * blocks, nogil=True, schedule="dynamic", chunksize=run):
+    for item in prange(N * blocks, nogil=True, schedule="dynamic", chunksize=run,
+                       num_threads=scratch.shape[0]):
         n = item // blocks
         p0 = (item - n * blocks) * rows
         p1 = p0 + rows if p0 + rows < H else H

@@ -7,10 +7,10 @@ _Real = np.float32 | np.float64
 
 def build_info() -> tuple[str, str]: ...
 def correlate_wide(
-    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int, threads: int
 ) -> None: ...
 def correlate_narrow(
-    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int
+    x: npt.NDArray[_Real], k: npt.NDArray[_Real], out: npt.NDArray[_Real], npairs: int, rows: int, threads: int
 ) -> None: ...
 def backward_fused(
     x: npt.NDArray[_Real],

@@ -1,47 +1,45 @@
 """The correlation engine: a valid correlation over a batch of pairs, by
-the direct loops or by FFTs, and the cost model that chooses between them.
+the direct loops or by FFTs, planned once per call.
 
 Every pass of the layer (forward, dx, dw) is a valid cross-correlation of
 "images" with "kernels" over a batch of pairs, optionally summed over the
-pairs (the gradient of a broadcast operand).  This module turns that one
-operation into calls of the compiled direct loops (``cconv._correlate``, in
-the build ``cconv._build`` chose), with their task split and loop order, or
-into FFTs (``scipy.fft``), and estimates which is faster.
+pairs (the gradient of a broadcast operand).  For each call, :func:`plan`
+decides once, from the shapes: the method (the cost model of
+``method='auto'``), the thread count of every loop and transform
+(``cconv._threads.for_work``), and the workspace the call allocates, which
+the public function's memory check reads.  This module then runs the pass
+on the compiled direct loops (``cconv._correlate``, in the build
+``cconv._build`` chose), with their task split and loop order, or on the
+FFT route (``cconv._fft``); and the sums that must round as SciPy's, on
+``cconv._exact``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.fft
 
 from . import _fft
 from ._build import correlate_module as _loops
 from ._build import exact_module
-from ._fft import Product
-from ._nonfinite import any_nonfinite, finite_part, restore
-from ._threads import get_num_threads
+from ._threads import for_work
 
 __all__ = [
     "METHODS",
+    "Method",
+    "Plan",
+    "plan",
     "pair_count",
     "sum_pairs",
     "correlate_direct",
     "backward_direct",
-    "fft_shape",
-    "spectrum",
-    "finite_spectra",
-    "Product",
-    "correlate_spectra",
-    "correlate_fft",
     "correlate",
     "correlate_exact",
     "correlate_in_order",
     "choose_method",
-    "workspace_bytes",
 ]
 
 METHODS = ("auto", "direct", "fft")
@@ -54,7 +52,47 @@ def pair_count(n1: int, n2: int) -> int:
     return n2 if n1 == 1 else n1
 
 
-def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
+@dataclass(frozen=True)
+class Plan:
+    """How one pass runs, decided once from the validated shapes.
+
+    Attributes
+    ----------
+    method : {'direct', 'fft'}
+        The route: the compiled direct loops, or the FFTs.
+    threads : int
+        The thread count of every loop and transform of the pass.
+    workspace : int
+        Upper estimate of the bytes the pass allocates, results included,
+        copies of the inputs not (the public function adds those).
+    """
+
+    method: Literal["direct", "fft"]
+    threads: int
+    workspace: int
+
+
+def plan(method: Method, nx: int, nw: int, image_size: tuple[int, int], filter_size: tuple[int, int],
+         itemsize: int, backward: bool = False, cached: bool = False) -> Plan:
+    """The :class:`Plan` of one pass: ``nx`` images of ``image_size`` with ``nw`` filters.
+
+    ``method`` is resolved by the cost model (:func:`choose_method`);
+    ``backward`` plans the dx and dw pass, ``cached`` one whose x and w
+    spectra an FFT forward pass left (see :func:`choose_method`).
+    """
+    chosen = choose_method(method, nx, nw, image_size, filter_size, itemsize, backward, cached)
+    npairs = pair_count(nx, nw)
+    (ih, iw), (kh, kw) = image_size, filter_size
+    if chosen == "direct":
+        work: float = npairs * ih * iw * kh * kw * (2 if backward else 1)
+    else:
+        p, q = _fft.fft_shape(ih, iw)
+        work = (nx + nw + 3 * npairs) * p * q * math.log2(max(p * q, 2))
+    return Plan(chosen, for_work(work), workspace_bytes(chosen, nx, nw, image_size, filter_size, itemsize,
+                                                          backward, cached))
+
+
+def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool, threads: int) -> np.ndarray:
     """Valid correlation of ``x[n]`` with ``k[n]`` by the compiled loops.
 
     Parameters
@@ -64,6 +102,8 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
         leading sizes that broadcast, and KH <= IH, KW <= IW.
     reduce : bool
         Sum over the pairs: the result has leading size 1.
+    threads : int
+        The loops' thread count.
 
     Returns
     -------
@@ -81,13 +121,13 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
     out = np.empty((tasks, oh, ow), dtype=x.dtype)
     if oh * ow >= k.shape[1] * k.shape[2]:
         # Strips of output columns, accumulated tap by tap in blocks of rows.
-        _loops.correlate_wide(x, k, out, npairs, ROWS_PER_ITEM)
+        _loops.correlate_wide(x, k, out, npairs, ROWS_PER_ITEM, threads)
     else:
         # Long dot products (small outputs of large kernels): each item
         # computes a block of output rows over its pairs, reading every
         # pair's images once; whole outputs per item when there are enough
         # tasks to share out, else single rows.
-        _loops.correlate_narrow(x, k, out, npairs, oh if tasks >= REDUCE_TASKS else 1)
+        _loops.correlate_narrow(x, k, out, npairs, oh if tasks >= REDUCE_TASKS else 1, threads)
     return sum_pairs(out) if reduce and tasks > 1 else out
 
 
@@ -98,11 +138,11 @@ ROWS_PER_ITEM = 8
 REDUCE_TASKS = 8
 
 
-def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw of ``out[n] = correlate2d(x[n], w[n], 'valid')`` by the compiled loops.
 
     ``x`` (Nx, H, W), ``w`` (Nw, KH, KW), ``dout`` (npairs, OH, OW), one
-    floating dtype, C-contiguous.  dx is the full correlation of ``dout``
+    floating dtype, C-contiguous; on ``threads`` threads.  dx is the full correlation of ``dout``
     with the flipped filter, summed over the pairs where ``x`` is
     broadcast; dw the valid correlation of ``x`` with ``dout``, summed
     where ``w`` is.  When every pair has its own image (Nx = npairs), one
@@ -115,15 +155,15 @@ def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray) -> tuple[np.
         # dx: a valid correlation of dout zero-padded by the filter size - 1.
         padded = np.zeros((npairs, ih + kh - 1, iw + kw - 1), dtype=dout.dtype)
         padded[:, kh - 1 : ih, kw - 1 : iw] = dout
-        dx = correlate_direct(padded, flipped, reduce=nx == 1 and npairs != 1)
-        dw = correlate_direct(x, dout, reduce=nw == 1 and npairs != 1)
+        dx = correlate_direct(padded, flipped, nx == 1 and npairs != 1, threads)
+        dw = correlate_direct(x, dout, nw == 1 and npairs != 1, threads)
         return dx, dw
     rows = FUSED_ROWS
     blocks = -(-ih // rows)
     dx = np.empty_like(x)
     partial = np.zeros((npairs * blocks, kh, kw))
     ow = dout.shape[2]
-    scratch = np.empty((get_num_threads(), (rows + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow), dx.dtype)
+    scratch = np.empty((threads, (rows + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow), dx.dtype)
     _loops.backward_fused(x, flipped, dout, dx, partial, scratch, rows)
     with np.errstate(invalid="ignore", over="ignore"):  # where +Inf meets -Inf: NaN, no warning
         if nw == 1:
@@ -143,78 +183,15 @@ def sum_pairs(a: np.ndarray) -> np.ndarray:
         return a.sum(axis=0, keepdims=True)
 
 
-def fft_shape(ih: int, iw: int) -> tuple[int, int]:
-    """Transform size for images of ih x iw: no padding beyond a fast length.
+def correlate(x: np.ndarray, k: np.ndarray, plan: Plan) -> np.ndarray:
+    """Valid correlation of ``x[n]`` with ``k[n]`` (float32 or float64), as ``plan`` says.
 
-    A valid correlation never reads the circular wrap-around, and the full
-    correlation of the dx pass wraps only into zeros, so the image's own size
-    is enough.
+    ``x`` and ``k`` as for :func:`correlate_direct`.  NaN and Inf stay
+    where a direct sum puts them on every method.
     """
-    return (scipy.fft.next_fast_len(ih, real=True), scipy.fft.next_fast_len(iw, real=True))
-
-
-def spectrum(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Real 2-D FFT of every (H, W) slice of ``a``, zero-padded to ``shape``."""
-    return _fft.rfft2([a], shape)[0]
-
-
-def finite_spectra(arrays: Sequence[np.ndarray], shape: tuple[int, int],
-                   memory: _fft.Memory = "new") -> list[tuple[np.ndarray, bool]]:
-    """The spectrum of each array's finite part, and whether the array held NaN or Inf.
-
-    The arrays are transformed together (their 1-D transforms shared out
-    over the threads at once), into ``memory`` (see ``cconv._fft.rfft2``).
-    On finite data this is :func:`spectrum` plus a look at the DC terms;
-    otherwise the transform is taken again with the non-finite values zeroed
-    (see ``cconv._nonfinite``).
-    """
-    specs = _fft.rfft2(arrays, shape, memory)
-    result = []
-    for a, spec in zip(arrays, specs):
-        bad = any_nonfinite(spec)
-        result.append((spectrum(finite_part(a), shape) if bad else spec, bad))
-    return result
-
-
-def correlate_spectra(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarray]:
-    """Inverse FFT of each product ``a * b`` (``a * conj(b)`` with ``conj``), cropped.
-
-    With ``conj`` a product gives the circular correlation of the two
-    operands, otherwise their circular convolution.  ``reduce`` sums over
-    the pairs in frequency space first, so only one inverse transform is
-    made.  The products are inverted together.
-    """
-    return _fft.irfft2(products, shape)
-
-
-def correlate_fft(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], bool]:
-    """Valid correlation of ``x[n]`` with ``k[n]`` by FFTs, NaN and Inf kept local.
-
-    Returns the result (npairs, IH - KH + 1, IW - KW + 1), the spectra of
-    the operands' finite parts (for a backward pass to reuse) and whether
-    either operand held NaN or Inf.
-    """
-    shape = fft_shape(*x.shape[1:])
-    # Kept buffers: the spectra live in the ConvCache, which cconv alone reads.
-    (spec_x, bad_x), (spec_k, bad_k) = finite_spectra([x, k], shape, "kept")
-    (ih, iw), (kh, kw) = x.shape[1:], k.shape[1:]
-    (out,) = correlate_spectra([Product(spec_x, spec_k, True, (ih - kh + 1, iw - kw + 1), False)], shape)
-    if bad_x or bad_k:
-        restore(out, x, k, reduce=False)
-    return out, (spec_x, spec_k), bad_x or bad_k
-
-
-def correlate(x: np.ndarray, k: np.ndarray, method: Method = "auto") -> np.ndarray:
-    """Valid correlation of ``x[n]`` with ``k[n]`` (float32 or float64), by ``method``.
-
-    ``x`` and ``k`` as for :func:`correlate_direct`; 'auto' asks the cost
-    model.  NaN and Inf stay where a direct sum puts them on every method.
-    """
-    method = choose_method(method, x.shape[0], k.shape[0], x.shape[1:], k.shape[1:], x.dtype.itemsize,
-                           backward=False)
-    if method == "direct":
-        return correlate_direct(x, k, reduce=False)
-    return correlate_fft(x, k)[0]
+    if plan.method == "direct":
+        return correlate_direct(x, k, False, plan.threads)
+    return _fft.correlate(x, k, plan.threads)[0]
 
 
 # The unsigned type of each integer width: its wrap-around arithmetic gives
@@ -227,14 +204,15 @@ def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
     ``x`` and ``k``: C-contiguous, native, of one integer dtype (summed
     modulo 2**bits, as NumPy and SciPy's signal module sum) or long double;
-    leading sizes that broadcast.
+    leading sizes that broadcast.  Its own thread count, by its work.
     """
     npairs = pair_count(x.shape[0], k.shape[0])
     shape = (npairs, x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1)
     dtype = x.dtype
     view = np.dtype(_UNSIGNED[dtype.itemsize]) if dtype.kind in "iu" else dtype
     out = np.empty(shape, view)
-    exact_module().correlate_exact(x.view(view), k.view(view), out, get_num_threads())
+    threads = for_work(math.prod(shape) * k.shape[1] * k.shape[2])
+    exact_module().correlate_exact(x.view(view), k.view(view), out, threads)
     return out.view(dtype)
 
 
@@ -272,7 +250,7 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     rows = np.indices((n, *out_shape[:-1])).reshape(len(out_shape), -1).T
     starts = np.ascontiguousarray(rows @ np.concatenate([[math.prod(spatial)], steps[:-1]]), dtype=np.intp)
     flat = out.reshape(-1, out_shape[-1])
-    exact_module().correlate_ordered(x.reshape(-1), starts, toff, tw, flat, get_num_threads())
+    exact_module().correlate_ordered(x.reshape(-1), starts, toff, tw, flat, for_work(out.size * toff.size))
     return out
 
 
@@ -315,7 +293,7 @@ def workspace_bytes(method: str, nx: int, nw: int, image_size: tuple[int, int], 
         if backward:  # dout padded for dx, then dx and dw (and dw's partial sums)
             return npairs * (ih + kh - 1) * (iw + kw - 1) * itemsize + 2 * grads
         return out
-    p, q = fft_shape(ih, iw)
+    p, q = _fft.fft_shape(ih, iw)
     spectrum = p * (q // 2 + 1) * 2 * itemsize
     inputs = 0 if cached else (nx + nw) * spectrum
     if backward:  # dout's spectrum, two products, two inverse transforms, dx and dw
@@ -338,7 +316,7 @@ def choose_method(method: Method, nx: int, nw: int, image_size: tuple[int, int],
         return method
     (ih, iw), (kh, kw) = image_size, filter_size
     out_size = (ih - kh + 1, iw - kw + 1)
-    shape = fft_shape(ih, iw)
+    shape = _fft.fft_shape(ih, iw)
     if backward:
         if nx == npairs:
             # The fused pass (backward_direct): dx as a correlation of the

@@ -1,5 +1,14 @@
-"""Real 2-D FFTs of the FFT route, their 1-D transforms shared out over threads.
+"""The FFT route of the engine: valid correlations and their gradients by
+real 2-D FFTs, NaN and Inf kept local, the 1-D transforms shared out over
+threads.
 
+The route: the operands' spectra (of their finite parts, see
+``cconv._nonfinite``), their products, the inverse transforms cropped to
+the valid region; :func:`correlate` for a forward pass, :func:`backward`
+for dx and dw from one transform of the output gradient and the spectra a
+forward pass kept.
+
+The transforms.
 A real 2-D transform is two passes of independent 1-D transforms: real FFTs
 of the rows, then complex FFTs of the columns (the inverse: columns, then
 rows).  ``scipy.fft`` threads a batch of 2-D transforms over its images but
@@ -28,7 +37,6 @@ import math
 import os
 import queue
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, NamedTuple
@@ -36,10 +44,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 import scipy.fft
 
-from ._threads import get_num_threads
-from ._workspace import scratch as _workspace
+from ._nonfinite import any_nonfinite, finite_part, restore
+from ._workspace import kept_array, scratch
 
-__all__ = ["Product", "rfft2", "irfft2"]
+__all__ = ["Product", "fft_shape", "rfft2", "irfft2", "finite_spectra", "correlate", "backward"]
 
 # Blocks per thread in a pass of one transform: more than one, so that a
 # thread which finishes first (or another one held up by other processes)
@@ -49,8 +57,6 @@ BLOCKS_PER_THREAD = 2
 ALIGN = 16
 # The least work (values transformed) shared out over threads at all.
 MIN_THREADED = 2**16
-# The most bytes of spectra buffers kept for reuse.
-KEPT_BYTES = 2**25
 
 
 class Product(NamedTuple):
@@ -72,7 +78,18 @@ Job = Callable[[], None]
 Memory = Literal["new", "kept", "scratch"]
 
 
-def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory = "new") -> list[np.ndarray]:
+def fft_shape(ih: int, iw: int) -> tuple[int, int]:
+    """Transform size for images of ih x iw: no padding beyond a fast length.
+
+    A valid correlation never reads the circular wrap-around, and the full
+    correlation of the dx pass wraps only into zeros, so the image's own size
+    is enough.
+    """
+    return (scipy.fft.next_fast_len(ih, real=True), scipy.fft.next_fast_len(iw, real=True))
+
+
+def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory = "new",
+          threads: int = 1) -> list[np.ndarray]:
     """Real 2-D FFT of every (H, W) slice of each array, zero-padded to ``shape``.
 
     Parameters
@@ -86,6 +103,8 @@ def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory =
         once no spectrum they held is alive (for spectra that cconv alone
         sees, in a ``ConvCache``); or the calling thread's scratch space,
         valid until its next call with 'scratch'.
+    threads : int
+        The threads the transforms are shared out over (one for small work).
 
     Returns
     -------
@@ -98,14 +117,14 @@ def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory =
     dtypes = [np.result_type(a.dtype, np.complex64) for a in arrays]
     if memory == "scratch":
         sizes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
-        space = _workspace("spectra", sum(sizes))
+        space = scratch("spectra", sum(sizes))
         starts = itertools.accumulate(sizes, initial=0)
         specs = [space[i : i + n].view(d).reshape(s) for i, n, s, d in zip(starts, sizes, shapes, dtypes)]
     else:
-        specs = [_kept(s, d) if memory == "kept" else np.empty(s, d) for s, d in zip(shapes, dtypes)]
+        specs = [kept_array(s, d) if memory == "kept" else np.empty(s, d) for s, d in zip(shapes, dtypes)]
     rows: list[Job] = []
     cols: list[Job] = []
-    threads = _threads(sum(a.shape[0] for a in arrays), shape)
+    threads = _team(threads, sum(a.shape[0] for a in arrays), shape)
     parts = _parts(threads)
     for a, spec in zip(arrays, specs):
         rows += [_job(_rows_forward, a, spec, q, b, r) for b, r in _blocks(a.shape[0], a.shape[1], parts)]
@@ -115,7 +134,7 @@ def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory =
     return specs
 
 
-def irfft2(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarray]:
+def irfft2(products: Sequence[Product], shape: tuple[int, int], threads: int = 1) -> list[np.ndarray]:
     """Inverse real 2-D FFT of each product of spectra, cropped.
 
     Parameters
@@ -124,6 +143,8 @@ def irfft2(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarr
         The spectra, of shapes (N, P, Q // 2 + 1), to multiply and invert.
     shape : tuple of int
         Transform size (P, Q).
+    threads : int
+        The threads the transforms are shared out over (one for small work).
 
     Returns
     -------
@@ -138,8 +159,8 @@ def irfft2(products: Sequence[Product], shape: tuple[int, int]) -> list[np.ndarr
     outs = []
     counts = [1 if t.reduce else max(t.a.shape[0], t.b.shape[0]) for t in products]
     dtype = np.result_type(*(s.dtype for t in products for s in (t.a, t.b)))
-    work = _workspace("products", sum(counts) * p * (q // 2 + 1) * dtype.itemsize).view(dtype)
-    threads = _threads(sum(counts), shape)
+    work = scratch("products", sum(counts) * p * (q // 2 + 1) * dtype.itemsize).view(dtype)
+    threads = _team(threads, sum(counts), shape)
     parts = _parts(threads)
     start = 0
     for t, n in zip(products, counts):
@@ -233,37 +254,10 @@ def _blocks(batch: int, lines: int, parts: int) -> list[tuple[slice, slice]]:
     return [(slice(b, b + 1), slice(r, min(r + step, lines))) for b in range(batch) for r in range(0, lines, step)]
 
 
-def _threads(transforms: int, shape: tuple[int, int]) -> int:
-    """Threads for ``transforms`` transforms of ``shape``: one for small work,
-    where waking a second thread costs more than it saves."""
-    return get_num_threads() if transforms * shape[0] * shape[1] >= MIN_THREADED else 1
-
-
-# Buffers of spectra kept in caches, each with a reference to the spectrum
-# last made of it: free once that is dead (cconv makes no other lasting view).
-_KEPT: list[tuple[np.ndarray, weakref.ref[np.ndarray]]] = []
-_kept_lock = threading.Lock()
-
-
-def _kept(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A new array over a free kept buffer of its size, or over a new buffer
-    (kept if the kept ones leave room)."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    with _kept_lock:
-        free = [i for i, (_, ref) in enumerate(_KEPT) if ref() is None]
-        fit = [i for i in free if _KEPT[i][0].nbytes == nbytes]
-        if fit:
-            buf = _KEPT[fit[0]][0]
-        else:
-            # Free buffers of other sizes make room: the shapes have changed.
-            _KEPT[:] = [kept for kept in _KEPT if kept[1]() is not None]
-            buf = np.empty(nbytes, np.uint8)
-        array = buf.view(dtype).reshape(shape)
-        if fit:
-            _KEPT[fit[0]] = (buf, weakref.ref(array))
-        elif sum(b.nbytes for b, _ in _KEPT) + nbytes <= KEPT_BYTES:
-            _KEPT.append((buf, weakref.ref(array)))
-        return array
+def _team(threads: int, transforms: int, shape: tuple[int, int]) -> int:
+    """Threads for ``transforms`` transforms of ``shape``: ``threads``, or one for small
+    work, where waking a second thread costs more than it saves."""
+    return threads if transforms * shape[0] * shape[1] >= MIN_THREADED else 1
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -319,3 +313,74 @@ def _run(jobs: list[Job], threads: int) -> None:
     finally:
         for f in futures:
             f.result()
+
+# ---------------------------------------------------------------------------
+# The route
+
+
+def finite_spectra(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory,
+                   threads: int) -> list[tuple[np.ndarray, bool]]:
+    """The spectrum of each array's finite part, and whether the array held NaN or Inf.
+
+    The arrays are transformed together (their 1-D transforms shared out
+    over the threads at once), into ``memory`` (see :func:`rfft2`).  On
+    finite data this is :func:`rfft2` plus a look at the DC terms;
+    otherwise the transform is taken again with the non-finite values
+    zeroed (see ``cconv._nonfinite``).
+    """
+    specs = rfft2(arrays, shape, memory, threads)
+    result = []
+    for a, spec in zip(arrays, specs):
+        bad = any_nonfinite(spec)
+        result.append((rfft2([finite_part(a)], shape, "new", threads)[0] if bad else spec, bad))
+    return result
+
+
+def correlate(x: np.ndarray, k: np.ndarray, threads: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], bool]:
+    """Valid correlation of ``x[n]`` with ``k[n]`` by FFTs, NaN and Inf kept local.
+
+    ``x`` (Nx, IH, IW) and ``k`` (Nk, KH, KW), float32 or float64, leading
+    sizes that broadcast.  Returns the result (npairs, IH - KH + 1,
+    IW - KW + 1), the spectra of the operands' finite parts (for a backward
+    pass to reuse) and whether either operand held NaN or Inf.
+    """
+    shape = fft_shape(*x.shape[1:])
+    # Kept buffers: the spectra live in the ConvCache, which cconv alone reads.
+    (spec_x, bad_x), (spec_k, bad_k) = finite_spectra([x, k], shape, "kept", threads)
+    (ih, iw), (kh, kw) = x.shape[1:], k.shape[1:]
+    (out,) = irfft2([Product(spec_x, spec_k, True, (ih - kh + 1, iw - kw + 1), False)], shape, threads)
+    if bad_x or bad_k:
+        restore(out, x, k, reduce=False)
+    return out, (spec_x, spec_k), bad_x or bad_k
+
+
+def backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, spectra: tuple[np.ndarray, np.ndarray] | None,
+             nonfinite: bool, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """dx and dw of :func:`correlate` from one transform of ``dout`` and the forward pass's spectra.
+
+    ``spectra`` are those of the finite parts of ``x`` and ``w`` (None:
+    take them here); ``nonfinite``: whether ``x`` or ``w`` held NaN or Inf.
+    dx is summed over the pairs where ``x`` is broadcast, dw where ``w``
+    is.
+    """
+    (nx, ih, iw), (nw, kh, kw) = x.shape, w.shape
+    npairs = dout.shape[0]
+    shape = fft_shape(ih, iw)
+    # The spectra taken here are needed for this call only: scratch space.
+    if spectra is None:
+        (spec_x, bad_x), (spec_w, bad_w), (spec_d, bad_d) = finite_spectra([x, w, dout], shape, "scratch", threads)
+        nonfinite = bad_x or bad_w
+    else:
+        spec_x, spec_w = spectra
+        ((spec_d, bad_d),) = finite_spectra([dout], shape, "scratch", threads)
+    reduce_dx, reduce_dw = nx == 1 and npairs != 1, nw == 1 and npairs != 1
+    # dx: circular convolution of dout with w; dw: circular correlation of x with dout.
+    dx, dw = irfft2([Product(spec_d, spec_w, False, (ih, iw), reduce_dx),
+                     Product(spec_x, spec_d, True, (kh, kw), reduce_dw)], shape, threads)
+    dx, dw = dx.astype(dout.dtype, copy=False), dw.astype(dout.dtype, copy=False)
+    if nonfinite or bad_d:
+        # dx is the valid correlation of dout, padded by the filter size - 1,
+        # with the flipped filter; dw that of x with dout.
+        restore(dx, dout, w[:, ::-1, ::-1], reduce=reduce_dx, pad=(kh - 1, kh - 1, kw - 1, kw - 1))
+        restore(dw, x, dout, reduce=reduce_dw)
+    return dx, dw

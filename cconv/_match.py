@@ -41,9 +41,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from . import _engine
+from . import _engine, _fft
 from ._match_cy import Score, finish_scores, window_sums
-from ._threads import adaptive, get_num_threads
+from ._threads import for_work
 from ._validation import (
     as_batch,
     as_real_array,
@@ -82,7 +82,6 @@ class Match(NamedTuple):
     score: float
 
 
-@adaptive
 def match_template(
     image: npt.ArrayLike, templates: npt.ArrayLike, method: MatchMethod = "ccoeff_normed", pad_input: bool = False
 ) -> npt.NDArray[np.floating]:
@@ -175,11 +174,12 @@ def match_template(
     # The image size, with the padding of pad_input.
     ih, iw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if pad_input else x.shape[1:]
     oh, ow = ih - kh + 1, iw - kw + 1
+    correlate = _Correlator(nx, nt, (ih, iw), (kh, kw), dtype)
     # the image in float64 and the compute dtype, its window sums; the
-    # scores, and a chunk of float64 work arrays
+    # scores, the correlations and a chunk of float64 work arrays
     check_memory(
         copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * ih * iw * (8 + dtype.itemsize)
-        + nx * oh * ow * 16 + npairs * oh * ow * dtype.itemsize + 4 * _CHUNK_BYTES,
+        + nx * oh * ow * 16 + npairs * oh * ow * dtype.itemsize + correlate.plan.workspace + 4 * _CHUNK_BYTES,
         f"match_template(image{image.shape}, templates{templates.shape})",
     )
     # The image minus its mean, in float64: window sums of small numbers.
@@ -205,7 +205,7 @@ def match_template(
     # Per window: sum of I'^2 (I minus the window's mean) for ccoeff, else sum of I^2.
     s1 = np.empty((nx, oh, ow))
     window = np.empty((nx, oh, ow))
-    threads = get_num_threads()
+    threads = for_work(nx * ih * iw * 8)
     window_sums(xs, kh, kw, s1, window, np.empty((threads, 2, iw)), ccoeff,
                 np.ascontiguousarray(mean.reshape(-1)))
     del s1
@@ -226,7 +226,7 @@ def match_template(
         low, high = low + mean, high + mean
     w_floor = _flat_below(np.maximum(-low, high), kh, kw, dtype)
     t_floor = _flat_below(t_scale, kh, kw, dtype)
-    correlate = _Correlator(xs.astype(dtype, copy=False), np.ascontiguousarray(t, dtype=dtype), dtype)
+    correlate.operands(xs.astype(dtype, copy=False), np.ascontiguousarray(t, dtype=dtype))
 
     kind = _SCORES[method]
     # Per pair: the mean's share of sum T*I (0 for ccoeff, whose T' sums to 0),
@@ -241,7 +241,7 @@ def match_template(
         ti = slice(p0, p1) if nt > 1 else slice(0, 1)  # ...and templates
         corr = correlate(xi, ti)  # sum T (I - mean), or sum T' I' for ccoeff
         offset, tsq, wf, tf = (a[p0:p1] for a in per_pair)
-        finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1])
+        finish_scores(corr, window[xi], offset, tsq, wf, tf, kind, out[p0:p1], threads)
     if covered is not None:
         out[np.broadcast_to(covered, out.shape)] = np.nan
     if bad_templates.any():
@@ -276,25 +276,30 @@ def _flat_below(scale: np.ndarray, kh: int, kw: int, dtype: np.dtype) -> np.ndar
 
 class _Correlator:
     """Valid correlations of chosen images with chosen templates, by cconv's own
-    fastest path for the sizes at hand; the image's spectrum is taken once."""
+    fastest path for the sizes at hand (planned once); the image's spectrum is taken once."""
 
-    def __init__(self, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> None:
+    def __init__(self, nx: int, nt: int, image_size: tuple[int, int], template_size: tuple[int, int],
+                 dtype: np.dtype) -> None:
+        self.plan = _engine.plan("auto", nx, nt, image_size, template_size, dtype.itemsize)
+
+    def operands(self, x: np.ndarray, t: np.ndarray) -> None:
+        """The images (Nx, H, W) and templates (Nt, KH, KW), C-contiguous, of the compute dtype."""
         self.x, self.t = x, t
-        self.method = _engine.choose_method(
-            "auto", x.shape[0], t.shape[0], x.shape[1:], t.shape[1:], dtype.itemsize, backward=False
-        )
-        if self.method == "fft":
-            self.shape = _engine.fft_shape(*x.shape[1:])
-            self.spec_x = _engine.spectrum(x, self.shape) if x.shape[0] == 1 else None
+        if self.plan.method == "fft":
+            self.shape = _fft.fft_shape(*x.shape[1:])
+            self.spec_x = self._spectrum(x) if x.shape[0] == 1 else None
+
+    def _spectrum(self, a: np.ndarray) -> np.ndarray:
+        return _fft.rfft2([a], self.shape, "new", self.plan.threads)[0]
 
     def __call__(self, xi: slice, ti: slice) -> np.ndarray:
         x, t = self.x[xi], self.t[ti]
-        if self.method == "direct":
-            return _engine.correlate_direct(x, t, reduce=False)
-        spec_x = self.spec_x if self.spec_x is not None else _engine.spectrum(x, self.shape)
+        if self.plan.method == "direct":
+            return _engine.correlate_direct(x, t, False, self.plan.threads)
+        spec_x = self.spec_x if self.spec_x is not None else self._spectrum(x)
         crop = (x.shape[1] - t.shape[1] + 1, x.shape[2] - t.shape[2] + 1)
-        product = _engine.Product(spec_x, _engine.spectrum(t, self.shape), True, crop, False)
-        (out,) = _engine.correlate_spectra([product], self.shape)
+        product = _fft.Product(spec_x, self._spectrum(t), True, crop, False)
+        (out,) = _fft.irfft2([product], self.shape, self.plan.threads)
         return np.ascontiguousarray(out, dtype=self.x.dtype)
 
 

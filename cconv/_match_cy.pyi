@@ -32,4 +32,5 @@ def finish_scores(
     t_floor: npt.NDArray[np.float64],
     kind: int,
     out: npt.NDArray[_Real],
+    threads: int,
 ) -> None: ...

@@ -95,7 +95,7 @@ cpdef enum Score:
 def finish_scores(const real[:, :, ::1] corr, const double[:, :, ::1] window,
                   const double[::1] offset, const double[::1] templ,
                   const double[::1] w_floor, const double[::1] t_floor,
-                  int kind, real[:, :, ::1] out):
+                  int kind, real[:, :, ::1] out, int threads):
     """Template-matching scores of pairs ``p`` from their correlation, in one pass.
 
     With ``c = corr[p] + offset[p]``, ``e = window[p]`` (or ``window[0]`` for
@@ -107,7 +107,8 @@ def finish_scores(const real[:, :, ::1] corr, const double[:, :, ::1] window,
     - 2: ``max(t - 2c + e, 0)``: the sum of squared differences;
     - 3: that over ``s``, clipped to [0, 1], 1 where flat.
 
-    Arithmetic in double; ``out`` may be ``corr`` itself.
+    Arithmetic in double; ``out`` may be ``corr`` itself.  Parallel over
+    rows, on ``threads`` threads.
     """
     cdef Py_ssize_t P = corr.shape[0], oh = corr.shape[1], ow = corr.shape[2]
     cdef bint shared = window.shape[0] == 1
@@ -119,7 +120,7 @@ def finish_scores(const real[:, :, ::1] corr, const double[:, :, ::1] window,
     cdef const real* cr
     cdef const double* er
     cdef real* o
-    for r in prange(P * oh, nogil=True, schedule="static"):
+    for r in prange(P * oh, nogil=True, schedule="static", num_threads=threads):
         p = r // oh
         i = r - p * oh
         cr = &corr[p, i, 0]

@@ -20,7 +20,6 @@ import numpy.typing as npt
 from . import _engine
 from ._boundary import extend
 from ._nonfinite import finite_part, restore
-from ._threads import adaptive
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate", "convolve"]
@@ -36,7 +35,6 @@ _TYPES = frozenset("?bBhHiIlLqQfd")
 _EPS = np.finfo(np.float64).eps
 
 
-@adaptive
 def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
               mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
               axes: tuple[int, int] | None = None,
@@ -107,7 +105,6 @@ def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLik
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=False)
 
 
-@adaptive
 def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike | npt.DTypeLike | None = None,
              mode: str = "reflect", cval: float = 0.0, origin: int | tuple[int, int] = 0, *,
              axes: tuple[int, int] | None = None,
@@ -190,47 +187,55 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
     return output
 
 
-def _extended(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
-              origins: list[int], dtype: npt.DTypeLike) -> np.ndarray:
-    """``input`` with the filtered axes last, as a batch (B, H + KH - 1, W + KW - 1) extended by ``rule``.
+def _extended(x: np.ndarray, weights: np.ndarray, rule: str, cval: float, origins: list[int],
+              dtype: npt.DTypeLike) -> np.ndarray:
+    """``x`` (..., H, W) as a batch (B, H + KH - 1, W + KW - 1) extended by ``rule``.
 
     In the calling thread's scratch space (see ``cconv._workspace``): valid
     until its next extension.  Output ``[i, j]`` reads the window at
     ``[i, j]`` of the result.
     """
-    x = np.moveaxis(input, axes, (-2, -1))
     h, w = x.shape[-2:]
     (kh, kw), (oh, ow) = weights.shape, origins
     # out[i] reads input[i - kh // 2 - origin + a] for taps a = 0 .. kh - 1.
     r0, c0 = -(kh // 2) - oh, -(kw // 2) - ow
-    batch = x.size // (h * w)
-    check_memory(3 * batch * (h + kh - 1) * (w + kw - 1) * np.dtype(dtype).itemsize,
-                 f"correlate(input{input.shape}, weights{weights.shape})")
     return extend(x.reshape(-1, h, w), (r0, r0 + h + kh - 1), (c0, c0 + w + kw - 1), rule, cval, dtype,
                   scratch=True)
+
+
+def _check_memory(input: np.ndarray, x: np.ndarray, weights: np.ndarray, itemsize: int, workspace: int) -> None:
+    """The memory check of a filter of ``x`` (..., H, W): its extended copy, the result and ``workspace``."""
+    (h, w), (kh, kw) = x.shape[-2:], weights.shape
+    batch = x.size // (h * w)
+    check_memory(batch * ((h + kh - 1) * (w + kw - 1) + h * w) * itemsize + workspace,
+                 f"correlate(input{input.shape}, weights{weights.shape})")
 
 
 def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
             origins: list[int], method: Method, dtype: npt.DTypeLike) -> np.ndarray:
     """The filtered image in ``dtype``, with the filtered axes last: (..., H, W)."""
-    shape = np.moveaxis(input, axes, (-2, -1)).shape
+    x = np.moveaxis(input, axes, (-2, -1))
     if input.size == 0:
-        return np.zeros(shape, dtype)
+        return np.zeros(x.shape, dtype)
     # Weights of magnitude up to DBL_EPSILON are not terms at all in SciPy.
     skipped = np.abs(weights) <= _EPS
     if skipped.all():  # no terms at all: zeros, even over NaN and Inf
-        return np.zeros(shape, dtype)
+        return np.zeros(x.shape, dtype)
+    (h, w), (kh, kw) = x.shape[-2:], weights.shape
+    itemsize = np.dtype(dtype).itemsize
+    plan = _engine.plan(method, x.size // (h * w), 1, (h + kh - 1, w + kw - 1), (kh, kw), itemsize)
+    _check_memory(input, x, weights, itemsize, plan.workspace)
     # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
     k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)[None]
-    xe = _extended(input, weights, axes, rule, cval, origins, dtype)
+    xe = _extended(x, weights, rule, cval, origins, dtype)
     if skipped.any():
         with np.errstate(invalid="ignore", over="ignore"):
             nonfinite = not np.isfinite(np.sum(xe))
         if nonfinite:  # NaN and Inf must not meet the skipped taps: restore them without those
-            out = _engine.correlate(finite_part(xe), k, method)
+            out = _engine.correlate(finite_part(xe), k, plan)
             restore(out, xe, k, reduce=False, absent_k=skipped[None])
-            return out.reshape(shape)
-    return _engine.correlate(xe, k, method).reshape(shape)
+            return out.reshape(x.shape)
+    return _engine.correlate(xe, k, plan).reshape(x.shape)
 
 
 def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
@@ -241,12 +246,13 @@ def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ..
     magnitude above DBL_EPSILON one after the other in C order, each
     product and addition rounded, no fused multiply-add.
     """
-    shape = np.moveaxis(input, axes, (-2, -1)).shape
+    x = np.moveaxis(input, axes, (-2, -1))
     present = np.abs(weights) > _EPS
     if input.size == 0 or not present.any():  # no terms at all: zeros, even over NaN and Inf
-        return np.zeros(shape)
-    xe = _extended(input, weights, axes, rule, cval, origins, np.float64)
-    return _engine.correlate_in_order(xe, np.ascontiguousarray(weights), present).reshape(shape)
+        return np.zeros(x.shape)
+    _check_memory(input, x, weights, 8, 0)
+    xe = _extended(x, weights, rule, cval, origins, np.float64)
+    return _engine.correlate_in_order(xe, np.ascontiguousarray(weights), present).reshape(x.shape)
 
 
 def _store(output: np.ndarray, result: np.ndarray) -> None:

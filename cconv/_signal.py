@@ -14,6 +14,7 @@ convolution).  The sums are done as SciPy does them, in the output dtype
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -21,7 +22,6 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend
-from ._threads import adaptive
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate2d", "convolve2d"]
@@ -35,7 +35,6 @@ _BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap"
                "symm": "symmetric", "symmetric": "symmetric", "reflect": None}
 
 
-@adaptive
 def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
                 fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
     """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
@@ -107,7 +106,6 @@ def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boun
     return _correlate_or_convolve(in1, in2, mode, boundary, fillvalue, method, convolve=False)
 
 
-@adaptive
 def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", boundary: str = "fill",
                fillvalue: object = 0, *, method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
     """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
@@ -271,31 +269,39 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
     k = k[::-1, ::-1] if convolve else np.conj(k) if k.dtype.kind == "c" else k
     # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.
-    check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize * 3,
+    extended = (oh + kh - 1, ow + kw - 1)
+    plan = None
+    workspace = oh * ow * dtype.itemsize
+    if dtype.char in "fdFD":  # the engine's floats, or complex as four of their correlations
+        real = np.dtype(dtype.char.lower())
+        plan = _engine.plan(method, 1, 1, extended, (kh, kw), real.itemsize)
+        workspace += plan.workspace * (4 if dtype.kind == "c" else 1)
+    check_memory(math.prod(extended) * dtype.itemsize + workspace,
                  f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
     x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
-    return _correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], method)[0]
+    return _correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], plan)[0]
 
 
-def _correlate_typed(x: np.ndarray, k: np.ndarray, method: Method) -> np.ndarray:
+def _correlate_typed(x: np.ndarray, k: np.ndarray, plan: _engine.Plan | None) -> np.ndarray:
     """Valid correlation of ``x[n]`` with ``k[n]``, summed in their dtype as SciPy sums.
 
     ``x`` and ``k`` are C-contiguous, of one dtype: float32/64 on the
-    engine's direct loops or FFTs (``method``), integers and long double
-    exactly, complex as real correlations of the parts.
+    engine's direct loops or FFTs (``plan``, None for the other types),
+    integers and long double exactly, complex as real correlations of the
+    parts.
     """
     dtype = x.dtype
     if dtype.kind in "iu" or dtype == np.longdouble:
         return _engine.correlate_exact(x, k)
-    if dtype.kind == "f":
-        return _engine.correlate(x, k, method)
+    if dtype.kind == "f" and plan is not None:
+        return _engine.correlate(x, k, plan)
     # complex: (xr + i xi)(kr + i ki) = xr kr - xi ki + i (xr ki + xi kr)
     real = np.empty(0, dtype).real.dtype
     xr, xi = (np.ascontiguousarray(p, dtype=real) for p in (x.real, x.imag))
     kr, ki = (np.ascontiguousarray(p, dtype=real) for p in (k.real, k.imag))
     parts = {}
     for name, (p, q) in {"rr": (xr, kr), "ii": (xi, ki), "ri": (xr, ki), "ir": (xi, kr)}.items():
-        parts[name] = _correlate_typed(p, q, method)
+        parts[name] = _correlate_typed(p, q, plan)
     out = np.empty(parts["rr"].shape, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         out.real = parts["rr"] - parts["ii"]

@@ -2,32 +2,42 @@
 
 OpenMP keeps the count per calling thread, so do :func:`set_num_threads`
 and :func:`threads`; ``threadpoolctl`` sees and changes the same setting,
-and ``OMP_NUM_THREADS`` sets its default.
+and ``OMP_NUM_THREADS`` sets its default.  That count is a ceiling: each
+call decides once (:func:`for_work`) how many threads its loops and FFTs
+run on, and passes that number to every one of them.
 
-Busy machines.  The count is a ceiling.  Each public call first looks at how
-many cores other work keeps busy (Linux: the runnable count of
-``/proc/loadavg``, a few microseconds) and runs on no more threads than
-there are free cores, at least one (:func:`for_call`).  A team of OpenMP
-threads waits at every barrier for its slowest member: a thread that has to
-queue for a core behind another process holds the whole call for a
-scheduler time slice, which turned a 1 ms call into 20.  The loops' results
-do not depend on their thread count, so neither do cconv's.
+Small work runs on one thread.  Waking a second OpenMP thread (asleep:
+``OMP_WAIT_POLICY=PASSIVE``, see ``cconv/__init__.py``) costs tens of
+microseconds, more than a call of a few microseconds of work gains.
+
+Busy machines.  A team of OpenMP threads waits at every barrier for its
+slowest member: a thread that has to queue for a core behind another
+process holds the whole call for a scheduler time slice, which turned a
+1 ms call into 20.  So a call runs on no more threads than there are cores
+that other processes leave free, at least one.  Other processes' work is
+measured, not guessed from an instant: the CPU time the whole machine spent
+over the last window (``/proc/stat``) less the CPU time of this process
+over the same window (its own threads, PyTorch's and BLAS's pools spinning
+after their calls among them, are no competition to avoid), divided by the
+window's length.  The window is at least :data:`WINDOW` seconds long; a
+call inside it reuses the last decision, so the policy costs a clock read
+per call, and a file read at most every :data:`WINDOW` seconds.  The loops'
+results do not depend on their thread count, so neither do cconv's.
 ``CCONV_ADAPTIVE_THREADS=0`` turns this off.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
-from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from . import _runtime
 
-__all__ = ["MAX_THREADS", "get_num_threads", "set_num_threads", "threads", "for_call", "adaptive"]
+__all__ = ["MAX_THREADS", "SERIAL_WORK", "get_num_threads", "set_num_threads", "threads", "for_work", "free_cores"]
 
 # The largest count set_num_threads accepts.  OpenMP (libgomp) stores the
 # count in an int and starts that many threads at the next parallel loop,
@@ -138,54 +148,88 @@ def _cores() -> int:
 _CORES = _cores()
 ADAPTIVE = os.environ.get("CCONV_ADAPTIVE_THREADS", "1") != "0"
 
+# Work (multiply-adds, or elements moved) below which a call runs on one
+# thread: about 20 microseconds of one core's work, what waking a sleeping
+# thread costs on an idle virtual machine.
+SERIAL_WORK = 2**19
+# The shortest window over which other processes' CPU time is measured (s):
+# /proc/stat counts in clock ticks (10 ms), so shorter windows are noise.
+WINDOW = 0.05
+_TICK = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
-def _busy_elsewhere() -> int | None:
-    """Threads of other work now runnable (the caller's own excluded), or None where unknown."""
+
+def _machine_busy() -> float | None:
+    """CPU seconds all cores of the machine have spent busy since boot (None where unknown).
+
+    The first line of ``/proc/stat``: user, nice, system, irq, softirq and
+    steal time (a hypervisor running another machine on our core); idle and
+    iowait are not busy.
+    """
     try:
-        with open("/proc/loadavg", "rb") as f:
-            running = int(f.read().split()[3].split(b"/")[0])
+        with open("/proc/stat", "rb") as f:
+            t = f.readline().split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in t[1:9])
     except (OSError, ValueError, IndexError):
         return None
-    return max(0, running - 1)
+    return (user + nice + system + irq + softirq + steal) * _TICK
+
+
+class _Load:
+    """Cores kept busy by other processes, measured over windows of at least :data:`WINDOW` s.
+
+    Shared by every Python thread: each sample is one tuple, replaced whole,
+    so a racing reader sees an old sample or a new one, never a mix.
+    """
+
+    def __init__(self) -> None:
+        self.sample: tuple[float, float, float] | None = None  # (wall, machine busy, own CPU) seconds
+        self.free: int | None = None  # the decision over the last window
+        self.take()
+
+    def take(self) -> tuple[float, float, float] | None:
+        busy = _machine_busy()
+        if busy is None:
+            return None
+        return time.monotonic(), busy, time.process_time()
+
+    def free_cores(self) -> int | None:
+        """Cores other processes left free over the last window, at least one (None where unknown)."""
+        last = self.sample
+        now = time.monotonic()
+        if last is not None and now - last[0] < WINDOW:
+            return self.free
+        new = self.take()
+        if new is None:
+            return None
+        self.sample = new
+        if last is None:
+            return self.free
+        wall = new[0] - last[0]
+        others = ((new[1] - last[1]) - (new[2] - last[2])) / wall
+        # Round half up: a core busy more than half the window is taken.
+        self.free = max(1, min(_CORES, int(_CORES - others + 0.5)))
+        return self.free
+
+
+_load = _Load()
 
 
 def free_cores() -> int | None:
-    """Cores no other runnable thread wants right now (None where unknown)."""
-    busy = _busy_elsewhere()
-    return None if busy is None else max(1, _CORES - busy)
+    """Cores no other process kept busy over the last window (None where unknown)."""
+    return _load.free_cores()
 
 
-@contextmanager
-def for_call() -> Iterator[int]:
-    """The thread count for one call: the ceiling, or the free cores if fewer.
+def for_work(work: float) -> int:
+    """The thread count for a call of ``work`` multiply-adds (or elements moved).
 
-    Yields the count, which is set for the block (and restored after).
+    One below :data:`SERIAL_WORK`; else the ceiling (:func:`get_num_threads`),
+    or fewer: the cores other processes leave free, when the adaptive
+    policy is on and the system says.
     """
     ceiling = get_num_threads()
-    if ceiling == 1 or not ADAPTIVE:
-        yield ceiling
-        return
-    free = free_cores()
-    if free is None or free >= ceiling:
-        yield ceiling
-        return
-    _runtime.set_num_threads(free)
-    try:
-        yield free
-    finally:
-        _runtime.set_num_threads(ceiling)
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def adaptive(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """``fn`` (a public entry point) run on :func:`for_call`'s thread count."""
-
-    @wraps(fn)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with for_call():
-            return fn(*args, **kwargs)
-
-    return call
+    if ceiling == 1 or work < SERIAL_WORK:
+        return 1
+    if not ADAPTIVE:
+        return ceiling
+    free = _load.free_cores()
+    return ceiling if free is None else min(ceiling, free)

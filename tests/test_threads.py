@@ -156,9 +156,9 @@ def _builds():
 
 def _run_loop(kernels, loop, x, k, out, npairs):
     if loop == "correlate_narrow":  # in blocks of two rows: block edges and ragged last block
-        kernels.correlate_narrow(x, k, out, npairs, 2)
+        kernels.correlate_narrow(x, k, out, npairs, 2, 2)
     else:  # in items of 7 rows: register blocks of every height, ragged last item
-        kernels.correlate_wide(x, k, out, npairs, 7)
+        kernels.correlate_wide(x, k, out, npairs, 7, 2)
 
 
 # A user's machine may pick any of them: each is checked directly.
