@@ -88,8 +88,9 @@ def plan(method: Method, nx: int, nw: int, image_size: tuple[int, int], filter_s
     else:
         p, q = _fft.fft_shape(ih, iw)
         work = (nx + nw + 3 * npairs) * p * q * math.log2(max(p * q, 2))
-    return Plan(chosen, for_work(work), workspace_bytes(chosen, nx, nw, image_size, filter_size, itemsize,
-                                                          backward, cached))
+    threads = for_work(work)
+    return Plan(chosen, threads, workspace_bytes(chosen, nx, nw, image_size, filter_size, itemsize, backward, cached,
+                                                  threads))
 
 
 def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool, threads: int) -> np.ndarray:
@@ -283,22 +284,44 @@ def _fft_seconds(images: int, calls: int, shape: tuple[int, int], itemsize: int)
 
 
 def workspace_bytes(method: str, nx: int, nw: int, image_size: tuple[int, int], filter_size: tuple[int, int],
-                    itemsize: int, backward: bool, cached: bool = False) -> int:
-    """Upper estimate of the bytes one pass allocates, inputs' copies aside."""
+                    itemsize: int, backward: bool, cached: bool = False, threads: int = 1) -> int:
+    """Upper bound of the bytes one pass allocates on finite data, results included,
+    copies of the inputs not: the arrays of the route the plan takes, stage by stage."""
     npairs = pair_count(nx, nw)
     (ih, iw), (kh, kw) = image_size, filter_size
-    out = npairs * (ih - kh + 1) * (iw - kw + 1) * itemsize
-    grads = (nx * ih * iw + nw * kh * kw) * itemsize
+    oh, ow = ih - kh + 1, iw - kw + 1
     if method == "direct":
-        if backward:  # dout padded for dx, then dx and dw (and dw's partial sums)
-            return npairs * (ih + kh - 1) * (iw + kw - 1) * itemsize + 2 * grads
-        return out
+        if not backward:
+            return npairs * oh * ow * itemsize
+        flipped = nw * kh * kw * itemsize
+        if nx == npairs and npairs:  # the fused pass: dx, dw's double partials and sum, the threads' rows
+            blocks = -(-ih // FUSED_ROWS)
+            scratch = threads * ((FUSED_ROWS + kh - 1) * (ow + 2 * (kw - 1)) + kw * ow) * itemsize
+            return flipped + nx * ih * iw * itemsize + (npairs * blocks + nw) * kh * kw * 8 + nw * kh * kw * itemsize \
+                + scratch
+        # dout padded for dx; dx and dw with their partial sums where a broadcast operand is reduced
+        padded = npairs * (ih + kh - 1) * (iw + kw - 1) * itemsize
+
+        def reduced(size: int, reduce: bool) -> int:
+            tasks = min(npairs, REDUCE_TASKS) if reduce else npairs
+            return (tasks + (reduce and tasks > 1)) * size * itemsize
+
+        return flipped + padded + reduced(ih * iw, nx == 1 and npairs != 1) + reduced(kh * kw, nw == 1 and npairs != 1)
     p, q = _fft.fft_shape(ih, iw)
     spectrum = p * (q // 2 + 1) * 2 * itemsize
-    inputs = 0 if cached else (nx + nw) * spectrum
-    if backward:  # dout's spectrum, two products, two inverse transforms, dx and dw
-        return inputs + 3 * npairs * spectrum + 2 * npairs * p * q * itemsize + grads
-    return inputs + npairs * (spectrum + p * q * itemsize) + out
+    plane = p * q * itemsize
+    # Transforms: the spectra, and the temporaries of their passes (at most the
+    # largest operand's spectrum at a time).
+    taken = (npairs if cached else nx + nw + npairs) if backward else nx + nw
+    # Inverses: the products, as much again for their column passes, the row passes'
+    # planes; a reduced product's chunks of pairs.
+    inverses = 2 if backward else 1
+    products = inverses * npairs * (2 * spectrum + plane) + min(npairs, 8) * spectrum
+    if backward:
+        results = (nx * ih * iw + nw * kh * kw) * itemsize
+    else:
+        results = npairs * oh * ow * itemsize
+    return (taken + max(nx, nw, npairs if backward else 0)) * spectrum + products + results
 
 
 def choose_method(method: Method, nx: int, nw: int, image_size: tuple[int, int], filter_size: tuple[int, int],

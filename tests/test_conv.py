@@ -1207,6 +1207,49 @@ def test_huge_declared_image_is_refused_before_allocating(method, dtype):
     assert peak < 64 * 2**20, f"allocated {peak / 2**20:.0f} MiB before refusing"
 
 
+def _traced_peak(fn):
+    """(result, peak bytes traced while ``fn`` ran), in a new Python thread: its
+    per-thread scratch space starts empty, so the call allocates all it uses."""
+    import threading
+
+    box = {}
+
+    def run():
+        tracemalloc.start()
+        try:
+            box["result"] = fn()
+            box["peak"] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return box["result"], box["peak"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xshape, wshape", [((3, 120, 130), (5, 7)), ((1, 200, 190), (4, 31, 29)),
+                                            ((6, 64, 64), (6, 9, 9)), ((2, 90, 80), (1, 60, 50))])
+def test_plan_workspace_bounds_the_traced_peak(method, dtype, xshape, wshape, rng):
+    # The memory check reads the plan's workspace: it must bound what the
+    # passes really allocate (here the inputs need no copy).
+    from cconv import _engine
+
+    x = random_array(rng, xshape, dtype)
+    w = random_array(rng, wshape, dtype)
+    w3 = w.reshape((1,) * (3 - w.ndim) + w.shape)
+    fwd = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], x.itemsize)
+    (out, cache), peak = _traced_peak(lambda: cconv.conv_forward(x, w, method=method))
+    assert peak <= fwd.workspace + 4096, (fwd, peak)
+    dout = random_array(rng, out.shape, dtype)
+    bwd = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], x.itemsize, backward=True,
+                       cached=cache.spectra_in(np.dtype(dtype)) is not None)
+    _, peak = _traced_peak(lambda: cconv.conv_backward(dout, cache, method=method))
+    assert peak <= bwd.workspace + 4096, (bwd, peak)
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_budget_is_checked_in_both_passes(monkeypatch, method):
     x = np.zeros((40, 1024, 1024))  # 320 MiB

@@ -214,3 +214,155 @@ def test_every_build_fused_backward(build, dtype, rng):
 def test_version_is_a_nonempty_string():
     assert isinstance(cconv.__version__, str)
     assert cconv.__version__.strip()
+
+
+# --------------------------------------------------------------------------
+# The thread policy (issue 22): small work on one thread, no file per call
+# --------------------------------------------------------------------------
+
+SMALL_CALLS = """
+import os, numpy as np, cconv, cconv.signal as cs, cconv.ndimage as cn
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+rng = np.random.default_rng(0)
+x, k = rng.standard_normal((4, 16, 16)), rng.standard_normal((3, 3))
+before = threads()
+for dtype in (np.float32, np.float64):
+    xd, kd = x.astype(dtype), k.astype(dtype)
+    for method in ("direct", "fft"):
+        out, cache = cconv.conv_forward(xd, kd, method=method)
+        cconv.conv_backward(np.ones_like(out), cache, method=method)
+    out, cache = cconv.conv2d_forward(xd[:, None], np.stack([kd, kd])[:, None], padding=1)
+    cconv.conv2d_backward(np.ones_like(out), cache)
+    cconv.match_template(xd[0], kd)
+    for method in ("direct", "fft"):
+        cs.correlate2d(xd[0, :8, :8], kd, "same", method=method)
+        cn.correlate(xd[0], kd, method=method)
+    cn.correlate((xd[0] * 10).astype(np.int32), kd)
+    cs.convolve2d(xd[0].astype(np.int16), kd.astype(np.int16))
+assert threads() == before, (before, threads())
+print("ok", before)
+"""
+
+
+@pytest.mark.skipif(not cconv._runtime.openmp_enabled(), reason="a build without OpenMP starts no team at all")
+def test_small_calls_start_no_thread_team(tmp_path):
+    # OpenMP starts its worker threads at the first parallel region of more
+    # than one thread, and keeps them: a process whose every call was below
+    # the work threshold still has none, nor an FFT pool thread.
+    import pathlib
+
+    if not pathlib.Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux's /proc to count the process's threads")
+    run_child(SMALL_CALLS, tmp_path)
+
+
+@pytest.mark.skipif(not cconv._runtime.openmp_enabled(), reason="a build without OpenMP starts no team at all")
+def test_large_calls_do_start_a_team(tmp_path):
+    # The control of the test above: the count does see a team.
+    import pathlib
+
+    if not pathlib.Path("/proc/self/task").is_dir() or cconv.get_num_threads() < 2:
+        pytest.skip("needs /proc and two threads")
+    code = SMALL_CALLS.replace("rng.standard_normal((4, 16, 16))", "rng.standard_normal((4, 400, 400))")
+    code = code.replace("assert threads() == before", "assert threads() > before")
+    code = code.replace("import os,", "import os\nos.environ['CCONV_ADAPTIVE_THREADS'] = '0'\nimport")
+    run_child(code, tmp_path)
+
+
+def test_policy_reads_no_file_per_call(monkeypatch, rng):
+    reads = []
+    real = cconv._threads._machine_busy
+
+    def counted():
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(cconv._threads, "_machine_busy", counted)
+    monkeypatch.setattr(cconv._threads, "ADAPTIVE", True)
+    x = random_array(rng, (2, 300, 300), np.float32)
+    k = random_array(rng, (3, 3), np.float32)
+    cconv.conv_forward(x, k)  # a sample of the load, maybe
+    calls = 0
+    import time
+
+    start = time.monotonic()
+    while time.monotonic() - start < cconv._threads.WINDOW / 2:
+        cconv.conv_forward(x, k)
+        calls += 1
+    assert calls >= 2
+    assert len(reads) <= 2, f"{len(reads)} reads of /proc/stat in {calls + 1} calls within one window"
+
+
+def test_policy_counts_other_processes_not_its_own_threads(monkeypatch):
+    # The load is the machine's busy time less this process's CPU time, over
+    # the window: this process spinning on every core is no one else's work.
+    from cconv import _threads
+
+    load = _threads._Load()
+    clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(_threads, "_CORES", 2)
+    monkeypatch.setattr(_threads, "_machine_busy", lambda: clock["busy"])
+    monkeypatch.setattr(_threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(_threads.time, "process_time", lambda: clock["own"])
+    load.sample = load.take()
+
+    def after(seconds, busy, own):
+        clock["wall"] += seconds
+        clock["busy"] += busy * seconds
+        clock["own"] += own * seconds
+        return load.free_cores()
+
+    assert after(0.1, 2.0, 2.0) == 2  # our own threads on both cores: both free for us
+    assert after(0.1, 2.0, 0.0) == 1  # two other processes: one core, at least
+    assert after(0.1, 1.0, 0.0) == 1  # one other process
+    assert after(0.1, 2.0, 1.0) == 1  # one other process, and us
+    assert after(0.1, 0.2, 0.0) == 2  # a little background noise
+    assert after(0.01, 2.0, 0.0) == 2  # inside the window: the last decision stands
+
+
+def _routes(rng):
+    """(name, call) of every route of every public function, on work big enough to thread."""
+    import cconv.ndimage as cn
+    import cconv.signal as cs
+
+    calls = []
+    for dtype in (np.float32, np.float64):
+        x = random_array(rng, (3, 160, 170), dtype)
+        k = random_array(rng, (7, 5), dtype)
+        for method in ("direct", "fft"):
+            def layer3d(x=x, k=k, method=method):
+                out, cache = cconv.conv_forward(x, k, method=method)
+                return (out, *cconv.conv_backward(out, cache, method=method))
+
+            calls.append((f"conv_forward/backward {method} {np.dtype(dtype).name}", layer3d))
+            calls.append((f"signal.correlate2d {method} {np.dtype(dtype).name}",
+                          lambda x=x, k=k, m=method: (cs.correlate2d(x[0], k, "same", "symm", method=m),)))
+            calls.append((f"ndimage.correlate {method} {np.dtype(dtype).name}",
+                          lambda x=x, k=k, m=method: (cn.correlate(x, k, axes=(1, 2), method=m),)))
+        x4 = random_array(rng, (2, 5, 40, 44), dtype)
+        w4 = random_array(rng, (6, 5, 3, 3), dtype)
+
+        def layer4d(x4=x4, w4=w4):
+            out, cache = cconv.conv2d_forward(x4, w4, padding=1, stride=(1, 2))
+            return (out, *cconv.conv2d_backward(out, cache)[:2])
+
+        calls.append((f"conv2d_forward/backward {np.dtype(dtype).name}", layer4d))
+        calls.append((f"match_template {np.dtype(dtype).name}", lambda x=x: (cconv.match_template(x[0], x[1, :30, :20]),)))
+    ints = rng.integers(0, 256, size=(300, 310)).astype(np.uint8)
+    calls.append(("ndimage integer output", lambda: (cn.correlate(ints, np.ones((3, 3)) / 9),)))
+    calls.append(("signal integer sums", lambda: (cs.convolve2d(ints.astype(np.int32), np.ones((3, 3), np.int32)),)))
+    return calls
+
+
+def test_every_route_bit_identical_across_thread_counts(monkeypatch, rng):
+    monkeypatch.setattr(cconv._threads, "ADAPTIVE", False)
+    for name, call in _routes(rng):
+        results = []
+        for n in (1, 2, 3):
+            with cconv.threads(n):
+                results.append(call())
+        for r in results[1:]:
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(r, results[0])), name
