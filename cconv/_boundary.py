@@ -62,11 +62,17 @@ def extend(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rule: st
     index by index; the part inside the image is one block copy.  With
     ``scratch`` the result is the calling thread's scratch space (see
     ``cconv._workspace``), valid until its next ``extend(..., scratch=True)``:
-    for a copy that lives only inside one call.
+    for a copy that lives only inside one call.  A range inside the image
+    needs no extension: the result is then ``x`` itself (or a view of it)
+    where that is C-contiguous of ``dtype``, to be read, not written.
     """
     *lead, h, w = x.shape
     dtype = x.dtype if dtype is None else np.dtype(dtype)
     (r0, r1), (c0, c1) = rows, cols
+    if 0 <= r0 <= r1 <= h and 0 <= c0 <= c1 <= w:
+        inside = x[..., r0:r1, c0:c1]
+        if inside.dtype == dtype and inside.flags.c_contiguous:
+            return inside
     shape = (*lead, r1 - r0, c1 - c0)
     out = scratch_array("extend", shape, dtype) if scratch else np.empty(shape, dtype=dtype)
     if out.size == 0:

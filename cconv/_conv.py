@@ -166,7 +166,7 @@ def conv_forward(
     w3 = as_batch(w)
     plan = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], dtype.itemsize)
     check_memory(copy_bytes(x, dtype) + copy_bytes(w3, dtype) + plan.workspace,
-                 f"conv_forward(x{x.shape}, w{w.shape}, method={plan.method!r})")
+                 lambda: f"conv_forward(x{x.shape}, w{w.shape}, method={plan.method!r})")
     return forward(as_kernel_array(x, dtype), as_kernel_array(w3, dtype), w.ndim, plan)
 
 
@@ -250,7 +250,7 @@ def conv_backward(
                         cached=spectra is not None)
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype) + plan.workspace,
-        f"conv_backward(dout{dout.shape}, cache of x{cache.x.shape}, method={plan.method!r})",
+        lambda: f"conv_backward(dout{dout.shape}, cache of x{cache.x.shape}, method={plan.method!r})",
     )
     dx, dw = backward(as_kernel_array(dout, dtype), cache, dtype, spectra, plan)
     if cache._w_ndim == 2:

@@ -311,7 +311,8 @@ def conv2d_forward(
     else:  # the padded copy of x, and what the 3-D layer's pass allocates
         single = _single_plan(layer, "fft" if method == "fft" else "auto", dtype, backward=False)
         extra = _padded_size(layer) * dtype.itemsize + single.workspace
-    check_memory(copy_bytes(x, dtype) + copy_bytes(w, dtype) + extra, f"conv2d_forward(x{x.shape}, w{w.shape})")
+    check_memory(copy_bytes(x, dtype) + copy_bytes(w, dtype) + extra,
+                 lambda: f"conv2d_forward(x{x.shape}, w{w.shape})")
     if x.size == 0 or w.size == 0 or math.prod(layer.out_shape) == 0:
         # No products to take (no channels, images or filters): only the bias.
         out = np.zeros(layer.out_shape, dtype)
@@ -484,7 +485,7 @@ def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
     spectra = inner.spectra_in(dtype)
     plan = _single_plan(layer, method, dtype, backward=True, cached=spectra is not None)
     check_memory(copy_bytes(dout, dtype) + _padded_size(layer) * dtype.itemsize + plan.workspace,
-                 f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})")
+                 lambda: f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})")
     dout3 = as_kernel_array(dout.reshape(inner.out_shape), dtype)
     if np.isfinite(inner.w).all():
         dx3, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
@@ -522,7 +523,7 @@ def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> t
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
         + (cache.x.size + cache.w.size) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, True),
-        f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
+        lambda: f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
     )
     x = as_kernel_array(cache.x, dtype)
     w = as_kernel_array(cache.w, dtype)

@@ -17,15 +17,14 @@ FFT route (``cconv._fft``); and the sums that must round as SciPy's, on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from . import _fft
 from ._build import correlate_module as _loops
 from ._build import exact_module
-from ._threads import for_work
+from ._threads import SERIAL_WORK, for_work
 
 __all__ = [
     "METHODS",
@@ -52,8 +51,7 @@ def pair_count(n1: int, n2: int) -> int:
     return n2 if n1 == 1 else n1
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """How one pass runs, decided once from the validated shapes.
 
     Attributes
@@ -80,9 +78,12 @@ def plan(method: Method, nx: int, nw: int, image_size: tuple[int, int], filter_s
     ``backward`` plans the dx and dw pass, ``cached`` one whose x and w
     spectra an FFT forward pass left (see :func:`choose_method`).
     """
-    chosen = choose_method(method, nx, nw, image_size, filter_size, itemsize, backward, cached)
     npairs = pair_count(nx, nw)
     (ih, iw), (kh, kw) = image_size, filter_size
+    if method in ("auto", "direct") and npairs * ih * iw * kh * kw < SERIAL_WORK:
+        # Too little work for a second thread, or for the FFTs' fixed cost to pay.
+        return Plan("direct", 1, workspace_bytes("direct", nx, nw, image_size, filter_size, itemsize, backward))
+    chosen = choose_method(method, nx, nw, image_size, filter_size, itemsize, backward, cached)
     if chosen == "direct":
         work: float = npairs * ih * iw * kh * kw * (2 if backward else 1)
     else:

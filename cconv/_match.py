@@ -180,7 +180,7 @@ def match_template(
     check_memory(
         copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * ih * iw * (8 + dtype.itemsize)
         + nx * oh * ow * 16 + npairs * oh * ow * dtype.itemsize + correlate.plan.workspace + 4 * _CHUNK_BYTES,
-        f"match_template(image{image.shape}, templates{templates.shape})",
+        lambda: f"match_template(image{image.shape}, templates{templates.shape})",
     )
     # The image minus its mean, in float64: window sums of small numbers.
     xs = np.array(x, dtype=np.float64, order="C")  # a C-ordered copy, whatever x's layout

@@ -208,7 +208,7 @@ def _check_memory(input: np.ndarray, x: np.ndarray, weights: np.ndarray, itemsiz
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
     batch = x.size // (h * w)
     check_memory(batch * ((h + kh - 1) * (w + kw - 1) + h * w) * itemsize + workspace,
-                 f"correlate(input{input.shape}, weights{weights.shape})")
+                 lambda: f"correlate(input{input.shape}, weights{weights.shape})")
 
 
 def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,

@@ -14,7 +14,7 @@ convolution).  The sums are done as SciPy does them, in the output dtype
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Literal
 
 import numpy as np
@@ -184,8 +184,9 @@ def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, bo
 
 def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
     """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
-    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
-    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    (h1, w1), (h2, w2) = shape1, shape2
+    ok1 = h1 >= h2 and w1 >= w2
+    ok2 = h2 >= h1 and w2 >= w1
     if not (ok1 or ok2):
         raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
     return not ok1
@@ -193,8 +194,13 @@ def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
 
 def _common_dtype(a: np.ndarray, k: np.ndarray) -> np.dtype | None:
     """The one type SciPy converts both inputs to, or None where NumPy has none."""
+    return _result_type(a.dtype, k.dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _result_type(t1: np.dtype, t2: np.dtype) -> np.dtype | None:
     try:
-        return np.result_type(a.dtype, k.dtype)
+        return np.result_type(t1, t2)
     except TypeError:
         return None
 
@@ -273,11 +279,11 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
     plan = None
     workspace = oh * ow * dtype.itemsize
     if dtype.char in "fdFD":  # the engine's floats, or complex as four of their correlations
-        real = np.dtype(dtype.char.lower())
-        plan = _engine.plan(method, 1, 1, extended, (kh, kw), real.itemsize)
-        workspace += plan.workspace * (4 if dtype.kind == "c" else 1)
-    check_memory(math.prod(extended) * dtype.itemsize + workspace,
-                 f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
+        complex_ = dtype.kind == "c"
+        plan = _engine.plan(method, 1, 1, extended, (kh, kw), dtype.itemsize // 2 if complex_ else dtype.itemsize)
+        workspace += plan.workspace * (4 if complex_ else 1)
+    check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize + workspace,
+                 lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
     x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
     return _correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], plan)[0]
 

@@ -277,15 +277,16 @@ def memory_check() -> str:
     return f"on ({source[0]}: {available / 2**30:.1f} GiB available now)"
 
 
-def check_memory(nbytes: int, what: str) -> None:
+def check_memory(nbytes: int, what: Callable[[], str]) -> None:
     """Refuse, before allocating anything, a call that needs more memory than is free.
 
     Parameters
     ----------
     nbytes : int
         Upper estimate of the bytes the call will allocate.
-    what : str
-        The call and its shapes, for the message.
+    what : callable
+        Returns the call and its shapes, for the message (made only if
+        there is one to make: formatting shapes costs more than the check).
 
     Raises
     ------
@@ -299,6 +300,6 @@ def check_memory(nbytes: int, what: str) -> None:
     available = _available_bytes()
     if available is not None and nbytes > available:
         raise MemoryError(
-            f"{what} would allocate about {nbytes / 2**30:.1f} GiB, more than the "
+            f"{what()} would allocate about {nbytes / 2**30:.1f} GiB, more than the "
             f"{available / 2**30:.1f} GiB of memory available; use smaller batches"
         )

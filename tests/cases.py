@@ -10,6 +10,7 @@ that module.  Nothing here imports cconv at module level.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -296,9 +297,10 @@ def restoring_by(strategy):
 # --------------------------------------------------------------------------
 
 
-def run_child(code: str, tmp_path) -> None:
+def run_child(code: str, tmp_path, env: dict[str, str] | None = None) -> None:
     """Run ``code`` in a fresh interpreter (a crash fails only the test), outside
-    the checkout (so the installed package is imported), with no core file."""
+    the checkout (so the installed package is imported), with no core file;
+    ``env`` adds to (or replaces in) this process's environment."""
 
     def no_core_dump():
         import resource
@@ -306,5 +308,5 @@ def run_child(code: str, tmp_path) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
-                          cwd=tmp_path, preexec_fn=no_core_dump)
+                          cwd=tmp_path, preexec_fn=no_core_dump, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, f"exit status {proc.returncode}: {proc.stderr[-300:]!r}"

@@ -107,11 +107,11 @@ def test_available_memory_without_proc_meminfo(monkeypatch):
     assert _validation._memory_source() is None
     assert _validation._available_bytes() is None
     assert _validation.memory_check().startswith("off")
-    _validation.check_memory(2**60, "a huge call")  # nothing to check against: no error
+    _validation.check_memory(2**60, lambda: "a huge call")  # nothing to check against: no error
 
 
 def test_memory_check_refuses_more_than_available(monkeypatch):
     monkeypatch.setattr(_validation, "_meminfo", lambda: 2**30)
     assert "/proc/meminfo: 1.0 GiB" in _validation.memory_check()
     with pytest.raises(MemoryError, match="more than the 1.0 GiB"):
-        _validation.check_memory(2**31, "a call")
+        _validation.check_memory(2**31, lambda: "a call")
