@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -686,6 +687,218 @@ def dropin(run: Run) -> None:
     table(f"SciPy drop-ins (cconv.signal, cconv.ndimage), {cconv.get_num_threads()} threads, timed alternately "
           f"with the call they replace (OpenCV's filter2D for the float32 5x5 case); {SPEEDUP}",
           ["cconv call", "cconv ms", "peer", "peer ms", "speed-up", "goal", "met"], rows)
+
+
+# --------------------------------------------------------------------------
+# Where users call it (issue 22): small calls, a process that also runs
+# PyTorch or NumPy's BLAS, a busy machine, and a NumPy CNN.
+
+SMALL_GOALS = {"scipy": 1.0, "cv2": 2.0}  # cconv's time / the peer's, at most
+
+
+@register("calls")
+def calls(run: Run) -> None:
+    """Fixed cost of small calls, the thread policy beside other pools and processes, the digits CNN.
+
+    Three tables, each row with its goal.  Small calls: cconv against SciPy
+    (and OpenCV's filter2D), timed alternately, medians of many calls.  Mixed
+    process: the same 4-D layer call right after a PyTorch call, right after
+    a NumPy matrix product (their pools spin in this process), and beside
+    one CPU-bound process per core, with the adaptive policy on and off
+    (``cconv._threads.ADAPTIVE``), in alternation.  The digits CNN: an epoch
+    of the gallery's network (batch 32 of 8x8, conv 1->8 and 8->16, ReLU,
+    dense, softmax cross-entropy, SGD with momentum) in cconv + NumPy and in
+    PyTorch, both dtypes.
+    """
+    _small_calls(run)
+    _mixed_process(run)
+    _digits_cnn(run)
+
+
+def _small_calls(run: Run) -> None:
+    import scipy.ndimage
+
+    import cconv.ndimage
+    import cconv.signal
+
+    rng = np.random.default_rng(11)
+    a8, k3 = rng.standard_normal((8, 8)), rng.standard_normal((3, 3))
+    a64, k3_32 = rng.standard_normal((64, 64)).astype(np.float32), k3.astype(np.float32)
+    x4 = rng.standard_normal((4, 16, 16))
+    cases: list[tuple[str, Callable[[], object], list[tuple[str, Callable[[], object] | None, float]]]] = [
+        ("cconv.signal.correlate2d 8x8, 3x3, 'valid', float64", partial(cconv.signal.correlate2d, a8, k3, "valid"),
+         [("scipy.signal.correlate2d", partial(scipy.signal.correlate2d, a8, k3, "valid"), SMALL_GOALS["scipy"])]),
+        ("cconv.ndimage.correlate 64x64 float32, 3x3, 'reflect'", partial(cconv.ndimage.correlate, a64, k3_32),
+         [("scipy.ndimage.correlate", partial(scipy.ndimage.correlate, a64, k3_32), SMALL_GOALS["scipy"]),
+          ("cv2.filter2D BORDER_REFLECT", None if cv2 is None else
+           partial(cv2.filter2D, a64, -1, k3_32, borderType=cv2.BORDER_REFLECT), SMALL_GOALS["cv2"])]),
+        ("cconv.conv_forward (4, 16, 16), 3x3, float64", partial(cconv.conv_forward, x4, k3),
+         [("a loop of scipy.signal.correlate2d", lambda: [scipy.signal.correlate2d(x, k3, "valid") for x in x4],
+           SMALL_GOALS["scipy"])]),
+    ]
+    reps = 200 if run.quick else 3000
+    rows = []
+    for what, mine, peers in cases:
+        result = mine()
+        first = np.asarray(result[0] if isinstance(result, tuple) else result)
+        for name, theirs, bound in peers:
+            if theirs is None:
+                rows.append([what, "-", name, "(not installed)", "", f"<= {bound:g}", "-"])
+                continue
+            want = np.asarray(theirs())
+            check(first, want.reshape(first.shape) if want.size == first.size else want, f"{what} against {name}")
+            t_mine, t_theirs = timeit_pair(remember(what, mine), theirs, reps)
+            ratio = t_mine / t_theirs
+            rows.append([what, f"{t_mine * 1e6:.1f}", name, f"{t_theirs * 1e6:.1f}", f"{ratio:.2f}",
+                         f"<= {bound:g}", "yes" if ratio <= bound else "**no**"])
+    table(f"Small calls: fixed cost (microseconds, medians of {reps} calls, alternated); ratio = cconv's time / "
+          "the peer's (below 1: cconv faster)",
+          ["cconv call", "cconv us", "peer", "peer us", "ratio", "goal", "met"], rows)
+
+
+MIXED_LAYERS = [layer for layer in LAYERS if "s2, C3" in layer[0] or "layer" in layer[0]]
+MIXED_GOAL = 1.05  # policy on / policy off, at most, beside this process's own pools
+BUSY_GOAL = 1.25  # default threads / one thread, at most, beside a CPU-bound process per core
+
+
+def _mixed_process(run: Run) -> None:
+    import cconv._threads as policy
+
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((1024, 1024))
+    befores: list[tuple[str, Callable[[], object]]] = [("nothing", lambda: None), ("a NumPy matmul", lambda: a @ a)]
+    if torch is not None:
+        xt = torch.randn(8, 64, 56, 56)
+        wt = torch.randn(64, 64, 3, 3)
+
+        def torch_call():
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(xt, wt, padding=1)
+
+        befores.insert(1, ("a torch conv2d", torch_call))
+    layers = MIXED_LAYERS[:1] if run.quick else MIXED_LAYERS
+    reps = 3 if run.quick else 15
+    rows = []
+    for name, xs, ws, opts, _ in layers:
+        x = rng.standard_normal((1,) + xs[1:] if run.quick else xs).astype(np.float32)
+        w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+        call = remember(f"mixed {name}", partial(cconv.conv2d_forward, x, w, **opts))
+        for label, before in befores:
+            times: dict[bool, list[float]] = {True: [], False: []}
+            saved = policy.ADAPTIVE
+            try:
+                for _ in range(reps):
+                    for adaptive in (True, False):
+                        policy.ADAPTIVE = adaptive
+                        before()
+                        start = time.perf_counter()
+                        call()
+                        times[adaptive].append(time.perf_counter() - start)
+            finally:
+                policy.ADAPTIVE = saved
+            on, off = (float(np.median(times[k])) for k in (True, False))
+            rows.append([name, f"after {label}", ms(on), ms(off), f"{on / off:.2f}", f"<= {MIXED_GOAL}",
+                         "yes" if on / off <= MIXED_GOAL else "**no**"])
+        one, default = _beside_hogs(call, reps)
+        rows.append([name, "beside a CPU-bound process per core", ms(default), f"{ms(one)} (1 thread)",
+                     f"{default / one:.2f}", f"<= {BUSY_GOAL} (vs 1 thread)",
+                     "yes" if default / one <= BUSY_GOAL else "**no**"])
+    table(f"Mixed process: the float32 4-D layer forward beside other work, {cconv.get_num_threads()} threads; "
+          "ratio = policy-on time / policy-off time (or default threads / 1 thread beside the hogs)",
+          ["layer", "when", "policy on ms", "policy off ms", "ratio", "goal", "met"], rows)
+
+
+def _beside_hogs(call: Callable[[], object], reps: int) -> tuple[float, float]:
+    """(1-thread, default-threads) median times of ``call`` beside one busy process per core, alternated."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)
+        times: dict[int, list[float]] = {1: [], 0: []}
+        for _ in range(reps):
+            for n in (1, 0):
+                with cconv.threads(n or cconv.get_num_threads()):
+                    start = time.perf_counter()
+                    call()
+                    times[n].append(time.perf_counter() - start)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    return float(np.median(times[1])), float(np.median(times[0]))
+
+
+CNN_GOAL = 1.0  # cconv + NumPy epoch time / PyTorch's, at most
+
+
+def _digits_cnn(run: Run) -> None:
+    if torch is None:
+        print("\n(the digits CNN table needs PyTorch)")
+        return
+    rng = np.random.default_rng(13)
+    images = rng.random((1347, 1, 8, 8))  # the shape of the digits' training set; the values do not matter
+    labels = rng.integers(0, 10, 1347)
+    rows = []
+    for dtype in (np.float32, np.float64):
+        x = images.astype(dtype)
+        params = {"w1": rng.standard_normal((8, 1, 3, 3)).astype(dtype) / 3, "b1": np.zeros(8, dtype),
+                  "w2": rng.standard_normal((16, 8, 3, 3)).astype(dtype) / 8.5, "b2": np.zeros(16, dtype),
+                  "w3": rng.standard_normal((10, 256)).astype(dtype) / 16, "b3": np.zeros(10, dtype)}
+        batches = [np.arange(i, min(i + 32, len(x))) for i in range(0, len(x), 32)]
+        if run.quick:
+            batches = batches[:5]
+        ours = partial(_cnn_epoch_cconv, params, x, labels, batches)
+        theirs = _cnn_epoch_torch(params, x, labels, batches)
+        t_mine, t_theirs = timeit_pair(remember(f"digits CNN epoch {np.dtype(dtype).name}", ours), theirs,
+                                       2 if run.quick else 9)
+        met = "yes" if t_mine / t_theirs <= CNN_GOAL else "**no**"
+        rows.append([np.dtype(dtype).name, f"{len(batches)} steps", ms(t_mine), ms(t_theirs),
+                     f"{t_mine / t_theirs:.2f}", f"<= {CNN_GOAL:g}", met])
+    table(f"The digits CNN: one epoch (batch 32 of 8x8), cconv + NumPy against PyTorch {torch.__version__}, "
+          f"{cconv.get_num_threads()} threads each, alternated; ratio = cconv's time / torch's",
+          ["dtype", "epoch", "cconv + NumPy ms", "torch ms", "ratio", "goal", "met"], rows)
+
+
+def _cnn_epoch_cconv(p0: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray,
+                     batches: list[np.ndarray]) -> None:
+    p = {k: v.copy() for k, v in p0.items()}
+    velocity = {k: np.zeros_like(v) for k, v in p.items()}
+    for idx in batches:
+        xb, yb = x[idx], labels[idx]
+        h1, c1 = cconv.conv2d_forward(xb, p["w1"], p["b1"], padding=1)
+        a1 = np.maximum(h1, 0)
+        h2, c2 = cconv.conv2d_forward(a1, p["w2"], p["b2"], stride=2, padding=1)
+        flat = np.maximum(h2, 0).reshape(len(xb), -1)
+        logits = flat @ p["w3"].T + p["b3"]
+        z = logits - logits.max(axis=1, keepdims=True)
+        prob = np.exp(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+        prob[np.arange(len(xb)), yb] -= 1
+        prob /= len(xb)
+        g = {"w3": prob.T @ flat, "b3": prob.sum(axis=0)}
+        dh2 = (prob @ p["w3"]).reshape(h2.shape) * (h2 > 0)
+        da1, g["w2"], g["b2"] = cconv.conv2d_backward(dh2, c2)
+        _, g["w1"], g["b1"] = cconv.conv2d_backward(da1 * (h1 > 0), c1)
+        for k in p:
+            velocity[k] = 0.9 * velocity[k] + g[k]
+            p[k] -= 0.05 * velocity[k]
+
+
+def _cnn_epoch_torch(p0: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray,
+                     batches: list[np.ndarray]) -> Callable[[], None]:
+    functional = torch.nn.functional
+    xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def epoch() -> None:
+        p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
+        opt = torch.optim.SGD(p.values(), lr=0.05, momentum=0.9)
+        for idx in batches:
+            h = functional.relu(functional.conv2d(xt[idx], p["w1"], p["b1"], padding=1))
+            h = functional.relu(functional.conv2d(h, p["w2"], p["b2"], stride=2, padding=1))
+            loss = functional.cross_entropy(functional.linear(h.flatten(1), p["w3"], p["b3"]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return epoch
 
 
 IMPORT_CHILD = """
