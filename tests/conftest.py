@@ -13,6 +13,13 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Everything in tests/fuzz is a randomised run: marked ``slow``, left out of the quick subset."""
+    for item in items:
+        if "fuzz" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test's node id (reproducible, distinct per test)."""

@@ -23,6 +23,8 @@ from reference import scipy_backward, scipy_forward, window_covers
 
 import cconv
 
+pytestmark = pytest.mark.slow  # a LocalCluster of worker processes: not in the quick subset
+
 da = pytest.importorskip("dask.array", reason="Dask is the optional extra cconv[dask] (in cconv[test])")
 dask = pytest.importorskip("dask")
 cd = pytest.importorskip("cconv.dask")
