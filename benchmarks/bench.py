@@ -840,9 +840,10 @@ def _digits_cnn(run: Run) -> None:
     rows = []
     for dtype in (np.float32, np.float64):
         x = images.astype(dtype)
-        params = {"w1": rng.standard_normal((8, 1, 3, 3)).astype(dtype) / 3, "b1": np.zeros(8, dtype),
-                  "w2": rng.standard_normal((16, 8, 3, 3)).astype(dtype) / 8.5, "b2": np.zeros(16, dtype),
-                  "w3": rng.standard_normal((10, 256)).astype(dtype) / 16, "b3": np.zeros(10, dtype)}
+        params: dict[str, np.ndarray] = {
+            "w1": rng.standard_normal((8, 1, 3, 3)).astype(dtype) / 3, "b1": np.zeros(8, dtype),
+            "w2": rng.standard_normal((16, 8, 3, 3)).astype(dtype) / 8.5, "b2": np.zeros(16, dtype),
+            "w3": rng.standard_normal((10, 256)).astype(dtype) / 16, "b3": np.zeros(10, dtype)}
         batches = [np.arange(i, min(i + 32, len(x))) for i in range(0, len(x), 32)]
         if run.quick:
             batches = batches[:5]
@@ -884,10 +885,12 @@ def _cnn_epoch_cconv(p0: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarra
 
 def _cnn_epoch_torch(p0: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray,
                      batches: list[np.ndarray]) -> Callable[[], None]:
+    assert torch is not None
     functional = torch.nn.functional
     xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
 
     def epoch() -> None:
+        assert torch is not None
         p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
         opt = torch.optim.SGD(p.values(), lr=0.05, momentum=0.9)
         for idx in batches:

@@ -44,17 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _build
-from ._nonfinite import (
-    _MASKS,
-    _NAN_TERMS,
-    _NEG_TERMS,
-    _POS_TERMS,
-    NAN_BIT,
-    NEG_BIT,
-    POS_BIT,
-    _classes,
-    finite_part,
-)
+from ._nonfinite import classes, finite_part, term_flags, write_flags
 
 if TYPE_CHECKING:
     from ._conv2d import Layer
@@ -354,29 +344,12 @@ def _dx_nonfinite_filter(dout: np.ndarray, w: np.ndarray, layer: Layer, threads:
     over PyTorch's terms only, by the same kernel on float64 class masks.
     """
     dx = _dx(finite_part(dout), finite_part(w), layer, threads)
-    dc, wc = _classes(dout), _classes(w)
-    masks: dict[tuple[str, str], np.ndarray | None] = {}
 
-    def mask(side: str, classes: np.ndarray, name: str) -> np.ndarray | None:
-        key = (side, name)
-        if key not in masks:
-            m = np.isin(classes, _MASKS[name])
-            masks[key] = m.astype(np.float64) if m.any() else None
-        return masks[key]
+    def count(terms: list[tuple[np.ndarray, np.ndarray, str, str]]) -> np.ndarray:
+        return sum((_dx(md.astype(np.float64), mw.astype(np.float64), layer, threads) for md, mw, _, _ in terms),
+                   np.zeros(dx.shape))
 
-    flags = np.zeros(dx.shape, dtype=np.uint8)
-    for bit, terms in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
-        for d_class, w_class in terms:
-            md, mw = mask("d", dc, d_class), mask("w", wc, w_class)
-            if md is None or mw is None:
-                continue
-            counts = _dx(md, mw, layer, threads)
-            flags[counts > 0.5] |= bit
-    pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
-    nan = ((flags & NAN_BIT) != 0) | (pos & neg)
-    dx[pos] = np.inf
-    dx[neg] = -np.inf
-    dx[nan] = np.nan
+    write_flags(dx, term_flags(classes(dout), classes(w), count, dx.shape))
     return dx
 
 

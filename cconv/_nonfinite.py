@@ -34,10 +34,12 @@ it, has no terms there at all (``pad_zeros=False``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 
-__all__ = ["any_nonfinite", "finite_part", "restore"]
+__all__ = ["any_nonfinite", "finite_part", "restore", "classes", "term_flags", "write_flags", "ZERO", "NONE"]
 
 # Cells around an image: (top, bottom, left, right).
 Pad = tuple[int, int, int, int]
@@ -64,7 +66,7 @@ for _a, _b, _bit in ((PINF, PINF, POS_BIT), (PINF, MINF, NEG_BIT), (MINF, MINF, 
     _PRODUCT[_a, _b] = _PRODUCT[_b, _a] = _bit
 
 
-def _classes(a: np.ndarray, pad: Pad | None = None, pad_class: int = ZERO) -> np.ndarray:
+def classes(a: np.ndarray, pad: Pad | None = None, pad_class: int = ZERO) -> np.ndarray:
     """The class of every value of ``a`` (uint8), padded with ``pad_class``."""
     c = np.full(a.shape, POS, dtype=np.uint8)
     c[a < 0] = NEG
@@ -102,7 +104,7 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad:
         weights of magnitude up to DBL_EPSILON); ``k`` holds 0 there.
     """
     pad = pad or (0, 0, 0, 0)
-    k_classes = _classes(k)
+    k_classes = classes(k)
     if absent_k is not None:
         k_classes[np.broadcast_to(absent_k, k.shape)] = NONE
     bad_x = np.argwhere(~np.isfinite(x))
@@ -117,6 +119,15 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad:
         flags = _flags_by_scatter(out.shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros)
     else:
         flags = _flags_by_fft(out.shape, x, k_classes, reduce, pad, pad_zeros)
+    write_flags(out, flags)
+
+
+def write_flags(out: np.ndarray, flags: np.ndarray) -> None:
+    """NaN, +Inf or -Inf into ``out`` where ``flags`` (of :func:`term_flags`) has such terms.
+
+    An output with a NaN term, or with both +Inf and -Inf terms, is NaN;
+    else one with an infinite term is that infinity.
+    """
     pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
     nan = ((flags & NAN_BIT) != 0) | (pos & neg)
     out[pos] = np.inf
@@ -144,7 +155,7 @@ def _flags_by_scatter(shape: tuple[int, ...], x: np.ndarray, k: np.ndarray, k_cl
     if len(bad_x):
         x_values = x[tuple(bad_x.T)]
         for (n, r, c), value in zip(bad_x, x_values):
-            code = _classes(np.array([value]))[0]
+            code = classes(np.array([value]))[0]
             r, c = r + top, c + left  # in the padded image
             i0, i1 = max(r - hk + 1, 0), min(r, ho - 1)
             j0, j1 = max(c - wk + 1, 0), min(c, wo - 1)
@@ -156,10 +167,10 @@ def _flags_by_scatter(shape: tuple[int, ...], x: np.ndarray, k: np.ndarray, k_cl
                 taps = k_classes[kn, r - i1 : r - i0 + 1, c - j1 : c - j0 + 1][::-1, ::-1]
                 flags[0 if reduce else p, i0 : i1 + 1, j0 : j1 + 1] |= _PRODUCT[code, taps]
     if len(bad_k):
-        x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
+        x_classes = classes(x, pad, ZERO if pad_zeros else NONE)
         k_values = k[tuple(bad_k.T)]
         for (n, a, b), value in zip(bad_k, k_values):
-            code = _classes(np.array([value]))[0]
+            code = classes(np.array([value]))[0]
             for p in _pairs_of(n, k.shape[0], npairs):
                 xn = p if x.shape[0] != 1 else 0
                 # Output (i, j) meets this tap at image cell (i + a, j + b).
@@ -187,55 +198,75 @@ _MASKS = {
 }
 
 
-class _MaskSpectra:
-    """Spectra of 0/1 class masks of one operand, made when first asked for."""
-
-    masks: dict[str, np.ndarray | None]
-    spectra: dict[str, np.ndarray]
-
-    def __init__(self, classes: np.ndarray, shape: tuple[int, ...]) -> None:
-        self.classes, self.shape = classes, shape
-        self.masks, self.spectra = {}, {}
-
-    def present(self, name: str) -> bool:
-        """Whether the class has a member (a pass over the data, no transform)."""
-        if name not in self.masks:
-            mask = np.isin(self.classes, _MASKS[name])
-            self.masks[name] = mask if mask.any() else None
-        return self.masks[name] is not None
-
-    def __call__(self, name: str) -> np.ndarray:
-        if name not in self.spectra:
-            mask = self.masks[name]
-            assert mask is not None, f"{name!r} has no member: ask present() first"
-            self.spectra[name] = scipy.fft.rfft2(mask.astype(np.float64), s=self.shape)
-        return self.spectra[name]
-
-
 def _flags_by_fft(shape: tuple[int, ...], x: np.ndarray, k_classes: np.ndarray, reduce: bool, pad: Pad,
                   pad_zeros: bool) -> np.ndarray:
     """Bits of the non-finite terms of each output, from FFT-counted masks."""
-    x_classes = _classes(x, pad, ZERO if pad_zeros else NONE)
+    x_classes = classes(x, pad, ZERO if pad_zeros else NONE)
     size = x_classes.shape[1:]
     fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in size)
-    spec_x, spec_k = _MaskSpectra(x_classes, fft_shape), _MaskSpectra(k_classes, fft_shape)
-    flags = np.zeros(shape, dtype=np.uint8)
-    for bit, terms in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
-        total = None
-        for x_class, k_class in terms:
-            # The non-finite class of the pair first: it is usually empty,
-            # and then the dense one's mask is never made.
-            sides = [(spec_x, x_class), (spec_k, k_class)]
-            if x_class in _DENSE:
-                sides.reverse()
-            if not all(side.present(name) for side, name in sides):
-                continue
-            prod = spec_x(x_class) * np.conj(spec_k(k_class))
-            total = prod if total is None else total + prod
-        if total is None:
-            continue
+    spectra: dict[int, dict[str, np.ndarray]] = {id(x_classes): {}, id(k_classes): {}}
+
+    def spectrum(mask: np.ndarray, side: np.ndarray, name: str) -> np.ndarray:
+        if name not in spectra[id(side)]:
+            spectra[id(side)][name] = scipy.fft.rfft2(mask.astype(np.float64), s=fft_shape)
+        return spectra[id(side)][name]
+
+    def count(terms: list[tuple[np.ndarray, np.ndarray, str, str]]) -> np.ndarray:
+        total = sum(spectrum(mx, x_classes, nx) * np.conj(spectrum(mk, k_classes, nk)) for mx, mk, nx, nk in terms)
         if reduce and total.shape[0] != 1:
             total = total.sum(axis=0, keepdims=True)
-        counts = scipy.fft.irfft2(total, s=fft_shape)[:, : shape[1], : shape[2]]
-        flags[counts > 0.5] |= bit
+        return scipy.fft.irfft2(total, s=fft_shape)[:, : shape[1], : shape[2]]
+
+    return term_flags(x_classes, k_classes, count, shape)
+
+
+def term_flags(a_classes: np.ndarray, b_classes: np.ndarray,
+               count: Callable[[list[tuple[np.ndarray, np.ndarray, str, str]]], np.ndarray],
+               shape: tuple[int, ...]) -> np.ndarray:
+    """Bits of the non-finite terms of each output of a correlation of ``a`` with ``b``, from counts.
+
+    Parameters
+    ----------
+    a_classes, b_classes : ndarray
+        The classes (:func:`classes`) of the two operands' values.
+    count : callable
+        Given the pairs ``(mask of a, mask of b, name, name)`` of one kind
+        of term (0/1 masks, bool), the sum over those pairs of the number of
+        such terms of each output (the correlation of the masks, by
+        whatever route the caller correlates: FFTs, the 4-D layer's
+        kernels), of ``shape``.
+    shape : tuple of int
+        The outputs' shape.
+
+    Returns
+    -------
+    ndarray of uint8, shape ``shape``
+        NAN_BIT, POS_BIT and NEG_BIT of the kinds of term each output has,
+        for :func:`write_flags`.
+    """
+    masks: dict[tuple[int, str], np.ndarray | None] = {}
+
+    def mask(side: np.ndarray, name: str) -> np.ndarray | None:
+        key = (id(side), name)
+        if key not in masks:
+            m = np.isin(side, _MASKS[name])
+            masks[key] = m if m.any() else None
+        return masks[key]
+
+    flags = np.zeros(shape, dtype=np.uint8)
+    for bit, kinds in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
+        terms = []
+        for a_class, b_class in kinds:
+            # The non-finite class of the pair first: it is usually empty,
+            # and then the dense one's mask is never made.
+            first, second = ((b_classes, b_class), (a_classes, a_class)) if a_class in _DENSE else \
+                ((a_classes, a_class), (b_classes, b_class))
+            m1 = mask(*first)
+            m2 = None if m1 is None else mask(*second)
+            if m1 is None or m2 is None:
+                continue
+            ma, mb = (m1, m2) if first[0] is a_classes else (m2, m1)
+            terms.append((ma, mb, a_class, b_class))
+        if terms:
+            flags[count(terms) > 0.5] |= bit
     return flags
