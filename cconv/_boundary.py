@@ -71,7 +71,7 @@ def extend(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rule: st
     (r0, r1), (c0, c1) = rows, cols
     if 0 <= r0 <= r1 <= h and 0 <= c0 <= c1 <= w:
         inside = x[..., r0:r1, c0:c1]
-        if inside.dtype == dtype and inside.flags.c_contiguous:
+        if inside.dtype == dtype and inside.flags.c_contiguous and inside.flags.aligned:
             return inside
     shape = (*lead, r1 - r0, c1 - c0)
     out = scratch_array("extend", shape, dtype) if scratch else np.empty(shape, dtype=dtype)

@@ -136,7 +136,8 @@ def conv_forward(
     mixed float32/float64 computes in float64; bool and integer inputs are
     promoted to float64 and float16 to float32.  Any memory layout is
     accepted, and the inputs are never modified.  The compiled loops run
-    without the GIL, on :func:`cconv.get_num_threads` threads.
+    without the GIL, on up to :func:`cconv.get_num_threads` threads (see
+    :func:`cconv.threads` for how many each call takes).
 
     NaN and Inf are not errors: an output is NaN, +Inf or -Inf exactly where
     ``scipy.signal.correlate2d``'s is (NaN where a window holds a NaN, meets

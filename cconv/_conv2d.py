@@ -282,7 +282,7 @@ def conv2d_forward(
     float32, any memory layout, inputs never modified.  The 'direct' path
     allocates one zero-padded copy of ``x`` (split by stride phase, only the
     phases the filter's taps use) and the packed filters, no window matrix,
-    and runs on :func:`get_num_threads` threads with no BLAS and no
+    and runs on up to :func:`get_num_threads` threads with no BLAS and no
     process-wide setting touched.
 
     Examples
@@ -478,39 +478,44 @@ def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
     layer = cache._layer
     s = layer.shape
     inner = cache._inner
+    spectra = None if inner is None else inner.spectra_in(dtype)
+    plan = _single_plan(layer, method, dtype, backward=True, cached=spectra is not None)
+    finite_filter = bool(np.isfinite(cache.w).all())
+    # A filter with NaN or Inf takes a second pass, on its finite part, without kept spectra.
+    second = plan if finite_filter else _single_plan(layer, method, dtype, backward=True)
+    check_memory(copy_bytes(dout, dtype) + 2 * _padded_size(layer) * dtype.itemsize + plan.workspace
+                 + (0 if finite_filter else second.workspace),
+                 lambda: f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})")
     if inner is None:  # the forward pass ran the 4-D kernels: the 3-D layer's view of it
         (pt, pb), (pl, pr) = layer.pad
         x3 = np.pad(cache.x[:, 0], ((0, 0), (pt, pb), (pl, pr)))
         inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
-    spectra = inner.spectra_in(dtype)
-    plan = _single_plan(layer, method, dtype, backward=True, cached=spectra is not None)
-    check_memory(copy_bytes(dout, dtype) + _padded_size(layer) * dtype.itemsize + plan.workspace,
-                 lambda: f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})")
     dout3 = as_kernel_array(dout.reshape(inner.out_shape), dtype)
-    if np.isfinite(inner.w).all():
+    if finite_filter:
         dx3, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
     else:
-        dx3, dw3 = _backward_nonfinite_filter(dout3, inner, dtype, spectra, plan)
+        dx3, dw3 = _backward_nonfinite_filter(dout3, inner, dtype, spectra, plan, second)
     (pt, _), (pl, _) = layer.pad
     dx = np.ascontiguousarray(dx3[:, pt : pt + s.ih, pl : pl + s.iw]).reshape(s.n, s.c, s.ih, s.iw)
     return dx, dw3.reshape(s.f, s.cg, s.kh, s.kw)
 
 
 def _backward_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, dtype: np.dtype,
-                               spectra: tuple[np.ndarray, np.ndarray] | None,
-                               plan: _engine.Plan) -> tuple[np.ndarray, np.ndarray]:
+                               spectra: tuple[np.ndarray, np.ndarray] | None, plan: _engine.Plan,
+                               second: _engine.Plan) -> tuple[np.ndarray, np.ndarray]:
     """The 3-D layer's dx and dw for a filter holding NaN or Inf, dx as PyTorch has it.
 
     The 3-D layer's dx is the full correlation of ``dout`` with the
     flipped filter, which multiplies the filter by zeros beyond ``dout``'s
     edges (NaN from an infinite tap).  The 4-D layer's own gradient has
-    no terms there: dx is computed from the filter's finite part, then its
-    NaN and infinities restored from the terms inside ``dout`` alone.
+    no terms there: dx is computed from the filter's finite part (a second
+    pass, as ``second`` plans it), then its NaN and infinities restored from
+    the terms inside ``dout`` alone.
     """
     _, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
     w = inner.w
     finite = ConvCache(inner.x, finite_part(w), 3, inner.method)
-    dx3, _ = _conv.backward(dout3, finite, dtype, None, plan)
+    dx3, _ = _conv.backward(dout3, finite, dtype, None, second)
     kh, kw = w.shape[1:]
     reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
     restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(kh - 1, kh - 1, kw - 1, kw - 1), pad_zeros=False)

@@ -61,8 +61,11 @@ class Plan(NamedTuple):
     threads : int
         The thread count of every loop and transform of the pass.
     workspace : int
-        Upper estimate of the bytes the pass allocates, results included,
-        copies of the inputs not (the public function adds those).
+        Upper estimate of the bytes the pass allocates on finite data,
+        results included, copies of the inputs not (the public function
+        adds those).  Where NaN or Inf need restoring after the FFTs, the
+        restoration checks its own needs when it finds them
+        (``cconv._nonfinite.restore``).
     """
 
     method: Literal["direct", "fft"]

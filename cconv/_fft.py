@@ -32,6 +32,7 @@ which on some virtual machines is as slow as the transforms themselves.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -45,6 +46,8 @@ import numpy as np
 import scipy.fft
 
 from ._nonfinite import any_nonfinite, finite_part, restore
+from ._threads import SERIAL_WORK
+from ._validation import check_memory
 from ._workspace import kept_array, scratch
 
 __all__ = ["Product", "fft_shape", "rfft2", "irfft2", "finite_spectra", "correlate", "backward"]
@@ -55,8 +58,6 @@ __all__ = ["Product", "fft_shape", "rfft2", "irfft2", "finite_spectra", "correla
 # every SIMD width pocketfft groups lines by divides.
 BLOCKS_PER_THREAD = 2
 ALIGN = 16
-# The least work (values transformed) shared out over threads at all.
-MIN_THREADED = 2**16
 
 
 class Product(NamedTuple):
@@ -255,9 +256,11 @@ def _blocks(batch: int, lines: int, parts: int) -> list[tuple[slice, slice]]:
 
 
 def _team(threads: int, transforms: int, shape: tuple[int, int]) -> int:
-    """Threads for ``transforms`` transforms of ``shape``: ``threads``, or one for small
-    work, where waking a second thread costs more than it saves."""
-    return threads if transforms * shape[0] * shape[1] >= MIN_THREADED else 1
+    """Threads for ``transforms`` transforms of ``shape``: ``threads``, or one for work
+    below the serial threshold (``cconv._threads``), where waking a second thread
+    costs more than it saves."""
+    size = shape[0] * shape[1]
+    return threads if transforms * size * math.log2(max(size, 2)) >= SERIAL_WORK else 1
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -332,7 +335,11 @@ def finite_spectra(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory:
     result = []
     for a, spec in zip(arrays, specs):
         bad = any_nonfinite(spec)
-        result.append((rfft2([finite_part(a)], shape, "new", threads)[0] if bad else spec, bad))
+        if bad:  # its finite part, and that part's spectrum: not in the plan's workspace
+            check_memory(a.nbytes + 2 * spec.nbytes, functools.partial("restoring NaN and Inf of an operand {}".format,
+                                                                       a.shape))
+            spec = rfft2([finite_part(a)], shape, "new", threads)[0]
+        result.append((spec, bad))
     return result
 
 

@@ -19,14 +19,13 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend
+from ._engine import METHODS, Method
 from ._nonfinite import finite_part, restore
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate", "convolve"]
 
-Method = Literal["auto", "direct", "fft"]
 
-METHODS = ("auto", "direct", "fft")
 # SciPy's modes, and the extension rule each one is for a filter.
 _RULES = {"reflect": "symmetric", "grid-mirror": "symmetric", "mirror": "mirror", "nearest": "nearest",
           "wrap": "wrap", "grid-wrap": "wrap", "constant": "fill", "grid-constant": "fill"}
@@ -191,9 +190,9 @@ def _extended(x: np.ndarray, weights: np.ndarray, rule: str, cval: float, origin
               dtype: npt.DTypeLike) -> np.ndarray:
     """``x`` (..., H, W) as a batch (B, H + KH - 1, W + KW - 1) extended by ``rule``.
 
-    In the calling thread's scratch space (see ``cconv._workspace``): valid
-    until its next extension.  Output ``[i, j]`` reads the window at
-    ``[i, j]`` of the result.
+    Output ``[i, j]`` reads the window at ``[i, j]`` of the result: an
+    array to read, in the calling thread's scratch space, valid until its
+    next extension (see ``cconv._boundary.extend``).
     """
     h, w = x.shape[-2:]
     (kh, kw), (oh, ow) = weights.shape, origins
@@ -204,10 +203,11 @@ def _extended(x: np.ndarray, weights: np.ndarray, rule: str, cval: float, origin
 
 
 def _check_memory(input: np.ndarray, x: np.ndarray, weights: np.ndarray, itemsize: int, workspace: int) -> None:
-    """The memory check of a filter of ``x`` (..., H, W): its extended copy, the result and ``workspace``."""
+    """The memory check of a filter of ``x`` (..., H, W): its extended copy, the result, ``workspace``,
+    and the result's conversion to the output's type (at most 8 bytes a value)."""
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
     batch = x.size // (h * w)
-    check_memory(batch * ((h + kh - 1) * (w + kw - 1) + h * w) * itemsize + workspace,
+    check_memory(batch * ((h + kh - 1) * (w + kw - 1) + h * w) * itemsize + batch * h * w * 8 + workspace,
                  lambda: f"correlate(input{input.shape}, weights{weights.shape})")
 
 
@@ -217,8 +217,7 @@ def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule:
     x = np.moveaxis(input, axes, (-2, -1))
     if input.size == 0:
         return np.zeros(x.shape, dtype)
-    # Weights of magnitude up to DBL_EPSILON are not terms at all in SciPy.
-    skipped = np.abs(weights) <= _EPS
+    skipped = ~_terms(weights)
     if skipped.all():  # no terms at all: zeros, even over NaN and Inf
         return np.zeros(x.shape, dtype)
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
@@ -247,7 +246,7 @@ def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ..
     product and addition rounded, no fused multiply-add.
     """
     x = np.moveaxis(input, axes, (-2, -1))
-    present = np.abs(weights) > _EPS
+    present = _terms(weights)
     if input.size == 0 or not present.any():  # no terms at all: zeros, even over NaN and Inf
         return np.zeros(x.shape)
     _check_memory(input, x, weights, 8, 0)
@@ -255,12 +254,17 @@ def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ..
     return _engine.correlate_in_order(xe, np.ascontiguousarray(weights), present).reshape(x.shape)
 
 
+def _terms(weights: np.ndarray) -> np.ndarray:
+    """The taps that are terms of SciPy's sums: weights of magnitude above DBL_EPSILON (not NaN)."""
+    return np.abs(weights) > _EPS
+
+
 def _store(output: np.ndarray, result: np.ndarray) -> None:
     """``output[...] = result`` with C's casts, as SciPy's filters store doubles."""
     dt = output.dtype
     with np.errstate(invalid="ignore", over="ignore"):
-        if dt.kind == "b":  # npy_bool is an unsigned char
-            result = result.astype(np.uint8) != 0
+        if dt.kind == "b":  # npy_bool is an unsigned char, and gets the byte C's cast makes (2 stays 2)
+            output, result = output.view(np.uint8), result.astype(np.uint8)
         elif dt == np.uint32:  # C converts through a 64-bit integer
             result = result.astype(np.int64)
         np.copyto(output, result, casting="unsafe")
@@ -350,7 +354,7 @@ def _check_axes(axes: Any, ndim: int) -> tuple[int, ...]:
 
 def _normalize_sequence(value: Any, rank: int) -> list[Any]:
     """A scalar repeated ``rank`` times, or a sequence of length ``rank``."""
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str) or not np.iterable(value):  # a 0-d array is a scalar here, as in SciPy
         return [value] * rank
     values = list(value)
     if len(values) != rank:

@@ -34,10 +34,13 @@ it, has no terms there at all (``pad_zeros=False``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import scipy.fft
+
+from ._validation import check_memory
 
 __all__ = ["any_nonfinite", "finite_part", "restore", "classes", "term_flags", "write_flags", "ZERO", "NONE"]
 
@@ -118,6 +121,8 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad:
     if cells <= _SCATTER_CELLS and reach <= _SCATTER_PER_OUTPUT * out.size:
         flags = _flags_by_scatter(out.shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros)
     else:
+        check_memory(_fft_bytes(x.shape, k.shape, out.shape, pad),
+                     lambda: f"restoring NaN and Inf of a correlation of x{x.shape} with k{k.shape}")
         flags = _flags_by_fft(out.shape, x, k_classes, reduce, pad, pad_zeros)
     write_flags(out, flags)
 
@@ -196,6 +201,20 @@ _MASKS = {
     "pos+": (POS, PINF),
     "neg-": (NEG, MINF),
 }
+
+
+def _fft_bytes(x_shape: tuple[int, ...], k_shape: tuple[int, ...], out_shape: tuple[int, ...], pad: Pad) -> int:
+    """Upper bound of the bytes :func:`_flags_by_fft` allocates: the class arrays and masks,
+    a float64 spectrum of every mask of either operand, the products and the counts."""
+    (nx, h, w), nk = x_shape, k_shape[0]
+    top, bottom, left, right = pad
+    h, w = h + top + bottom, w + left + right
+    p, q = (scipy.fft.next_fast_len(n, real=True) for n in (h, w))
+    spectrum = p * (q // 2 + 1) * 16
+    masks = len(_MASKS)
+    npairs = max(nx, nk)
+    return (masks + 1) * (nx * h * w + math.prod(k_shape)) + masks * (nx + nk) * spectrum \
+        + npairs * (2 * spectrum + p * q * 8) + math.prod(out_shape)
 
 
 def _flags_by_fft(shape: tuple[int, ...], x: np.ndarray, k_classes: np.ndarray, reduce: bool, pad: Pad,

@@ -1,15 +1,10 @@
 """``scipy.signal``'s 2-D correlations on cconv's engine, behind :mod:`cconv.signal`.
 
-How a call runs: the part of ``in1`` that the requested outputs read is
-extended by the boundary rule (``cconv._boundary``) and correlated, in the
-valid sense, with ``in2`` (conjugated for correlation, flipped for
-convolution).  The sums are done as SciPy does them, in the output dtype
-``np.result_type(in1, in2)``:
-
-- float32 and float64 on the engine's direct loops or FFTs (``method``);
-- integers exactly, wrapping modulo 2**bits (uint8 200 * 2 is 144), on
-  compiled integer loops; long double in long double;
-- complex as real correlations of the real and imaginary parts.
+How a call runs: SciPy's argument rules in SciPy's order; then the part of
+``in1`` that the requested outputs read is extended by the boundary rule
+(``cconv._boundary``) and correlated, in the valid sense, with ``in2``
+(conjugated for correlation, flipped for convolution), summed in the
+output dtype as :mod:`cconv.signal` says.
 """
 
 from __future__ import annotations
@@ -22,13 +17,11 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend
+from ._engine import METHODS, Method
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate2d", "convolve2d"]
 
-Method = Literal["auto", "direct", "fft"]
-
-METHODS = ("auto", "direct", "fft")
 _MODES = ("valid", "same", "full")
 # SciPy's boundary names, and the rule each one is.
 _BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap",
@@ -282,6 +275,8 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
         complex_ = dtype.kind == "c"
         plan = _engine.plan(method, 1, 1, extended, (kh, kw), dtype.itemsize // 2 if complex_ else dtype.itemsize)
         workspace += plan.workspace * (4 if complex_ else 1)
+        if complex_:  # the real and imaginary parts of the operands, apart
+            workspace += ((oh + kh - 1) * (ow + kw - 1) + kh * kw) * dtype.itemsize
     check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize + workspace,
                  lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
     x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
@@ -338,13 +333,18 @@ def _complex_nonfinite(out: np.ndarray, x: np.ndarray, k: np.ndarray) -> None:
             count = c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]
             rows, cols = np.nonzero(count)
         windows = np.lib.stride_tricks.sliding_window_view(xn, (kh, kw))
-        step = max(1, (1 << 20) // (kh * kw))
+        step = max(1, _WINDOW_CHUNK // (kh * kw))
         for i in range(0, rows.size, step):
             r, c = rows[i : i + step], cols[i : i + step]
             re, im = _c_multiply(windows[r, c], kn)
             with np.errstate(invalid="ignore", over="ignore"):
                 out.real[n, r, c] = re.sum(axis=(1, 2))
                 out.imag[n, r, c] = im.sum(axis=(1, 2))
+
+
+# Values of the windows multiplied at a time where a complex output has a
+# non-finite term: a dozen temporaries of this many, a few MB.
+_WINDOW_CHUNK = 1 << 16
 
 
 def _c_multiply(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,15 +14,19 @@ Busy machines.  A team of OpenMP threads waits at every barrier for its
 slowest member: a thread that has to queue for a core behind another
 process holds the whole call for a scheduler time slice, which turned a
 1 ms call into 20.  So a call runs on no more threads than there are cores
-that other processes leave free, at least one.  Other processes' work is
-measured, not guessed from an instant: the CPU time the whole machine spent
-over the last window (``/proc/stat``) less the CPU time of this process
-over the same window (its own threads, PyTorch's and BLAS's pools spinning
-after their calls among them, are no competition to avoid), divided by the
-window's length.  The window is at least :data:`WINDOW` seconds long; a
-call inside it reuses the last decision, so the policy costs a clock read
-per call, and a file read at most every :data:`WINDOW` seconds.  The loops'
-results do not depend on their thread count, so neither do cconv's.
+that other processes leave free, at least one.  Other processes' work, not
+this process's: its own threads (PyTorch's and BLAS's pools spinning after
+their calls among them) are no competition to avoid.  It is measured over
+the last window of cconv's calls, between :data:`WINDOW` and :data:`STALE`
+seconds long: the CPU time the cores this process may run on spent busy
+(``/proc/stat``) less this process's own CPU time, divided by the window's
+length.  A call inside the window reuses the last decision, so the policy
+costs a clock read per call and reads files at most once a window.  The
+first call, and the first after a pause longer than :data:`STALE`, count
+the load at that instant instead: the machine's runnable threads
+(``/proc/loadavg``) less this process's own (``/proc/self/task``).  Where
+the system says none of this (not Linux), the count is the ceiling.  The
+loops' results do not depend on their thread count, so neither do cconv's.
 ``CCONV_ADAPTIVE_THREADS=0`` turns this off.
 """
 
@@ -137,75 +141,117 @@ def threads(n: int) -> Iterator[None]:
         _runtime.set_num_threads(saved)
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
+def _affinity() -> frozenset[int]:
+    """The CPUs this process may run on (empty where the system does not say)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return frozenset(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return frozenset()
 
 
-_CORES = _cores()
+_AFFINITY = _affinity()
+_CORES = len(_AFFINITY) if _AFFINITY else (os.cpu_count() or 1)
 ADAPTIVE = os.environ.get("CCONV_ADAPTIVE_THREADS", "1") != "0"
 
-# Work (multiply-adds, or elements moved) below which a call runs on one
-# thread: about 20 microseconds of one core's work, what waking a sleeping
-# thread costs on an idle virtual machine.
+# Work (multiply-adds, or values moved or transformed) below which a call
+# runs on one thread: about 20 microseconds of one core's work, what waking
+# a sleeping thread costs on an idle virtual machine.
 SERIAL_WORK = 2**19
-# The shortest window over which other processes' CPU time is measured (s):
-# /proc/stat counts in clock ticks (10 ms), so shorter windows are noise.
-WINDOW = 0.05
+# Other processes' CPU time is measured over a window of at least WINDOW
+# seconds (/proc/stat counts in clock ticks of 10 ms: shorter windows are
+# noise), and of at most STALE seconds: after a longer pause in cconv's
+# calls, the average would hide a process that started a moment ago, and
+# the load is counted as it is at this instant instead.
+WINDOW = 0.1
+STALE = 1.0
 _TICK = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
 
 def _machine_busy() -> float | None:
-    """CPU seconds all cores of the machine have spent busy since boot (None where unknown).
+    """CPU seconds the cores this process may run on have spent busy since boot (None where unknown).
 
-    The first line of ``/proc/stat``: user, nice, system, irq, softirq and
-    steal time (a hypervisor running another machine on our core); idle and
-    iowait are not busy.
+    The ``cpuN`` lines of ``/proc/stat``: user, nice, system, irq, softirq
+    and steal time (a hypervisor running another machine on our core); idle
+    and iowait are not busy.
     """
     try:
         with open("/proc/stat", "rb") as f:
-            t = f.readline().split()
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in t[1:9])
+            lines = f.read().split(b"\n")
+        busy = 0
+        for line in lines[1:]:
+            if not line.startswith(b"cpu"):
+                break
+            t = line.split()
+            if _AFFINITY and int(t[0][3:]) not in _AFFINITY:
+                continue
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in t[1:9])
+            busy += user + nice + system + irq + softirq + steal
     except (OSError, ValueError, IndexError):
         return None
-    return (user + nice + system + irq + softirq + steal) * _TICK
+    return busy * _TICK
+
+
+def _runnable_elsewhere() -> int | None:
+    """Threads of other processes runnable at this instant (None where unknown).
+
+    The machine's runnable count (``/proc/loadavg``) less this process's own
+    runnable threads (``/proc/self/task/*/stat``, state R): its BLAS or
+    PyTorch pool spinning after a call is no other process's work.
+    """
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:  # the thread has just ended
+                continue
+            own += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
 
 
 class _Load:
-    """Cores kept busy by other processes, measured over windows of at least :data:`WINDOW` s.
+    """Cores kept busy by other processes: over the last window, or at this instant.
 
     Shared by every Python thread: each sample is one tuple, replaced whole,
     so a racing reader sees an old sample or a new one, never a mix.
     """
 
     def __init__(self) -> None:
-        self.sample: tuple[float, float, float] | None = None  # (wall, machine busy, own CPU) seconds
+        self.known = True  # False once the system has said it cannot tell
+        self.sample = self.take()  # (wall, cores' busy, own CPU) seconds
         self.free: int | None = None  # the decision over the last window
-        self.take()
 
     def take(self) -> tuple[float, float, float] | None:
-        busy = _machine_busy()
+        busy = _machine_busy() if self.known else None
         if busy is None:
+            self.known = False
             return None
         return time.monotonic(), busy, time.process_time()
 
     def free_cores(self) -> int | None:
-        """Cores other processes left free over the last window, at least one (None where unknown)."""
+        """Cores other processes leave free, at least one (None where unknown)."""
         last = self.sample
         now = time.monotonic()
-        if last is not None and now - last[0] < WINDOW:
+        if last is not None and now - last[0] < WINDOW and self.free is not None:
             return self.free
+        if not self.known:
+            return None
         new = self.take()
         if new is None:
             return None
         self.sample = new
-        if last is None:
-            return self.free
-        wall = new[0] - last[0]
-        others = ((new[1] - last[1]) - (new[2] - last[2])) / wall
+        if last is None or new[0] - last[0] < WINDOW or new[0] - last[0] > STALE:
+            # No window to average over: the load at this instant.
+            others: float | None = _runnable_elsewhere()
+            if others is None:
+                return None
+        else:
+            others = ((new[1] - last[1]) - (new[2] - last[2])) / (new[0] - last[0])
         # Round half up: a core busy more than half the window is taken.
         self.free = max(1, min(_CORES, int(_CORES - others + 0.5)))
         return self.free
@@ -214,8 +260,18 @@ class _Load:
 _load = _Load()
 
 
+def _forget_load() -> None:
+    """In a forked child: its CPU time starts again, the parent's sample is no base."""
+    global _load
+    _load = _Load()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_load)
+
+
 def free_cores() -> int | None:
-    """Cores no other process kept busy over the last window (None where unknown)."""
+    """Cores other processes leave free, at least one (None where unknown)."""
     return _load.free_cores()
 
 

@@ -3,7 +3,7 @@
 Replace ``from scipy.signal import correlate2d`` with
 ``from cconv.signal import correlate2d``: same signature, same results,
 output dtype and errors, computed by cconv's engine (compiled direct loops
-without the GIL, or FFTs, on :func:`cconv.get_num_threads` threads).
+without the GIL, or FFTs, on up to :func:`cconv.get_num_threads` threads).
 
 The sums are done as SciPy does them, in the output dtype
 ``np.result_type(in1, in2)``:

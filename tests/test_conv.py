@@ -1250,6 +1250,31 @@ def test_plan_workspace_bounds_the_traced_peak(method, dtype, xshape, wshape, rn
     assert peak <= bwd.workspace + 4096, (bwd, peak)
 
 
+def test_restoring_nan_checks_its_own_memory(monkeypatch, rng):
+    # The plan's workspace holds on finite data; restoring many NaN after the
+    # FFTs allocates more, and checks that itself before it does.
+    from cconv import _validation
+
+    x = random_array(rng, (2, 150, 160), np.float64)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    w = random_array(rng, (21, 19), np.float64)
+    asked = []
+    real = _validation.check_memory
+
+    def recorded(nbytes, what):
+        asked.append((nbytes, what()))
+        return real(nbytes, what)
+
+    monkeypatch.setattr("cconv._nonfinite.check_memory", recorded)
+    monkeypatch.setattr("cconv._fft.check_memory", recorded)
+    (_, cache), peak = _traced_peak(lambda: cconv.conv_forward(x, w, method="fft"))
+    from cconv import _engine
+
+    plan = _engine.plan("fft", 2, 1, x.shape[1:], w.shape, 8)
+    assert any("NaN" in what for _, what in asked)
+    assert peak <= plan.workspace + sum(n for n, _ in asked), (plan, peak, asked)
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_budget_is_checked_in_both_passes(monkeypatch, method):
     x = np.zeros((40, 1024, 1024))  # 320 MiB

@@ -230,15 +230,37 @@ def test_mean_filters_of_uint8_images(exact_build, name):
 
 
 def test_integer_outputs_skip_tiny_weights_as_scipy(exact_build):
-    # Weights of magnitude at most DBL_EPSILON are no terms in SciPy: a NaN
-    # under them stays out of the sum, the other terms keep their order.
+    # Weights of magnitude at most DBL_EPSILON (and NaN weights) are no
+    # terms in SciPy: a NaN under them stays out of the sum, the other
+    # terms keep their order.
     x = np.arange(30.0).reshape(5, 6)
     x[2, 3] = np.nan
-    w = np.array([[1 / 3, 1e-17, -1 / 7], [2 / 3, 0.0, 5 / 7]])
+    w = np.array([[1 / 3, 1e-17, -1 / 7], [2 / 3, 0.0, np.nan]])
+    sums = scipy.ndimage.correlate(x, w, output=np.float64)
+    defined = np.isfinite(sums)  # elsewhere C's conversion to an integer is undefined
+    assert defined.sum() > x.size // 2 and not defined.all()
     for out in (np.int64, np.uint8):
-        expected = scipy.ndimage.correlate(np.where(np.isnan(x), 0, x), w, output=out)
-        got = cnd.correlate(np.where(np.isnan(x), 0, x), w, output=out)
-        np.testing.assert_array_equal(got, expected, strict=True)
+        expected = scipy.ndimage.correlate(x, w, output=out)
+        got = cnd.correlate(x, w, output=out)
+        np.testing.assert_array_equal(got[defined], expected[defined], strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_tiny_weights_are_no_terms_on_every_route(name, method, dtype, rng):
+    # SciPy keeps the taps with |w| > DBL_EPSILON: neither a tiny weight nor
+    # a NaN weight takes part, so no NaN comes of them.
+    ours, theirs = both(name)
+    x = data(rng, (9, 11), dtype)
+    x[4, 5] = np.inf
+    w = np.array([[0.5, np.nan, -1.0], [1e-300, 2.0, 0.25]])
+    got, expected = ours(x, w, method=method), theirs(x, w)
+    assert got.dtype == expected.dtype and not np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_array_equal(got[np.isinf(got)], expected[np.isinf(expected)])
+    finite = np.isfinite(expected)
+    assert_close(got[finite], expected[finite], 64 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("axes", [(0, 1), (1, 2), (0, 2)])
@@ -551,3 +573,33 @@ def test_result_outlives_the_next_call(name, method, dtype, wshape, rng):
     kept = first.copy()
     ours(rng.integers(0, 9, size=(9, 8)).astype(dtype), w, mode="nearest", method=method)
     np.testing.assert_array_equal(first, kept, strict=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_origin_as_a_0d_array_as_scipy(dtype):
+    # SciPy tests origin with np.iterable: a 0-d array is one origin for
+    # every axis (and a float16 input then fails on its type, not on that).
+    x = np.arange(20.0).reshape(4, 5).astype(dtype)
+    for name in FUNCS:
+        ours, theirs = both(name)
+        try:
+            expected = theirs(x, np.ones((2, 2)), origin=np.array(0))
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                ours(x, np.ones((2, 2)), origin=np.array(0))
+            continue
+        np.testing.assert_array_equal(ours(x, np.ones((2, 2)), origin=np.array(0)), expected, strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+def test_bool_output_bytes_as_scipy(name, method, rng):
+    # SciPy casts each double to an unsigned char into a bool output: a sum
+    # of 2 is the byte 2 (True, but not the byte 1).  The same bytes.
+    ours, theirs = both(name)
+    x = rng.integers(0, 4, size=(9, 10)).astype(np.float64)
+    w = np.array([[1.0, 0.5], [0.25, 1.0]])
+    for out in (bool, np.zeros(x.shape, bool)):
+        expected = theirs(x, w, output=out if out is bool else out.copy())
+        got = ours(x, w, output=out if out is bool else out.copy(), method=method)
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), strict=True)

@@ -8,6 +8,7 @@ knob's fuzz is in ``fuzz/test_threads.py``.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 
 import numpy as np
@@ -297,17 +298,20 @@ def test_policy_reads_no_file_per_call(monkeypatch, rng):
 
 
 def test_policy_counts_other_processes_not_its_own_threads(monkeypatch):
-    # The load is the machine's busy time less this process's CPU time, over
-    # the window: this process spinning on every core is no one else's work.
+    # The load is the busy time of the cores this process may use, less its
+    # own CPU time, over the window: this process spinning on every core is
+    # no one else's work.  A first call, or one after a long pause, counts
+    # the runnable threads of other processes at that instant.
     from cconv import _threads
 
-    load = _threads._Load()
     clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    instant = {"others": 0}
     monkeypatch.setattr(_threads, "_CORES", 2)
     monkeypatch.setattr(_threads, "_machine_busy", lambda: clock["busy"])
+    monkeypatch.setattr(_threads, "_runnable_elsewhere", lambda: instant["others"])
     monkeypatch.setattr(_threads.time, "monotonic", lambda: clock["wall"])
     monkeypatch.setattr(_threads.time, "process_time", lambda: clock["own"])
-    load.sample = load.take()
+    load = _threads._Load()
 
     def after(seconds, busy, own):
         clock["wall"] += seconds
@@ -315,54 +319,47 @@ def test_policy_counts_other_processes_not_its_own_threads(monkeypatch):
         clock["own"] += own * seconds
         return load.free_cores()
 
-    assert after(0.1, 2.0, 2.0) == 2  # our own threads on both cores: both free for us
-    assert after(0.1, 2.0, 0.0) == 1  # two other processes: one core, at least
-    assert after(0.1, 1.0, 0.0) == 1  # one other process
-    assert after(0.1, 2.0, 1.0) == 1  # one other process, and us
-    assert after(0.1, 0.2, 0.0) == 2  # a little background noise
+    instant["others"] = 2
+    assert after(0.01, 2.0, 0.0) == 1  # the first call: two other processes now
+    instant["others"] = 0
+    assert after(0.2, 2.0, 2.0) == 2  # our own threads on both cores: both free for us
+    assert after(0.2, 2.0, 0.0) == 1  # two other processes: one core, at least
+    assert after(0.2, 1.0, 0.0) == 1  # one other process
+    assert after(0.2, 2.0, 1.0) == 1  # one other process, and us
+    assert after(0.2, 0.2, 0.0) == 2  # a little background noise
     assert after(0.01, 2.0, 0.0) == 2  # inside the window: the last decision stands
+    instant["others"] = 2
+    assert after(5.0, 0.0, 0.0) == 1  # after a long pause: the load now, not the quiet average
 
 
-def _routes(rng):
-    """(name, call) of every route of every public function, on work big enough to thread."""
-    import cconv.ndimage as cn
-    import cconv.signal as cs
+def test_policy_starts_afresh_in_a_forked_child(tmp_path):
+    # A forked child's CPU time starts from zero: the parent's sample would
+    # make its own work look like other processes'.
+    import pathlib
 
-    calls = []
-    for dtype in (np.float32, np.float64):
-        x = random_array(rng, (3, 160, 170), dtype)
-        k = random_array(rng, (7, 5), dtype)
-        for method in ("direct", "fft"):
-            def layer3d(x=x, k=k, method=method):
-                out, cache = cconv.conv_forward(x, k, method=method)
-                return (out, *cconv.conv_backward(out, cache, method=method))
-
-            calls.append((f"conv_forward/backward {method} {np.dtype(dtype).name}", layer3d))
-            calls.append((f"signal.correlate2d {method} {np.dtype(dtype).name}",
-                          lambda x=x, k=k, m=method: (cs.correlate2d(x[0], k, "same", "symm", method=m),)))
-            calls.append((f"ndimage.correlate {method} {np.dtype(dtype).name}",
-                          lambda x=x, k=k, m=method: (cn.correlate(x, k, axes=(1, 2), method=m),)))
-        x4 = random_array(rng, (2, 5, 40, 44), dtype)
-        w4 = random_array(rng, (6, 5, 3, 3), dtype)
-
-        def layer4d(x4=x4, w4=w4):
-            out, cache = cconv.conv2d_forward(x4, w4, padding=1, stride=(1, 2))
-            return (out, *cconv.conv2d_backward(out, cache)[:2])
-
-        calls.append((f"conv2d_forward/backward {np.dtype(dtype).name}", layer4d))
-        calls.append((f"match_template {np.dtype(dtype).name}", lambda x=x: (cconv.match_template(x[0], x[1, :30, :20]),)))
-    ints = rng.integers(0, 256, size=(300, 310)).astype(np.uint8)
-    calls.append(("ndimage integer output", lambda: (cn.correlate(ints, np.ones((3, 3)) / 9),)))
-    calls.append(("signal integer sums", lambda: (cs.convolve2d(ints.astype(np.int32), np.ones((3, 3), np.int32)),)))
-    return calls
+    if not hasattr(os, "fork") or not pathlib.Path("/proc/stat").exists():
+        pytest.skip("needs fork and Linux's /proc")
+    code = """
+import os, time, cconv._threads as t
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+parent = t._load
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if t._load is not parent and t._load.sample is not None else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+"""
+    run_child(code, tmp_path)
 
 
-def test_every_route_bit_identical_across_thread_counts(monkeypatch, rng):
-    monkeypatch.setattr(cconv._threads, "ADAPTIVE", False)
-    for name, call in _routes(rng):
-        results = []
-        for n in (1, 2, 3):
-            with cconv.threads(n):
-                results.append(call())
-        for r in results[1:]:
-            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(r, results[0])), name
+def test_runnable_elsewhere_leaves_out_this_process():
+    import pathlib
+
+    from cconv import _threads
+
+    if not pathlib.Path("/proc/loadavg").exists():
+        pytest.skip("needs Linux's /proc")
+    others = _threads._runnable_elsewhere()
+    assert others is not None and others >= 0
