@@ -150,8 +150,11 @@ int main(void) {
 
 # What every module may include or cimport: the shared declarations and each
 # twinned family's loops.
-DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_conv2d_kernels.h"]
+DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_conv2d_kernels.h", "cconv/src/correlate_kernels.h"]
            + [f"cconv/{f}.pxi" for f in ISA_TWINS])
+
+# Where the compiled modules' C headers are (cconv/src/*.h).
+INCLUDE_DIRS = ["cconv/src"]
 
 # The ISA level of each twin, by its full name.
 TWIN_LEVEL = {f"cconv.{family}_{level}": level
@@ -165,7 +168,7 @@ def modules():
     """
     found = []
     for name in [f"cconv.{name}" for name in MODULES] + list(TWIN_LEVEL):
-        ext = Extension(name, [name.replace(".", "/") + ".pyx"], depends=DEPENDS)
+        ext = Extension(name, [name.replace(".", "/") + ".pyx"], depends=DEPENDS, include_dirs=INCLUDE_DIRS)
         ext.cython_directives = DIRECTIVES
         found.append(ext)
     return found

@@ -11,33 +11,7 @@ from cconv._fused cimport real
 include "_build_info.pxi"
 
 
-cdef extern from *:
-    """
-    /* Register blocks of the wide loops, per instruction set: a block is
-       CCONV_BLOCK_ROWS output rows by CCONV_STRIP_BYTES of columns, all held
-       in vector registers while every tap is added, so that each load of an
-       input row feeds one multiply-add per output row of the block.  Sized
-       so that the accumulators, one input vector and the broadcast taps fit
-       in the register file: 32 zmm (AVX-512), 16 ymm (AVX2), 16 xmm (SSE2). */
-    #if defined(__AVX512F__)
-    #define CCONV_BLOCK_ROWS 4
-    #define CCONV_STRIP_BYTES 256
-    #elif defined(__AVX2__)
-    #define CCONV_BLOCK_ROWS 2
-    #define CCONV_STRIP_BYTES 128
-    #else
-    #define CCONV_BLOCK_ROWS 2
-    #define CCONV_STRIP_BYTES 64
-    #endif
-    """
-    const Py_ssize_t BLOCK_ROWS "CCONV_BLOCK_ROWS"
-    const Py_ssize_t STRIP_BYTES "CCONV_STRIP_BYTES"
-
-
 cdef enum:
-    # Upper bounds of the blocks above, for the accumulator arrays.
-    MAX_BLOCK_ROWS = 4
-    MAX_LANES = 64          # 256 bytes of float32
     NARROW_BYTES = 64       # one AVX-512 or two AVX2 registers, for narrow rows
     NARROW_LANES = 16       # NARROW_BYTES of float32
     # Rows of a long dot product summed in the input precision before the
@@ -45,80 +19,23 @@ cdef enum:
     ROWS_PER_FLUSH = 16
 
 
-cdef inline void _block(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
-                        const real* k, Py_ssize_t kn, Py_ssize_t npairs,
-                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t rows, Py_ssize_t width) noexcept nogil:
-    """``o[r*os + j] = sum_n sum_ab x[n*xn + (r+a)*xs + b + j] * k[n*kn + a*kw + b]``.
-
-    ``r < rows``, ``j < width``.  Called with constant ``rows`` and
-    ``width`` (and inlined: see setup.py), so that the loops over them
-    unroll and ``acc`` lives in registers: each tap is broadcast once for
-    the whole block, then one multiply-add (with its input load) per
-    vector of the block.
-    """
-    cdef real acc[MAX_BLOCK_ROWS][MAX_LANES]
-    cdef Py_ssize_t n, a, b, r, j
-    cdef const real* xa
-    cdef real kv
-    for r in range(rows):
-        for j in range(width):
-            acc[r][j] = 0
-    for n in range(npairs):
-        for a in range(kh):
-            xa = x + n * xn + a * xs
-            for b in range(kw):
-                kv = k[n * kn + a * kw + b]
-                for r in range(rows):
-                    for j in range(width):
-                        acc[r][j] += xa[r * xs + b + j] * kv
-    for r in range(rows):
-        for j in range(width):
-            o[r * os + j] = acc[r][j]
-
-
-cdef inline void _block_row(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
-                            const real* k, Py_ssize_t kn, Py_ssize_t npairs,
-                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow, Py_ssize_t rows) noexcept nogil:
-    """``rows`` output rows (a constant, at most BLOCK_ROWS), in strips of constant width.
-
-    The last strip of each width overlaps the one before it rather than
-    leaving a ragged tail: recomputing a few columns costs less than a
-    narrower, latency-bound strip, and writes the same values.
-    """
-    cdef Py_ssize_t j = 0
-    cdef Py_ssize_t wide = STRIP_BYTES // sizeof(real)
-    cdef Py_ssize_t narrow = NARROW_BYTES // sizeof(real)
-    if ow >= wide:
-        while j < ow:
-            if j + wide > ow:
-                j = ow - wide
-            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, STRIP_BYTES // sizeof(real))
-            j += wide
-    elif ow >= narrow:
-        while j < ow:
-            if j + narrow > ow:
-                j = ow - narrow
-            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, NARROW_BYTES // sizeof(real))
-            j += narrow
-    else:
-        for j in range(ow):
-            _block(o + j, os, x + j, xs, xn, k, kn, npairs, kh, kw, rows, 1)
+cdef extern from "correlate_kernels.h" nogil:
+    void _rows_f "ccr_rows_f32"(float* o, Py_ssize_t os, const float* x, Py_ssize_t xs, Py_ssize_t xn,
+                                const float* k, Py_ssize_t kn, Py_ssize_t npairs, Py_ssize_t kh, Py_ssize_t kw,
+                                Py_ssize_t ow, Py_ssize_t rows)
+    void _rows_d "ccr_rows_f64"(double* o, Py_ssize_t os, const double* x, Py_ssize_t xs, Py_ssize_t xn,
+                                const double* k, Py_ssize_t kn, Py_ssize_t npairs, Py_ssize_t kh, Py_ssize_t kw,
+                                Py_ssize_t ow, Py_ssize_t rows)
 
 
 cdef inline void _wide_rows(real* o, Py_ssize_t os, const real* x, Py_ssize_t xs, Py_ssize_t xn,
                             const real* k, Py_ssize_t kn, Py_ssize_t npairs,
                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow, Py_ssize_t rows) noexcept nogil:
-    """``rows`` output rows of ``correlate_wide`` (any count), in register blocks."""
-    cdef Py_ssize_t r = 0
-    while r + BLOCK_ROWS <= rows:
-        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, BLOCK_ROWS)
-        r += BLOCK_ROWS
-    if rows - r == 3:
-        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 3)
-    elif rows - r == 2:
-        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 2)
-    elif rows - r == 1:
-        _block_row(o + r * os, os, x + r * xs, xs, xn, k, kn, npairs, kh, kw, ow, 1)
+    """``rows`` output rows of ``correlate_wide`` (any count), in the register blocks of correlate_kernels.h."""
+    if real is float:
+        _rows_f(o, os, x, xs, xn, k, kn, npairs, kh, kw, ow, rows)
+    else:
+        _rows_d(o, os, x, xs, xn, k, kn, npairs, kh, kw, ow, rows)
 
 
 def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
@@ -146,6 +63,84 @@ def correlate_wide(const real[:, :, ::1] x, const real[:, :, ::1] k,
         _wide_rows(&out[t, i, 0], ow, &x[0, i, 0] + n0 * xn, xs, xn,
                    &k[0, 0, 0] + n0 * kn, kn, (t + 1) * npairs // T - n0, kh, kw, ow,
                    rows if i + rows <= oh else oh - i)
+
+
+# ---------------------------------------------------------------------------
+# A 2-D filter with a boundary rule, reading the images in place.
+
+cdef inline void _gather(real* P, Py_ssize_t pw, const real* x, Py_ssize_t xs, const Py_ssize_t* rows,
+                         Py_ssize_t nrows, const Py_ssize_t* cols, real fill) noexcept nogil:
+    """``P[t*pw + u] = x[rows[t]*xs + cols[u]]`` for ``t < nrows``, ``u < pw``; ``fill`` where an index is -1."""
+    cdef Py_ssize_t t, u, c
+    cdef real* p
+    cdef const real* xr
+    for t in range(nrows):
+        p = P + t * pw
+        if rows[t] < 0:
+            for u in range(pw):
+                p[u] = fill
+        else:
+            xr = x + rows[t] * xs
+            for u in range(pw):
+                c = cols[u]
+                p[u] = xr[c] if c >= 0 else fill
+
+
+def filter_rows(const real[:, :, :] x, const real[:, ::1] k, real[:, :, :] out,
+                const Py_ssize_t[::1] rows, const Py_ssize_t[::1] cols, real fill,
+                Py_ssize_t ia, Py_ssize_t ib, Py_ssize_t ja, Py_ssize_t jb,
+                real[:, ::1] scratch, Py_ssize_t block, int threads):
+    """``out[n, i, j] = sum_ab X[n, i + a, j + b] * k[a, b]``, X the images ``x`` extended by a boundary rule.
+
+    The rule comes as indices: extended row ``t`` of X is row ``rows[t]`` of
+    ``x`` (``t < OH + kh - 1``), extended column ``u`` is column
+    ``cols[u]`` (``u < OW + kw - 1``), and -1 stands for ``fill``.  The
+    output rows ``[ia, ib)`` and columns ``[ja, jb)`` are the interior: the
+    indices run consecutively there (``rows[i + a] == rows[i] + a``, and so
+    for columns), so those outputs read ``x`` in place, with its own row
+    stride, which may be negative (the last axes of ``x`` and ``out`` are
+    contiguous: the caller sees to it).  Every other output is computed from a
+    patch of X gathered by index into the thread's row of ``scratch``
+    (``(block + kh - 1) * (OW + kw - 1)`` elements): the edge columns of
+    interior rows, and whole rows elsewhere.  ``out`` may be a view (any row
+    stride) that does not overlap ``x``.
+
+    Work items are (image, block of ``block`` output rows), on a dynamic
+    schedule over ``threads`` threads (at most the rows of ``scratch``); each output is the same sum in the same order whatever the
+    thread count or the split into interior and edges.
+    """
+    cdef Py_ssize_t N = out.shape[0], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t kh = k.shape[0], kw = k.shape[1]
+    cdef Py_ssize_t xs = x.strides[1] // <Py_ssize_t>sizeof(real)
+    cdef Py_ssize_t os = out.strides[1] // <Py_ssize_t>sizeof(real)
+    cdef Py_ssize_t blocks = (OH + block - 1) // block
+    cdef Py_ssize_t item, n, i0, i1, nr, pw
+    cdef real* P
+    cdef const real* xn
+    cdef const real* kp = &k[0, 0]
+    if N == 0 or OH == 0 or OW == 0:
+        return
+    for item in prange(N * blocks, nogil=True, schedule="dynamic", num_threads=threads):
+        n = item // blocks
+        i0 = (item - n * blocks) * block
+        i1 = i0 + block if i0 + block < OH else OH
+        nr = i1 - i0
+        P = &scratch[threadid(), 0]
+        xn = &x[n, 0, 0]
+        if i0 >= ia and i1 <= ib and ja < jb:
+            _wide_rows(&out[n, i0, ja], os, xn + rows[i0] * xs + cols[ja], xs, 0, kp, 0, 1, kh, kw, jb - ja, nr)
+            if ja > 0:
+                pw = ja + kw - 1
+                _gather(P, pw, xn, xs, &rows[i0], nr + kh - 1, &cols[0], fill)
+                _wide_rows(&out[n, i0, 0], os, P, pw, 0, kp, 0, 1, kh, kw, ja, nr)
+            if jb < OW:
+                pw = OW - jb + kw - 1
+                _gather(P, pw, xn, xs, &rows[i0], nr + kh - 1, &cols[jb], fill)
+                _wide_rows(&out[n, i0, jb], os, P, pw, 0, kp, 0, 1, kh, kw, OW - jb, nr)
+        else:
+            pw = OW + kw - 1
+            _gather(P, pw, xn, xs, &rows[i0], nr + kh - 1, &cols[0], fill)
+            _wide_rows(&out[n, i0, 0], os, P, pw, 0, kp, 0, 1, kh, kw, OW, nr)
 
 
 cdef inline void _dots(real* o, const real* x, Py_ssize_t xs, const real* k,

@@ -21,3 +21,18 @@ def backward_fused(
     scratch: npt.NDArray[_Real],
     rows: int,
 ) -> None: ...
+def filter_rows(
+    x: npt.NDArray[_Real],
+    k: npt.NDArray[_Real],
+    out: npt.NDArray[_Real],
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    fill: float,
+    ia: int,
+    ib: int,
+    ja: int,
+    jb: int,
+    scratch: npt.NDArray[_Real],
+    block: int,
+    threads: int,
+) -> None: ...
