@@ -1,0 +1,126 @@
+"""A 2-D filter over a batch of images, with SciPy's boundary rules inside the loops.
+
+Every 2-D call of the SciPy drop-ins (``cconv.signal``'s output modes and
+boundaries, ``cconv.ndimage``'s modes and origins) is one operation::
+
+    out[n, i, j] = sum_(a < kh, b < kw) X[n, r0 + i + a, c0 + j + b] * k[a, b]
+
+for ``i < OH``, ``j < OW``, where ``X`` is the batch of images ``x`` extended
+past its edges by a rule of ``cconv._boundary`` (with a fill value for
+'fill').  :func:`filter2d` computes it without an extended copy of the
+images: the compiled loop (``filter_rows`` of ``cconv._correlate``) reads the
+interior of each image in place, and gathers by index only the patches that
+reach past an edge; the result is written where the caller asks, which may
+be a view of the user's ``output``.  The FFT route correlates an extended
+copy instead.
+
+Leading (batch) axes are the caller's; a 1-D filter is a 1-row or 1-column
+``k``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+
+from . import _engine
+from ._boundary import extend, source_index
+from ._build import correlate_module as _loops
+from ._threads import get_num_threads
+from ._workspace import scratch_array
+
+__all__ = ["PATHS", "filter2d"]
+
+#: How the direct loop splits the outputs (a switch for tests and comparisons):
+#: 'auto' reads the interior in place, with edge strips of at least one vector;
+#: 'interior' makes the edge strips as narrow as the filter allows;
+#: 'strips' reads nothing in place (every output from gathered patches).
+PATHS = ("auto", "interior", "strips")
+PATH = os.environ.get("CCONV_FILTER_PATH", "auto")
+
+# Output rows per work item of the direct loop.
+ROWS_PER_ITEM = 8
+# Edge strips at least this many bytes wide (one AVX-512 vector), so that
+# they run in vector blocks.
+EDGE_BYTES = 64
+
+
+def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[int, int],
+             shape: tuple[int, int], out: np.ndarray | None = None,
+             method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+    """``out[n, i, j] = sum_ab X[n, start[0] + i + a, start[1] + j + b] * k[a, b]``.
+
+    Parameters
+    ----------
+    x : ndarray
+        (N, H, W), float32 or float64, any strides.
+    k : ndarray
+        (kh, kw) of ``x``'s dtype, kh and kw at least 1.
+    rule : str
+        The boundary rule (``cconv._boundary.RULES``) that extends ``x``.
+    fill : float
+        The value past the edges for 'fill'.
+    start : (int, int)
+        Where the first output's window starts in ``x``'s coordinates (may be
+        negative).
+    shape : (int, int)
+        The output's (OH, OW).
+    out : ndarray, optional
+        (N, OH, OW) of ``x``'s dtype, its last axis contiguous, not
+        overlapping ``x``: written in place and returned.
+    method : {'auto', 'direct', 'fft'}
+        'auto' asks the engine's cost model.
+
+    Returns
+    -------
+    ndarray
+        ``out``, or a new (N, OH, OW) array.
+    """
+    n, h, w = x.shape
+    (kh, kw), (oh, ow), (r0, c0) = k.shape, shape, start
+    if out is None:
+        out = np.empty((n, oh, ow), x.dtype)
+    elif out.size and (out.strides[2] != out.itemsize or np.may_share_memory(out, x)):
+        out[...] = filter2d(x, k, rule, fill, start, shape, None, method)  # through a fresh array
+        return out
+    if out.size == 0:
+        return out
+    method = _engine.choose_method(method, n, 1, (oh + kh - 1, ow + kw - 1), (kh, kw), x.dtype.itemsize,
+                                   backward=False)
+    if method == "fft":
+        xe = extend(x, (r0, r0 + oh + kh - 1), (c0, c0 + ow + kw - 1), rule, fill, scratch=True)
+        out[...] = _engine.correlate(xe, k[None], "fft")
+        return out
+    if x.size == 0:  # every index is the fill value's: nothing of x is read
+        x = np.zeros((n, 1, 1), x.dtype)
+    elif x.strides[2] != x.itemsize:
+        x = np.ascontiguousarray(x)
+    rows = source_index(np.arange(r0, r0 + oh + kh - 1), h, rule)
+    cols = source_index(np.arange(c0, c0 + ow + kw - 1), w, rule)
+    (ia, ib), (ja, jb) = _interior(r0, h, kh, oh, 1), _interior(c0, w, kw, ow, EDGE_BYTES // x.itemsize)
+    if ia >= ib or ja >= jb or PATH == "strips":
+        ia = ib = ja = jb = 0
+    block = ROWS_PER_ITEM
+    scratch = scratch_array("filter2d", (get_num_threads(), (block + kh - 1) * (ow + kw - 1)), x.dtype)
+    _loops.filter_rows(x, np.ascontiguousarray(k), out, rows, cols, x.dtype.type(fill), ia, ib, ja, jb, scratch,
+                       block)
+    return out
+
+
+def _interior(start: int, n: int, k: int, count: int, edge: int) -> tuple[int, int]:
+    """The outputs ``[lo, hi)`` of ``count`` whose windows (``start + i`` .. ``+ k - 1``) lie inside ``[0, n)``.
+
+    Unless the path is 'interior', an edge that is not empty is widened to
+    at least ``edge`` outputs (one vector), and the interior shrinks to match.
+    """
+    lo, hi = max(0, -start), min(count, n - k + 1 - start)
+    if lo >= hi:
+        return 0, 0
+    if PATH != "interior":
+        if lo > 0:
+            lo = max(lo, min(edge, hi))
+        if hi < count:
+            hi = min(hi, max(count - edge, lo))
+    return lo, hi
