@@ -21,17 +21,15 @@ Leading (batch) axes are the caller's; a 1-D filter is a 1-row or 1-column
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 import numpy as np
 
 from . import _engine
 from ._boundary import extend, source_index
 from ._build import correlate_module as _loops
-from ._threads import get_num_threads
 from ._workspace import scratch_array
 
-__all__ = ["PATHS", "filter2d"]
+__all__ = ["PATHS", "plan", "filter2d"]
 
 #: How the direct loop splits the outputs (a switch for tests and comparisons):
 #: 'auto' reads the interior in place, with edge strips of at least one vector;
@@ -47,9 +45,25 @@ ROWS_PER_ITEM = 8
 EDGE_BYTES = 64
 
 
+def plan(method: _engine.Method, n: int, shape: tuple[int, int], k_shape: tuple[int, int],
+         itemsize: int) -> _engine.Plan:
+    """The engine's :class:`~cconv._engine.Plan` of :func:`filter2d` on ``n`` images: ``shape`` outputs each.
+
+    Its workspace counts the direct route's scratch rows or the FFT route's
+    extended copy and transforms; the result, not (the caller counts it
+    unless it is written in place).
+    """
+    (oh, ow), (kh, kw) = shape, k_shape
+    p = _engine.plan(method, n, 1, (oh + kh - 1, ow + kw - 1), k_shape, itemsize)
+    if p.method == "direct":
+        scratch = p.threads * (ROWS_PER_ITEM + kh - 1) * (ow + kw - 1) * itemsize
+        return _engine.Plan("direct", p.threads, scratch)
+    extended = n * (oh + kh - 1) * (ow + kw - 1) * itemsize
+    return _engine.Plan("fft", p.threads, p.workspace + extended)
+
+
 def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[int, int],
-             shape: tuple[int, int], out: np.ndarray | None = None,
-             method: Literal["auto", "direct", "fft"] = "auto") -> np.ndarray:
+             shape: tuple[int, int], plan: _engine.Plan, out: np.ndarray | None = None) -> np.ndarray:
     """``out[n, i, j] = sum_ab X[n, start[0] + i + a, start[1] + j + b] * k[a, b]``.
 
     Parameters
@@ -67,11 +81,12 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
         negative).
     shape : (int, int)
         The output's (OH, OW).
+    plan : Plan
+        The route and thread count (:func:`plan`).
     out : ndarray, optional
-        (N, OH, OW) of ``x``'s dtype, its last axis contiguous, not
-        overlapping ``x``: written in place and returned.
-    method : {'auto', 'direct', 'fft'}
-        'auto' asks the engine's cost model.
+        (N, OH, OW) of ``x``'s dtype: written in place and returned.  One
+        whose rows are not contiguous, or that overlaps ``x``, is written
+        from a fresh result.
 
     Returns
     -------
@@ -83,15 +98,13 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
     if out is None:
         out = np.empty((n, oh, ow), x.dtype)
     elif out.size and (out.strides[2] != out.itemsize or np.may_share_memory(out, x)):
-        out[...] = filter2d(x, k, rule, fill, start, shape, None, method)  # through a fresh array
+        out[...] = filter2d(x, k, rule, fill, start, shape, plan)  # through a fresh array
         return out
     if out.size == 0:
         return out
-    method = _engine.choose_method(method, n, 1, (oh + kh - 1, ow + kw - 1), (kh, kw), x.dtype.itemsize,
-                                   backward=False)
-    if method == "fft":
+    if plan.method == "fft":
         xe = extend(x, (r0, r0 + oh + kh - 1), (c0, c0 + ow + kw - 1), rule, fill, scratch=True)
-        out[...] = _engine.correlate(xe, k[None], "fft")
+        out[...] = _engine.correlate(xe, np.ascontiguousarray(k)[None], plan)
         return out
     if x.size == 0:  # every index is the fill value's: nothing of x is read
         x = np.zeros((n, 1, 1), x.dtype)
@@ -103,9 +116,9 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
     if ia >= ib or ja >= jb or PATH == "strips":
         ia = ib = ja = jb = 0
     block = ROWS_PER_ITEM
-    scratch = scratch_array("filter2d", (get_num_threads(), (block + kh - 1) * (ow + kw - 1)), x.dtype)
+    scratch = scratch_array("filter2d", (plan.threads, (block + kh - 1) * (ow + kw - 1)), x.dtype)
     _loops.filter_rows(x, np.ascontiguousarray(k), out, rows, cols, x.dtype.type(fill), ia, ib, ja, jb, scratch,
-                       block)
+                       block, plan.threads)
     return out
 
 

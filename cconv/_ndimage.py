@@ -1,10 +1,12 @@
 """``scipy.ndimage``'s filters on cconv's engine, behind :mod:`cconv.ndimage`.
 
 SciPy's argument rules first, in SciPy's order (so that the first failing
-check raises SciPy's error), then the input extended by the boundary rule
-and correlated 'valid' with the weights: by the engine's float loops or
-FFTs for a float output, by the double sums in SciPy's own order
-(``cconv._exact``) for an integer or bool output.
+check raises SciPy's error), then the filter: for a float output, the 2-D
+filter of ``cconv._filter2d`` (the boundary rule applied inside the direct
+loop, which reads the input in place and writes an output of the sums'
+dtype in place; or FFTs of an extended copy); for an integer or bool
+output, the double sums in SciPy's own order (``cconv._exact``) over the
+input extended by the rule.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _engine
+from . import _engine, _filter2d
 from ._boundary import extend
 from ._engine import METHODS, Method
 from ._nonfinite import finite_part, restore
@@ -176,13 +178,19 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
         )
     if not output.flags.writeable:  # SciPy wrote to a temporary, then fails to copy it back
         raise ValueError("assignment destination is read-only")
+    view = np.moveaxis(output, axes, (-2, -1))
     if output.dtype.kind in "biu":
         # Truncation turns one ulp into an off-by-one: SciPy's doubles, summed its way.
         result = _filter_in_order(input, weights, axes, _RULES[mode], cval, origins)
     else:
-        result = _filter(input, weights, axes, _RULES[mode], cval, origins, method,
-                         np.float32 if input.dtype == np.float32 and output.dtype == np.float32 else np.float64)
-    _store(np.moveaxis(output, axes, (-2, -1)), result)
+        dtype = np.dtype(np.float32 if input.dtype == np.float32 and output.dtype == np.float32 else np.float64)
+        # An output of the sums' own dtype is written in place (through a
+        # fresh result where it overlaps the input).
+        into = view if output.dtype == dtype and not np.may_share_memory(input, output) else None
+        result = _filter(input, weights, axes, _RULES[mode], cval, origins, method, dtype, into)
+        if result is into:
+            return output
+    _store(view, result)
     return output
 
 
@@ -202,39 +210,57 @@ def _extended(x: np.ndarray, weights: np.ndarray, rule: str, cval: float, origin
                   scratch=True)
 
 
-def _check_memory(input: np.ndarray, x: np.ndarray, weights: np.ndarray, itemsize: int, workspace: int) -> None:
-    """The memory check of a filter of ``x`` (..., H, W): its extended copy, the result, ``workspace``,
-    and the result's conversion to the output's type (at most 8 bytes a value)."""
+def _check_memory(input: np.ndarray, x: np.ndarray, weights: np.ndarray, itemsize: int, workspace: int,
+                  extended: bool = True, result: bool = True) -> None:
+    """The memory check of a filter of ``x`` (..., H, W): ``workspace``, its extended copy, and the result
+    and its conversion to the output's type (at most 8 bytes a value), unless they are not made (a direct
+    filter reads ``x`` in place; an output of the sums' dtype is written in place)."""
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
     batch = x.size // (h * w)
-    check_memory(batch * ((h + kh - 1) * (w + kw - 1) + h * w) * itemsize + batch * h * w * 8 + workspace,
-                 lambda: f"correlate(input{input.shape}, weights{weights.shape})")
+    check_memory(batch * ((h + kh - 1) * (w + kw - 1) * itemsize * extended + h * w * (itemsize + 8) * result)
+                 + workspace, lambda: f"correlate(input{input.shape}, weights{weights.shape})")
 
 
 def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,
-            origins: list[int], method: Method, dtype: npt.DTypeLike) -> np.ndarray:
-    """The filtered image in ``dtype``, with the filtered axes last: (..., H, W)."""
+            origins: list[int], method: Method, dtype: np.dtype, into: np.ndarray | None = None) -> np.ndarray:
+    """The filtered image in ``dtype``, with the filtered axes last: (..., H, W).
+
+    Written into ``into`` (that shape and dtype) where given, and returned.
+    """
     x = np.moveaxis(input, axes, (-2, -1))
-    if input.size == 0:
-        return np.zeros(x.shape, dtype)
     skipped = ~_terms(weights)
-    if skipped.all():  # no terms at all: zeros, even over NaN and Inf
-        return np.zeros(x.shape, dtype)
+    if input.size == 0 or skipped.all():  # no terms at all: zeros, even over NaN and Inf
+        if into is None:
+            return np.zeros(x.shape, dtype)
+        into[...] = 0
+        return into
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
-    itemsize = np.dtype(dtype).itemsize
-    plan = _engine.plan(method, x.size // (h * w), 1, (h + kh - 1, w + kw - 1), (kh, kw), itemsize)
-    _check_memory(input, x, weights, itemsize, plan.workspace)
+    batch = x.size // (h * w)
     # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
-    k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)[None]
-    xe = _extended(x, weights, rule, cval, origins, dtype)
+    k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)
     if skipped.any():
         with np.errstate(invalid="ignore", over="ignore"):
-            nonfinite = not np.isfinite(np.sum(xe))
+            nonfinite = not (np.isfinite(np.sum(x)) and (rule != "fill" or np.isfinite(cval)))
         if nonfinite:  # NaN and Inf must not meet the skipped taps: restore them without those
-            out = _engine.correlate(finite_part(xe), k, plan)
-            restore(out, xe, k, reduce=False, absent_k=skipped[None])
+            plan = _engine.plan(method, batch, 1, (h + kh - 1, w + kw - 1), (kh, kw), dtype.itemsize)
+            _check_memory(input, x, weights, dtype.itemsize, plan.workspace)
+            xe = _extended(x, weights, rule, cval, origins, dtype)
+            out = _engine.correlate(finite_part(xe), k[None], plan)
+            restore(out, xe, k[None], reduce=False, absent_k=skipped[None])
             return out.reshape(x.shape)
-    return _engine.correlate(xe, k, plan).reshape(x.shape)
+    plan = _filter2d.plan(method, batch, (h, w), (kh, kw), dtype.itemsize)
+    images = x.reshape(batch, h, w)
+    converted = images.dtype != dtype or not np.may_share_memory(images, x)
+    out = None if into is None else into.reshape(batch, h, w)
+    in_place = out is not None and np.may_share_memory(out, into)
+    _check_memory(input, x, weights, dtype.itemsize, plan.workspace, extended=converted, result=not in_place)
+    r0, c0 = -(kh // 2) - origins[0], -(kw // 2) - origins[1]
+    result = _filter2d.filter2d(images.astype(dtype, copy=False), k, rule, cval, (r0, c0), (h, w), plan,
+                                out if in_place else None)
+    if into is not None and not in_place:
+        into[...] = result.reshape(into.shape)
+        return into
+    return into if in_place else result.reshape(x.shape)
 
 
 def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,

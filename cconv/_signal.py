@@ -1,10 +1,13 @@
 """``scipy.signal``'s 2-D correlations on cconv's engine, behind :mod:`cconv.signal`.
 
-How a call runs: SciPy's argument rules in SciPy's order; then the part of
+How a call runs: SciPy's argument rules in SciPy's order; then, for float32
+and float64, the 2-D filter of ``cconv._filter2d`` (its direct loop applies
+the boundary rule inside, reading ``in1`` in place with no extended copy;
+its FFTs correlate an extended copy); for the other types, the part of
 ``in1`` that the requested outputs read is extended by the boundary rule
 (``cconv._boundary``) and correlated, in the valid sense, with ``in2``
-(conjugated for correlation, flipped for convolution), summed in the
-output dtype as :mod:`cconv.signal` says.
+(conjugated for correlation, flipped for convolution).  The sums are done in
+the output dtype as :mod:`cconv.signal` says.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _engine
+from . import _engine, _filter2d
 from ._boundary import extend
 from ._engine import METHODS, Method
 from ._validation import check_choice, check_memory
@@ -269,14 +272,18 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
     # full[i] reads in1 rows i - (kh - 1) ... i: the outputs [r, r + oh) read
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.
     extended = (oh + kh - 1, ow + kw - 1)
+    if dtype.char in "fd":  # the 2-D filter: no extended copy, the result written once
+        plan = _filter2d.plan(method, 1, (oh, ow), (kh, kw), dtype.itemsize)
+        check_memory((oh * ow + (a.size if a.dtype != dtype else 0)) * dtype.itemsize + plan.workspace,
+                     lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
+        return _filter2d.filter2d(a.astype(dtype, copy=False)[None], np.ascontiguousarray(k, dtype=dtype), rule,
+                                  fill[()], (r - kh + 1, c - kw + 1), (oh, ow), plan)[0]
     plan = None
     workspace = oh * ow * dtype.itemsize
-    if dtype.char in "fdFD":  # the engine's floats, or complex as four of their correlations
-        complex_ = dtype.kind == "c"
-        plan = _engine.plan(method, 1, 1, extended, (kh, kw), dtype.itemsize // 2 if complex_ else dtype.itemsize)
-        workspace += plan.workspace * (4 if complex_ else 1)
-        if complex_:  # the real and imaginary parts of the operands, apart
-            workspace += ((oh + kh - 1) * (ow + kw - 1) + kh * kw) * dtype.itemsize
+    if dtype.char in "FD":  # complex as four correlations of the engine's floats
+        plan = _engine.plan(method, 1, 1, extended, (kh, kw), dtype.itemsize // 2)
+        # four correlations, and the real and imaginary parts of the operands, apart
+        workspace += plan.workspace * 4 + ((oh + kh - 1) * (ow + kw - 1) + kh * kw) * dtype.itemsize
     check_memory((oh + kh - 1) * (ow + kw - 1) * dtype.itemsize + workspace,
                  lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
     x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)

@@ -20,6 +20,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from cconv import _filter2d, _runtime
 
+
+def run(x, k, rule, fill, start, shape, method="direct", out=None):
+    plan = _filter2d.plan(method, x.shape[0], shape, k.shape, x.itemsize)
+    return _filter2d.filter2d(x, k, rule, fill, start, shape, plan, out)
+
 # The rules of cconv._boundary, as np.pad spells them.
 PAD = {"fill": "constant", "wrap": "wrap", "symmetric": "symmetric", "mirror": "reflect", "nearest": "edge"}
 
@@ -95,7 +100,7 @@ def test_every_rule_path_and_build(build, path, dtype, rule, rng):
                              ((0, 0), (h - kh + 1, w - kw + 1)), ((-(kh // 2) - 1, 1 - kw // 2), (h, w))]:
             if min(shape) < 0:
                 continue
-            got = _filter2d.filter2d(x, k, rule, -1.5, start, shape, method="direct")
+            got = run(x, k, rule, -1.5, start, shape)
             assert_close(got, reference(x, k, rule, -1.5, start, shape), dtype)
 
 
@@ -107,21 +112,21 @@ def test_views_in_and_out(build, path, dtype, rng):
     base = rng.standard_normal((3, 31, 50)).astype(dtype)
     k = rng.standard_normal((5, 3)).astype(dtype)
     want = reference(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50))
-    got = _filter2d.filter2d(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50), method="direct")
+    got = run(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50))
     assert_close(got, want, dtype)
     reversed_cols = base[:, :, ::-1]
-    assert_close(_filter2d.filter2d(reversed_cols, k, "mirror", 0.0, (-2, -1), (31, 50), method="direct"),
+    assert_close(run(reversed_cols, k, "mirror", 0.0, (-2, -1), (31, 50)),
                  reference(reversed_cols, k, "mirror", 0.0, (-2, -1), (31, 50)), dtype)
     big = np.full((3, 40, 70), 7.0, dtype)
     view = big[:, 5:36, 10:60]
-    assert _filter2d.filter2d(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50), out=view) is view
+    assert run(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50), out=view) is view
     assert_close(view, want, dtype)
     assert np.all(big[:, :5] == 7) and np.all(big[:, :, :10] == 7) and np.all(big[:, :, 60:] == 7)
     columns = np.zeros((50, 31, 3), dtype).T  # last axis strided
-    assert _filter2d.filter2d(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50), out=columns) is columns
+    assert run(base[::-1, ::-1], k, "mirror", 0.0, (-2, -1), (31, 50), out=columns) is columns
     assert_close(columns, want, dtype)
     same = base.copy()
-    _filter2d.filter2d(same, k, "wrap", 0.0, (-2, -1), (31, 50), out=same)
+    run(same, k, "wrap", 0.0, (-2, -1), (31, 50), out=same)
     assert_close(same, reference(base, k, "wrap", 0.0, (-2, -1), (31, 50)), dtype)
 
 
@@ -130,12 +135,12 @@ def test_nan_inf_and_empty_images(method, rng):
     x = rng.standard_normal((1, 12, 15))
     x[0, 3, 4], x[0, 0, 14] = np.nan, np.inf
     k = rng.standard_normal((3, 3))
-    got = _filter2d.filter2d(x, k, "nearest", 0.0, (-1, -1), (12, 15), method=method)
+    got = run(x, k, "nearest", 0.0, (-1, -1), (12, 15), method=method)
     want = reference(x, k, "nearest", 0.0, (-1, -1), (12, 15))
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     ok = np.isfinite(want)
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-9)
     empty = np.zeros((2, 0, 4))
-    got = _filter2d.filter2d(empty, k, "fill", 2.0, (-2, -2), (2, 6), method=method)
+    got = run(empty, k, "fill", 2.0, (-2, -2), (2, 6), method=method)
     np.testing.assert_allclose(got, np.full((2, 2, 6), 2.0 * k.sum()), rtol=1e-12)
