@@ -591,6 +591,57 @@ def test_origin_as_a_0d_array_as_scipy(dtype):
         np.testing.assert_array_equal(ours(x, np.ones((2, 2)), origin=np.array(0)), expected, strict=True)
 
 
+# --------------------------------------------------------------------------
+# The 2-D filter of float outputs (cconv._filter2d), each path forced in each
+# build: the interior read in place, the edge strips gathered by index, or
+# everything from gathered strips; and the output written in place.
+
+
+def _loops_builds():
+    from cconv import _runtime
+
+    found = []
+    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
+        if level <= _runtime.cpu_level():
+            try:
+                found.append(pytest.param(importlib.import_module(f"cconv._correlate{suffix}"),
+                                          id=suffix.strip("_") or "baseline"))
+            except ImportError:
+                pass
+    return found
+
+
+@pytest.fixture(params=_loops_builds())
+def filter_build(request, monkeypatch):
+    from cconv import _filter2d
+
+    monkeypatch.setattr(_filter2d, "_loops", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("path", ["auto", "interior", "strips"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_paths_match_scipy_exactly(filter_build, name, path, dtype, rng, monkeypatch):
+    # Integer-valued data: the direct sums are exact, so every path must give
+    # SciPy's numbers bit for bit: every mode, odd and even sizes, images
+    # smaller than the weights, rows wider than a vector block, origins, and
+    # views with negative strides.
+    from cconv import _filter2d
+
+    monkeypatch.setattr(_filter2d, "PATH", path)
+    ours, theirs = both(name)
+    for shape in [(7, 9), (8, 6), (2, 3), (21, 75)]:
+        x = data(rng, shape, dtype, integral=True)
+        for view in (x, x[::-1], x[:, ::-1], x[::-2, ::-1]):
+            for wshape, origin in [((3, 3), 0), ((4, 2), (-2, 0)), ((5, 7), (1, -3)), ((1, 4), (0, 1))]:
+                w = data(rng, wshape, np.float64, integral=True)
+                for mode in MODES:
+                    expected = theirs(view, w, mode=mode, cval=-2.5, origin=origin)
+                    got = ours(view, w, mode=mode, cval=-2.5, origin=origin, method="direct")
+                    check(got, expected, "direct", exact=True)
+
+
 @pytest.mark.parametrize("name", FUNCS)
 @pytest.mark.parametrize("method", METHODS)
 def test_bool_output_bytes_as_scipy(name, method, rng):
@@ -603,3 +654,52 @@ def test_bool_output_bytes_as_scipy(name, method, rng):
         expected = theirs(x, w, output=out if out is bool else out.copy())
         got = ours(x, w, output=out if out is bool else out.copy(), method=method)
         np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), strict=True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_of_the_sums_dtype_is_written_in_place(name, method, dtype, rng):
+    # The output array itself, a strided view of a larger array, a Fortran
+    # array, a view with negative strides, and the input itself: each comes
+    # back with SciPy's result, and nothing beside the view is written.
+    ours, theirs = both(name)
+    x = data(rng, (30, 41), dtype)
+    w = data(rng, (5, 4), np.float64)
+    expected = theirs(x, w, mode="mirror")
+    big = np.full((40, 60), 9.0, dtype)
+    for out in (np.empty_like(x), big[3:33, 5:46], np.asfortranarray(np.empty_like(x)),
+                np.empty_like(x)[::-1, ::-1]):
+        assert ours(x, w, output=out, mode="mirror", method=method) is out
+        check(out, expected, method, float32_sums=dtype == np.float32)
+    assert np.all(big[:3] == 9) and np.all(big[33:] == 9) and np.all(big[:, :5] == 9) and np.all(big[:, 46:] == 9)
+    same = x.copy()
+    assert ours(same, w, output=same, mode="mirror", method=method) is same
+    check(same, expected, method, float32_sums=dtype == np.float32)
+    batch = data(rng, (3, 30, 41), dtype)  # a batch along a middle axis, filtered over axes (0, 2)
+    out = np.empty_like(batch)
+    assert ours(batch, w, output=out, mode="wrap", axes=(0, 2), method=method) is out
+    check(out, theirs(batch, w, mode="wrap", axes=(0, 2)), method, float32_sums=dtype == np.float32)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_filter_makes_no_image_sized_array(name, dtype, rng):
+    # The direct route reads the input in place and writes the output in
+    # place: after a first call (which makes the kept scratch rows), a call
+    # allocates a small part of the image's size, not an extended copy.
+    import tracemalloc
+
+    ours, theirs = both(name)
+    x = data(rng, (300, 400), dtype)
+    w = data(rng, (5, 5), np.float64)
+    out = np.empty_like(x)
+    ours(x, w, output=out, mode="nearest", method="direct")
+    tracemalloc.start()
+    try:
+        ours(x, w, output=out, mode="nearest", method="direct")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes // 8, peak
+    check(out, theirs(x, w, mode="nearest"), "direct", float32_sums=dtype == np.float32)
