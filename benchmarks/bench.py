@@ -5,7 +5,7 @@ Run from anywhere once cconv is installed::
     python benchmarks/bench.py                   # full run, several minutes on 2 cores
     python benchmarks/bench.py --quick           # short run (CI)
     python benchmarks/bench.py --only dropin     # some tables (repeatable)
-    python benchmarks/bench.py --only targets    # issue 15's targets, and the tables they need
+    python benchmarks/bench.py --only targets    # issues 15 and 24: targets, and the tables they need
     python benchmarks/bench.py --plot auto.png
 
 Peers: SciPy always (``correlate2d``, ``fftconvolve``, ``ndimage``);
@@ -17,7 +17,7 @@ warm-up call, taken alternately with the peer's where a table says so.
 Every timed result is first checked against SciPy, a NumPy formula or the
 peer.  Every ratio between cconv and a peer is a speed-up, the other time
 over cconv's time: above 1 means cconv is faster.  Nothing here is a test:
-no time is asserted; the goals (``layers``, ``dropin``, and issue 15's in
+no time is asserted; the goals (``layers``, ``dropin``, and issues 15 and 24 in
 the final ``targets`` table) are printed with whether this run met them.
 
 To add a table, write a function of one :class:`Run` that prints it with
@@ -35,7 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -89,7 +90,7 @@ def register(name: str) -> Callable[[Callable[[Run], None]], Callable[[Run], Non
 
 @dataclass(frozen=True)
 class Goal:
-    """A target of issue 15: a quantity one of the tables measures, and the bound it should keep."""
+    """A target of issue 15 or 24: a quantity one of the tables measures, and the bound it should keep."""
 
     what: str  # the quantity, in the issue's terms
     op: str  # "<=" or ">="
@@ -616,15 +617,36 @@ class DropIn:
     goal: float  # speed-up (the peer's time / cconv's), at least
     exact: bool = False  # integer results: equal, dtype included
     also: tuple[str, Callable[[], object]] | None = None  # another result to check against, not timed
+    one_thread: bool = False  # both on one thread (cconv.threads(1), cv2.setNumThreads(1))
+
+
+# The drop-in rows of issue 24, as targets: (key, what, goal).
+DROPIN_GOALS = [
+    ("f32 5x5 cv2", "ndimage.correlate 2048^2 f32 5x5 'mirror': cv2.filter2D REFLECT_101 time / cconv time", 1.5),
+    ("f32 5x5 cv2 1t", "the same, both on one thread", 1.0),
+    ("f32 3x3 cv2", "ndimage.correlate 2048^2 f32 3x3 'mirror': cv2.filter2D REFLECT_101 time / cconv time", 1.5),
+    ("f32 3x3 cv2 1t", "the same, both on one thread", 1.0),
+    ("symm 5x5 cv2", "correlate2d 2048^2 f32 5x5 'same' 'symm': cv2.filter2D REFLECT time / cconv time", 1.5),
+    ("symm 3x3 cv2", "correlate2d 2048^2 f32 3x3 'same' 'symm': cv2.filter2D REFLECT time / cconv time", 1.5),
+    ("ndimage 3x3 f64", "ndimage.correlate 2048^2 f64 3x3 'reflect': SciPy time / cconv time", 3.0),
+    ("fill 3x3 f64", "convolve2d 2048^2 f64 3x3 'same' 'fill': SciPy time / cconv time", 20.0),
+    ("uint8 exact", "convolve2d 2048^2 uint8 3x3 integer kernel (exact): SciPy time / cconv time", 10.0),
+    ("ndimage 31x31", "ndimage.correlate 2048^2 f64 31x31 'reflect': SciPy time / cconv time", 20.0),
+    ("symm 15x15 auto", "correlate2d 512^2 f64 15x15 'same' 'symm', method='auto': the better of cconv's direct "
+     "and FFT times / auto's time", 0.9),
+]
+for _key, _what, _bound in DROPIN_GOALS:
+    goal(_key, _what, ">=", _bound, "dropin")
 
 
 @register("dropin")
 def dropin(run: Run) -> None:
-    """cconv.signal and cconv.ndimage against the SciPy calls they replace, and the 5x5 float32 case against OpenCV.
+    """cconv.signal and cconv.ndimage against the SciPy calls they replace, and the float32 filters against OpenCV.
 
     Each result is first checked against SciPy's (equal, dtype included, for
     integers); cconv and the peer are then timed alternately, the peer fewer
-    times where it is slow.
+    times where it is slow.  The OpenCV rows run both on cconv's threads,
+    and again both on one thread.
     """
     import scipy.ndimage
 
@@ -637,13 +659,13 @@ def dropin(run: Run) -> None:
     x2048_32 = x2048.astype(np.float32)
     x_u8 = rng.integers(0, 256, (2048, 2048), dtype=np.uint8)
     w3, w15, w31 = (rng.standard_normal((k, k)) for k in (3, 15, 31))
-    w5_32 = rng.standard_normal((5, 5)).astype(np.float32)
+    w3_32, w5_32 = (rng.standard_normal((k, k)).astype(np.float32) for k in (3, 5))
     w_int = rng.integers(-4, 5, (3, 3))
-    filter2d = None if cv2 is None else partial(cv2.filter2D, x2048_32, -1, w5_32, borderType=cv2.BORDER_REFLECT_101)
+
+    def filter2d(w: np.ndarray, border: str) -> Callable[[], object] | None:
+        return None if cv2 is None else partial(cv2.filter2D, x2048_32, -1, w, borderType=getattr(cv2, border))
+
     cases = [
-        DropIn("cconv.signal.correlate2d: 512^2 float64, 15x15, 'same', 'symm'",
-               partial(cconv.signal.correlate2d, x512, w15, mode="same", boundary="symm"), "scipy.signal.correlate2d",
-               partial(scipy.signal.correlate2d, x512, w15, mode="same", boundary="symm"), True, 100),
         DropIn("cconv.signal.convolve2d: 2048^2 float64, 3x3, 'same', 'fill'",
                partial(cconv.signal.convolve2d, x2048, w3, mode="same", boundary="fill"), "scipy.signal.convolve2d",
                partial(scipy.signal.convolve2d, x2048, w3, mode="same", boundary="fill"), False, 20),
@@ -653,40 +675,86 @@ def dropin(run: Run) -> None:
         DropIn("cconv.ndimage.correlate: 2048^2 float64, 31x31, 'reflect'",
                partial(cconv.ndimage.correlate, x2048, w31, mode="reflect"), "scipy.ndimage.correlate",
                partial(scipy.ndimage.correlate, x2048, w31, mode="reflect"), True, 20),
-        DropIn("cconv.ndimage.correlate: 2048^2 float32, 5x5, 'mirror'",
-               partial(cconv.ndimage.correlate, x2048_32, w5_32, mode="mirror"), "cv2.filter2D BORDER_REFLECT_101",
-               filter2d, False, 1.0,
-               also=("scipy.ndimage.correlate", partial(scipy.ndimage.correlate, x2048_32, w5_32, mode="mirror"))),
         DropIn("cconv.signal.convolve2d: 2048^2 uint8, 3x3 integer kernel, 'same'",
                partial(cconv.signal.convolve2d, x_u8, w_int, mode="same"), "scipy.signal.convolve2d",
                partial(scipy.signal.convolve2d, x_u8, w_int, mode="same"), False, 10, exact=True),
     ]
+    for one in (False, True):
+        where = ", both on 1 thread" if one else ""
+        for w, k in ((w5_32, 5), (w3_32, 3)):
+            cases.append(DropIn(f"cconv.ndimage.correlate: 2048^2 float32, {k}x{k}, 'mirror'{where}",
+                                partial(cconv.ndimage.correlate, x2048_32, w, mode="mirror"),
+                                "cv2.filter2D BORDER_REFLECT_101", filter2d(w, "BORDER_REFLECT_101"), False,
+                                1.0 if one else 1.5, one_thread=one,
+                                also=("scipy.ndimage.correlate",
+                                      partial(scipy.ndimage.correlate, x2048_32, w, mode="mirror"))))
+    for w, k in ((w5_32, 5), (w3_32, 3)):
+        cases.append(DropIn(f"cconv.signal.correlate2d: 2048^2 float32, {k}x{k}, 'same', 'symm'",
+                            partial(cconv.signal.correlate2d, x2048_32, w, mode="same", boundary="symm"),
+                            "cv2.filter2D BORDER_REFLECT", filter2d(w, "BORDER_REFLECT"), False, 1.5))
+    keys = ["fill 3x3 f64", "ndimage 3x3 f64", "ndimage 31x31", "uint8 exact", "f32 5x5 cv2", "f32 3x3 cv2",
+            "f32 5x5 cv2 1t", "f32 3x3 cv2 1t", "symm 5x5 cv2", "symm 3x3 cv2"]
     rows = []
-    for case in cases:
+    for key, case in zip(keys, cases):
         goal = f"speed-up >= {case.goal:g}"
-        got = np.asarray(case.mine())
-        references = [(case.peer, case.theirs)] if case.theirs is not None else []
-        references += [case.also] if case.also else []
-        for name, call in references:
-            want = np.asarray(call())
-            if case.exact:
-                if got.dtype != want.dtype or not np.array_equal(got, want):
-                    sys.exit(f"benchmark: WRONG RESULT for {case.what}: not equal to {name} "
-                             f"(dtypes {got.dtype}, {want.dtype})")
-            else:
-                check(got, want, f"{case.what} against {name}")
-        mine = remember(case.what, case.mine)
-        if case.theirs is None:
-            rows.append([case.what, ms(timeit(mine, run.reps)), case.peer, "(not installed)", "", goal, "-"])
-            continue
-        peer_reps = (1 if run.quick else 3) if case.slow else run.reps
-        t_mine, t_theirs = timeit_pair(mine, case.theirs, run.reps, peer_reps, warm_up=False)
+        with _threads_for(case.one_thread):
+            got = np.asarray(case.mine())
+            references = [(case.peer, case.theirs)] if case.theirs is not None else []
+            references += [case.also] if case.also else []
+            for name, call in references:
+                want = np.asarray(call())
+                if case.exact:
+                    if got.dtype != want.dtype or not np.array_equal(got, want):
+                        sys.exit(f"benchmark: WRONG RESULT for {case.what}: not equal to {name} "
+                                 f"(dtypes {got.dtype}, {want.dtype})")
+                else:
+                    check(got, want, f"{case.what} against {name}")
+            mine = remember(case.what, case.mine)
+            if case.theirs is None:
+                rows.append([case.what, ms(timeit(mine, run.reps)), case.peer, "(not installed)", "", goal, "-"])
+                continue
+            peer_reps = (1 if run.quick else 3) if case.slow else run.reps
+            t_mine, t_theirs = timeit_pair(mine, case.theirs, run.reps, peer_reps, warm_up=False)
+        reached(key, t_theirs / t_mine)
         met = "yes" if t_theirs / t_mine >= case.goal else "**no**"
         rows.append([case.what, ms(t_mine), case.peer, f"{ms(t_theirs)} ({peer_reps} call{'s' * (peer_reps > 1)})",
                      speedup(t_theirs, t_mine), goal, met])
-    table(f"SciPy drop-ins (cconv.signal, cconv.ndimage), {cconv.get_num_threads()} threads, timed alternately "
-          f"with the call they replace (OpenCV's filter2D for the float32 5x5 case); {SPEEDUP}",
+
+    # SciPy's 512^2 15x15 'symm' call: auto against the better of cconv's own routes (the direct loop's rate
+    # and the FFTs' rate on this machine), timed alternately.
+    calls = {m: partial(cconv.signal.correlate2d, x512, w15, mode="same", boundary="symm", method=m)
+             for m in ("auto", "direct", "fft")}
+    want = scipy.signal.correlate2d(x512, w15, mode="same", boundary="symm")
+    for m, call in calls.items():
+        check(call(), want, f"correlate2d 512^2 15x15 symm, method={m!r}")
+    t_auto, t_direct = timeit_pair(remember("correlate2d 512^2 15x15 symm auto", calls["auto"]), calls["direct"],
+                                   run.reps)
+    t_auto2, t_fft = timeit_pair(calls["auto"], calls["fft"], run.reps)
+    t_auto = min(t_auto, t_auto2)
+    best = min(t_direct, t_fft)
+    reached("symm 15x15 auto", best / t_auto, f"direct {ms(t_direct)} ms, fft {ms(t_fft)} ms")
+    rows.append(["cconv.signal.correlate2d: 512^2 float64, 15x15, 'same', 'symm', method='auto'", ms(t_auto),
+                 f"cconv's better forced method ({'direct' if t_direct <= t_fft else 'fft'})", ms(best),
+                 f"{best / t_auto:.2f}x", "speed-up >= 0.9", "yes" if best / t_auto >= 0.9 else "**no**"])
+    table(f"SciPy drop-ins (cconv.signal, cconv.ndimage), {cconv.get_num_threads()} threads unless the row says "
+          f"otherwise, timed alternately with the call they replace (OpenCV's filter2D for float32); {SPEEDUP}",
           ["cconv call", "cconv ms", "peer", "peer ms", "speed-up", "goal", "met"], rows)
+
+
+@contextmanager
+def _threads_for(one: bool) -> Iterator[None]:
+    """cconv and OpenCV on one thread (``one``), or left on cconv's count."""
+    if not one:
+        yield
+        return
+    with cconv.threads(1):
+        if cv2 is not None:
+            cv2.setNumThreads(1)
+        try:
+            yield
+        finally:
+            if cv2 is not None:
+                cv2.setNumThreads(cconv.get_num_threads())
 
 
 # --------------------------------------------------------------------------
@@ -939,7 +1007,7 @@ def import_time(run: Run) -> None:
 
 @register("targets")
 def targets(run: Run) -> None:
-    """Issue 15's targets, each with what the other tables of this run measured for it."""
+    """Issues 15 and 24: the targets, each with what the other tables of this run measured for it."""
     rows = []
     for key, g in GOALS.items():
         if key in REACHED:
@@ -948,7 +1016,7 @@ def targets(run: Run) -> None:
                          "yes" if g.met(value) else "**no**", g.table])
         else:
             rows.append([g.what, "-", g.goal(), f"not measured (--only {g.table})", g.table])
-    table("Targets (issue 15): each ratio as the issue states it (not always a speed-up), measured by the "
+    table("Targets (issues 15 and 24): each ratio as the issue states it (not always a speed-up), measured by the "
           "tables above in this run; the busy-machine goal is --contended's own table",
           ["target", "measured", "goal", "met", "table"], rows)
     measured = [g.met(REACHED[key][0]) for key, g in GOALS.items() if key in REACHED]
