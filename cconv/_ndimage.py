@@ -333,23 +333,28 @@ def _complex(input: np.ndarray, weights: np.ndarray, output: Any, mode: Any, cva
 
 
 def _get_output(output: object, input: np.ndarray, complex_output: bool = False) -> np.ndarray:
-    """The output array, as SciPy's ``_get_output`` makes or checks it."""
+    """The output array, as SciPy's ``_get_output`` makes or checks it.
+
+    A new one is made empty, not zeroed as SciPy's is: every element is
+    written, and a zeroed array of many megabytes is mapped lazily, so the
+    filter would pay its page faults.
+    """
     if output is None:
         # by name, as SciPy: a byte-swapped input gives a native output
         dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype.name
-        return np.zeros(input.shape, dtype=dtype)
+        return np.empty(input.shape, dtype=dtype)
     if isinstance(output, (type, np.dtype)):
         if complex_output and np.dtype(output).kind != "c":
             warnings.warn("promoting specified output dtype to complex", stacklevel=4)
             output = np.promote_types(output, np.complex64)
-        return np.zeros(input.shape, dtype=output)
+        return np.empty(input.shape, dtype=output)
     if isinstance(output, str):
         dtype = np.dtype(output)
         if complex_output and dtype.kind != "c":
             raise RuntimeError("output must have complex dtype")
         if not issubclass(dtype.type, np.number):
             raise RuntimeError("output must have numeric dtype")
-        return np.zeros(input.shape, dtype=dtype)
+        return np.empty(input.shape, dtype=dtype)
     output = np.asarray(output)
     if output.shape != input.shape:
         raise RuntimeError("output shape not correct")
