@@ -1,10 +1,11 @@
 """``scipy.signal``'s 2-D correlations on cconv's engine, behind :mod:`cconv.signal`.
 
 How a call runs: SciPy's argument rules in SciPy's order; then, for float32
-and float64, the 2-D filter of ``cconv._filter2d`` (its direct loop applies
-the boundary rule inside, reading ``in1`` in place with no extended copy;
-its FFTs correlate an extended copy); for the other types, the part of
-``in1`` that the requested outputs read is extended by the boundary rule
+and float64, and for integers of at most 16 bits whose sums a float holds
+exactly, the 2-D filter of ``cconv._filter2d`` (its direct loop applies the
+boundary rule inside, reading ``in1`` in place with no extended copy; its
+FFTs correlate an extended copy); for the other types, the part of ``in1``
+that the requested outputs read is extended by the boundary rule
 (``cconv._boundary``) and correlated, in the valid sense, with ``in2``
 (conjugated for correlation, flipped for convolution).  The sums are done in
 the output dtype as :mod:`cconv.signal` says.
@@ -22,6 +23,7 @@ from . import _engine, _filter2d
 from ._boundary import extend
 from ._engine import METHODS, Method
 from ._validation import check_choice, check_memory
+from ._workspace import scratch_array
 
 __all__ = ["correlate2d", "convolve2d"]
 
@@ -278,6 +280,22 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
                      lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
         return _filter2d.filter2d(a.astype(dtype, copy=False)[None], np.ascontiguousarray(k, dtype=dtype), rule,
                                   fill[()], (r - kh + 1, c - kw + 1), (oh, ow), plan)[0]
+    exact = _exact_float(a, k, fill if rule == "fill" else None, dtype) if dtype.kind in "iu" else None
+    if exact is not None:
+        # Every partial sum of these integers is an integer the float type
+        # holds exactly: the 2-D filter sums them exactly, however it rounds
+        # (the float loops' FMAs included); the result is then wrapped into
+        # the result dtype as SciPy's sums wrap.
+        plan = _filter2d.plan("direct", 1, (oh, ow), (kh, kw), exact.itemsize)
+        check_memory((a.size + oh * ow) * exact.itemsize + oh * ow * 8 + plan.workspace,
+                     lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
+        x = scratch_array("signal-integers", a.shape, exact)
+        np.copyto(x, a, casting="unsafe")
+        sums = _filter2d.filter2d(x[None], np.ascontiguousarray(k.astype(dtype), dtype=exact), rule,
+                                  float(fill), (r - kh + 1, c - kw + 1), (oh, ow), plan,
+                                  scratch_array("signal-sums", (1, oh, ow), exact))[0]
+        out = sums.astype(np.int64)
+        return out.view(dtype) if dtype.itemsize == 8 else out.astype(dtype)
     plan = None
     workspace = oh * ow * dtype.itemsize
     if dtype.char in "FD":  # complex as four correlations of the engine's floats
@@ -288,6 +306,20 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
                  lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
     x = extend(a, (r - kh + 1, r + oh), (c - kw + 1, c + ow), rule, fill, dtype, scratch=True)
     return _correlate_typed(x[None], np.ascontiguousarray(k, dtype=dtype)[None], plan)[0]
+
+
+def _exact_float(a: np.ndarray, k: np.ndarray, fill: np.ndarray | None, dtype: np.dtype) -> np.dtype | None:
+    """A float type in which every partial sum of ``in1`` (of at most 16 bits, or ``fill``) with ``k`` in
+    ``dtype`` is an integer it holds exactly (float32 below 2**23, float64 below 2**52), or None."""
+    if a.dtype.kind not in "iub" or a.dtype.itemsize > 2:
+        return None
+    info = np.iinfo(np.uint8 if a.dtype.kind == "b" else a.dtype)
+    largest = float(max(-info.min, info.max, 0 if fill is None else abs(int(fill))))
+    with np.errstate(over="ignore"):
+        bound = largest * float(np.abs(k.astype(dtype).astype(np.float64)).sum())
+    if bound < 2.0**23:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64) if bound < 2.0**52 else None
 
 
 def _correlate_typed(x: np.ndarray, k: np.ndarray, plan: _engine.Plan | None) -> np.ndarray:

@@ -414,11 +414,13 @@ def filter_build(request, monkeypatch):
 
 @pytest.mark.parametrize("name", FUNCS)
 @pytest.mark.parametrize("path", ["auto", "interior", "strips"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int16])
 def test_filter_paths_match_scipy_exactly(filter_build, name, path, dtype, rng, monkeypatch):
     # Integer-valued data: the direct sums are exact, so every path must give
-    # SciPy's numbers bit for bit; odd and even sizes, in1 smaller than in2,
-    # rows wider than a vector block, and views with negative strides.
+    # SciPy's numbers bit for bit (integers of up to 16 bits run the filter
+    # in double and wrap into their type); odd and even sizes, in1 smaller
+    # than in2, rows wider than a vector block, and views with negative
+    # strides.
     from cconv import _filter2d
 
     monkeypatch.setattr(_filter2d, "PATH", path)
@@ -434,3 +436,19 @@ def test_filter_paths_match_scipy_exactly(filter_build, name, path, dtype, rng, 
                     for boundary in BOUNDARIES:
                         assert_matches_scipy(ours(view, k, mode, boundary, 2, method="direct"),
                                              theirs(view, k, mode, boundary, 2), "direct", True)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("scale", [1, 2**12, 2**14, 2**45, 2**60],
+                         ids=["float32", "near-2**23", "double", "near-2**52", "wrapping"])
+def test_small_integers_exact_on_either_route(name, scale, rng):
+    # uint8 data with int64 weights: sums below 2**23 run in float32 on the
+    # filter, below 2**52 in double, larger ones on the integer loops, where
+    # they wrap as SciPy's.
+    ours, theirs = both(name)
+    a = rng.integers(0, 256, size=(19, 23), dtype=np.uint8)
+    k = rng.integers(-4, 5, size=(3, 4)) * scale
+    for mode in MODES:
+        for boundary in BOUNDARIES:
+            np.testing.assert_array_equal(ours(a, k, mode, boundary, 7), theirs(a, k, mode, boundary, 7),
+                                          strict=True)
