@@ -150,7 +150,8 @@ int main(void) {
 
 # What every module may include or cimport: the shared declarations and each
 # twinned family's loops.
-DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_conv2d_kernels.h", "cconv/src/correlate_kernels.h"]
+DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_conv2d_kernels.h", "cconv/src/correlate_kernels.h",
+            "cconv/src/dw_tiles.h"]
            + [f"cconv/{f}.pxi" for f in ISA_TWINS])
 
 # Where the compiled modules' C headers are (cconv/src/*.h).
