@@ -106,8 +106,9 @@ def filter_rows(const real[:, :, :] x, const real[:, ::1] k, real[:, :, :] out,
     stride) that does not overlap ``x``.
 
     Work items are (image, block of ``block`` output rows), on a dynamic
-    schedule over ``threads`` threads (at most the rows of ``scratch``); each output is the same sum in the same order whatever the
-    thread count or the split into interior and edges.
+    schedule over ``threads`` threads (at most the rows of ``scratch``);
+    each output is the same sum in the same order whatever the thread count
+    or the split into interior and edges.
     """
     cdef Py_ssize_t N = out.shape[0], OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t kh = k.shape[0], kw = k.shape[1]

@@ -251,16 +251,18 @@ def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule:
     plan = _filter2d.plan(method, batch, (h, w), (kh, kw), dtype.itemsize)
     images = x.reshape(batch, h, w)
     converted = images.dtype != dtype or not np.may_share_memory(images, x)
-    out = None if into is None else into.reshape(batch, h, w)
-    in_place = out is not None and np.may_share_memory(out, into)
+    # The output as a batch, if that is a view of it (else through a fresh result).
+    target = None if into is None else into.reshape(batch, h, w)
+    in_place = target is not None and np.may_share_memory(target, into)
     _check_memory(input, x, weights, dtype.itemsize, plan.workspace, extended=converted, result=not in_place)
     r0, c0 = -(kh // 2) - origins[0], -(kw // 2) - origins[1]
     result = _filter2d.filter2d(images.astype(dtype, copy=False), k, rule, cval, (r0, c0), (h, w), plan,
-                                out if in_place else None)
-    if into is not None and not in_place:
+                                target if in_place else None)
+    if into is None:
+        return result.reshape(x.shape)
+    if not in_place:
         into[...] = result.reshape(into.shape)
-        return into
-    return into if in_place else result.reshape(x.shape)
+    return into
 
 
 def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule: str, cval: float,

@@ -275,24 +275,24 @@ def _correlate(a: np.ndarray, k: np.ndarray, mode: str, rule: str, fill: np.ndar
     # rows [r - kh + 1, r + oh) of in1, extended by the rule.
     extended = (oh + kh - 1, ow + kw - 1)
     if dtype.char in "fd":  # the 2-D filter: no extended copy, the result written once
-        plan = _filter2d.plan(method, 1, (oh, ow), (kh, kw), dtype.itemsize)
-        check_memory((oh * ow + (a.size if a.dtype != dtype else 0)) * dtype.itemsize + plan.workspace,
+        route = _filter2d.plan(method, 1, (oh, ow), (kh, kw), dtype.itemsize)
+        check_memory((oh * ow + (a.size if a.dtype != dtype else 0)) * dtype.itemsize + route.workspace,
                      lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
         return _filter2d.filter2d(a.astype(dtype, copy=False)[None], np.ascontiguousarray(k, dtype=dtype), rule,
-                                  fill[()], (r - kh + 1, c - kw + 1), (oh, ow), plan)[0]
+                                  float(fill), (r - kh + 1, c - kw + 1), (oh, ow), route)[0]
     exact = _exact_float(a, k, fill if rule == "fill" else None, dtype) if dtype.kind in "iu" else None
     if exact is not None:
         # Every partial sum of these integers is an integer the float type
         # holds exactly: the 2-D filter sums them exactly, however it rounds
         # (the float loops' FMAs included); the result is then wrapped into
         # the result dtype as SciPy's sums wrap.
-        plan = _filter2d.plan("direct", 1, (oh, ow), (kh, kw), exact.itemsize)
-        check_memory((a.size + oh * ow) * exact.itemsize + oh * ow * 8 + plan.workspace,
+        route = _filter2d.plan("direct", 1, (oh, ow), (kh, kw), exact.itemsize)
+        check_memory((a.size + oh * ow) * exact.itemsize + oh * ow * 8 + route.workspace,
                      lambda: f"correlate2d(in1{a.shape}, in2{k.shape}, mode={mode!r})")
         x = scratch_array("signal-integers", a.shape, exact)
         np.copyto(x, a, casting="unsafe")
         sums = _filter2d.filter2d(x[None], np.ascontiguousarray(k.astype(dtype), dtype=exact), rule,
-                                  float(fill), (r - kh + 1, c - kw + 1), (oh, ow), plan,
+                                  float(fill), (r - kh + 1, c - kw + 1), (oh, ow), route,
                                   scratch_array("signal-sums", (1, oh, ow), exact))[0]
         out = sums.astype(np.int64)
         return out.view(dtype) if dtype.itemsize == 8 else out.astype(dtype)
