@@ -7,6 +7,7 @@ live here.
 
 from __future__ import annotations
 
+import importlib
 import zlib
 
 import numpy as np
@@ -38,3 +39,27 @@ def photograph():
     noisy = demo.add_noise(img, 50.0, 0)
     noisy[540:545, 3:13] = np.nan
     return noisy, template
+
+
+def _builds(family: str) -> list:
+    """``cconv.<family>`` in every build this CPU runs (baseline, x86-64-v3, x86-64-v4), as pytest params."""
+    from cconv import _runtime
+
+    found = []
+    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
+        if level <= _runtime.cpu_level():
+            try:
+                found.append(pytest.param(importlib.import_module(f"cconv.{family}{suffix}"),
+                                          id=suffix.strip("_") or "baseline"))
+            except ImportError:  # a build without that twin
+                pass
+    return found
+
+
+@pytest.fixture(params=_builds("_correlate"))
+def correlate_build(request, monkeypatch):
+    """The 2-D filter (``cconv._filter2d``) runs on one build of the direct loops for the test."""
+    from cconv import _filter2d
+
+    monkeypatch.setattr(_filter2d, "_loops", request.param)
+    return request.param

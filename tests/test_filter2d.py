@@ -12,13 +12,11 @@ paths against SciPy.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cconv import _filter2d, _runtime
+from cconv import _filter2d
 
 
 def run(x, k, rule, fill, start, shape, method="direct", out=None):
@@ -27,26 +25,6 @@ def run(x, k, rule, fill, start, shape, method="direct", out=None):
 
 # The rules of cconv._boundary, as np.pad spells them.
 PAD = {"fill": "constant", "wrap": "wrap", "symmetric": "symmetric", "mirror": "reflect", "nearest": "edge"}
-
-
-def _builds():
-    found = []
-    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
-        if level > _runtime.cpu_level():
-            continue
-        try:
-            found.append(pytest.param(importlib.import_module(f"cconv._correlate{suffix}"),
-                                      id=suffix.strip("_") or "baseline"))
-        except ImportError:
-            continue
-    return found
-
-
-@pytest.fixture(params=_builds())
-def build(request, monkeypatch):
-    """Force one build of the loops for the test."""
-    monkeypatch.setattr(_filter2d, "_loops", request.param)
-    return request.param
 
 
 @pytest.fixture(params=_filter2d.PATHS)
@@ -91,7 +69,7 @@ SHAPES = [(1, 1, 3, 3), (3, 2, 5, 4), (7, 9, 3, 3), (20, 37, 2, 4), (33, 70, 5, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rule", list(PAD))
-def test_every_rule_path_and_build(build, path, dtype, rule, rng):
+def test_every_rule_path_and_build(correlate_build, path, dtype, rule, rng):
     for h, w, kh, kw in SHAPES:
         x = rng.standard_normal((2, h, w)).astype(dtype)
         k = rng.standard_normal((kh, kw)).astype(dtype)
@@ -105,7 +83,7 @@ def test_every_rule_path_and_build(build, path, dtype, rule, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_views_in_and_out(build, path, dtype, rng):
+def test_views_in_and_out(correlate_build, path, dtype, rng):
     # Negative row strides and a strided batch read in place; a strided
     # output view written in place; an output whose rows are not contiguous
     # (or that overlaps the input) through a fresh array.

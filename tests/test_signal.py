@@ -390,32 +390,10 @@ def test_result_outlives_the_next_call(name, method, dtype, kshape, rng):
 # index, or everything from gathered strips.
 
 
-def _loops_builds():
-    from cconv import _runtime
-
-    found = []
-    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
-        if level <= _runtime.cpu_level():
-            try:
-                found.append(pytest.param(importlib.import_module(f"cconv._correlate{suffix}"),
-                                          id=suffix.strip("_") or "baseline"))
-            except ImportError:
-                pass
-    return found
-
-
-@pytest.fixture(params=_loops_builds())
-def filter_build(request, monkeypatch):
-    from cconv import _filter2d
-
-    monkeypatch.setattr(_filter2d, "_loops", request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("name", FUNCS)
 @pytest.mark.parametrize("path", ["auto", "interior", "strips"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int16])
-def test_filter_paths_match_scipy_exactly(filter_build, name, path, dtype, rng, monkeypatch):
+def test_filter_paths_match_scipy_exactly(correlate_build, name, path, dtype, rng, monkeypatch):
     # Integer-valued data: the direct sums are exact, so every path must give
     # SciPy's numbers bit for bit (integers of up to 16 bits run the filter
     # in double and wrap into their type); odd and even sizes, in1 smaller
