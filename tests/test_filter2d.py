@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cconv import _filter2d
+from cconv import _engine, _filter2d
 
 
 def run(x, k, rule, fill, start, shape, method="direct", out=None):
+    """filter2d on the route ``method`` (planned as the drop-ins plan it)."""
     plan = _filter2d.plan(method, x.shape[0], shape, k.shape, x.itemsize)
     return _filter2d.filter2d(x, k, rule, fill, start, shape, plan, out)
+
 
 # The rules of cconv._boundary, as np.pad spells them.
 PAD = {"fill": "constant", "wrap": "wrap", "symmetric": "symmetric", "mirror": "reflect", "nearest": "edge"}
@@ -122,3 +124,18 @@ def test_nan_inf_and_empty_images(method, rng):
     empty = np.zeros((2, 0, 4))
     got = run(empty, k, "fill", 2.0, (-2, -2), (2, 6), method=method)
     np.testing.assert_allclose(got, np.full((2, 2, 6), 2.0 * k.sum()), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_on_any_thread_count_and_path(correlate_build, path, dtype, rng, monkeypatch):
+    # Each output is the same sum in the same order whichever thread takes
+    # its block, and whether it is read in place or from a gathered strip.
+    x = rng.standard_normal((3, 70, 90)).astype(dtype)
+    k = rng.standard_normal((5, 6)).astype(dtype)
+    results = [_filter2d.filter2d(x, k, "symmetric", 0.0, (-2, -3), (70, 90), _engine.Plan("direct", n, 0))
+               for n in (1, 2, 3)]
+    monkeypatch.setattr(_filter2d, "PATH", "strips")
+    results.append(_filter2d.filter2d(x, k, "symmetric", 0.0, (-2, -3), (70, 90), _engine.Plan("direct", 2, 0)))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    assert_close(results[0], reference(x, k, "symmetric", 0.0, (-2, -3), (70, 90)), dtype)
