@@ -36,7 +36,9 @@ __all__ = ["PATHS", "plan", "filter2d"]
 #: 'interior' makes the edge strips as narrow as the filter allows;
 #: 'strips' reads nothing in place (every output from gathered patches).
 PATHS = ("auto", "interior", "strips")
-PATH = os.environ.get("CCONV_FILTER_PATH", "auto")
+PATH = os.environ.get("CCONV_FILTER_PATH", "auto").strip().lower()
+if PATH not in PATHS:
+    raise ImportError(f"CCONV_FILTER_PATH must be one of {PATHS}; got {PATH!r}")
 
 # Output rows per work item of the direct loop.
 ROWS_PER_ITEM = 8
