@@ -20,6 +20,7 @@ Leading (batch) axes are the caller's; a 1-D filter is a 1-row or 1-column
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -113,8 +114,8 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
         x = np.zeros((n, 1, 1), x.dtype)
     elif x.strides[2] != x.itemsize:
         x = np.ascontiguousarray(x)
-    rows = source_index(np.arange(r0, r0 + oh + kh - 1), h, rule)
-    cols = source_index(np.arange(c0, c0 + ow + kw - 1), w, rule)
+    rows = _indices(r0, oh + kh - 1, h, rule)
+    cols = _indices(c0, ow + kw - 1, w, rule)
     (ia, ib), (ja, jb) = _interior(r0, h, kh, oh, 1), _interior(c0, w, kw, ow, EDGE_BYTES // x.itemsize)
     if ia >= ib or ja >= jb or PATH == "strips":
         ia = ib = ja = jb = 0
@@ -123,6 +124,15 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
     _loops.filter_rows(x, np.ascontiguousarray(k), out, rows, cols, x.dtype.type(fill), ia, ib, ja, jb, scratch,
                        block, plan.threads)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _indices(start: int, count: int, n: int, rule: str) -> np.ndarray:
+    """The index inside ``[0, n)`` each of ``start .. start + count - 1`` reads (read-only, kept:
+    a filter called in a loop on images of one size makes them once)."""
+    index = source_index(np.arange(start, start + count), n, rule)
+    index.flags.writeable = False
+    return index
 
 
 def _interior(start: int, n: int, k: int, count: int, edge: int) -> tuple[int, int]:
