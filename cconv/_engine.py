@@ -30,6 +30,7 @@ __all__ = [
     "pair_count",
     "sum_pairs",
     "correlate_direct",
+    "correlate_summed",
     "backward_direct",
     "fft_shape",
     "spectrum",
@@ -96,6 +97,24 @@ def correlate_direct(x: np.ndarray, k: np.ndarray, reduce: bool) -> np.ndarray:
 # sums for a reduced output.
 ROWS_PER_ITEM = 8
 REDUCE_TASKS = 8
+
+
+def correlate_summed(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``sum_n correlate2d(x[n], k[n], 'valid')`` by the compiled loops, in one task.
+
+    One output plane of a 3-D valid correlation, from its ``N`` depth taps:
+    ``x`` (N, IH, IW) and ``k`` (N, KH, KW) as for :func:`correlate_direct`.
+    Unlike ``correlate_direct(..., reduce=True)`` there are no partial sums
+    to add up after: each block of outputs accumulates every pair in
+    registers (parallel over the blocks of rows).  Returns (1, OH, OW).
+    """
+    oh, ow = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
+    out = np.empty((1, oh, ow), dtype=x.dtype)
+    if oh * ow >= k.shape[1] * k.shape[2]:
+        _loops.correlate_wide(x, k, out, x.shape[0], ROWS_PER_ITEM)
+    else:
+        _loops.correlate_narrow(x, k, out, x.shape[0], 1)
+    return out
 
 
 def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,234 @@
+"""1-D, 2-D and 3-D correlations on the engine's 2-D planes: the direct route
+of the SciPy drop-ins' N-D calls.
+
+Every direct computation of ``cconv.signal.convolve`` / ``correlate`` and of
+``cconv.ndimage`` with 1-D or 3-D weights (and ``correlate1d``) is one call
+of :func:`correlate`: a batch of r-D items (r <= 3), extended past their
+edges by a boundary rule, correlated 'valid' with r-D weights.  Each item is
+seen as a stack of (H, W) planes, unit axes in front:
+
+- the planes the outputs read are extended once, in 2-D, by
+  ``cconv._boundary.extend``; along the depth the rule picks which plane
+  (or a plane of the fill value) each depth index reads;
+- with one depth tap (1-D and 2-D data), the extended planes go to the
+  engine in one call; 1-D items are the rows of one image, and a long line
+  is cut into overlapping rows, so that the loops have rows to share out;
+- a 3-D correlation is a sum of 2-D correlations over the depth taps:
+  output plane ``d`` sums ``correlate2d(plane[d + t], k[t])`` over ``t``,
+  one engine call per output plane (``_engine.correlate_summed``, which
+  accumulates all taps in its register blocks).
+
+The sums (``sums``):
+
+- ``'float'``: the engine's float loops in float32 or float64 (fused
+  multiply-adds, any order: within the documented tolerance); taps marked
+  ``absent`` are no terms, as ``scipy.ndimage`` skips weights of magnitude
+  up to DBL_EPSILON, and where NaN or Inf meets them they are restored
+  without those taps (``cconv._nonfinite``);
+- ``'ordered'``: ``scipy.ndimage``'s own doubles, summed in its order
+  without FMA (``_engine.correlate_in_order``), for integer and bool outputs;
+- ``'typed'``: ``scipy.signal``'s sums in the data's type (integers exactly
+  modulo 2**bits, long double, complex through real parts with C's complex
+  infinities), as ``cconv._signal`` sums ``correlate2d``.
+
+:func:`extended` gives the whole extended array instead, for the FFT route
+(``cconv._fftconv``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _engine
+from ._boundary import extend, source_index
+from ._nonfinite import finite_part, restore
+from ._validation import check_memory
+
+__all__ = ["Sums", "correlate", "extended"]
+
+Sums = Literal["float", "ordered", "typed"]
+Shape = tuple[int, ...]
+
+# 1-D items: fewer lines than this are cut into rows of at least
+# LINE_CHUNK outputs, so that the loops' blocks of rows go to every thread.
+LINE_ROWS = 64
+LINE_CHUNK = 4096
+
+
+def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule: str, fill: object,
+              dtype: npt.DTypeLike, sums: Sums, absent: np.ndarray | None = None) -> np.ndarray:
+    """Valid correlation of each item of ``x``, extended by ``rule``, with ``k``.
+
+    Parameters
+    ----------
+    x : ndarray
+        (B, *S): a batch of r-D items, r = ``k.ndim`` in 1..3, any layout.
+    k : ndarray
+        The weights, r-D, in ``dtype`` (for 'ordered': float64), as they
+        multiply: already flipped or conjugated as the caller's operation needs.
+    start : tuple of int
+        Per axis, the index of ``x`` (may be outside it) that the first
+        output's first tap reads.
+    out_shape : tuple of int
+        The outputs: ``out[b, o] = sum_j ext(x)[b, start + o + j] * k[j]``.
+    rule, fill
+        The boundary rule (``cconv._boundary``) and the fill value for 'fill'.
+    dtype : dtype
+        The dtype of the extended planes and of the sums.
+    sums : {'float', 'ordered', 'typed'}
+        How the terms are summed (see the module's notes).
+    absent : bool ndarray of ``k``'s shape, optional
+        Taps that are no terms ('float' and 'ordered').
+
+    Returns
+    -------
+    ndarray, shape (B, *out_shape)
+        In ``dtype`` (float64 for 'ordered').
+    """
+    dtype = np.dtype(dtype)
+    result_dtype = np.dtype(np.float64) if sums == "ordered" else dtype
+    batch = x.shape[0]
+    pad = 3 - k.ndim
+    x3 = x.reshape(batch, *(1,) * pad, *x.shape[1:])
+    k3 = np.ascontiguousarray(k.reshape(*(1,) * pad, *k.shape), dtype=result_dtype)
+    absent3 = None if absent is None else absent.reshape(k3.shape)
+    (sd, sh, sw), (od, oh, ow) = (0,) * pad + tuple(start), (1,) * pad + tuple(out_shape)
+    (kd, kh, kw) = k3.shape
+    if batch * od * oh * ow == 0 or (absent3 is not None and absent3.all()):
+        return np.zeros((batch, *out_shape), result_dtype)  # no outputs, or no terms at all (even over NaN)
+    check_memory(3 * batch * x3.shape[1] * (oh + kh - 1) * (ow + kw - 1) * dtype.itemsize,
+                 f"correlation of {x.shape} with weights {k.shape}")
+    planes, src, fill_plane = _extended_planes(x3, (sd, sh, sw), (od, oh, ow), k3.shape, rule, fill, dtype)
+    if kd == 1:
+        volume = _depth_window(planes, src, fill_plane)  # (B, OD, He, We)
+        out = _planes(volume.reshape(batch * od, *volume.shape[2:]), k3[0], sums,
+                      None if absent3 is None else absent3[0])
+        return out.reshape(batch, *out_shape)
+    out = np.empty((batch, od, oh, ow), result_dtype)
+    for b in range(batch):
+        for d in range(od):
+            window = _depth_window(planes[b : b + 1], src[d : d + kd], fill_plane)[0]  # (KD, He, We)
+            out[b, d] = _summed(window, k3, sums, absent3)
+    return out.reshape(batch, *out_shape)
+
+
+def extended(x: np.ndarray, start: Shape, shape: Shape, rule: str, fill: object,
+             dtype: npt.DTypeLike) -> np.ndarray:
+    """Each item of ``x`` (B, *S) extended by ``rule``: (B, *shape), element
+    ``[b, i]`` read from ``x[b, start + i]`` (a new array)."""
+    dtype = np.dtype(dtype)
+    batch, r = x.shape[0], len(start)
+    pad = 3 - r
+    x3 = x.reshape(batch, *(1,) * pad, *x.shape[1:])
+    start3, shape3 = (0,) * pad + tuple(start), (1,) * pad + tuple(shape)
+    if batch * math.prod(shape) == 0:
+        return np.zeros((batch, *shape), dtype)
+    check_memory(2 * batch * math.prod(shape) * dtype.itemsize, f"extension of {x.shape} to {shape}")
+    planes, src, fill_plane = _extended_planes(x3, start3, shape3, (1, 1, 1), rule, fill, dtype)
+    return np.array(_depth_window(planes, src, fill_plane)).reshape(batch, *shape)
+
+
+def _extended_planes(x3: np.ndarray, start: Shape, out: Shape, kernel: Shape, rule: str, fill: object,
+                     dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The planes the outputs read, each extended in 2-D; the plane each
+    extended depth index reads (an index into them, -1 for the fill plane);
+    and the fill plane, if one is read.  The planes are scratch space."""
+    (depth, _, _), (sd, sh, sw), (od, oh, ow), (kd, kh, kw) = x3.shape[1:], start, out, kernel
+    src = source_index(np.arange(sd, sd + od + kd - 1), depth, rule) if depth else np.full(od + kd - 1, -1)
+    inside = src[src >= 0]
+    d0, d1 = (int(inside.min()), int(inside.max()) + 1) if inside.size else (0, 0)
+    planes = extend(x3[:, d0:d1], (sh, sh + oh + kh - 1), (sw, sw + ow + kw - 1), rule, fill, dtype,
+                    scratch=True)
+    fill_plane = np.full(planes.shape[2:], fill, dtype) if (src < 0).any() else None
+    return planes, np.where(src >= 0, src - d0, -1), fill_plane
+
+
+def _depth_window(planes: np.ndarray, src: np.ndarray, fill_plane: np.ndarray | None) -> np.ndarray:
+    """(B, len(src), He, We): the planes ``src`` names (-1: the fill plane); a
+    view when they follow each other, else a copy."""
+    first = int(src[0])
+    if first >= 0 and np.array_equal(src, np.arange(first, first + len(src))):
+        return planes[:, first : first + len(src)]
+    window = np.empty((planes.shape[0], len(src), *planes.shape[2:]), planes.dtype)
+    for i, s in enumerate(src):
+        window[:, i] = planes[:, s] if s >= 0 else fill_plane
+    return window
+
+
+def _planes(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
+    """Valid correlation of each extended plane ``x[n]`` (N, He, We) with ``k`` (KH, KW)."""
+    n, he, we = x.shape
+    if he == 1:  # lines: the rows of one image, long ones cut into rows
+        rows, cut = _as_rows(x.reshape(n, we), k.shape[1])
+        out = _planes_2d(rows[None], k, sums, absent)[0]
+        return _from_rows(out, n, we - k.shape[1] + 1, cut)[:, None, :]
+    return _planes_2d(np.ascontiguousarray(x), k, sums, absent)
+
+
+def _as_rows(lines: np.ndarray, kw: int) -> tuple[np.ndarray, int]:
+    """(rows, cut): ``lines`` (N, We) as C-contiguous rows of one image, each
+    line cut into ``cut`` rows of overlapping windows (zero-padded at the end)."""
+    n, we = lines.shape
+    ow = we - kw + 1
+    cut = 1
+    if n < LINE_ROWS and ow >= 2 * LINE_CHUNK:
+        cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK)
+    if cut == 1:
+        return np.ascontiguousarray(lines), 1
+    step = -(-ow // cut)
+    padded = np.zeros((n, cut * step + kw - 1), lines.dtype)
+    padded[:, :we] = lines
+    s0, s1 = padded.strides
+    windows = np.lib.stride_tricks.as_strided(padded, (n, cut, step + kw - 1), (s0, step * s1, s1))
+    return np.ascontiguousarray(windows.reshape(n * cut, step + kw - 1)), cut
+
+
+def _from_rows(out: np.ndarray, n: int, ow: int, cut: int) -> np.ndarray:
+    """The (N, OW) outputs of lines from the outputs of their rows."""
+    return out.reshape(n, -1)[:, :ow]
+
+
+def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
+    """The engine's valid correlation of ``x[n]`` (C-contiguous) with 2-D ``k``."""
+    if sums == "ordered":
+        present = np.ones(k.shape, bool) if absent is None else ~absent
+        return _engine.correlate_in_order(x, k, present)
+    if sums == "typed":
+        from ._signal import _correlate_typed
+
+        return _correlate_typed(x, k[None], "direct")
+    k = k if absent is None else np.where(absent, 0, k)
+    if absent is not None and absent.any() and not _finite(x):
+        # NaN and Inf must not meet the absent taps: restored without them
+        out = _engine.correlate_direct(finite_part(x), k[None], reduce=False)
+        restore(out, x, k[None], reduce=False, absent_k=absent[None])
+        return out
+    return _engine.correlate_direct(x, k[None], reduce=False)
+
+
+def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
+    """``sum_t correlate2d(window[t], k[t])``: one output plane of a 3-D correlation."""
+    if sums == "ordered":
+        present = np.ones(k.shape, bool) if absent is None else ~absent
+        return _engine.correlate_in_order(window[None], k, present)[0, 0]
+    window = np.ascontiguousarray(window)
+    if sums == "typed" and window.dtype.kind != "f" or window.dtype == np.longdouble:
+        from ._signal import _correlate_typed
+
+        with np.errstate(invalid="ignore", over="ignore"):  # integers wrap, as SciPy's sums do
+            return np.sum(_correlate_typed(window, k, "direct"), axis=0, dtype=window.dtype)
+    k = k if absent is None else np.where(absent, 0, k)
+    if absent is not None and absent.any() and not _finite(window):
+        out = _engine.correlate_summed(finite_part(window), k)
+        restore(out, window, k, reduce=True, absent_k=absent)
+        return out[0]
+    return _engine.correlate_summed(window, k)[0]
+
+
+def _finite(x: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(np.sum(x)))
