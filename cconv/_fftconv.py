@@ -1,0 +1,383 @@
+"""N-D convolution by FFTs, of whole arrays or in overlapping tiles, with NaN and Inf kept local.
+
+The FFT route of the SciPy drop-ins for 1-D, 2-D and 3-D data
+(``cconv.signal.fftconvolve``, ``oaconvolve``, ``convolve`` and
+``correlate`` with ``method='fft'``, ``cconv.ndimage`` with 1-D and 3-D
+weights): a batch of convolutions over the last ``r`` axes, of which only a
+region of the full output is wanted.
+
+Two plans, chosen by :func:`plan` from the shapes:
+
+- *whole*: one transform of each operand, as ``scipy.signal.fftconvolve``
+  makes it, but of the least size whose circular wrap-around misses the
+  wanted region (a 'valid' output needs no padding at all);
+- *tiles* (overlap-save): the larger operand is cut into overlapping tiles
+  of a fast length ``L`` per axis, each transformed, multiplied by the
+  smaller operand's spectrum (made once, at ``L``) and transformed back;
+  each tile gives ``L - K + 1`` outputs.  For a small kernel and a large
+  image this is less work than one large transform (the kernel is not
+  padded to the image's size), and each tile's transforms stay in the
+  core's cache.  Groups of tiles are shared out over cconv's threads.
+
+NaN and Inf.  An FFT mixes every input into every output, so one NaN sample
+would make the whole result NaN (as ``scipy.signal.fftconvolve`` gives it).
+Here the transforms are of the operands' finite parts, and
+:func:`restore` then writes NaN, +Inf and -Inf where the direct sum of the
+products of overlapping samples has them (for complex data, where the sums
+of the parts' products have them), with the value classes and product
+table of ``cconv._nonfinite``, in N dimensions.  Samples outside the
+operands are no terms: an infinite kernel tap beyond the input's edge adds
+no NaN.  A caller that wants zero padding to count (as SciPy's direct N-D
+sums have it) passes the padded operand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import as_strided
+
+from ._fft import _run
+from ._nonfinite import (
+    _DENSE,
+    _MASKS,
+    _NAN_TERMS,
+    _NEG_TERMS,
+    _POS_TERMS,
+    _PRODUCT,
+    NAN_BIT,
+    NEG_BIT,
+    POS_BIT,
+    _classes,
+    finite_part,
+)
+from ._threads import get_num_threads
+
+__all__ = ["transform_dtype", "Plan", "plan", "convolve", "restore"]
+
+Shape = tuple[int, ...]
+
+
+def transform_dtype(*dtypes: np.dtype) -> np.dtype:
+    """The dtype the transforms run in, as ``scipy.signal.fftconvolve`` has it.
+
+    Bool and integers become float64 and float16 float32; then NumPy's
+    promotion of the operands (complex if either is).
+    """
+    def one(dt: np.dtype) -> np.dtype:
+        if dt.kind in "biu":
+            return np.dtype(np.float64)
+        if dt == np.float16:
+            return np.dtype(np.float32)
+        return dt
+
+    return np.result_type(*(one(np.dtype(d)) for d in dtypes))
+
+
+class Plan(NamedTuple):
+    """How :func:`convolve` runs: transform lengths, and tiles if ``tiled``.
+
+    ``lengths`` are the transform sizes per axis; with ``tiled`` the larger
+    operand is cut into tiles of those sizes, ``steps`` outputs apart.
+    """
+
+    tiled: bool
+    lengths: Shape
+    steps: Shape
+
+
+# The most elements of one tile: its spectrum (complex, about half the
+# tile) stays within a core's L2 cache.
+TILE_ELEMENTS = {1: 2**16, 2: 2**16, 3: 2**18}
+# The fewest elements of a tile worth a transform call of its own (1-D tiles
+# are grouped into calls of TILE_CALL_ELEMENTS).
+TILE_CALL_ELEMENTS = 2**17
+# Cost of the work, in element-transform units: n log2 n per transform, and
+# the fixed cost of a transform call in the same units.
+_CALL_UNITS = 2e4
+
+
+def plan(s1: Shape, s2: Shape, lo: Shape, out: Shape) -> Plan:
+    """Whole transforms or tiles for a convolution of an ``s1`` and an ``s2``
+    operand (``s1`` the larger), of which the outputs ``[lo, lo + out)`` are wanted.
+
+    Compares the estimated work: the whole plan transforms both operands and
+    the product at the least wrap-free size; the tiled plan transforms each
+    tile and its product at a fast length a few times the kernel's, less than
+    the whole size on some axis.
+    """
+    r = len(s1)
+    whole = tuple(scipy.fft.next_fast_len(max(n1 + n2 - 1 - o, o + m), real=True)
+                  for n1, n2, o, m in zip(s1, s2, lo, out))
+    best = Plan(False, whole, out)
+    best_cost = 3 * _units(whole) + 3 * _CALL_UNITS
+    # Tiles: the same length factor on every axis, the fast length above it.
+    for factor in (2, 4, 8, 16, 32):
+        lengths = tuple(min(w, scipy.fft.next_fast_len(max(factor * (n2 - 1), 16 if r > 1 else 1024), real=True))
+                        for w, n2 in zip(whole, s2))
+        if lengths == whole or math.prod(lengths) > TILE_ELEMENTS[r]:
+            continue
+        steps = tuple(n - n2 + 1 for n, n2 in zip(lengths, s2))
+        if min(steps) < 1:
+            continue
+        tiles = math.prod(-(-m // t) for m, t in zip(out, steps))
+        calls = max(1, tiles * math.prod(lengths) // TILE_CALL_ELEMENTS)
+        cost = 2 * tiles * _units(lengths) + _units(lengths) + (2 * calls + 1) * _CALL_UNITS
+        if cost < best_cost:
+            best, best_cost = Plan(True, lengths, steps), cost
+    return best
+
+
+def _units(lengths: Shape) -> float:
+    size = math.prod(lengths)
+    return size * math.log2(max(size, 2))
+
+
+def convolve(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, dtype: np.dtype) -> np.ndarray:
+    """A region of the batched N-D convolution of ``a`` with ``b``, by FFTs.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        (Ba, *S1) and (Bb, *S2): batches (leading sizes that broadcast) of
+        r-D operands, r = ``len(lo)``.
+    lo, out : tuple of int
+        The wanted outputs ``[lo, lo + out)`` of the full convolution
+        ``full[n] = sum_i a[i] * b[n - i]``, ``0 <= lo``, ``lo + out <= S1 + S2 - 1``.
+    dtype : dtype
+        The transforms' dtype (:func:`transform_dtype`); complex transforms
+        if it is complex.
+
+    Returns
+    -------
+    ndarray of ``dtype``, shape (max(Ba, Bb), *out)
+        With NaN and Inf where the direct sum has them (see the module's notes).
+    """
+    a = np.asarray(a, dtype=dtype)
+    b = np.asarray(b, dtype=dtype)
+    bad = not (_finite_sum(a) and _finite_sum(b))
+    result = _convolve_finite(finite_part(a) if bad else a, finite_part(b) if bad else b, lo, out)
+    if bad:
+        restore(result, a, b, lo)
+    return result
+
+
+def _finite_sum(a: np.ndarray) -> bool:
+    """Whether ``a``'s sum is finite: then every value is (a finite but huge
+    ``a`` may overflow its sum, and only takes the slower, exact path)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(np.sum(a)))
+
+
+def _convolve_finite(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape) -> np.ndarray:
+    batch = max(a.shape[0], b.shape[0])
+    result = np.empty((batch, *out), a.dtype)
+    if result.size == 0:
+        return result
+    if a.size == 0 or b.size == 0:
+        result[...] = 0
+        return result
+    # Convolution commutes: the larger operand is the one tiled.
+    if math.prod(b.shape[1:]) > math.prod(a.shape[1:]):
+        a, b = b, a
+    p = plan(a.shape[1:], b.shape[1:], lo, out)
+    if p.tiled:
+        _tiled(a, b, lo, out, p, result)
+    else:
+        _whole(a, b, lo, out, p.lengths, result)
+    return result
+
+
+def _transforms(dtype: np.dtype, r: int) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    axes = tuple(range(-r, 0))
+    if dtype.kind == "c":
+        return (lambda x, s, w: scipy.fft.fftn(x, s, axes=axes, workers=w),
+                lambda x, s, w: scipy.fft.ifftn(x, s, axes=axes, workers=w, overwrite_x=True))
+    return (lambda x, s, w: scipy.fft.rfftn(x, s, axes=axes, workers=w),
+            lambda x, s, w: scipy.fft.irfftn(x, s, axes=axes, workers=w, overwrite_x=True))
+
+
+def _whole(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, lengths: Shape, result: np.ndarray) -> None:
+    """One transform of each operand at ``lengths``; the wanted region of the inverse."""
+    forward, inverse = _transforms(a.dtype, len(lo))
+    threads = get_num_threads()
+    spec = forward(a, lengths, threads)
+    spec_b = forward(b, lengths, threads)
+    if spec.shape == np.broadcast_shapes(spec.shape, spec_b.shape):
+        spec *= spec_b
+    else:
+        spec = spec * spec_b
+    full = inverse(spec, lengths, threads)
+    region = (slice(None), *(slice(o, o + m) for o, m in zip(lo, out)))
+    result[...] = full[region]
+
+
+def _tiled(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, p: Plan, result: np.ndarray) -> None:
+    """Overlap-save: tiles of ``a`` of ``p.lengths``, ``p.steps`` apart, each
+    transformed, multiplied by ``b``'s spectrum and transformed back; each
+    keeps its last ``steps`` outputs."""
+    r = len(lo)
+    lengths, steps = p.lengths, p.steps
+    kernel = b.shape[1:]
+    counts = tuple(-(-m // t) for m, t in zip(out, steps))
+    forward, inverse = _transforms(a.dtype, r)
+    spec_b = forward(b, lengths, 1)
+    # a, zero-padded so that tile t along an axis starts at a's index
+    # lo + t * step - (kernel - 1): output lo + t * step + j, j < step, is
+    # the circular convolution's entry kernel - 1 + j, free of wrap-around.
+    start = tuple(o - (k - 1) for o, k in zip(lo, kernel))
+    padded_shape = tuple(c * t + k - 1 for c, t, k in zip(counts, steps, kernel))
+    padded = np.zeros((a.shape[0], *padded_shape), a.dtype)
+    src = tuple(slice(max(s, 0), min(s + n, size)) for s, n, size in zip(start, padded_shape, a.shape[1:]))
+    dst = tuple(slice(q.start - s, q.stop - s) for q, s in zip(src, start))
+    into, outof = (slice(None), *dst), (slice(None), *src)
+    padded[into] = a[outof]
+    strides = padded.strides
+    # tiles[n, t1..tr, j1..jr] = padded[n, t * step + j]
+    tiles = as_strided(padded, (a.shape[0], *counts, *lengths),
+                       (strides[0], *(t * s for t, s in zip(steps, strides[1:])), *strides[1:]), writeable=False)
+    # The output as blocks: blocks[n, t1, j1, ..., tr, jr] = covered[n, t * step + j]
+    covered_shape = (result.shape[0], *(c * t for c, t in zip(counts, steps)))
+    covered = result if covered_shape == result.shape else np.empty(covered_shape, result.dtype)
+    blocks = covered.reshape((covered.shape[0], *(d for c, t in zip(counts, steps) for d in (c, t))))
+    keep = (slice(None),) * r + tuple(slice(k - 1, None) for k in kernel)
+    # a tile's outputs, (tiles, ..., j1, ..., jr), as blocks' (tiles, j1, ..., tr, jr)
+    perm = [v for axis in range(r) for v in (axis, r + axis)]
+    # Jobs: runs of tiles along the first tile axis, per batch item, each
+    # about TILE_CALL_ELEMENTS elements of transforms.
+    per_run = math.prod(lengths) * math.prod(counts[1:])
+    run = max(1, TILE_CALL_ELEMENTS // per_run)
+
+    def job(n: int, t0: int, t1: int) -> None:
+        spec = forward(tiles[n if a.shape[0] > 1 else 0, t0:t1], lengths, 1)
+        spec *= spec_b[n if spec_b.shape[0] > 1 else 0]
+        blocks[n, t0:t1] = inverse(spec, lengths, 1)[keep].transpose(perm)
+
+    jobs = [_bind(job, n, t0, min(t0 + run, counts[0]))
+            for n in range(result.shape[0]) for t0 in range(0, counts[0], run)]
+    _run(jobs, get_num_threads())
+    if covered is not result:
+        wanted = (slice(None), *(slice(0, m) for m in out))
+        result[...] = covered[wanted]
+
+
+def _bind(fn: Callable[[int, int, int], None], *args: int) -> Callable[[], None]:
+    return lambda: fn(*args)
+
+
+def restore(out: np.ndarray, a: np.ndarray, b: np.ndarray, lo: Shape) -> None:
+    """Write NaN, +Inf and -Inf into ``out`` where the direct sum has them.
+
+    ``out`` is the region ``[lo, lo + out.shape[1:])`` of the convolution of
+    ``a`` (Ba, *S1) with ``b`` (Bb, *S2), computed from their finite parts;
+    an output's terms are the products ``a[i] * b[n - i]`` of samples inside
+    both.  Complex data as the sums of the parts' products: the real part
+    ``re(a) re(b) - im(a) im(b)``, the imaginary part ``re(a) im(b) + im(a) re(b)``.
+    """
+    if out.dtype.kind == "c":
+        parts = [(np.real(a), np.real(b), 1), (np.imag(a), np.imag(b), -1)]
+        _write(out.real, _sum_flags(out.shape, parts, lo))
+        parts = [(np.real(a), np.imag(b), 1), (np.imag(a), np.real(b), 1)]
+        _write(out.imag, _sum_flags(out.shape, parts, lo))
+        return
+    _write(out, _flags(out.shape, a, b, lo))
+
+
+def _sum_flags(shape: Shape, parts: Sequence[tuple[np.ndarray, np.ndarray, int]], lo: Shape) -> np.ndarray:
+    """Flags of a sum (sign +1) or difference (-1) of convolutions."""
+    total = np.zeros(shape, np.uint8)
+    for a, b, sign in parts:
+        f = _flags(shape, a, b, lo)
+        if sign < 0:  # -x: +Inf and -Inf trade places
+            f = (f & NAN_BIT) | ((f & POS_BIT) << 1) | ((f & NEG_BIT) >> 1)
+        total |= f
+    return total
+
+
+def _write(out: np.ndarray, flags: np.ndarray) -> None:
+    pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
+    nan = ((flags & NAN_BIT) != 0) | (pos & neg)
+    out[pos] = np.inf
+    out[neg] = -np.inf
+    out[nan] = np.nan
+
+
+# Below these, marking outputs cell by cell beats transforming masks.
+SCATTER_CELLS = 256
+SCATTER_PER_OUTPUT = 4
+
+
+def _flags(shape: Shape, a: np.ndarray, b: np.ndarray, lo: Shape) -> np.ndarray:
+    """Bits (NaN, +Inf, -Inf terms) of each output of the real convolution."""
+    bad_a = np.argwhere(~np.isfinite(a))
+    bad_b = np.argwhere(~np.isfinite(b))
+    if len(bad_a) == 0 and len(bad_b) == 0:
+        return np.zeros(shape, np.uint8)
+    batch = shape[0]
+    s1, s2 = a.shape[1:], b.shape[1:]
+    reach = (len(bad_a) * (batch // a.shape[0]) * math.prod(min(n, m) for n, m in zip(s2, shape[1:]))
+             + len(bad_b) * (batch // b.shape[0]) * math.prod(min(n, m) for n, m in zip(s1, shape[1:])))
+    cells = len(bad_a) * (batch // a.shape[0]) + len(bad_b) * (batch // b.shape[0])
+    if cells <= SCATTER_CELLS and reach <= SCATTER_PER_OUTPUT * math.prod(shape):
+        return _flags_by_scatter(shape, a, b, bad_a, bad_b, lo)
+    return _flags_by_fft(shape, a, b, lo)
+
+
+def _flags_by_scatter(shape: Shape, a: np.ndarray, b: np.ndarray, bad_a: np.ndarray, bad_b: np.ndarray,
+                      lo: Shape) -> np.ndarray:
+    """Each non-finite cell marks the outputs it is a term of."""
+    flags = np.zeros(shape, np.uint8)
+    batch, out = shape[0], shape[1:]
+    for cells, mine, other in ((bad_a, a, b), (bad_b, b, a)):
+        if not len(cells):
+            continue
+        other_classes = _classes(other)
+        codes = _classes(mine[tuple(cells.T)])
+        for (n, *i), code in zip(cells, codes):
+            # Output m has the term mine[i] * other[m + lo - i], for
+            # m + lo - i inside other.
+            m0 = [max(c - o, 0) for c, o in zip(i, lo)]
+            m1 = [min(c - o + s, e) for c, o, s, e in zip(i, lo, other.shape[1:], out)]
+            if any(p >= q for p, q in zip(m0, m1)):
+                continue
+            boxes = tuple(slice(p, q) for p, q in zip(m0, m1))
+            taps = tuple(slice(p + o - c, q + o - c) for p, q, o, c in zip(m0, m1, lo, i))
+            for pair in (range(batch) if mine.shape[0] == 1 else range(n, n + 1)):
+                q = pair if other.shape[0] > 1 else 0
+                where: tuple[int | slice, ...] = (int(pair), *boxes)
+                which: tuple[int | slice, ...] = (int(q), *taps)
+                flags[where] |= _PRODUCT[code, other_classes[which]]
+    return flags
+
+
+def _flags_by_fft(shape: Shape, a: np.ndarray, b: np.ndarray, lo: Shape) -> np.ndarray:
+    """Bits of each output, from FFT-counted products of 0/1 class masks."""
+    ca, cb = _classes(a), _classes(b)
+    masks: dict[tuple[int, str], np.ndarray | None] = {}
+
+    def mask(side: int, name: str) -> np.ndarray | None:
+        if (side, name) not in masks:
+            m = np.isin(ca if side == 0 else cb, _MASKS[name])
+            masks[side, name] = m.astype(np.float64) if m.any() else None
+        return masks[side, name]
+
+    flags = np.zeros(shape, np.uint8)
+    for bit, terms in ((NAN_BIT, _NAN_TERMS), (POS_BIT, _POS_TERMS), (NEG_BIT, _NEG_TERMS)):
+        total = None
+        for a_class, b_class in terms:
+            # The rare (non-finite) side first: usually empty, and then the
+            # dense side's mask is never made.
+            order = [(1, b_class), (0, a_class)] if a_class in _DENSE else [(0, a_class), (1, b_class)]
+            if any(mask(side, name) is None for side, name in order):
+                continue
+            ma, mb = mask(0, a_class), mask(1, b_class)
+            assert ma is not None and mb is not None
+            counts = _convolve_finite(ma, mb, lo, shape[1:])
+            total = counts if total is None else total + counts
+        if total is not None:
+            flags[total > 0.5] |= bit
+    return flags
