@@ -35,8 +35,8 @@ import numpy.typing as npt
 
 from . import _fftconv, _planes
 from ._fallback import scipy_function, warn_once
-from ._nonfinite import finite_part, restore
-from ._threads import adaptive, get_num_threads
+from ._nonfinite import all_finite, finite_part, restore
+from ._threads import adaptive
 
 __all__ = ["convolve", "correlate", "fftconvolve", "oaconvolve", "choose_conv_method"]
 
@@ -370,18 +370,14 @@ def _region(a: np.ndarray, b: np.ndarray, mode: str, method: str, common: np.dty
     # overlapping products: no padding terms.
     padding_terms = not (a.ndim == 1 and (mode != "same" or a.size >= b.size))
     # Integers are summed exactly; complex NaN and Inf as C multiplies them: direct sums.
-    if method == "fft" and (common.kind in "iu" or common.kind == "c" and not (_finite(a_) and _finite(b_))):
+    if method == "fft" and (common.kind in "iu" or common.kind == "c" and not (all_finite(a_) and all_finite(b_))):
         method = "direct"
     if method == "fft":
-        out = _by_fft(a_, b_, lo, shape, padding_terms and not _finite(b_)).astype(common, copy=False)
+        out = _by_fft(a_, b_, lo, shape, padding_terms and not all_finite(b_)).astype(common, copy=False)
     else:
         out = _direct(a_.astype(common, copy=False), b_.astype(common, copy=False), lo, shape, padding_terms)
     return out.reshape(out_shape)
 
-
-def _finite(x: np.ndarray) -> bool:
-    with np.errstate(invalid="ignore", over="ignore"):
-        return bool(np.isfinite(np.sum(x)))
 
 
 def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
@@ -390,7 +386,7 @@ def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int,
     flipped = np.ascontiguousarray(b[(slice(None, None, -1),) * b.ndim])
     start = tuple(o - (n - 1) for o, n in zip(lo, b.shape))
     zero = np.zeros((), a.dtype)
-    if padding_terms or a.dtype.kind not in "f" or _finite(flipped):
+    if padding_terms or a.dtype.kind not in "f" or all_finite(flipped):
         return _planes.correlate(a[None], flipped, start, shape, "fill", zero, a.dtype, "typed")[0]
     # NumPy's 1-D convolve: an infinite tap over the zero padding is no term.
     out = _planes.correlate(finite_part(a)[None], finite_part(flipped), start, shape, "fill", zero, a.dtype,
@@ -490,32 +486,15 @@ def _fft_axes(axes: Any, ndim: int) -> list[int]:
     return out
 
 
-# --------------------------------------------------------------------------
-# The cost model of method='auto' (measured on a 2-core AVX-512 machine;
-# benchmarks/bench.py --only scipy_nd prints what it is judged by).
-
-# Direct multiply-adds per second of the engine's loops, per itemsize, and
-# seconds per element-transform unit (n log2 n) of the FFT route.
-_DIRECT_MACS_PER_S = {4: 40e9, 8: 20e9, 16: 1.5e9}
-_FFT_S_PER_UNIT = {4: 0.4e-9, 8: 0.5e-9, 16: 5e-9}
-_FFT_S_PER_CALL = 40e-6
-
-
 def _fft_faster(s1: tuple[int, ...], s2: tuple[int, ...], mode: str, dtype: np.dtype) -> bool:
-    """Whether cconv's FFT route is expected to beat its direct sums for these shapes."""
-    itemsize = min(16, np.empty(0, dtype).real.itemsize)
-    parts = 4 if dtype.kind == "c" else 1  # complex direct sums: four real ones
+    """Whether cconv's FFT route is expected to beat its direct sums for
+    these shapes (the estimates of ``_planes`` and ``_fftconv``)."""
     region = [_full_region(mode, n1, n2) for n1, n2 in zip(s1, s2)]
     outputs = math.prod(n for _, n in region)
     taps = min(math.prod(s1), math.prod(s2)) if mode != "same" else math.prod(s2)
-    direct = parts * outputs * taps / _DIRECT_MACS_PER_S[itemsize]
+    direct = _planes.seconds(outputs * taps, dtype)
     big, small = (s1, s2) if math.prod(s1) >= math.prod(s2) else (s2, s1)
-    keep = [(o, n) for o, n in region]
-    plan = _fftconv.plan(tuple(big), tuple(small), tuple(o for o, _ in keep), tuple(n for _, n in keep))
-    size = math.prod(plan.lengths)
-    tiles = math.prod(-(-n // t) for (_, n), t in zip(keep, plan.steps)) if plan.tiled else 1
-    units = (2 * tiles + 1) * size * math.log2(max(size, 2)) * (2 if dtype.kind == "c" else 1)
-    fft = units * _FFT_S_PER_UNIT[itemsize] / max(1, get_num_threads()) + 3 * _FFT_S_PER_CALL
+    fft = _fftconv.seconds(big, small, tuple(o for o, _ in region), tuple(n for _, n in region), 1, dtype)
     return fft < direct
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["any_nonfinite", "finite_part", "restore"]
+__all__ = ["any_nonfinite", "all_finite", "finite_part", "restore"]
 
 # Cells around an image: (top, bottom, left, right).
 Pad = tuple[int, int, int, int]
@@ -46,6 +46,14 @@ Pad = tuple[int, int, int, int]
 def any_nonfinite(spec: np.ndarray) -> bool:
     """Whether the operand of ``spec`` (a batch of 2-D spectra) held NaN or Inf."""
     return not np.isfinite(spec[..., 0, 0]).all()
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a``'s sum is finite, and so every value of ``a``: one pass,
+    no temporary array (a finite but huge ``a`` may overflow its sum, and
+    then only takes the slower, exact path)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(np.sum(a)))
 
 
 def finite_part(a: np.ndarray) -> np.ndarray:

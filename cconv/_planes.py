@@ -45,10 +45,10 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend, source_index
-from ._nonfinite import finite_part, restore
+from ._nonfinite import all_finite, finite_part, restore
 from ._validation import check_memory
 
-__all__ = ["Sums", "correlate", "extended"]
+__all__ = ["Sums", "correlate", "extended", "as_rows", "seconds"]
 
 Sums = Literal["float", "ordered", "typed"]
 Shape = tuple[int, ...]
@@ -57,6 +57,20 @@ Shape = tuple[int, ...]
 # LINE_CHUNK outputs, so that the loops' blocks of rows go to every thread.
 LINE_ROWS = 64
 LINE_CHUNK = 4096
+
+# Multiply-adds per second of the direct route on 2 cores, per real
+# itemsize (complex: four real sums), and the fixed cost of a call; only
+# the ratio to ``_fftconv.seconds`` matters (benchmarks/bench.py --only
+# scipy_nd prints what they are judged by).
+MACS_PER_S = {4: 40e9, 8: 20e9, 16: 1.5e9}
+CALL_S = 30e-6
+
+
+def seconds(macs: int, dtype: npt.DTypeLike) -> float:
+    """Estimated seconds of ``macs`` multiply-adds of ``dtype`` on this route."""
+    dtype = np.dtype(dtype)
+    parts = 4 if dtype.kind == "c" else 1
+    return CALL_S + parts * macs / MACS_PER_S[min(16, max(4, dtype.itemsize // (2 if dtype.kind == "c" else 1)))]
 
 
 def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule: str, fill: object,
@@ -163,13 +177,13 @@ def _planes(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None)
     """Valid correlation of each extended plane ``x[n]`` (N, He, We) with ``k`` (KH, KW)."""
     n, he, we = x.shape
     if he == 1:  # lines: the rows of one image, long ones cut into rows
-        rows, cut = _as_rows(x.reshape(n, we), k.shape[1])
+        rows, _ = as_rows(x.reshape(n, we), k.shape[1])
         out = _planes_2d(rows[None], k, sums, absent)[0]
-        return _from_rows(out, n, we - k.shape[1] + 1, cut)[:, None, :]
+        return out.reshape(n, -1)[:, None, : we - k.shape[1] + 1]
     return _planes_2d(np.ascontiguousarray(x), k, sums, absent)
 
 
-def _as_rows(lines: np.ndarray, kw: int) -> tuple[np.ndarray, int]:
+def as_rows(lines: np.ndarray, kw: int) -> tuple[np.ndarray, int]:
     """(rows, cut): ``lines`` (N, We) as C-contiguous rows of one image, each
     line cut into ``cut`` rows of overlapping windows (zero-padded at the end)."""
     n, we = lines.shape
@@ -187,11 +201,6 @@ def _as_rows(lines: np.ndarray, kw: int) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(windows.reshape(n * cut, step + kw - 1)), cut
 
 
-def _from_rows(out: np.ndarray, n: int, ow: int, cut: int) -> np.ndarray:
-    """The (N, OW) outputs of lines from the outputs of their rows."""
-    return out.reshape(n, -1)[:, :ow]
-
-
 def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
     """The engine's valid correlation of ``x[n]`` (C-contiguous) with 2-D ``k``."""
     if sums == "ordered":
@@ -202,7 +211,7 @@ def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | No
 
         return _correlate_typed(x, k[None], "direct")
     k = k if absent is None else np.where(absent, 0, k)
-    if absent is not None and absent.any() and not _finite(x):
+    if absent is not None and absent.any() and not all_finite(x):
         # NaN and Inf must not meet the absent taps: restored without them
         out = _engine.correlate_direct(finite_part(x), k[None], reduce=False)
         restore(out, x, k[None], reduce=False, absent_k=absent[None])
@@ -216,19 +225,15 @@ def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | 
         present = np.ones(k.shape, bool) if absent is None else ~absent
         return _engine.correlate_in_order(window[None], k, present)[0, 0]
     window = np.ascontiguousarray(window)
-    if sums == "typed" and window.dtype.kind != "f" or window.dtype == np.longdouble:
+    if sums == "typed" and (window.dtype.kind != "f" or window.dtype == np.longdouble):
         from ._signal import _correlate_typed
 
         with np.errstate(invalid="ignore", over="ignore"):  # integers wrap, as SciPy's sums do
             return np.sum(_correlate_typed(window, k, "direct"), axis=0, dtype=window.dtype)
     k = k if absent is None else np.where(absent, 0, k)
-    if absent is not None and absent.any() and not _finite(window):
+    if absent is not None and absent.any() and not all_finite(window):
         out = _engine.correlate_summed(finite_part(window), k)
         restore(out, window, k, reduce=True, absent_k=absent)
         return out[0]
     return _engine.correlate_summed(window, k)[0]
 
-
-def _finite(x: np.ndarray) -> bool:
-    with np.errstate(invalid="ignore", over="ignore"):
-        return bool(np.isfinite(np.sum(x)))
