@@ -1,0 +1,136 @@
+"""``scipy.ndimage``'s correlations along 1 or 3 axes, and ``correlate1d``'s
+lines: the sums behind ``cconv.ndimage`` for weights of other ranks than 2.
+
+The callers (``cconv._ndimage``, ``cconv._correlate1d``) have checked the
+arguments in SciPy's order and moved the filtered axes last; here the input
+is filtered and returned as doubles (or float32), to be stored with C's casts:
+
+- into an integer or bool output, SciPy's own doubles, summed in its order
+  without FMA (``cconv._exact``): ``correlate``'s from 0.0 tap by tap,
+  ``correlate1d``'s with the two samples of a symmetric or antisymmetric
+  weight added (or subtracted) first; so truncation gives SciPy's integers;
+- into a float output, by the direct route (``cconv._planes``) or FFTs
+  (``cconv._fftconv``) of the extended input, as ``method`` says ('auto':
+  the routes' cost estimates).  NaN and Inf stay where the direct sums put
+  them on both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _fftconv, _planes
+from ._build import exact_module
+from ._nonfinite import all_finite
+from ._threads import get_num_threads
+
+__all__ = ["correlate", "correlate_lines"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str, cval: float, method: str,
+              dtype: npt.DTypeLike, ordered: bool) -> np.ndarray:
+    """``scipy.ndimage.correlate`` of each item of ``x`` (B, *S) with r-D ``weights``.
+
+    ``origins`` per filtered axis; ``dtype`` the float dtype of the sums
+    (float32 or float64); ``ordered``: SciPy's doubles, for an integer or
+    bool output.  Weights of magnitude up to DBL_EPSILON are no terms.
+    Returns (B, *S).
+    """
+    start = tuple(-(n // 2) - o for n, o in zip(weights.shape, origins))
+    shape = x.shape[1:]
+    absent = np.abs(weights) <= _EPS
+    if ordered:
+        return _planes.correlate(x, weights, start, shape, rule, cval, np.float64, "ordered", absent)
+    k = np.where(absent, 0.0, weights).astype(dtype)
+    if _route(method, x.shape, weights.shape, dtype) == "fft" and not (absent.any() and not all_finite(x)):
+        return _by_fft(x, k, start, shape, rule, cval, dtype)
+    return _planes.correlate(x, k, start, shape, rule, cval, dtype, "float", absent)
+
+
+def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, cval: float, method: str,
+                    dtype: npt.DTypeLike, ordered: bool) -> np.ndarray:
+    """``scipy.ndimage.correlate1d`` of each line ``x[n]`` (N, L) with 1-D ``weights``.
+
+    Every weight is a term (correlate1d skips none).  With ``ordered``,
+    SciPy's doubles: for odd symmetric weights ``x[c]*w[c] + (x[c-d] + x[c+d])*w[c-d]``
+    over d = c..1, for antisymmetric ones the same with ``-``, otherwise
+    the last tap first, then the others in order.  Returns (N, L).
+    """
+    size = weights.shape[0]
+    start = (-(size // 2) - origin,)
+    length = x.shape[1]
+    if not ordered:
+        k = weights.astype(dtype)
+        if _route(method, x.shape, weights.shape, dtype) == "fft":
+            return _by_fft(x, k, start, (length,), rule, cval, dtype)
+        return _planes.correlate(x, k, start, (length,), rule, cval, dtype, "float")
+    sign = _symmetry(weights)
+    if sign == 0:
+        # SciPy's general loop: the last tap first, then the others in order
+        order = np.r_[size - 1, 0 : size - 1]
+        return _lines_in_order(x, weights, start, rule, cval, order)
+    xe = _planes.extended(x, start, (length + size - 1,), rule, cval, np.float64)
+    rows, cut = _planes.as_rows(xe, size)
+    center = size // 2
+    dist = np.arange(center, 0, -1, dtype=np.intp)
+    out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
+    starts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
+    exact_module().correlate_paired(rows.reshape(-1), starts, center, float(weights[center]), dist,
+                                    np.ascontiguousarray(weights[center - dist]), float(sign), out,
+                                    get_num_threads())
+    return out.reshape(x.shape[0], -1)[:, :length]
+
+
+def _lines_in_order(x: np.ndarray, weights: np.ndarray, start: tuple[int, ...], rule: str, cval: float,
+                    order: np.ndarray) -> np.ndarray:
+    """SciPy's double sums of the taps in ``order`` (all of them, from 0.0, no FMA)."""
+    size, length = weights.shape[0], x.shape[1]
+    xe = _planes.extended(x, start, (length + size - 1,), rule, cval, np.float64)
+    rows, _ = _planes.as_rows(xe, size)
+    out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
+    starts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
+    exact_module().correlate_ordered(rows.reshape(-1), starts, np.ascontiguousarray(order, dtype=np.intp),
+                                     np.ascontiguousarray(weights[order], dtype=np.float64), out,
+                                     get_num_threads())
+    return out.reshape(x.shape[0], -1)[:, :length]
+
+
+def _symmetry(weights: np.ndarray) -> int:
+    """+1 for odd weights symmetric about their centre, -1 antisymmetric, 0 otherwise (SciPy's test)."""
+    size = weights.shape[0]
+    if not size & 1:
+        return 0
+    c = size // 2
+    left, right = weights[c - 1 :: -1][:c], weights[c + 1 :]
+    if np.all(np.abs(right - left) <= _EPS):
+        return 1
+    if np.all(np.abs(right + left) <= _EPS):
+        return -1
+    return 0
+
+
+def _route(method: str, x_shape: tuple[int, ...], k_shape: tuple[int, ...], dtype: npt.DTypeLike) -> str:
+    """'direct' or 'fft': ``method``, or for 'auto' the smaller cost estimate."""
+    if method != "auto":
+        return method
+    batch, shape = x_shape[0], x_shape[1:]
+    direct = _planes.seconds(batch * math.prod(shape) * math.prod(k_shape), dtype)
+    extended = tuple(n + k - 1 for n, k in zip(shape, k_shape))
+    fft = _fftconv.seconds(extended, k_shape, tuple(k - 1 for k in k_shape), shape, batch, dtype)
+    return "fft" if fft < direct else "direct"
+
+
+def _by_fft(x: np.ndarray, k: np.ndarray, start: tuple[int, ...], shape: tuple[int, ...], rule: str,
+            cval: float, dtype: npt.DTypeLike) -> np.ndarray:
+    """The valid correlation of the extended input with ``k``, by FFTs: a
+    convolution with ``k`` flipped, of which the 'valid' region is kept."""
+    xe = _planes.extended(x, start, tuple(n + m - 1 for n, m in zip(shape, k.shape)), rule, cval, dtype)
+    flipped = k[(slice(None, None, -1),) * k.ndim]
+    lo = tuple(m - 1 for m in k.shape)
+    return _fftconv.convolve(xe, flipped[None], lo, shape, np.dtype(dtype))
+
