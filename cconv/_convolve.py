@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import operator
 import time
 from collections.abc import Callable, Iterable
@@ -198,7 +199,8 @@ def fftconvolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full",
     --------
     >>> import numpy as np
     >>> from cconv.signal import fftconvolve
-    >>> fftconvolve([1.0, np.nan, 0, 0, 0, 1.0], [1.0, 1.0]).round(12)
+    >>> x = np.array([1.0, np.nan, 0, 0, 0, 1.0])
+    >>> fftconvolve(x, [1.0, 1.0]).round(12) + 0.0  # SciPy's: all NaN
     array([ 1., nan, nan,  0.,  0.,  1.,  1.])
     """
     return _frequency_convolve(in1, in2, mode, axes, "fftconvolve")
@@ -218,8 +220,8 @@ def oaconvolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full",
     --------
     >>> import numpy as np
     >>> from cconv.signal import oaconvolve
-    >>> oaconvolve(np.ones(6), [1.0, -1.0], mode="valid").round(12)
-    array([0., 0., 0., 0., 0.])
+    >>> oaconvolve(np.arange(6.0), [1.0, -1.0], mode="valid").round(12)
+    array([1., 1., 1., 1., 1.])
     """
     return _frequency_convolve(in1, in2, mode, axes, "oaconvolve")
 
@@ -471,16 +473,18 @@ def _batched(x: np.ndarray, rest: list[int], axes: list[int], batch_shape: tuple
 
 
 def _fft_axes(axes: Any, ndim: int) -> list[int]:
-    """``axes`` checked as ``scipy.fft``'s helper checks them, non-negative."""
+    """``axes`` checked and made non-negative as ``scipy.fft``'s helper does it."""
     if axes is None:
         return list(range(ndim))
-    arr = np.atleast_1d(np.asarray(axes))
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError("axes must be a scalar or iterable of integers")
-    out = [operator.index(ax) for ax in arr.tolist()]
-    if any(ax >= ndim or ax < -ndim for ax in out):
+    if isinstance(axes, numbers.Number):
+        axes = (axes,)
+    try:
+        out = [operator.index(ax) for ax in axes]
+    except TypeError as e:
+        raise ValueError("axes must be a scalar or iterable of integers") from e
+    out = [ax + ndim if ax < 0 else ax for ax in out]
+    if any(ax >= ndim or ax < 0 for ax in out):
         raise ValueError("axes exceeds dimensionality of input")
-    out = [ax % ndim for ax in out]
     if len(set(out)) != len(out):
         raise ValueError("all axes must be unique")
     return out

@@ -8,12 +8,12 @@ C's casts.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.array_utils import normalize_axis_index
 
 from . import _ndfilter
 from ._ndimage import _RULES, _TYPES, METHODS, _as_double, _get_output, _store, complex_parts
@@ -130,7 +130,7 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or weights.shape[0] < 1:
         raise RuntimeError("no filter weights given")
-    axis = normalize_axis_index(axis, input.ndim)
+    axis = _axis_index(axis, input.ndim)
     size = len(weights)
     if origin < -(size // 2) or origin > (size - 1) // 2:
         raise ValueError("Invalid origin; origin must satisfy -(len(weights) // 2) <= origin <= "
@@ -149,7 +149,21 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
             raise RuntimeError(f"array type {a.dtype!r} not supported")
     x = np.moveaxis(input, axis, -1)
     float32 = input.dtype == np.float32 and output.dtype == np.float32
-    result = _ndfilter.correlate_lines(x.reshape(-1, x.shape[-1]), weights, origin, _RULES[mode], cval, method,
+    lines = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    result = _ndfilter.correlate_lines(lines, weights, origin, _RULES[mode], cval, method,
                                        np.float32 if float32 else np.float64, ordered=output.dtype.kind in "biu")
     _store(np.moveaxis(output, axis, -1), result.reshape(x.shape))
     return output
+
+
+# numpy.exceptions (NumPy >= 1.25) holds AxisError; NumPy 1.24 has it at the top.
+_AxisError = getattr(np, "exceptions", np).AxisError
+
+
+def _axis_index(axis: Any, ndim: int) -> int:
+    """``axis`` in ``[0, ndim)``, as NumPy's ``normalize_axis_index`` makes it
+    (an AxisError, a ValueError and IndexError, out of range)."""
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise _AxisError(axis, ndim)
+    return axis % ndim

@@ -27,9 +27,15 @@ _warned: set[str] = set()
 _lock = threading.Lock()
 
 
+# Where SciPy defines the functions cconv replaces: code that swaps cconv's
+# in for SciPy's (``scipy.signal.convolve = cconv.signal.convolve``) must
+# not send cconv's fallback back to cconv.
+_DEFINED_IN = {"signal": "scipy.signal._signaltools", "ndimage": "scipy.ndimage._filters"}
+
+
 def scipy_function(module: str, name: str) -> Callable[..., Any]:
-    """SciPy's ``module.name`` (``module`` is 'signal' or 'ndimage')."""
-    return getattr(importlib.import_module(f"scipy.{module}"), name)
+    """SciPy's own ``module.name`` (``module`` is 'signal' or 'ndimage')."""
+    return getattr(importlib.import_module(_DEFINED_IN[module]), name)
 
 
 def warn_once(module: str, name: str, why: str, stacklevel: int = 4) -> None:

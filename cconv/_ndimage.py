@@ -9,6 +9,7 @@ FFTs for a float output, by the double sums in SciPy's own order
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 from collections.abc import Callable, Iterable
@@ -206,7 +207,8 @@ def _other_rank(input: np.ndarray, weights: np.ndarray, output: np.ndarray, axes
     last = tuple(range(-len(axes), 0))
     x = np.moveaxis(input, axes, last)
     float32 = input.dtype == np.float32 and output.dtype == np.float32
-    result = _ndfilter.correlate(x.reshape(-1, *x.shape[-len(axes):]), weights, [origins[i] for i in kept],
+    batch = math.prod(x.shape[: -len(axes)])
+    result = _ndfilter.correlate(x.reshape(batch, *x.shape[-len(axes):]), weights, [origins[i] for i in kept],
                                  _RULES[mode], cval, method, np.float32 if float32 else np.float64,
                                  ordered=output.dtype.kind in "biu")
     _store(np.moveaxis(output, axes, last), result.reshape(x.shape))
