@@ -64,12 +64,17 @@ def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, 
     size = weights.shape[0]
     start = (-(size // 2) - origin,)
     length = x.shape[1]
+    sign = _symmetry(weights)
     if not ordered:
-        k = weights.astype(dtype)
+        # SciPy multiplies both samples of a (nearly: DBL_EPSILON) symmetric
+        # pair by the left weight: so must a float sum, for 0 * Inf to be
+        # NaN where SciPy's is (a weight of 1e-17 opposite a 0 is not 0).
+        c = size // 2
+        k = np.concatenate([weights[: c + 1], sign * weights[c - 1 :: -1][:c]]) if sign else weights
+        k = k.astype(dtype)
         if _route(method, x.shape, weights.shape, dtype) == "fft":
             return _by_fft(x, k, start, (length,), rule, cval, dtype)
         return _planes.correlate(x, k, start, (length,), rule, cval, dtype, "float")
-    sign = _symmetry(weights)
     if sign == 0:
         # SciPy's general loop: the last tap first, then the others in order
         order = np.r_[size - 1, 0 : size - 1]

@@ -7,6 +7,7 @@ live here.
 
 from __future__ import annotations
 
+import importlib
 import zlib
 
 import numpy as np
@@ -31,3 +32,33 @@ def photograph():
     noisy = demo.add_noise(img, 50.0, 0)
     noisy[540:545, 3:13] = np.nan
     return noisy, template
+
+
+def _exact_builds():
+    """(name, module) of every build of the exact sums (``cconv._exact``) this CPU runs."""
+    from cconv import _runtime
+
+    found = []
+    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
+        if level > _runtime.cpu_level():
+            continue
+        try:
+            found.append(pytest.param(importlib.import_module(f"cconv._exact{suffix}"), id=suffix.strip("_") or "baseline"))
+        except ImportError:
+            continue
+    return found
+
+
+@pytest.fixture(params=_exact_builds())
+def exact_build(request, monkeypatch):
+    """Every call of the test runs on one build of the exact sums."""
+    from cconv import _build
+
+    monkeypatch.setattr(_build, "_exact", request.param)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def exact_build_names():
+    """The names of the builds ``exact_build`` runs the tests on."""
+    return [p.id for p in _exact_builds()]
