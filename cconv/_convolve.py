@@ -193,7 +193,7 @@ def fftconvolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full",
 
     Convolutions along more than 3 axes (of size above 1) are computed by
     ``scipy.signal.fftconvolve`` itself, with a ``SciPyFallbackWarning``
-    once per process; so are empty inputs and object data.
+    once per process; so are empty inputs, float16 and object data.
 
     Examples
     --------
@@ -332,7 +332,8 @@ def _scipys(a: np.ndarray, b: np.ndarray) -> str | None:
         common = np.result_type(a, b)
     except TypeError:
         return "dtype"
-    if not (common.kind in "iu" or common.kind == "c" or (common.kind == "f" and common.itemsize >= 4)):
+    if not (common.kind in "iu" or common.kind == "c" or (common.kind == "f" and common.itemsize >= 4)) or \
+            np.float16 in (a.dtype.type, b.dtype.type):
         return "dtype"
     return None
 
@@ -371,9 +372,8 @@ def _region(a: np.ndarray, b: np.ndarray, mode: str, method: str, common: np.dty
     # SciPy's 1-D direct route is NumPy's convolve, which sums only the
     # overlapping products: no padding terms.
     padding_terms = not (a.ndim == 1 and (mode != "same" or a.size >= b.size))
-    # Integers are summed exactly; complex NaN and Inf as C multiplies them: direct sums.
-    if method == "fft" and (common.kind in "iu" or common.kind == "c" and not (all_finite(a_) and all_finite(b_))):
-        method = "direct"
+    if method == "fft" and common.kind in "iu":
+        method = "direct"  # integers: exact sums
     if method == "fft":
         out = _by_fft(a_, b_, lo, shape, padding_terms and not all_finite(b_)).astype(common, copy=False)
     else:
@@ -384,11 +384,25 @@ def _region(a: np.ndarray, b: np.ndarray, mode: str, method: str, common: np.dty
 
 def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
             padding_terms: bool) -> np.ndarray:
-    """Direct sums: ``a`` zero-extended, correlated 'valid' with ``b`` flipped."""
+    """Direct sums: ``a`` zero-extended, correlated 'valid' with ``b`` flipped.
+
+    Complex data as the sums of the parts' products, as SciPy's N-D sums
+    and NumPy's 1-D ones multiply (``(1+0j) * (inf+infj)`` is ``nan+nanj``,
+    not C's ``inf+infj``).
+    """
+    if a.dtype.kind == "c":
+        def part(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return _direct(x, y, lo, shape, padding_terms)
+
+        out = np.empty(shape, a.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out.real = part(a.real, b.real) - part(a.imag, b.imag)
+            out.imag = part(a.real, b.imag) + part(a.imag, b.real)
+        return out
     flipped = np.ascontiguousarray(b[(slice(None, None, -1),) * b.ndim])
     start = tuple(o - (n - 1) for o, n in zip(lo, b.shape))
     zero = np.zeros((), a.dtype)
-    if padding_terms or a.dtype.kind not in "f" or all_finite(flipped):
+    if padding_terms or a.dtype.kind != "f" or all_finite(flipped):
         return _planes.correlate(a[None], flipped, start, shape, "fill", zero, a.dtype, "typed")[0]
     # NumPy's 1-D convolve: an infinite tap over the zero padding is no term.
     out = _planes.correlate(finite_part(a)[None], finite_part(flipped), start, shape, "fill", zero, a.dtype,
@@ -420,8 +434,8 @@ def _frequency_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Any, axes:
     a, b = np.asarray(in1), np.asarray(in2)
     given_axes = axes
     if a.ndim == b.ndim == 0 or a.ndim != b.ndim or a.size == 0 or b.size == 0 or \
-            a.dtype.kind not in "biufc" or b.dtype.kind not in "biufc":
-        # SciPy's product, dimension error, empty result; data cconv does not transform
+            a.dtype.kind not in "biufc" or b.dtype.kind not in "biufc" or np.float16 in (a.dtype.type, b.dtype.type):
+        # SciPy's product, dimension error, empty result; data cconv does not transform (object, float16)
         return scipy_function("signal", name)(in1, in2, mode=mode, axes=given_axes)
     noaxes = axes is None
     axes = _fft_axes(axes, a.ndim)

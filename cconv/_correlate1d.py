@@ -140,6 +140,7 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
     # SciPy's C layer parses its arguments in order: the output array (which
     # must be writeable), cval as a C double, the origin as an index; only
     # then, filling its line buffers, does it meet the array types.
+    axis = operator.index(axis)
     if not output.flags.writeable:
         raise ValueError("output array is read-only.")
     cval = _as_double(cval)
@@ -156,14 +157,15 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
     return output
 
 
-# numpy.exceptions (NumPy >= 1.25) holds AxisError; NumPy 1.24 has it at the top.
+# numpy.exceptions (NumPy >= 1.25) holds AxisError (a ValueError and
+# IndexError); NumPy 1.24 has it at the top.
 _AxisError = getattr(np, "exceptions", np).AxisError
 
 
-def _axis_index(axis: Any, ndim: int) -> int:
-    """``axis`` in ``[0, ndim)``, as NumPy's ``normalize_axis_index`` makes it
-    (an AxisError, a ValueError and IndexError, out of range)."""
-    axis = operator.index(axis)
-    if not -ndim <= axis < ndim:
-        raise _AxisError(axis, ndim)
-    return axis % ndim
+def _axis_index(axis: Any, ndim: int) -> Any:
+    """``axis`` checked and made non-negative as SciPy's Python layer does it:
+    an AxisError out of range (a float axis passes here, as in SciPy, and
+    fails as an integer argument of the C layer later)."""
+    if axis < -ndim or axis >= ndim:
+        raise _AxisError(f"axis {axis} is out of bounds for array of dimension {ndim}")
+    return axis + ndim if axis < 0 else axis

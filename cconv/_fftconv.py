@@ -185,7 +185,7 @@ def convolve(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, dtype: np.dtyp
 
 
 def _convolve_finite(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape) -> np.ndarray:
-    batch = max(a.shape[0], b.shape[0])
+    batch = b.shape[0] if a.shape[0] == 1 else a.shape[0]  # leading sizes that broadcast
     result = np.empty((batch, *out), a.dtype)
     if result.size == 0:
         return result

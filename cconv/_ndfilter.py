@@ -43,6 +43,8 @@ def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str,
     """
     start = tuple(-(n // 2) - o for n, o in zip(weights.shape, origins))
     shape = x.shape[1:]
+    if x.size == 0:
+        return np.zeros(x.shape, np.float64 if ordered else dtype)
     absent = np.abs(weights) <= _EPS
     if ordered:
         return _planes.correlate(x, weights, start, shape, rule, cval, np.float64, "ordered", absent)
@@ -64,6 +66,8 @@ def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, 
     size = weights.shape[0]
     start = (-(size // 2) - origin,)
     length = x.shape[1]
+    if x.size == 0:
+        return np.zeros(x.shape, np.float64 if ordered else dtype)
     sign = _symmetry(weights)
     if not ordered:
         # SciPy multiplies both samples of a (nearly: DBL_EPSILON) symmetric

@@ -27,9 +27,9 @@ The sums (``sums``):
   without those taps (``cconv._nonfinite``);
 - ``'ordered'``: ``scipy.ndimage``'s own doubles, summed in its order
   without FMA (``_engine.correlate_in_order``), for integer and bool outputs;
-- ``'typed'``: ``scipy.signal``'s sums in the data's type (integers exactly
-  modulo 2**bits, long double, complex through real parts with C's complex
-  infinities), as ``cconv._signal`` sums ``correlate2d``.
+- ``'typed'``: ``scipy.signal``'s sums in the data's (real) type: integers
+  exactly modulo 2**bits and long double (``_engine.correlate_exact``),
+  float32 and float64 on the float loops.
 
 :func:`extended` gives the whole extended array instead, for the FFT route
 (``cconv._fftconv``).
@@ -206,10 +206,8 @@ def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | No
     if sums == "ordered":
         present = np.ones(k.shape, bool) if absent is None else ~absent
         return _engine.correlate_in_order(x, k, present)
-    if sums == "typed":
-        from ._signal import _correlate_typed
-
-        return _correlate_typed(x, k[None], "direct")
+    if sums == "typed" and (x.dtype.kind != "f" or x.dtype == np.longdouble):
+        return _engine.correlate_exact(x, k[None])
     k = k if absent is None else np.where(absent, 0, k)
     if absent is not None and absent.any() and not all_finite(x):
         # NaN and Inf must not meet the absent taps: restored without them
@@ -226,10 +224,8 @@ def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | 
         return _engine.correlate_in_order(window[None], k, present)[0, 0]
     window = np.ascontiguousarray(window)
     if sums == "typed" and (window.dtype.kind != "f" or window.dtype == np.longdouble):
-        from ._signal import _correlate_typed
-
         with np.errstate(invalid="ignore", over="ignore"):  # integers wrap, as SciPy's sums do
-            return np.sum(_correlate_typed(window, k, "direct"), axis=0, dtype=window.dtype)
+            return np.sum(_engine.correlate_exact(window, k), axis=0, dtype=window.dtype)
     k = k if absent is None else np.where(absent, 0, k)
     if absent is not None and absent.any() and not all_finite(window):
         out = _engine.correlate_summed(finite_part(window), k)
