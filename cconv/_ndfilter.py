@@ -83,8 +83,7 @@ def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, 
         # SciPy's general loop: the last tap first, then the others in order
         order = np.r_[size - 1, 0 : size - 1]
         return _lines_in_order(x, weights, start, rule, cval, order)
-    xe = _planes.extended(x, start, (length + size - 1,), rule, cval, np.float64)
-    rows, cut = _planes.as_rows(xe, size)
+    rows, _ = _planes.line_rows(x, size, start[0], length, rule, cval, np.float64)
     center = size // 2
     dist = np.arange(center, 0, -1, dtype=np.intp)
     out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
@@ -99,8 +98,7 @@ def _lines_in_order(x: np.ndarray, weights: np.ndarray, start: tuple[int, ...], 
                     order: np.ndarray) -> np.ndarray:
     """SciPy's double sums of the taps in ``order`` (all of them, from 0.0, no FMA)."""
     size, length = weights.shape[0], x.shape[1]
-    xe = _planes.extended(x, start, (length + size - 1,), rule, cval, np.float64)
-    rows, _ = _planes.as_rows(xe, size)
+    rows, _ = _planes.line_rows(x, size, start[0], length, rule, cval, np.float64)
     out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
     starts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
     exact_module().correlate_ordered(rows.reshape(-1), starts, np.ascontiguousarray(order, dtype=np.intp),

@@ -47,8 +47,9 @@ from . import _engine
 from ._boundary import extend, source_index
 from ._nonfinite import all_finite, finite_part, restore
 from ._validation import check_memory
+from ._workspace import scratch_array
 
-__all__ = ["Sums", "correlate", "extended", "as_rows", "seconds"]
+__all__ = ["Sums", "correlate", "extended", "line_rows", "seconds"]
 
 Sums = Literal["float", "ordered", "typed"]
 Shape = tuple[int, ...]
@@ -116,6 +117,10 @@ def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule
         return np.zeros((batch, *out_shape), result_dtype)  # no outputs, or no terms at all (even over NaN)
     check_memory(3 * batch * x3.shape[1] * (oh + kh - 1) * (ow + kw - 1) * dtype.itemsize,
                  f"correlation of {x.shape} with weights {k.shape}")
+    if x3.shape[1:3] == (1, 1) and (kd, kh) == (1, 1):  # 1-D items: lines
+        rows, ow_rows = line_rows(x3.reshape(batch, -1), kw, sw, ow, rule, fill, dtype)
+        out = _planes_2d(rows[None], k3[0], sums, None if absent3 is None else absent3[0])[0]
+        return out.reshape(batch, -1)[:, :ow].reshape(batch, *out_shape)
     planes, src, fill_plane = _extended_planes(x3, (sd, sh, sw), (od, oh, ow), k3.shape, rule, fill, dtype)
     if kd == 1:
         volume = _depth_window(planes, src, fill_plane)  # (B, OD, He, We)
@@ -142,6 +147,8 @@ def extended(x: np.ndarray, start: Shape, shape: Shape, rule: str, fill: object,
     if batch * math.prod(shape) == 0:
         return np.zeros((batch, *shape), dtype)
     check_memory(2 * batch * math.prod(shape) * dtype.itemsize, f"extension of {x.shape} to {shape}")
+    if r == 1:
+        return _extended_lines(x.reshape(batch, -1), start[0], shape[0], rule, fill, dtype, scratch=False)
     planes, src, fill_plane = _extended_planes(x3, start3, shape3, (1, 1, 1), rule, fill, dtype)
     return np.array(_depth_window(planes, src, fill_plane)).reshape(batch, *shape)
 
@@ -175,30 +182,55 @@ def _depth_window(planes: np.ndarray, src: np.ndarray, fill_plane: np.ndarray | 
 
 def _planes(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
     """Valid correlation of each extended plane ``x[n]`` (N, He, We) with ``k`` (KH, KW)."""
-    n, he, we = x.shape
-    if he == 1:  # lines: the rows of one image, long ones cut into rows
-        rows, _ = as_rows(x.reshape(n, we), k.shape[1])
-        out = _planes_2d(rows[None], k, sums, absent)[0]
-        return out.reshape(n, -1)[:, None, : we - k.shape[1] + 1]
     return _planes_2d(np.ascontiguousarray(x), k, sums, absent)
 
 
-def as_rows(lines: np.ndarray, kw: int) -> tuple[np.ndarray, int]:
-    """(rows, cut): ``lines`` (N, We) as C-contiguous rows of one image, each
-    line cut into ``cut`` rows of overlapping windows (zero-padded at the end)."""
-    n, we = lines.shape
-    ow = we - kw + 1
-    cut = 1
-    if n < LINE_ROWS and ow >= 2 * LINE_CHUNK:
-        cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK)
-    if cut == 1:
-        return np.ascontiguousarray(lines), 1
+def line_rows(lines: np.ndarray, kw: int, start: int, ow: int, rule: str, fill: object,
+              dtype: npt.DTypeLike) -> tuple[np.ndarray, int]:
+    """The lines (N, W), extended by ``rule`` from ``start``, as C-contiguous
+    rows of one image for a valid correlation with ``kw`` taps; and the
+    outputs per line those rows give (at least ``ow``: the first ``ow`` of
+    each line's are its outputs).
+
+    Fewer lines than LINE_ROWS are each cut into rows of overlapping
+    windows (``kw - 1`` samples shared with the next), so that the loops'
+    blocks of rows go to every thread; the rows are scratch space.
+    """
+    n = lines.shape[0]
+    cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK) if n < LINE_ROWS and ow >= 2 * LINE_CHUNK else 1
     step = -(-ow // cut)
-    padded = np.zeros((n, cut * step + kw - 1), lines.dtype)
-    padded[:, :we] = lines
-    s0, s1 = padded.strides
-    windows = np.lib.stride_tricks.as_strided(padded, (n, cut, step + kw - 1), (s0, step * s1, s1))
-    return np.ascontiguousarray(windows.reshape(n * cut, step + kw - 1)), cut
+    # the extension runs on past the last output's window: those samples
+    # are read only by outputs cut off after
+    ext = _extended_lines(lines, start, cut * step + kw - 1, rule, fill, dtype, scratch=cut == 1)
+    if cut == 1:
+        return ext, step
+    s0, s1 = ext.strides
+    windows = np.lib.stride_tricks.as_strided(ext, (n, cut, step + kw - 1), (s0, step * s1, s1), writeable=False)
+    rows = scratch_array("rows", (n * cut, step + kw - 1), ext.dtype)
+    rows.reshape(n, cut, -1)[...] = windows
+    return rows, cut * step
+
+
+def _extended_lines(lines: np.ndarray, start: int, length: int, rule: str, fill: object, dtype: npt.DTypeLike,
+                    scratch: bool) -> np.ndarray:
+    """Samples ``[start, start + length)`` of each line (N, W) extended by
+    ``rule``: the part inside is one block copy, only the borders are gathered."""
+    n, w = lines.shape
+    dtype = np.dtype(dtype)
+    out = scratch_array("lines", (n, length), dtype) if scratch else np.empty((n, length), dtype)
+    i0, i1 = min(max(start, 0), w), max(min(start + length, w), 0)
+    if i1 > i0:
+        out[:, i0 - start : i1 - start] = lines[:, i0:i1]
+    for lo, hi in ((start, min(i0, start + length)), (max(i1, start), start + length)):
+        if hi <= lo:
+            continue
+        src = source_index(np.arange(lo, hi), w, rule) if w else np.full(hi - lo, -1)
+        part = out[:, lo - start : hi - start]
+        if (src < 0).any():  # 'fill' (and nothing to repeat): the fill value
+            part[...] = fill
+        else:
+            part[...] = lines[:, src]
+    return out
 
 
 def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:

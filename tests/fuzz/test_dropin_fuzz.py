@@ -652,8 +652,11 @@ def test_nd_signal_against_scipy(name, case):
     assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
     handled = np.asarray(in1).ndim > 0 and cconv._convolve._scipys(np.asarray(in1), np.asarray(in2)) is None
     if not handled:  # SciPy's own result
-        np.testing.assert_array_equal(ours, theirs)
-        assert np.asarray(ours).dtype == np.asarray(theirs).dtype
+        assert np.asarray(ours).dtype == np.asarray(theirs).dtype and np.shape(ours) == np.shape(theirs)
+        if np.asarray(theirs).dtype.kind == "O":  # NaN in objects: equal only to themselves
+            assert all(p == q or (p != p and q != q) for p, q in zip(np.ravel(ours), np.ravel(theirs)))
+        else:
+            np.testing.assert_array_equal(ours, theirs)
         return
     assert "RuntimeWarning" not in our_warn, our_warn  # no spread NaN to warn about
     # SciPy's direct sums of the same values (in native byte order: NumPy's
