@@ -272,6 +272,11 @@ def choose_conv_method(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full
         return ("fft" if times["fft"] < times["direct"] else "direct"), times
     if _scipys(volume, kernel) is not None:
         return scipy_function("signal", "choose_conv_method")(volume, kernel, mode=mode)
+    return _choose(volume, kernel, mode)
+
+
+def _choose(volume: np.ndarray, kernel: np.ndarray, mode: str) -> str:
+    """cconv's 'auto' for arrays cconv computes, with SciPy's checks."""
     if any(a.dtype.kind in "ui" for a in (volume, kernel)):
         # as SciPy does it (an empty integer input raises SciPy's error)
         int(np.max(np.abs(volume))) * int(np.max(np.abs(kernel)))
@@ -304,8 +309,7 @@ def _convolve_or_correlate(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Any, me
     if mode == "valid":
         _swap_needed(a.shape, b.shape)  # SciPy's containment check
     if method == "auto":
-        method = choose_conv_method(a, b, mode=mode) if correlate is False else \
-            choose_conv_method(a, _reversed(b), mode=mode)
+        method = _choose(a, b, mode)
     if method not in ("direct", "fft"):
         raise ValueError(_METHOD_ERROR)
     if mode not in _MODES:
@@ -504,6 +508,7 @@ def _fft_axes(axes: Any, ndim: int) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def _fft_faster(s1: tuple[int, ...], s2: tuple[int, ...], mode: str, dtype: np.dtype) -> bool:
     """Whether cconv's FFT route is expected to beat its direct sums for
     these shapes (the estimates of ``_planes`` and ``_fftconv``)."""

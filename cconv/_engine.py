@@ -257,7 +257,8 @@ def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return out.view(dtype)
 
 
-def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.ndarray:
+def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray,
+                       out: np.ndarray | None = None) -> np.ndarray:
     """Valid correlation of each ``x[n]`` with ``k``, summed as ``scipy.ndimage`` sums.
 
     Parameters
@@ -270,6 +271,8 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     present : ndarray of bool, shape of ``k``
         The taps that are terms; the others are left out of the sum (SciPy
         leaves out weights of magnitude at most DBL_EPSILON).
+    out : ndarray, optional
+        Where to write the result (float64, C-contiguous, of its shape).
 
     Returns
     -------
@@ -281,8 +284,10 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     """
     n, spatial = x.shape[0], x.shape[1:]
     out_shape = tuple(s - t + 1 for s, t in zip(spatial, k.shape))
-    out = np.zeros((n, *out_shape))
+    if out is None:
+        out = np.empty((n, *out_shape))
     if out.size == 0 or not present.any():
+        out[...] = 0
         return out
     steps = np.array(x.strides[1:], dtype=np.intp) // x.itemsize
     toff = np.ascontiguousarray(np.argwhere(present) @ steps, dtype=np.intp)

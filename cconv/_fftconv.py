@@ -33,6 +33,7 @@ sums have it) passes the padded operand.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -99,10 +100,11 @@ TILE_ELEMENTS = {1: 2**16, 2: 2**16, 3: 2**18}
 # are grouped into calls of TILE_CALL_ELEMENTS).
 TILE_CALL_ELEMENTS = 2**17
 # Cost of the work, in element-transform units: n log2 n per transform, and
-# the fixed cost of a transform call in the same units.
-_CALL_UNITS = 2e4
+# the fixed cost of a transform call (with its share of Python) in the same units.
+_CALL_UNITS = 1e5
 
 
+@functools.lru_cache(maxsize=256)
 def plan(s1: Shape, s2: Shape, lo: Shape, out: Shape) -> Plan:
     """Whole transforms or tiles for a convolution of an ``s1`` and an ``s2``
     operand (``s1`` the larger), of which the outputs ``[lo, lo + out)`` are wanted.
@@ -204,6 +206,14 @@ def _convolve_finite(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape) -> np.
 
 
 def _transforms(dtype: np.dtype, r: int) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    """Forward and inverse transforms over the last ``r`` axes, ``f(x, lengths, workers)``
+    (1-D ones by ``scipy.fft``'s 1-D functions: less fixed cost per call)."""
+    if r == 1:
+        if dtype.kind == "c":
+            return (lambda x, s, w: scipy.fft.fft(x, s[0], workers=w),
+                    lambda x, s, w: scipy.fft.ifft(x, s[0], workers=w, overwrite_x=True))
+        return (lambda x, s, w: scipy.fft.rfft(x, s[0], workers=w),
+                lambda x, s, w: scipy.fft.irfft(x, s[0], workers=w, overwrite_x=True))
     axes = tuple(range(-r, 0))
     if dtype.kind == "c":
         return (lambda x, s, w: scipy.fft.fftn(x, s, axes=axes, workers=w),

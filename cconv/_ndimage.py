@@ -205,13 +205,14 @@ def _other_rank(input: np.ndarray, weights: np.ndarray, output: np.ndarray, axes
     axes = tuple(axes[i] for i in kept)
     weights = np.ascontiguousarray(weights.reshape([weights.shape[i] for i in kept]))
     last = tuple(range(-len(axes), 0))
-    x = np.moveaxis(input, axes, last)
+    in_place = axes == tuple(range(input.ndim - len(axes), input.ndim))  # already the last axes
+    x = input if in_place else np.moveaxis(input, axes, last)
     float32 = input.dtype == np.float32 and output.dtype == np.float32
     batch = math.prod(x.shape[: -len(axes)])
     result = _ndfilter.correlate(x.reshape(batch, *x.shape[-len(axes):]), weights, [origins[i] for i in kept],
                                  _RULES[mode], cval, method, np.float32 if float32 else np.float64,
                                  ordered=output.dtype.kind in "biu")
-    _store(np.moveaxis(output, axes, last), result.reshape(x.shape))
+    _store(output if in_place else np.moveaxis(output, axes, last), result.reshape(x.shape))
     return output
 
 

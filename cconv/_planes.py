@@ -127,6 +127,19 @@ def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule
         out = _planes(volume.reshape(batch * od, *volume.shape[2:]), k3[0], sums,
                       None if absent3 is None else absent3[0])
         return out.reshape(batch, *out_shape)
+    if sums == "ordered":
+        # SciPy's doubles (the ordered sums take any rank): one call for the
+        # output planes whose windows follow each other in ``planes``, one
+        # per plane near the depth's edges, whose windows are gathered
+        present = ~absent3 if absent3 is not None else np.ones(k3.shape, bool)
+        out = np.empty((batch, od, oh, ow))
+        for d0, d1 in _runs(src, kd):
+            window = np.ascontiguousarray(_depth_window(planes, src[d0 : d1 + kd - 1], fill_plane))
+            if batch == 1:  # straight into the result
+                _engine.correlate_in_order(window, k3, present, out=out[:, d0:d1])
+            else:
+                out[:, d0:d1] = _engine.correlate_in_order(window, k3, present)
+        return out.reshape(batch, *out_shape)
     out = np.empty((batch, od, oh, ow), result_dtype)
     for b in range(batch):
         for d in range(od):
@@ -166,6 +179,20 @@ def _extended_planes(x3: np.ndarray, start: Shape, out: Shape, kernel: Shape, ru
                     scratch=True)
     fill_plane = np.full(planes.shape[2:], fill, dtype) if (src < 0).any() else None
     return planes, np.where(src >= 0, src - d0, -1), fill_plane
+
+
+def _runs(src: np.ndarray, kd: int) -> list[tuple[int, int]]:
+    """The output planes ``[d0, d1)``, in order, as one run where their
+    windows of ``kd`` source planes follow each other, single planes elsewhere."""
+    od = len(src) - kd + 1
+    ok = [bool(src[d] >= 0 and np.array_equal(src[d : d + kd], np.arange(src[d], src[d] + kd))) for d in range(od)]
+    runs: list[tuple[int, int]] = []
+    for d in range(od):
+        if ok[d] and runs and ok[runs[-1][0]] and runs[-1][1] == d and src[d] == src[d - 1] + 1:
+            runs[-1] = (runs[-1][0], d + 1)
+        else:
+            runs.append((d, d + 1))
+    return runs
 
 
 def _depth_window(planes: np.ndarray, src: np.ndarray, fill_plane: np.ndarray | None) -> np.ndarray:
@@ -224,12 +251,11 @@ def _extended_lines(lines: np.ndarray, start: int, length: int, rule: str, fill:
     for lo, hi in ((start, min(i0, start + length)), (max(i1, start), start + length)):
         if hi <= lo:
             continue
-        src = source_index(np.arange(lo, hi), w, rule) if w else np.full(hi - lo, -1)
         part = out[:, lo - start : hi - start]
-        if (src < 0).any():  # 'fill' (and nothing to repeat): the fill value
+        if rule == "fill" or not w:
             part[...] = fill
         else:
-            part[...] = lines[:, src]
+            part[...] = lines[:, source_index(np.arange(lo, hi), w, rule)]
     return out
 
 
@@ -251,9 +277,6 @@ def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | No
 
 def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
     """``sum_t correlate2d(window[t], k[t])``: one output plane of a 3-D correlation."""
-    if sums == "ordered":
-        present = np.ones(k.shape, bool) if absent is None else ~absent
-        return _engine.correlate_in_order(window[None], k, present)[0, 0]
     window = np.ascontiguousarray(window)
     if sums == "typed" and (window.dtype.kind != "f" or window.dtype == np.longdouble):
         with np.errstate(invalid="ignore", over="ignore"):  # integers wrap, as SciPy's sums do
