@@ -182,7 +182,9 @@ def fftconvolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full",
     cconv transforms the whole arrays, or for a small ``in2`` and a large
     ``in1`` overlapping tiles of ``in1`` (overlap-save, as
     :func:`oaconvolve`), whichever its cost model finds less work; the
-    transforms are shared out over cconv's threads.  Results agree with
+    transforms are shared out over cconv's threads.  Where its estimates
+    find its direct loops faster (short kernels) and the data is finite, it
+    sums directly: the same convolution, more exactly.  Results agree with
     SciPy's to the rounding of an FFT, relative to the largest output.
 
     **The one deliberate difference from SciPy:** NaN and Inf stay local.
@@ -387,18 +389,19 @@ def _region(a: np.ndarray, b: np.ndarray, mode: str, method: str, common: np.dty
 
 
 def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
-            padding_terms: bool) -> np.ndarray:
+            padding_terms: bool, batched: bool = False) -> np.ndarray:
     """Direct sums: ``a`` zero-extended, correlated 'valid' with ``b`` flipped.
 
-    Complex data as the sums of the parts' products, as SciPy's N-D sums
-    and NumPy's 1-D ones multiply (``(1+0j) * (inf+infj)`` is ``nan+nanj``,
-    not C's ``inf+infj``).
+    With ``batched``, ``a`` is a batch (B, *S1) of items, each convolved
+    with ``b``.  Complex data as the sums of the parts' products, as SciPy's
+    N-D sums and NumPy's 1-D ones multiply (``(1+0j) * (inf+infj)`` is
+    ``nan+nanj``, not C's ``inf+infj``).
     """
     if a.dtype.kind == "c":
         def part(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-            return _direct(x, y, lo, shape, padding_terms)
+            return _direct(x, y, lo, shape, padding_terms, batched)
 
-        out = np.empty(shape, a.dtype)
+        out = np.empty(a.shape[:1] + shape if batched else shape, a.dtype)
         with np.errstate(invalid="ignore", over="ignore"):
             out.real = part(a.real, b.real) - part(a.imag, b.imag)
             out.imag = part(a.real, b.imag) + part(a.imag, b.real)
@@ -406,6 +409,8 @@ def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int,
     flipped = np.ascontiguousarray(b[(slice(None, None, -1),) * b.ndim])
     start = tuple(o - (n - 1) for o, n in zip(lo, b.shape))
     zero = np.zeros((), a.dtype)
+    if batched:
+        return _planes.correlate(a, flipped, start, shape, "fill", zero, a.dtype, "typed")
     if padding_terms or a.dtype.kind != "f" or all_finite(flipped):
         return _planes.correlate(a[None], flipped, start, shape, "fill", zero, a.dtype, "typed")[0]
     # NumPy's 1-D convolve: an infinite tap over the zero padding is no term.
@@ -473,11 +478,33 @@ def _frequency_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Any, axes:
     a_ = _batched(a, rest, axes, batch_shape)
     b_ = _batched(b, rest, axes, batch_shape)
     lo, shape = zip(*(_full_region(mode, s1[ax], s2[ax]) for ax in axes))
-    out = _fftconv.convolve(a_, b_, lo, shape, dtype)
+    out = _fft_or_direct(a_, b_, lo, shape, dtype)
     # back to the input's axis order
     out = out.reshape(*batch_shape, *shape)
     order = rest + axes
     return np.moveaxis(out, range(a.ndim), order).copy()
+
+
+def _fft_or_direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
+                   dtype: np.dtype) -> np.ndarray:
+    """The region of the batched convolution of ``a`` (Ba, *S1) with ``b``
+    (Bb, *S2), in ``dtype``: by FFTs, or by cconv's direct sums where its
+    estimates find them faster and the data is finite (the same convolution,
+    summed more exactly; NaN and Inf always take the FFT route, whose
+    locality is the overlapping products')."""
+    batch = b.shape[0] if a.shape[0] == 1 else a.shape[0]
+    s1, s2 = a.shape[1:], b.shape[1:]
+    big, small = (s1, s2) if math.prod(s1) >= math.prod(s2) else (s2, s1)
+    direct = _planes.seconds(batch * math.prod(shape) * math.prod(small), dtype)
+    if direct < _fftconv.seconds(big, small, lo, shape, batch, dtype) and all_finite(a) and all_finite(b):
+        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+        if math.prod(s2) > math.prod(s1):  # the smaller operand is the kernel
+            a, b = b, a
+        if b.shape[0] == 1:
+            return _direct(a, b[0], lo, shape, True, batched=True)
+        return np.stack([_direct(a[i if a.shape[0] > 1 else 0][None], b[i], lo, shape, True, batched=True)[0]
+                         for i in range(batch)])
+    return _fftconv.convolve(a, b, lo, shape, dtype)
 
 
 def _batched(x: np.ndarray, rest: list[int], axes: list[int], batch_shape: tuple[int, ...]) -> np.ndarray:

@@ -286,6 +286,27 @@ def test_fft_functions_match_scipy(name, dtype, rng):
 
 
 @pytest.mark.parametrize("name", FFT_FUNCS)
+@pytest.mark.parametrize("route", ["fft", "direct"])
+def test_fft_functions_on_both_routes(name, route, rng, monkeypatch):
+    # cconv's fftconvolve sums directly where its estimates find that faster
+    # (finite data): both routes give SciPy's results.
+    from cconv import _planes
+
+    monkeypatch.setattr(_planes, "seconds", lambda macs, dtype: np.inf if route == "fft" else 0.0)
+    ours, theirs = both(name)
+    for s1, s2 in [*itertools.chain(*SHAPES.values()), ((300, 200), (9, 31)), ((5000,), (61,))]:
+        for dtype in (np.float64, np.float32, np.complex128):
+            a, b = data(rng, s1, dtype, integral=False), data(rng, s2, dtype, integral=False)
+            for mode in MODES:
+                if mode == "valid" and not (all(p >= q for p, q in zip(s1, s2)) or all(p <= q for p, q in zip(s1, s2))):
+                    continue
+                assert_close(ours(a, b, mode), theirs(a, b, mode), 1e-4 if dtype == np.float32 else 1e-12)
+        a = data(rng, (4, 300), np.float64, integral=False)
+        assert_close(ours(a, a[:1, :20], axes=1), theirs(a, a[:1, :20], axes=1), 1e-12)
+        assert_close(ours(a, a[:, :20], axes=1), theirs(a, a[:, :20], axes=1), 1e-12)
+
+
+@pytest.mark.parametrize("name", FFT_FUNCS)
 def test_axes_and_broadcasting(name, rng):
     ours, theirs = both(name)
     cases = [((5, 30), (1, 7), 1), ((5, 30), (5, 7), -1), ((4, 20, 3), (1, 6, 3), [1]), ((8, 1, 30), (1, 6, 9), (0, 2)),
