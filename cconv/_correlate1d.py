@@ -148,13 +148,13 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
     for a in (input, output):
         if a.dtype.char not in _TYPES:
             raise RuntimeError(f"array type {a.dtype!r} not supported")
-    last = axis == input.ndim - 1
-    x = input if last else np.moveaxis(input, axis, -1)
+    # (axes before, the axis, axes after): the lines along ``axis`` in place
+    shape = input.shape
+    x = input.reshape(math.prod(shape[:axis]), shape[axis] if input.ndim else 1, math.prod(shape[axis + 1 :]))
     float32 = input.dtype == np.float32 and output.dtype == np.float32
-    lines = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-    result = _ndfilter.correlate_lines(lines, weights, origin, _RULES[mode], cval, method,
+    result = _ndfilter.correlate_lines(x, weights, origin, _RULES[mode], cval, method,
                                        np.float32 if float32 else np.float64, ordered=output.dtype.kind in "biu")
-    _store(output if last else np.moveaxis(output, axis, -1), result.reshape(x.shape))
+    _store(output, result.reshape(shape))
     return output
 
 

@@ -56,16 +56,19 @@ def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str,
 
 def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, cval: float, method: str,
                     dtype: npt.DTypeLike, ordered: bool) -> np.ndarray:
-    """``scipy.ndimage.correlate1d`` of each line ``x[n]`` (N, L) with 1-D ``weights``.
+    """``scipy.ndimage.correlate1d`` along axis 1 of ``x`` (A, L, C) with 1-D ``weights``.
 
-    Every weight is a term (correlate1d skips none).  With ``ordered``,
-    SciPy's doubles: for odd symmetric weights ``x[c]*w[c] + (x[c-d] + x[c+d])*w[c-d]``
+    ``x`` is the input seen as (axes before, the axis, axes after): for
+    C > 1 the lines are filtered in place of their layout, as the columns
+    of (L, C) planes (weights (K, 1)), with no transposed copy.  Every
+    weight is a term (correlate1d skips none).  With ``ordered``, SciPy's
+    doubles: for odd symmetric weights ``x[c]*w[c] + (x[c-d] + x[c+d])*w[c-d]``
     over d = c..1, for antisymmetric ones the same with ``-``, otherwise
-    the last tap first, then the others in order.  Returns (N, L).
+    the last tap first, then the others in order.  Returns (A, L, C).
     """
     size = weights.shape[0]
-    start = (-(size // 2) - origin,)
-    length = x.shape[1]
+    lines, length, cols = x.shape
+    start = -(size // 2) - origin
     if x.size == 0:
         return np.zeros(x.shape, np.float64 if ordered else dtype)
     sign = _symmetry(weights)
@@ -76,35 +79,48 @@ def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, 
         c = size // 2
         k = np.concatenate([weights[: c + 1], sign * weights[c - 1 :: -1][:c]]) if sign else weights
         k = k.astype(dtype)
-        if _route(method, x.shape, weights.shape, dtype) == "fft":
-            return _by_fft(x, k, start, (length,), rule, cval, dtype)
-        return _planes.correlate(x, k, start, (length,), rule, cval, dtype, "float")
-    if sign == 0:
-        # SciPy's general loop: the last tap first, then the others in order
-        order = np.r_[size - 1, 0 : size - 1]
-        return _lines_in_order(x, weights, start, rule, cval, order)
-    rows, _ = _planes.line_rows(x, size, start[0], length, rule, cval, np.float64)
-    center = size // 2
-    dist = np.arange(center, 0, -1, dtype=np.intp)
-    out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
-    starts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
-    exact_module().correlate_paired(rows.reshape(-1), starts, center, float(weights[center]), dist,
-                                    np.ascontiguousarray(weights[center - dist]), float(sign), out,
-                                    get_num_threads())
-    return out.reshape(x.shape[0], -1)[:, :length]
+        starts: tuple[int, ...]
+        shape: tuple[int, ...]
+        if cols == 1:  # lines along the last axis
+            items, starts, shape = x.reshape(lines, length), (start,), (length,)
+        else:
+            items, k, starts, shape = x, k[:, None], (start, 0), (length, cols)
+        if _route(method, items.shape, k.shape, dtype) == "fft":
+            out = _by_fft(items, k, starts, shape, rule, cval, dtype)
+        else:
+            out = _planes.correlate(items, k, starts, shape, rule, cval, dtype, "float")
+        return out.reshape(x.shape)
+    if cols == 1:
+        rows, per_row = _planes.line_rows(x.reshape(lines, length), size, start, length, rule, cval, np.float64)
+        firsts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
+        out = _ordered_sums(rows.reshape(-1), firsts, rows.shape[1] - size + 1, 1, weights, sign)
+        return out.reshape(lines, -1)[:, :length].reshape(x.shape)
+    # Columns of (L + K - 1, C) planes: output row (a, l) starts at
+    # xe[a, l, 0]; its taps are C samples apart.
+    xe = _planes.extended(x, (start, 0), (length + size - 1, cols), rule, cval, np.float64)
+    firsts = (np.arange(lines, dtype=np.intp)[:, None] * xe[0].size
+              + np.arange(length, dtype=np.intp)[None, :] * cols).reshape(-1)
+    return _ordered_sums(xe.reshape(-1), firsts, cols, cols, weights, sign).reshape(x.shape)
 
 
-def _lines_in_order(x: np.ndarray, weights: np.ndarray, start: tuple[int, ...], rule: str, cval: float,
-                    order: np.ndarray) -> np.ndarray:
-    """SciPy's double sums of the taps in ``order`` (all of them, from 0.0, no FMA)."""
-    size, length = weights.shape[0], x.shape[1]
-    rows, _ = _planes.line_rows(x, size, start[0], length, rule, cval, np.float64)
-    out = np.empty((rows.shape[0], rows.shape[1] - size + 1))
-    starts = np.arange(rows.shape[0], dtype=np.intp) * rows.shape[1]
-    exact_module().correlate_ordered(rows.reshape(-1), starts, np.ascontiguousarray(order, dtype=np.intp),
-                                     np.ascontiguousarray(weights[order], dtype=np.float64), out,
-                                     get_num_threads())
-    return out.reshape(x.shape[0], -1)[:, :length]
+def _ordered_sums(flat: np.ndarray, firsts: np.ndarray, width: int, stride: int, weights: np.ndarray,
+                  sign: int) -> np.ndarray:
+    """SciPy's correlate1d doubles of ``width`` outputs from each ``firsts[r]``
+    of ``flat``, the taps ``stride`` samples apart (see :func:`correlate_lines`)."""
+    size = weights.shape[0]
+    out = np.empty((firsts.size, width))
+    if sign:
+        center = size // 2
+        dist = np.arange(center, 0, -1, dtype=np.intp)
+        exact_module().correlate_paired(flat, firsts, center * stride, float(weights[center]), dist * stride,
+                                        np.ascontiguousarray(weights[center - dist]), float(sign), out,
+                                        get_num_threads())
+    else:
+        order = np.r_[size - 1, 0 : size - 1]  # SciPy's general loop: the last tap first
+        exact_module().correlate_ordered(flat, firsts, np.ascontiguousarray(order * stride, dtype=np.intp),
+                                         np.ascontiguousarray(weights[order], dtype=np.float64), out,
+                                         get_num_threads())
+    return out
 
 
 def _symmetry(weights: np.ndarray) -> int:

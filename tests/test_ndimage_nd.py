@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from cconv import SciPyFallbackWarning
 from cconv import ndimage as cnd
-from cconv._fallback import SciPyFallbackWarning
 
 METHODS = ("auto", "direct", "fft")
 MODES = ("reflect", "grid-mirror", "mirror", "nearest", "wrap", "grid-wrap", "constant", "grid-constant")

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from cconv import _fftconv, threads
+from cconv import SciPyFallbackWarning, _fftconv, threads
 from cconv import signal as csig
-from cconv._fallback import SciPyFallbackWarning
 
 METHODS = ("auto", "direct", "fft")
 MODES = ("full", "same", "valid")
