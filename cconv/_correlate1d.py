@@ -126,6 +126,7 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
             return _correlate1d(x, w, axis, out, mode, c, origin, method)
 
         return complex_parts(real_filter, input, weights, output, cval)
+    fresh = not isinstance(output, np.ndarray)  # cconv makes the output array
     output = _get_output(output, input)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or weights.shape[0] < 1:
@@ -154,6 +155,8 @@ def _correlate1d(input: Any, weights: Any, axis: Any, output: Any, mode: Any, cv
     float32 = input.dtype == np.float32 and output.dtype == np.float32
     result = _ndfilter.correlate_lines(x, weights, origin, _RULES[mode], cval, method,
                                        np.float32 if float32 else np.float64, ordered=output.dtype.kind in "biu")
+    if fresh and result.dtype == output.dtype:  # the result itself, not a copy of it
+        return np.ascontiguousarray(result).reshape(shape)
     _store(output, result.reshape(shape))
     return output
 

@@ -162,6 +162,7 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
                 "Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
                 "(weights.shape[k]-1) // 2"
             )
+    fresh = not isinstance(output, np.ndarray)  # cconv makes the output array
     output = _get_output(output, input)
     if not isinstance(mode, str) and isinstance(mode, Iterable):
         raise RuntimeError("A sequence of modes is not supported")
@@ -181,7 +182,7 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
         raise ValueError("assignment destination is read-only")
     if len(axes) != 2:
         return _other_rank(input, weights, output, axes, mode, cval, origins, method,
-                           "convolve" if convolution else "correlate")
+                           "convolve" if convolution else "correlate", fresh)
     if output.dtype.kind in "biu":
         # Truncation turns one ulp into an off-by-one: SciPy's doubles, summed its way.
         result = _filter_in_order(input, weights, axes, _RULES[mode], cval, origins)
@@ -193,9 +194,11 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
 
 
 def _other_rank(input: np.ndarray, weights: np.ndarray, output: np.ndarray, axes: tuple[int, ...], mode: str,
-                cval: float, origins: list[int], method: Method, name: str) -> np.ndarray:
+                cval: float, origins: list[int], method: Method, name: str, fresh: bool) -> np.ndarray:
     """Weights along other than two axes: ``cconv._ndfilter`` if at most three
-    have a size above 1 (the others read no neighbour: a batch); else SciPy."""
+    have a size above 1 (the others read no neighbour: a batch); else SciPy.
+    ``fresh``: ``output`` was made here, so a result of its dtype and
+    layout may take its place instead of being copied into it."""
     kept = [i for i, n in enumerate(weights.shape) if n != 1] or [len(axes) - 1]
     if not axes or len(kept) > MAX_AXES:
         if axes:
@@ -212,6 +215,8 @@ def _other_rank(input: np.ndarray, weights: np.ndarray, output: np.ndarray, axes
     result = _ndfilter.correlate(x.reshape(batch, *x.shape[-len(axes):]), weights, [origins[i] for i in kept],
                                  _RULES[mode], cval, method, np.float32 if float32 else np.float64,
                                  ordered=output.dtype.kind in "biu")
+    if fresh and in_place and result.dtype == output.dtype:
+        return np.ascontiguousarray(result).reshape(output.shape)
     _store(output if in_place else np.moveaxis(output, axes, last), result.reshape(x.shape))
     return output
 

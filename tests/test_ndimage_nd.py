@@ -314,3 +314,23 @@ def test_integer_outputs_on_every_build(kernels):
                           cwd=pathlib.Path(__file__).resolve().parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+
+
+@pytest.mark.parametrize("name", FUNCS + FUNCS_1D)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8], ids=lambda d: np.dtype(d).name)
+def test_results_are_new_arrays_that_outlive_the_next_call(name, method, dtype, rng):
+    # Extended copies and rows live in scratch space reused by the next call;
+    # a result (also one returned in place of the output cconv made) is a new,
+    # C-contiguous array of its own.
+    ours, _ = both(name)
+    w = np.array([1.0, 2.0, 1.0]) if name in FUNCS_1D else data(rng, (3, 2, 3), np.float64)
+    for shape in ((9, 10, 11), (20_000,)) if name in FUNCS_1D else ((9, 10, 11),):
+        x = data(rng, shape, dtype)
+        first = ours(x, w, method=method)
+        kept = first.copy()
+        ours(data(rng, shape, dtype), w, method=method)
+        np.testing.assert_array_equal(first, kept, strict=True)
+        assert first.flags.c_contiguous and first.flags.owndata or first.base is not None and \
+            first.base.nbytes == first.nbytes
+        assert not np.shares_memory(first, x)
