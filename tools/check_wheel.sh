@@ -23,7 +23,7 @@ mkdir -p "$work"
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 source tools/quick_subset.sh
-OLDEST_SKIP=(test_signal.py test_ndimage.py)
+OLDEST_SKIP=(test_signal.py test_ndimage.py test_signal_nd.py test_ndimage_nd.py)
 
 # Nothing but the package, its type information and its compiled modules.
 listing=$(unzip -l "$wheel")
