@@ -99,17 +99,19 @@ ROWS_PER_ITEM = 8
 REDUCE_TASKS = 8
 
 
-def correlate_summed(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+def correlate_summed(x: np.ndarray, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``sum_n correlate2d(x[n], k[n], 'valid')`` by the compiled loops, in one task.
 
     One output plane of a 3-D valid correlation, from its ``N`` depth taps:
     ``x`` (N, IH, IW) and ``k`` (N, KH, KW) as for :func:`correlate_direct`.
     Unlike ``correlate_direct(..., reduce=True)`` there are no partial sums
     to add up after: each block of outputs accumulates every pair in
-    registers (parallel over the blocks of rows).  Returns (1, OH, OW).
+    registers (parallel over the blocks of rows).  Returns (1, OH, OW),
+    written into ``out`` if given (C-contiguous, of that shape and x's dtype).
     """
     oh, ow = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
-    out = np.empty((1, oh, ow), dtype=x.dtype)
+    if out is None:
+        out = np.empty((1, oh, ow), dtype=x.dtype)
     if oh * ow >= k.shape[1] * k.shape[2]:
         _loops.correlate_wide(x, k, out, x.shape[0], ROWS_PER_ITEM)
     else:

@@ -29,7 +29,9 @@ from ._threads import get_num_threads
 
 __all__ = ["correlate", "correlate_lines"]
 
-_EPS = np.finfo(np.float64).eps
+_EPS = float(np.finfo(np.float64).eps)
+# Below this many multiply-adds the direct route wins outright.
+SMALL_MACS = 2**20
 
 
 def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str, cval: float, method: str,
@@ -128,11 +130,10 @@ def _symmetry(weights: np.ndarray) -> int:
     size = weights.shape[0]
     if not size & 1:
         return 0
-    c = size // 2
-    left, right = weights[c - 1 :: -1][:c], weights[c + 1 :]
-    if np.all(np.abs(right - left) <= _EPS):
+    w, c = weights.tolist(), size // 2
+    if all(abs(w[c + i] - w[c - i]) <= _EPS for i in range(1, c + 1)):
         return 1
-    if np.all(np.abs(right + left) <= _EPS):
+    if all(abs(w[c + i] + w[c - i]) <= _EPS for i in range(1, c + 1)):
         return -1
     return 0
 
@@ -142,7 +143,10 @@ def _route(method: str, x_shape: tuple[int, ...], k_shape: tuple[int, ...], dtyp
     if method != "auto":
         return method
     batch, shape = x_shape[0], x_shape[1:]
-    direct = _planes.seconds(batch * math.prod(shape) * math.prod(k_shape), dtype)
+    macs = batch * math.prod(shape) * math.prod(k_shape)
+    if macs < SMALL_MACS:  # no transform pays for itself
+        return "direct"
+    direct = _planes.seconds(macs, dtype)
     extended = tuple(n + k - 1 for n, k in zip(shape, k_shape))
     fft = _fftconv.seconds(extended, k_shape, tuple(k - 1 for k in k_shape), shape, batch, dtype)
     return "fft" if fft < direct else "direct"

@@ -49,9 +49,15 @@ def any_nonfinite(spec: np.ndarray) -> bool:
 
 
 def all_finite(a: np.ndarray) -> bool:
-    """Whether ``a``'s sum is finite, and so every value of ``a``: one pass,
-    no temporary array (a finite but huge ``a`` may overflow its sum, and
-    then only takes the slower, exact path)."""
+    """Whether every value of ``a`` is finite.
+
+    For a large ``a``, whether its sum is: one pass, no temporary array (a
+    finite but huge ``a`` may overflow its sum, and then only takes the
+    slower, exact path).  A small one is tested value by value, cheaper
+    than setting up NumPy's error state for the sum.
+    """
+    if a.size <= 4096:
+        return bool(np.isfinite(a).all())
     with np.errstate(invalid="ignore", over="ignore"):
         return bool(np.isfinite(np.sum(a)))
 

@@ -46,6 +46,7 @@ import numpy.typing as npt
 from . import _engine
 from ._boundary import extend, source_index
 from ._nonfinite import all_finite, finite_part, restore
+from ._threads import get_num_threads, threads
 from ._validation import check_memory
 from ._workspace import scratch_array
 
@@ -54,10 +55,14 @@ __all__ = ["Sums", "correlate", "extended", "line_rows", "seconds"]
 Sums = Literal["float", "ordered", "typed"]
 Shape = tuple[int, ...]
 
-# 1-D items: fewer lines than this are cut into rows of at least
-# LINE_CHUNK outputs, so that the loops' blocks of rows go to every thread.
+# 1-D items: fewer lines than LINE_ROWS, of LINE_CUT outputs or more, are
+# cut into rows of at least LINE_CHUNK outputs, so that the loops' blocks of
+# rows go to every thread (shorter lines are not worth a second thread).
 LINE_ROWS = 64
 LINE_CHUNK = 4096
+LINE_CUT = 2**16
+# Below this many multiply-adds a call runs on one thread.
+SERIAL_MACS = 2**18
 
 # Multiply-adds per second of the direct route on 2 cores, per real
 # itemsize (complex: four real sums), and the fixed cost of a call; only
@@ -117,8 +122,22 @@ def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule
         return np.zeros((batch, *out_shape), result_dtype)  # no outputs, or no terms at all (even over NaN)
     check_memory(3 * batch * x3.shape[1] * (oh + kh - 1) * (ow + kw - 1) * dtype.itemsize,
                  f"correlation of {x.shape} with weights {k.shape}")
+    if batch * od * oh * ow * k3.size < SERIAL_MACS and get_num_threads() > 1:
+        # waking a second thread would cost more than it saves
+        with threads(1):
+            return _correlate(x3, k3, batch, (sd, sh, sw), (od, oh, ow), out_shape, rule, fill, dtype, result_dtype,
+                              sums, absent3)
+    return _correlate(x3, k3, batch, (sd, sh, sw), (od, oh, ow), out_shape, rule, fill, dtype, result_dtype, sums,
+                      absent3)
+
+
+def _correlate(x3: np.ndarray, k3: np.ndarray, batch: int, start: Shape, out3: Shape, out_shape: Shape, rule: str,
+               fill: object, dtype: np.dtype, result_dtype: np.dtype, sums: Sums,
+               absent3: np.ndarray | None) -> np.ndarray:
+    """:func:`correlate` of (B, D, H, W) items with (KD, KH, KW) weights."""
+    (sd, sh, sw), (od, oh, ow), (kd, kh, kw) = start, out3, k3.shape
     if x3.shape[1:3] == (1, 1) and (kd, kh) == (1, 1):  # 1-D items: lines
-        rows, ow_rows = line_rows(x3.reshape(batch, -1), kw, sw, ow, rule, fill, dtype)
+        rows, _ = line_rows(x3.reshape(batch, -1), kw, sw, ow, rule, fill, dtype)
         out = _planes_2d(rows[None], k3[0], sums, None if absent3 is None else absent3[0])[0]
         return out.reshape(batch, -1)[:, :ow].reshape(batch, *out_shape)
     planes, src, fill_plane = _extended_planes(x3, (sd, sh, sw), (od, oh, ow), k3.shape, rule, fill, dtype)
@@ -144,7 +163,7 @@ def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule
     for b in range(batch):
         for d in range(od):
             window = _depth_window(planes[b : b + 1], src[d : d + kd], fill_plane)[0]  # (KD, He, We)
-            out[b, d] = _summed(window, k3, sums, absent3)
+            _summed(window, k3, sums, absent3, out[b, d : d + 1])
     return out.reshape(batch, *out_shape)
 
 
@@ -224,7 +243,7 @@ def line_rows(lines: np.ndarray, kw: int, start: int, ow: int, rule: str, fill: 
     blocks of rows go to every thread; the rows are scratch space.
     """
     n = lines.shape[0]
-    cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK) if n < LINE_ROWS and ow >= 2 * LINE_CHUNK else 1
+    cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK) if n < LINE_ROWS and ow >= LINE_CUT else 1
     step = -(-ow // cut)
     # the extension runs on past the last output's window: those samples
     # are read only by outputs cut off after
@@ -275,16 +294,16 @@ def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | No
     return _engine.correlate_direct(x, k[None], reduce=False)
 
 
-def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None) -> np.ndarray:
-    """``sum_t correlate2d(window[t], k[t])``: one output plane of a 3-D correlation."""
+def _summed(window: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | None, out: np.ndarray) -> None:
+    """``out[0] = sum_t correlate2d(window[t], k[t])``: one output plane of a 3-D correlation."""
     window = np.ascontiguousarray(window)
     if sums == "typed" and (window.dtype.kind != "f" or window.dtype == np.longdouble):
         with np.errstate(invalid="ignore", over="ignore"):  # integers wrap, as SciPy's sums do
-            return np.sum(_engine.correlate_exact(window, k), axis=0, dtype=window.dtype)
+            np.sum(_engine.correlate_exact(window, k), axis=0, dtype=window.dtype, out=out[0])
+        return
     k = k if absent is None else np.where(absent, 0, k)
     if absent is not None and absent.any() and not all_finite(window):
-        out = _engine.correlate_summed(finite_part(window), k)
+        _engine.correlate_summed(finite_part(window), k, out=out)
         restore(out, window, k, reduce=True, absent_k=absent)
-        return out[0]
-    return _engine.correlate_summed(window, k)[0]
-
+        return
+    _engine.correlate_summed(window, k, out=out)
