@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +59,7 @@ from ._nonfinite import (
     finite_part,
 )
 from ._threads import get_num_threads
+from ._workspace import scratch_array
 
 __all__ = ["transform_dtype", "Plan", "plan", "seconds", "convolve", "restore"]
 
@@ -95,7 +96,10 @@ class Plan(NamedTuple):
 
 # The most elements of one tile: its spectrum (complex, about half the
 # tile) stays within a core's L2 cache.
-TILE_ELEMENTS = {1: 2**16, 2: 2**16, 3: 2**18}
+TILE_ELEMENTS = {1: 2**16, 2: 2**18, 3: 2**18}
+# The least tile length per axis: shorter tiles cost more in calls than
+# they save in transform length.
+MIN_TILE = {1: 1024, 2: 128, 3: 32}
 # The fewest elements of a tile worth a transform call of its own (1-D tiles
 # are grouped into calls of TILE_CALL_ELEMENTS).
 TILE_CALL_ELEMENTS = 2**17
@@ -121,7 +125,7 @@ def plan(s1: Shape, s2: Shape, lo: Shape, out: Shape) -> Plan:
     best_cost = 3 * _units(whole) + 3 * _CALL_UNITS
     # Tiles: the same length factor on every axis, the fast length above it.
     for factor in (2, 4, 8, 16, 32):
-        lengths = tuple(min(w, scipy.fft.next_fast_len(max(factor * (n2 - 1), 16 if r > 1 else 1024), real=True))
+        lengths = tuple(min(w, scipy.fft.next_fast_len(max(factor * (n2 - 1), MIN_TILE[r]), real=True))
                         for w, n2 in zip(whole, s2))
         if lengths == whole or math.prod(lengths) > TILE_ELEMENTS[r]:
             continue
@@ -240,50 +244,62 @@ def _whole(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, lengths: Shape, 
 def _tiled(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, p: Plan, result: np.ndarray) -> None:
     """Overlap-save: tiles of ``a`` of ``p.lengths``, ``p.steps`` apart, each
     transformed, multiplied by ``b``'s spectrum and transformed back; each
-    keeps its last ``steps`` outputs."""
+    keeps its last ``steps`` outputs.
+
+    Tile t along an axis starts at ``a``'s index ``lo + t * step - (k - 1)``
+    (``k`` the kernel's size): its circular convolution's entries ``k - 1 +
+    j``, ``j < step``, are the outputs ``lo + t * step + j``, free of
+    wrap-around.  The work is cut into jobs shared out over cconv's threads:
+    a band of tiles along the first axis (a run of them in 1-D), copied from
+    ``a`` with its zero padding into the thread's scratch space, then
+    transformed a few tiles at a time (so that they stay in the core's
+    cache), the outputs written straight into ``result``.
+    """
     r = len(lo)
     lengths, steps = p.lengths, p.steps
     kernel = b.shape[1:]
     counts = tuple(-(-m // t) for m, t in zip(out, steps))
     forward, inverse = _transforms(a.dtype, r)
     spec_b = forward(b, lengths, 1)
-    # a, zero-padded so that tile t along an axis starts at a's index
-    # lo + t * step - (kernel - 1): output lo + t * step + j, j < step, is
-    # the circular convolution's entry kernel - 1 + j, free of wrap-around.
-    start = tuple(o - (k - 1) for o, k in zip(lo, kernel))
-    padded_shape = tuple(c * t + k - 1 for c, t, k in zip(counts, steps, kernel))
-    padded = np.zeros((a.shape[0], *padded_shape), a.dtype)
-    src = tuple(slice(max(s, 0), min(s + n, size)) for s, n, size in zip(start, padded_shape, a.shape[1:]))
-    dst = tuple(slice(q.start - s, q.stop - s) for q, s in zip(src, start))
-    into, outof = (slice(None), *dst), (slice(None), *src)
-    padded[into] = a[outof]
-    strides = padded.strides
-    # tiles[n, t1..tr, j1..jr] = padded[n, t * step + j]
-    tiles = as_strided(padded, (a.shape[0], *counts, *lengths),
-                       (strides[0], *(t * s for t, s in zip(steps, strides[1:])), *strides[1:]), writeable=False)
-    # The output as blocks: blocks[n, t1, j1, ..., tr, jr] = covered[n, t * step + j]
-    covered_shape = (result.shape[0], *(c * t for c, t in zip(counts, steps)))
-    covered = result if covered_shape == result.shape else np.empty(covered_shape, result.dtype)
-    blocks = covered.reshape((covered.shape[0], *(d for c, t in zip(counts, steps) for d in (c, t))))
+    first = tuple(o - (k - 1) for o, k in zip(lo, kernel))  # a's index of tile 0's first sample
+    spans = tuple(c * t + k - 1 for c, t, k in zip(counts, steps, kernel))  # samples the tiles cover
+    group = max(1, TILE_CALL_ELEMENTS // math.prod(lengths))  # tiles per transform call
     keep = (slice(None),) * r + tuple(slice(k - 1, None) for k in kernel)
-    # a tile's outputs, (tiles, ..., j1, ..., jr), as blocks' (tiles, j1, ..., tr, jr)
+    # a group's outputs (g0, g1, c2.., T0, T1, T2..) in the order of result's axes
     perm = [v for axis in range(r) for v in (axis, r + axis)]
-    # Jobs: runs of tiles along the first tile axis, per batch item, each
-    # about TILE_CALL_ELEMENTS elements of transforms.
-    per_run = math.prod(lengths) * math.prod(counts[1:])
-    run = max(1, TILE_CALL_ELEMENTS // per_run)
+    per_job = group if r == 1 else 1  # tiles along the first axis per job
 
     def job(n: int, t0: int, t1: int) -> None:
-        spec = forward(tiles[n if a.shape[0] > 1 else 0, t0:t1], lengths, 1)
-        spec *= spec_b[n if spec_b.shape[0] > 1 else 0]
-        blocks[n, t0:t1] = inverse(spec, lengths, 1)[keep].transpose(perm)
+        # The band of a these tiles read, zero-padded, in scratch space.
+        band_start = (first[0] + t0 * steps[0], *first[1:])
+        band_shape = ((t1 - t0 - 1) * steps[0] + lengths[0], *spans[1:])
+        band = scratch_array("tiles", band_shape, a.dtype)
+        src = tuple(slice(max(s, 0), max(min(s + m, size), 0)) for s, m, size in zip(band_start, band_shape,
+                                                                                     a.shape[1:]))
+        dst = tuple(slice(q.start - s, q.start - s + (q.stop - q.start)) for q, s in zip(src, band_start))
+        band.fill(0)
+        item: tuple[Any, ...] = (n if a.shape[0] > 1 else 0, *src)
+        band[dst] = a[item]
+        strides = band.strides
+        tiles = as_strided(band, (t1 - t0, *counts[1:], *lengths),
+                           (*(t * s for t, s in zip(steps, strides)), *strides), writeable=False)
+        kern = spec_b[n if spec_b.shape[0] > 1 else 0]
+        groups = range(0, counts[1], group) if r > 1 else range(1)
+        for g0 in groups:
+            g1 = min(g0 + group, counts[1]) if r > 1 else 0
+            chunk = tiles[:, g0:g1] if r > 1 else tiles
+            spec = forward(chunk, lengths, 1)
+            spec *= kern
+            back = inverse(spec, lengths, 1)[keep].transpose(perm)
+            back = back.reshape([d0 * d1 for d0, d1 in zip(back.shape[::2], back.shape[1::2])])
+            o0 = (t0 * steps[0], *((g0 * steps[1],) if r > 1 else ()), *(0,) * (r - 2))
+            where = tuple(slice(o, min(o + m, full)) for o, m, full in zip(o0, back.shape, out))
+            into: tuple[Any, ...] = (n, *where)
+            result[into] = back[tuple(slice(0, w.stop - w.start) for w in where)]
 
-    jobs = [_bind(job, n, t0, min(t0 + run, counts[0]))
-            for n in range(result.shape[0]) for t0 in range(0, counts[0], run)]
+    jobs = [_bind(job, n, t0, min(t0 + per_job, counts[0]))
+            for n in range(result.shape[0]) for t0 in range(0, counts[0], per_job)]
     _run(jobs, get_num_threads())
-    if covered is not result:
-        wanted = (slice(None), *(slice(0, m) for m in out))
-        result[...] = covered[wanted]
 
 
 def _bind(fn: Callable[[int, int, int], None], *args: int) -> Callable[[], None]:
