@@ -37,6 +37,7 @@ import numpy.typing as npt
 from . import _fftconv, _planes
 from ._fallback import scipy_function, warn_once
 from ._nonfinite import all_finite, finite_part, restore
+from ._signal import _swap_needed
 from ._threads import adaptive
 
 __all__ = ["convolve", "correlate", "fftconvolve", "oaconvolve", "choose_conv_method"]
@@ -342,15 +343,6 @@ def _scipys(a: np.ndarray, b: np.ndarray) -> str | None:
             np.float16 in (a.dtype.type, b.dtype.type):
         return "dtype"
     return None
-
-
-def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
-    """SciPy's rule for 'valid': one input must contain the other; swap if in2 is the larger."""
-    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
-    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
-    if not (ok1 or ok2):
-        raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
-    return not ok1
 
 
 def _full_region(mode: str, n1: int, n2: int) -> tuple[int, int]:

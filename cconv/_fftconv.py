@@ -57,6 +57,7 @@ from ._nonfinite import (
     _classes,
     all_finite,
     finite_part,
+    write_flags,
 )
 from ._threads import get_num_threads
 from ._workspace import scratch_array
@@ -317,11 +318,11 @@ def restore(out: np.ndarray, a: np.ndarray, b: np.ndarray, lo: Shape) -> None:
     """
     if out.dtype.kind == "c":
         parts = [(np.real(a), np.real(b), 1), (np.imag(a), np.imag(b), -1)]
-        _write(out.real, _sum_flags(out.shape, parts, lo))
+        write_flags(out.real, _sum_flags(out.shape, parts, lo))
         parts = [(np.real(a), np.imag(b), 1), (np.imag(a), np.real(b), 1)]
-        _write(out.imag, _sum_flags(out.shape, parts, lo))
+        write_flags(out.imag, _sum_flags(out.shape, parts, lo))
         return
-    _write(out, _flags(out.shape, a, b, lo))
+    write_flags(out, _flags(out.shape, a, b, lo))
 
 
 def _sum_flags(shape: Shape, parts: Sequence[tuple[np.ndarray, np.ndarray, int]], lo: Shape) -> np.ndarray:
@@ -333,14 +334,6 @@ def _sum_flags(shape: Shape, parts: Sequence[tuple[np.ndarray, np.ndarray, int]]
             f = (f & NAN_BIT) | ((f & POS_BIT) << 1) | ((f & NEG_BIT) >> 1)
         total |= f
     return total
-
-
-def _write(out: np.ndarray, flags: np.ndarray) -> None:
-    pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
-    nan = ((flags & NAN_BIT) != 0) | (pos & neg)
-    out[pos] = np.inf
-    out[neg] = -np.inf
-    out[nan] = np.nan
 
 
 # Below these, marking outputs cell by cell beats transforming masks.

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["any_nonfinite", "all_finite", "finite_part", "restore"]
+__all__ = ["any_nonfinite", "all_finite", "finite_part", "restore", "write_flags"]
 
 # Cells around an image: (top, bottom, left, right).
 Pad = tuple[int, int, int, int]
@@ -131,6 +131,12 @@ def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad:
         flags = _flags_by_scatter(out.shape, x, k, k_classes, bad_x, bad_k, reduce, pad, pad_zeros)
     else:
         flags = _flags_by_fft(out.shape, x, k_classes, reduce, pad, pad_zeros)
+    write_flags(out, flags)
+
+
+def write_flags(out: np.ndarray, flags: np.ndarray) -> None:
+    """NaN, +Inf or -Inf into each output whose non-finite terms ``flags``
+    (NAN_BIT, POS_BIT, NEG_BIT) has: NaN for a NaN term or both signs."""
     pos, neg = (flags & POS_BIT) != 0, (flags & NEG_BIT) != 0
     nan = ((flags & NAN_BIT) != 0) | (pos & neg)
     out[pos] = np.inf

@@ -141,24 +141,11 @@ print(b.exact_module().__name__)
 
 
 @pytest.mark.parametrize("kernels", ["baseline", "v3", "v4"])
-def test_issue_21_cases_on_every_build(kernels):
+def test_issue_21_cases_on_every_build(kernels, on_build):
     # The calls of the report, in a process whose kernels are capped at one
     # build (CCONV_KERNELS): the mean filter of uint8 pixels, a 2x1 filter
     # whose exact sums are integers, a 0-d cval, float16 with a 0-d cval.
-    import os
-    import subprocess
-    import sys
-
-    from cconv import _runtime
-
-    level = {"baseline": 0, "v3": 3, "v4": 4}[kernels]
-    if level > _runtime.cpu_level():
-        pytest.skip(f"this CPU does not run the {kernels} build")
-    env = {**os.environ, "CCONV_KERNELS": kernels}
-    done = subprocess.run([sys.executable, "-c", ISSUE_21], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parent)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+    on_build(kernels, ISSUE_21)
 
 
 INT_OUTPUTS = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]

@@ -8,10 +8,6 @@ the exact sums; float outputs within the documented tolerance.
 
 from __future__ import annotations
 
-import os
-import pathlib
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -302,18 +298,9 @@ print(b.exact_module().__name__)
 
 
 @pytest.mark.parametrize("kernels", ["baseline", "v3", "v4"])
-def test_integer_outputs_on_every_build(kernels):
+def test_integer_outputs_on_every_build(kernels, on_build):
     # In a process whose kernels are capped at one build (CCONV_KERNELS).
-    from cconv import _runtime
-
-    level = {"baseline": 0, "v3": 3, "v4": 4}[kernels]
-    if level > _runtime.cpu_level():
-        pytest.skip(f"this CPU does not run the {kernels} build")
-    env = {**os.environ, "CCONV_KERNELS": kernels}
-    done = subprocess.run([sys.executable, "-c", BUILDS_SCRIPT], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parent)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+    on_build(kernels, BUILDS_SCRIPT)
 
 
 @pytest.mark.parametrize("name", FUNCS + FUNCS_1D)

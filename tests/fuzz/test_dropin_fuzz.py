@@ -593,6 +593,21 @@ def test_signal_fillvalue_of_every_kind(name, fillvalue, dt1, dt2, boundary, met
 ND_SIGNAL_DTYPES = "?bBhiIqQefdgFDO"
 
 
+def _both(ours_call, theirs_call, snaps):
+    """cconv's call, then SciPy's; where SciPy raises, cconv must raise the
+    same class (None is returned), else (ours, our warnings, theirs, their
+    warnings).  The inputs ``snaps`` recorded must be unchanged by cconv."""
+    ours, our_exc, our_warn = _call(ours_call)
+    _unchanged(snaps)
+    theirs, their_exc, their_warn = _call(theirs_call)
+    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
+    if their_exc is not None:
+        assert_same_exception(our_exc, their_exc, context=repr(ours))
+        return None
+    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
+    return ours, our_warn, theirs, their_warn
+
+
 def _nd_shapes(draw, rank, small=6):
     """Two shapes of ``rank`` axes (0 to ``small`` samples), sometimes with
     axes where both have size 1, or one containing the other."""
@@ -641,15 +656,11 @@ def test_nd_signal_against_scipy(name, case):
     # them); errors as SciPy raises them for the method given.
     in1, in2, mode, method = case
     note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, method={method!r}")
-    snaps = _snapshot(in1, in2)
-    ours, our_exc, our_warn = _call(getattr(cconv.signal, name), in1, in2, mode, method=method)
-    _unchanged(snaps)
-    theirs, their_exc, _ = _call(getattr(scipy.signal, name), in1, in2, mode, method=method)
-    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
-    if their_exc is not None:
-        assert_same_exception(our_exc, their_exc, context=repr(ours))
+    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, method=method),
+                 lambda: getattr(scipy.signal, name)(in1, in2, mode, method=method), _snapshot(in1, in2))
+    if both is None:
         return
-    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
+    ours, our_warn, theirs, _ = both
     handled = np.asarray(in1).ndim > 0 and cconv._convolve._scipys(np.asarray(in1), np.asarray(in2)) is None
     if not handled:  # SciPy's own result
         assert np.asarray(ours).dtype == np.asarray(theirs).dtype and np.shape(ours) == np.shape(theirs)
@@ -741,15 +752,11 @@ def _overlap_reference(in1, in2, mode, axes):
 def test_fft_functions_against_scipy(name, case):
     in1, in2, mode, axes = case
     note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, axes={axes!r}")
-    snaps = _snapshot(in1, in2)
-    ours, our_exc, our_warn = _call(getattr(cconv.signal, name), in1, in2, mode, axes=axes)
-    _unchanged(snaps)
-    theirs, their_exc, _ = _call(getattr(scipy.signal, name), in1, in2, mode, axes=axes)
-    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared")
-    if their_exc is not None:
-        assert_same_exception(our_exc, their_exc, context=repr(ours))
+    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, axes=axes),
+                 lambda: getattr(scipy.signal, name)(in1, in2, mode, axes=axes), _snapshot(in1, in2))
+    if both is None:
         return
-    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
+    ours, _, theirs, _ = both
     assert np.asarray(ours).dtype == np.asarray(theirs).dtype and np.shape(ours) == np.shape(theirs)
     conv_axes = [ax % in1.ndim for ax in (range(in1.ndim) if axes is None else np.atleast_1d(axes))]
     if np.size(theirs) == 0 or np.float16 in (in1.dtype.type, in2.dtype.type) or theirs.dtype.kind not in "fc" or \
@@ -828,22 +835,18 @@ def test_ndimage_nd_against_scipy(name, case):
     if out_kind == "input" and x.dtype.kind == "c":
         x_theirs, theirs_out = np.array(x), np.zeros_like(x)  # SciPy's complex output=input bug (above)
     snaps = _snapshot(weights) + ([] if out_kind == "input" else _snapshot(x))
-    ours, our_exc, our_warn = _call(getattr(cconv.ndimage, name), x_ours, weights, ours_out, method=method,
-                                    **kwargs)
-    _unchanged(snaps)
+    both = _both(lambda: getattr(cconv.ndimage, name)(x_ours, weights, ours_out, method=method, **kwargs),
+                 lambda: getattr(scipy.ndimage, name)(x_theirs, weights, theirs_out, **kwargs), snaps)
+    if both is None:
+        return
+    ours, our_warn, theirs, their_warn = both
+    assert _cconv_warnings(our_warn) == their_warn, (our_warn, their_warn)
     # SciPy's N-D 'reflect' is wrong where the weights reach 4n samples
     # before an axis of length n: there only the shape and dtype are checked.
     origins = [origin] * weights.ndim if np.ndim(origin) == 0 else list(origin)
     lengths = [x.shape[a] for a in (sorted(a % x.ndim for a in axes) if axes else range(x.ndim))]
     reach = _nd_reach_before_start(weights.shape, origins if axes is None else
                                    [origins[i] for i in np.argsort([a % x.ndim for a in axes])], name == "convolve")
-    theirs, their_exc, their_warn = _call(getattr(scipy.ndimage, name), x_theirs, weights, theirs_out, **kwargs)
-    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
-    if their_exc is not None:
-        assert_same_exception(our_exc, their_exc, context=repr(ours))
-        return
-    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
-    assert _cconv_warnings(our_warn) == their_warn, (our_warn, their_warn)
     assert type(ours) is np.ndarray and ours.dtype == theirs.dtype and ours.shape == theirs.shape
     if out_kind in ("array", "input"):
         assert ours is ours_out
@@ -917,15 +920,11 @@ def test_1d_filters_against_scipy(name, case):
         x_theirs, theirs_out = np.array(x), np.zeros_like(x)
     snaps = _snapshot(weights) + ([] if out_kind == "input" else _snapshot(x))
     args = (weights, axis, None, mode, cval, origin)
-    ours, our_exc, our_warn = _call(getattr(cconv.ndimage, name), x_ours, *args[:2], ours_out, *args[3:],
-                                    method=method)
-    _unchanged(snaps)
-    theirs, their_exc, their_warn = _call(getattr(scipy.ndimage, name), x_theirs, *args[:2], theirs_out, *args[3:])
-    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
-    if their_exc is not None:
-        assert_same_exception(our_exc, their_exc, context=repr(ours))
+    both = _both(lambda: getattr(cconv.ndimage, name)(x_ours, *args[:2], ours_out, *args[3:], method=method),
+                 lambda: getattr(scipy.ndimage, name)(x_theirs, *args[:2], theirs_out, *args[3:]), snaps)
+    if both is None:
         return
-    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
+    ours, our_warn, theirs, their_warn = both
     assert our_warn == their_warn, (our_warn, their_warn)
     assert type(ours) is np.ndarray and ours.dtype == theirs.dtype and ours.shape == theirs.shape
     if out_kind in ("array", "input"):
