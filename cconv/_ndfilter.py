@@ -26,6 +26,7 @@ from . import _fftconv, _planes
 from ._build import exact_module
 from ._nonfinite import all_finite
 from ._threads import get_num_threads
+from ._workspace import scratch_array
 
 __all__ = ["correlate", "correlate_lines"]
 
@@ -40,7 +41,8 @@ def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str,
 
     ``origins`` per filtered axis; ``dtype`` the float dtype of the sums
     (float32 or float64); ``ordered``: SciPy's doubles, for an integer or
-    bool output.  Weights of magnitude up to DBL_EPSILON are no terms.
+    bool output (in the calling thread's scratch space: cast them into the
+    output at once).  Weights of magnitude up to DBL_EPSILON are no terms.
     Returns (B, *S).
     """
     start = tuple(-(n // 2) - o for n, o in zip(weights.shape, origins))
@@ -66,7 +68,8 @@ def correlate_lines(x: np.ndarray, weights: np.ndarray, origin: int, rule: str, 
     weight is a term (correlate1d skips none).  With ``ordered``, SciPy's
     doubles: for odd symmetric weights ``x[c]*w[c] + (x[c-d] + x[c+d])*w[c-d]``
     over d = c..1, for antisymmetric ones the same with ``-``, otherwise
-    the last tap first, then the others in order.  Returns (A, L, C).
+    the last tap first, then the others in order (in scratch space, as
+    :func:`correlate`'s).  Returns (A, L, C).
     """
     size = weights.shape[0]
     lines, length, cols = x.shape
@@ -110,7 +113,7 @@ def _ordered_sums(flat: np.ndarray, firsts: np.ndarray, width: int, stride: int,
     """SciPy's correlate1d doubles of ``width`` outputs from each ``firsts[r]``
     of ``flat``, the taps ``stride`` samples apart (see :func:`correlate_lines`)."""
     size = weights.shape[0]
-    out = np.empty((firsts.size, width))
+    out = scratch_array("sums", (firsts.size, width), np.float64)  # cast into the output at once
     if sign:
         center = size // 2
         dist = np.arange(center, 0, -1, dtype=np.intp)

@@ -26,7 +26,10 @@ The sums (``sums``):
   up to DBL_EPSILON, and where NaN or Inf meets them they are restored
   without those taps (``cconv._nonfinite``);
 - ``'ordered'``: ``scipy.ndimage``'s own doubles, summed in its order
-  without FMA (``_engine.correlate_in_order``), for integer and bool outputs;
+  without FMA (``_engine.correlate_in_order``), for integer and bool
+  outputs.  They are returned in the calling thread's scratch space (valid
+  until its next call): the caller casts them into its output at once, and
+  a fresh array of that size would cost a page fault per 4 KiB;
 - ``'typed'``: ``scipy.signal``'s sums in the data's (real) type: integers
   exactly modulo 2**bits and long double (``_engine.correlate_exact``),
   float32 and float64 on the float loops.
@@ -151,7 +154,7 @@ def _correlate(x3: np.ndarray, k3: np.ndarray, batch: int, start: Shape, out3: S
         # output planes whose windows follow each other in ``planes``, one
         # per plane near the depth's edges, whose windows are gathered
         present = ~absent3 if absent3 is not None else np.ones(k3.shape, bool)
-        out = np.empty((batch, od, oh, ow))
+        out = scratch_array("sums", (batch, od, oh, ow), np.float64)
         for d0, d1 in _runs(src, kd):
             window = np.ascontiguousarray(_depth_window(planes, src[d0 : d1 + kd - 1], fill_plane))
             if batch == 1:  # straight into the result
@@ -282,7 +285,8 @@ def _planes_2d(x: np.ndarray, k: np.ndarray, sums: Sums, absent: np.ndarray | No
     """The engine's valid correlation of ``x[n]`` (C-contiguous) with 2-D ``k``."""
     if sums == "ordered":
         present = np.ones(k.shape, bool) if absent is None else ~absent
-        return _engine.correlate_in_order(x, k, present)
+        out_shape = (x.shape[0], x.shape[1] - k.shape[0] + 1, x.shape[2] - k.shape[1] + 1)
+        return _engine.correlate_in_order(x, k, present, out=scratch_array("sums", out_shape, np.float64))
     if sums == "typed" and (x.dtype.kind != "f" or x.dtype == np.longdouble):
         return _engine.correlate_exact(x, k[None])
     k = k if absent is None else np.where(absent, 0, k)
