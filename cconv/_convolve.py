@@ -379,7 +379,6 @@ def _region(a: np.ndarray, b: np.ndarray, mode: str, method: str, common: np.dty
     return out.reshape(out_shape)
 
 
-
 def _direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
             padding_terms: bool, batched: bool = False) -> np.ndarray:
     """Direct sums: ``a`` zero-extended, correlated 'valid' with ``b`` flipped.

@@ -110,7 +110,8 @@ def correlate(x: np.ndarray, k: np.ndarray, start: Shape, out_shape: Shape, rule
     Returns
     -------
     ndarray, shape (B, *out_shape)
-        In ``dtype`` (float64 for 'ordered').
+        In ``dtype``; for 'ordered' float64, in the calling thread's scratch
+        space (see the module's notes).
     """
     dtype = np.dtype(dtype)
     result_dtype = np.dtype(np.float64) if sums == "ordered" else dtype
