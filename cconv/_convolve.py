@@ -530,6 +530,8 @@ def _fft_axes(axes: Any, ndim: int) -> list[int]:
 def _fft_faster(s1: tuple[int, ...], s2: tuple[int, ...], mode: str, dtype: np.dtype) -> bool:
     """Whether cconv's FFT route is expected to beat its direct sums for
     these shapes (the estimates of ``_planes`` and ``_fftconv``)."""
+    kept = [i for i, (n1, n2) in enumerate(zip(s1, s2)) if n1 != 1 or n2 != 1] or [len(s1) - 1]
+    s1, s2 = tuple(s1[i] for i in kept), tuple(s2[i] for i in kept)  # axes where both are 1 do not count
     region = [_full_region(mode, n1, n2) for n1, n2 in zip(s1, s2)]
     outputs = math.prod(n for _, n in region)
     taps = min(math.prod(s1), math.prod(s2)) if mode != "same" else math.prod(s2)

@@ -43,7 +43,7 @@ import numpy.typing as npt
 import scipy.fft
 from numpy.lib.stride_tricks import as_strided
 
-from ._fft import _run
+from ._fft import Product, _run, irfft2, rfft2
 from ._nonfinite import (
     _DENSE,
     _MASKS,
@@ -228,7 +228,24 @@ def _transforms(dtype: np.dtype, r: int) -> tuple[Callable[..., np.ndarray], Cal
 
 
 def _whole(a: np.ndarray, b: np.ndarray, lo: Shape, out: Shape, lengths: Shape, result: np.ndarray) -> None:
-    """One transform of each operand at ``lengths``; the wanted region of the inverse."""
+    """One transform of each operand at ``lengths``; the wanted region of the inverse.
+
+    Real 2-D data in float32 or float64 goes through the engine's 2-D FFTs
+    (``cconv._fft``), whose row passes skip the zero padding and whose
+    inverse makes only the rows the region keeps, their passes shared out
+    over cconv's threads.
+    """
+    # Samples at or past lo + out are terms of no wanted output: left out
+    # (a 'same' region of an in2 over twice in1's size ends before in2 does,
+    # and the transform may be shorter than in2).
+    kept: tuple[slice, ...] = (slice(None), *(slice(0, o + m) for o, m in zip(lo, out)))
+    a, b = a[kept], b[kept]
+    if len(lo) == 2 and a.dtype in (np.float32, np.float64):
+        crop, shape = (lo[0] + out[0], lo[1] + out[1]), (lengths[0], lengths[1])
+        spec_a, spec_b = rfft2([a, b], shape)
+        (full,) = irfft2([Product(spec_a, spec_b, False, crop, False)], shape)
+        result[...] = full[:, lo[0] :, lo[1] :]
+        return
     forward, inverse = _transforms(a.dtype, len(lo))
     threads = get_num_threads()
     spec = forward(a, lengths, threads)

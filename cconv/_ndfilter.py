@@ -53,7 +53,10 @@ def correlate(x: np.ndarray, weights: np.ndarray, origins: list[int], rule: str,
     if ordered:
         return _planes.correlate(x, weights, start, shape, rule, cval, np.float64, "ordered", absent)
     k = np.where(absent, 0.0, weights).astype(dtype)
-    if _route(method, x.shape, weights.shape, dtype) == "fft" and not (absent.any() and not all_finite(x)):
+    # The FFT route knows no absent taps: where NaN or Inf (of the input, or
+    # a cval past its edges) would meet them, the direct route.
+    finite = all_finite(x) and (rule != "fill" or math.isfinite(cval))
+    if _route(method, x.shape, weights.shape, dtype) == "fft" and (finite or not absent.any()):
         return _by_fft(x, k, start, shape, rule, cval, dtype)
     return _planes.correlate(x, k, start, shape, rule, cval, dtype, "float", absent)
 

@@ -119,13 +119,15 @@ def test_nan_inf_and_tiny_weights_as_scipy(name, method, rng):
     ours, theirs = both(name)
     x = data(rng, (10, 11, 12), np.float64, integral=False)
     x[2, 3, 4], x[7, 7, 7], x[0, 10, 11] = np.nan, np.inf, -np.inf
-    for w in (data(rng, (3, 2, 3), np.float64, integral=False), np.array([[[1.0, 1e-17, 0.0], [2.0, 0.0, -1.0]]])):
-        got, expected = ours(x, w, method=method), theirs(x, w)
-        for a, e in ((got, expected),):
-            np.testing.assert_array_equal(np.isnan(a), np.isnan(e))
-            np.testing.assert_array_equal(np.where(np.isinf(a), a, 0), np.where(np.isinf(e), e, 0))
-            fin = np.isfinite(e)
-            np.testing.assert_allclose(a[fin], e[fin], rtol=0, atol=1e-12)
+    tiny = np.array([[[1.0, 1e-17, 0.0], [2.0, 0.0, -1.0]]])
+    for w, kwargs in ((data(rng, (3, 2, 3), np.float64, integral=False), {}), (tiny, {}),
+                      (tiny, dict(mode="constant", cval=np.nan)), (tiny[0, 0], dict(mode="constant", cval=np.inf))):
+        xx = x if w.ndim == 3 else np.where(np.isfinite(x), x, 0)[0, 0]  # a NaN cval with finite data
+        got, expected = ours(xx, w, method=method, **kwargs), theirs(xx, w, **kwargs)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.where(np.isinf(got), got, 0), np.where(np.isinf(expected), expected, 0))
+        fin = np.isfinite(expected)
+        np.testing.assert_allclose(got[fin], expected[fin], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", FUNCS)
