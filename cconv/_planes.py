@@ -40,6 +40,7 @@ The sums (``sums``):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -48,6 +49,7 @@ import numpy.typing as npt
 
 from . import _engine
 from ._boundary import extend, source_index
+from ._fft import _run
 from ._nonfinite import all_finite, finite_part, restore
 from ._threads import get_num_threads, threads
 from ._validation import check_memory
@@ -163,11 +165,17 @@ def _correlate(x3: np.ndarray, k3: np.ndarray, batch: int, start: Shape, out3: S
             else:
                 out[:, d0:d1] = _engine.correlate_in_order(window, k3, present)
         return out.reshape(batch, *out_shape)
+    # One job per output plane, shared out over cconv's threads, each on one
+    # OpenMP thread: no parallel region (and barrier) per plane, and a
+    # thread held up by another process leaves its planes to the others.
     out = np.empty((batch, od, oh, ow), result_dtype)
-    for b in range(batch):
-        for d in range(od):
-            window = _depth_window(planes[b : b + 1], src[d : d + kd], fill_plane)[0]  # (KD, He, We)
+
+    def plane(b: int, d: int) -> None:
+        window = _depth_window(planes[b : b + 1], src[d : d + kd], fill_plane)[0]  # (KD, He, We)
+        with threads(1):
             _summed(window, k3, sums, absent3, out[b, d : d + 1])
+
+    _run([functools.partial(plane, b, d) for b in range(batch) for d in range(od)], get_num_threads())
     return out.reshape(batch, *out_shape)
 
 
