@@ -473,7 +473,7 @@ def _frequency_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Any, axes:
     # back to the input's axis order
     out = out.reshape(*batch_shape, *shape)
     order = rest + axes
-    return np.moveaxis(out, range(a.ndim), order).copy()
+    return np.ascontiguousarray(np.moveaxis(out, range(a.ndim), order))  # a copy only if axes moved
 
 
 def _fft_or_direct(a: np.ndarray, b: np.ndarray, lo: tuple[int, ...], shape: tuple[int, ...],
