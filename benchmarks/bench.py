@@ -694,31 +694,7 @@ def dropin(run: Run) -> None:
                             "cv2.filter2D BORDER_REFLECT", filter2d(w, "BORDER_REFLECT"), False, 1.5))
     keys = ["fill 3x3 f64", "ndimage 3x3 f64", "ndimage 31x31", "uint8 exact", "f32 5x5 cv2", "f32 3x3 cv2",
             "f32 5x5 cv2 1t", "f32 3x3 cv2 1t", "symm 5x5 cv2", "symm 3x3 cv2"]
-    rows = []
-    for key, case in zip(keys, cases):
-        goal = f"speed-up >= {case.goal:g}"
-        with _threads_for(case.one_thread):
-            got = np.asarray(case.mine())
-            references = [(case.peer, case.theirs)] if case.theirs is not None else []
-            references += [case.also] if case.also else []
-            for name, call in references:
-                want = np.asarray(call())
-                if case.exact:
-                    if got.dtype != want.dtype or not np.array_equal(got, want):
-                        sys.exit(f"benchmark: WRONG RESULT for {case.what}: not equal to {name} "
-                                 f"(dtypes {got.dtype}, {want.dtype})")
-                else:
-                    check(got, want, f"{case.what} against {name}")
-            mine = remember(case.what, case.mine)
-            if case.theirs is None:
-                rows.append([case.what, ms(timeit(mine, run.reps)), case.peer, "(not installed)", "", goal, "-"])
-                continue
-            peer_reps = (1 if run.quick else 3) if case.slow else run.reps
-            t_mine, t_theirs = timeit_pair(mine, case.theirs, run.reps, peer_reps, warm_up=False)
-        reached(key, t_theirs / t_mine)
-        met = "yes" if t_theirs / t_mine >= case.goal else "**no**"
-        rows.append([case.what, ms(t_mine), case.peer, f"{ms(t_theirs)} ({peer_reps} call{'s' * (peer_reps > 1)})",
-                     speedup(t_theirs, t_mine), goal, met])
+    rows = run_dropins(run, cases, keys)
 
     # SciPy's 512^2 15x15 'symm' call: auto against the better of cconv's own routes (the direct loop's rate
     # and the FFTs' rate on this machine), timed alternately.
@@ -739,6 +715,152 @@ def dropin(run: Run) -> None:
     table(f"SciPy drop-ins (cconv.signal, cconv.ndimage), {cconv.get_num_threads()} threads unless the row says "
           f"otherwise, timed alternately with the call they replace (OpenCV's filter2D for float32); {SPEEDUP}",
           ["cconv call", "cconv ms", "peer", "peer ms", "speed-up", "goal", "met"], rows)
+
+
+def run_dropins(run: Run, cases: list[DropIn], keys: list[str] | None = None,
+                one_thread_column: bool = False) -> list[list[str]]:
+    """The rows of a drop-in table: each case's result checked against its peer's, the two timed alternately.
+
+    A case marked ``one_thread`` runs both on one thread; ``keys`` record
+    each speed-up for the targets table; with ``one_thread_column``, the
+    cases of goal 2 (the large ones) are also timed on 1 thread, alternately
+    with the default count, for a column after cconv's time.
+    """
+    rows = []
+    for i, case in enumerate(cases):
+        goal = f"speed-up >= {case.goal:g}"
+        with _threads_for(case.one_thread):
+            got = np.asarray(case.mine())
+            references = [(case.peer, case.theirs)] if case.theirs is not None else []
+            references += [case.also] if case.also else []
+            for name, call in references:
+                want = np.asarray(call())
+                if case.exact or want.dtype.kind == "U":  # integers, or a method's name
+                    if got.dtype != want.dtype or not np.array_equal(got, want):
+                        sys.exit(f"benchmark: WRONG RESULT for {case.what}: not equal to {name} "
+                                 f"(dtypes {got.dtype}, {want.dtype})")
+                else:
+                    check(got, want, f"{case.what} against {name}")
+            mine = remember(case.what, case.mine)
+            if case.theirs is None:
+                rows.append([case.what, ms(timeit(mine, run.reps)), case.peer, "(not installed)", "", goal, "-"])
+                continue
+            peer_reps = (1 if run.quick else 3) if case.slow else run.reps
+            t_mine, t_theirs = timeit_pair(mine, case.theirs, run.reps, peer_reps, warm_up=False)
+        if keys:
+            reached(keys[i], t_theirs / t_mine)
+        met = "yes" if t_theirs / t_mine >= case.goal else "**no**"
+        row = [case.what, ms(t_mine), case.peer, f"{ms(t_theirs)} ({peer_reps} call{'s' * (peer_reps > 1)})",
+               speedup(t_theirs, t_mine), goal, met]
+        if one_thread_column:
+            single = "-"
+            if case.goal > 1 and not COLLECT.on:
+                def on_one_thread(fn: Callable[[], object] = case.mine) -> object:
+                    with cconv.threads(1):
+                        return fn()
+
+                _, t_one = timeit_pair(mine, on_one_thread, max(3, run.reps // 3))
+                single = f"{ms(t_one)} ({speedup(t_theirs, t_one)})"
+            row.insert(2, single)
+        rows.append(row)
+    return rows
+
+
+@register("scipy_nd")
+def scipy_nd(run: Run) -> None:
+    """The N-D drop-ins of issue 25 against the SciPy calls they replace, on several sizes.
+
+    convolve, correlate, fftconvolve, oaconvolve and choose_conv_method of
+    cconv.signal, and cconv.ndimage's correlate/convolve with 1-D and 3-D
+    weights and correlate1d/convolve1d.  Each result is first checked
+    against SciPy's (equal, dtype included, for integers; where SciPy's FFT
+    is the reference, normwise); cconv and SciPy are then timed
+    alternately, SciPy fewer times where it is slow.  Goal: at least 1.0x
+    SciPy on every size, 2x for the large cases (on 2 threads; SciPy's N-D
+    calls run on one), for which the run also times cconv on 1 thread.
+    The issue's cases (a 2048^2 image with a 31x31 PSF through fftconvolve,
+    256^3 volumes with 3x3x3 and 7x7x7 kernels through ndimage.correlate,
+    10^7 samples with 101 taps) are in the full run; --quick runs smaller ones.
+    """
+    import scipy.ndimage
+
+    import cconv.ndimage
+    import cconv.signal
+
+    rng = np.random.default_rng(25)
+    quick = run.quick
+    n1 = 10**6 if quick else 10**7
+    side, depth = (1024, 96) if quick else (2048, 256)
+    sig = rng.standard_normal(n1)
+    sig_small = rng.standard_normal(10_000)
+    img = rng.standard_normal((side, side))
+    img512 = rng.standard_normal((512, 512))
+    vol = rng.standard_normal((depth,) * 3)
+    vol64 = rng.standard_normal((64,) * 3)
+    vol_u8 = rng.integers(0, 256, (depth,) * 3, dtype=np.uint8)
+    img_u8 = rng.integers(0, 256, (side, side), dtype=np.uint8)
+    taps101, taps11, taps31 = (rng.standard_normal(n) for n in (101, 11, 31))
+    psf = rng.standard_normal((31, 31))
+    w5, w15 = rng.standard_normal((5, 5)), rng.standard_normal((15, 15))
+    box3 = np.ones((3, 3, 3)) / 27
+    w7 = rng.standard_normal((7, 7, 7))
+    w5_3 = rng.standard_normal((5, 5, 5))
+    gauss9 = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+    gauss9 /= gauss9.sum()
+    s, nd, cs, cn = scipy.signal, scipy.ndimage, cconv.signal, cconv.ndimage
+    big = f"{n1:.0e}".replace("+0", "")
+
+    def case(what, name, args, kwargs, slow=False, large=False, exact=False, module="signal"):
+        mine = getattr(cs if module == "signal" else cn, name)
+        theirs = getattr(s if module == "signal" else nd, name)
+        return DropIn(f"{module}.{name}: {what}", partial(mine, *args, **kwargs), f"scipy.{module}.{name}",
+                      partial(theirs, *args, **kwargs), slow, 2.0 if large else 1.0, exact)
+
+    cases = [
+        case("1e4 float64, 31 taps, 'same'", "convolve", (sig_small, taps31, "same"), {}),
+        case(f"{big} float64, 101 taps, 'same'", "convolve", (sig, taps101, "same"), {}, large=True),
+        case("512^2 float64, 5x5, 'same'", "convolve", (img512, w5, "same"), {}),
+        case(f"{side}^2 float64, 31x31 PSF, 'same'", "convolve", (img, psf, "same"), {}, large=True),
+        case("64^3 float64, 5x5x5, 'same'", "convolve", (vol64, w5_3, "same"), {}, slow=True),
+        case("1e4 float64, 11 taps, 'full'", "correlate", (sig_small, taps11), {}),
+        case("512^2 float64, 15x15, 'valid'", "correlate", (img512, w15, "valid"), {}),
+        case(f"{side}^2 uint8, 5x5 integer kernel, 'same'", "correlate",
+             (img_u8, rng.integers(-3, 4, (5, 5)).astype(np.uint8), "same"), {}, slow=True, exact=True),
+        case("1e4 float64, 31 taps", "fftconvolve", (sig_small, taps31), {}),
+        case(f"{big} float64, 101 taps, 'same'", "fftconvolve", (sig, taps101, "same"), {}, slow=True, large=True),
+        case("512^2 float64, 512^2, 'full'", "fftconvolve", (img512, img512[::-1]), {}),
+        case(f"{side}^2 float64, 31x31 PSF, 'same'", "fftconvolve", (img, psf, "same"), {}, large=True),
+        case("64^3 float64, 5x5x5, 'same'", "fftconvolve", (vol64, w5_3, "same"), {}),
+        case(f"{big} float64, 101 taps, 'same'", "oaconvolve", (sig, taps101, "same"), {}, large=True),
+        case(f"{side}^2 float64, 31x31 PSF, 'same'", "oaconvolve", (img, psf, "same"), {}, large=True),
+        case("512^2 float64, 5x5, 'same'", "oaconvolve", (img512, w5, "same"), {}),
+        case("1e4 float64, 31 taps", "choose_conv_method", (sig_small, taps31), {}),
+        case("1e4 float64, 11 taps", "correlate", (sig_small, taps11), {}, module="ndimage"),
+        case(f"{big} float64, 101 taps", "correlate", (sig, taps101), {}, slow=True, large=True, module="ndimage"),
+        case("64^3 float64, 3x3x3 mean", "correlate", (vol64, box3), {}, module="ndimage"),
+        case(f"{depth}^3 float64, 3x3x3 mean", "correlate", (vol, box3), {}, slow=True, large=True, module="ndimage"),
+        case(f"{depth}^3 float64, 7x7x7", "correlate", (vol, w7), {}, slow=True, large=True, module="ndimage"),
+        case(f"{depth}^3 uint8, 3x3x3 mean", "correlate", (vol_u8, box3), {}, slow=True, large=True, exact=True,
+             module="ndimage"),
+        case("64^3 float64, 5x5x5, 'nearest'", "convolve", (vol64, w5_3), {"mode": "nearest"}, slow=True,
+             module="ndimage"),
+        case("1e4 float64, 11 taps", "correlate1d", (sig_small, taps11), {}, module="ndimage"),
+        case(f"{big} float64, 101 taps", "correlate1d", (sig, taps101), {}, slow=True, large=True, module="ndimage"),
+        case(f"{side}^2 float64, 31 taps along axis 0", "correlate1d", (img, taps31, 0), {}, slow=True, large=True,
+             module="ndimage"),
+        case(f"{side}^2 uint8, 9-tap Gaussian along axis 1", "correlate1d", (img_u8, gauss9, 1), {}, exact=True,
+             module="ndimage"),
+        case(f"{side}^2 float64, 15 taps along axis 1, 'wrap'", "convolve1d", (img, taps31[:15], 1), {"mode": "wrap"},
+             module="ndimage"),
+    ]
+    rows = run_dropins(run, cases, one_thread_column=not quick)
+    header = ["cconv call", "cconv ms", "peer", "peer ms", "speed-up", "goal", "met"]
+    if not quick:
+        header.insert(2, "1 thread ms (speed-up)")
+    table(f"SciPy's N-D convolutions (issue 25): cconv on {cconv.get_num_threads()} threads, timed alternately "
+          f"with SciPy's call; {SPEEDUP}", header, rows)
+    if not COLLECT.on and rows:
+        print(f"\n{sum(row[-1] == 'yes' for row in rows)} of {len(rows)} cases meet their goal.")
 
 
 @contextmanager

@@ -30,6 +30,9 @@ get_num_threads, set_num_threads, threads
     (``threads(n)`` for the duration of a ``with`` block).
 show_config
     Version, compiled build, compiler flags, OpenMP and thread count.
+SciPyFallbackWarning
+    Warned (once per function) when a ``cconv.signal`` / ``cconv.ndimage``
+    call of a rank cconv does not compute is handed to SciPy's function.
 testing
     ``rel_error`` and ``numerical_gradient``, to check a layer's gradients.
 """
@@ -64,6 +67,7 @@ from . import testing
 from ._config import show_config
 from ._conv import ConvCache, conv_backward, conv_forward
 from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
+from ._fallback import SciPyFallbackWarning
 from ._match import Match, find_matches, match_template
 from ._threads import get_num_threads, set_num_threads, threads
 from ._version import __version__
@@ -79,6 +83,7 @@ __all__ = [
     "get_num_threads",
     "Match",
     "match_template",
+    "SciPyFallbackWarning",
     "set_num_threads",
     "show_config",
     "testing",

@@ -34,6 +34,7 @@ __all__ = [
     "pair_count",
     "sum_pairs",
     "correlate_direct",
+    "correlate_summed",
     "backward_direct",
     "correlate",
     "correlate_exact",
@@ -145,6 +146,27 @@ ROWS_PER_ITEM = 32
 REDUCE_TASKS = 8
 
 
+def correlate_summed(x: np.ndarray, k: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``sum_n correlate2d(x[n], k[n], 'valid')`` by the compiled loops, in one task.
+
+    One output plane of a 3-D valid correlation, from its ``N`` depth taps:
+    ``x`` (N, IH, IW) and ``k`` (N, KH, KW) as for :func:`correlate_direct`.
+    Unlike ``correlate_direct(..., reduce=True)`` there are no partial sums
+    to add up after: each block of outputs accumulates every pair in
+    registers (parallel over the blocks of rows, on ``threads`` threads).
+    Returns (1, OH, OW), written into ``out`` if given (C-contiguous, of
+    that shape and x's dtype).
+    """
+    oh, ow = x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1
+    if out is None:
+        out = np.empty((1, oh, ow), dtype=x.dtype)
+    if oh * ow >= k.shape[1] * k.shape[2]:
+        _loops.correlate_wide(x, k, out, x.shape[0], ROWS_PER_ITEM, threads)
+    else:
+        _loops.correlate_narrow(x, k, out, x.shape[0], 1, threads)
+    return out
+
+
 def backward_direct(x: np.ndarray, w: np.ndarray, dout: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """dx and dw of ``out[n] = correlate2d(x[n], w[n], 'valid')`` by the compiled loops.
 
@@ -206,24 +228,27 @@ def correlate(x: np.ndarray, k: np.ndarray, plan: Plan) -> np.ndarray:
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def correlate_exact(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+def correlate_exact(x: np.ndarray, k: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Valid correlation of ``x[n]`` with ``k[n]`` summed in their own type, exactly.
 
     ``x`` and ``k``: C-contiguous, native, of one integer dtype (summed
     modulo 2**bits, as NumPy and SciPy's signal module sum) or long double;
-    leading sizes that broadcast.  Its own thread count, by its work.
+    leading sizes that broadcast.  On ``threads`` threads (default: as
+    its work asks, ``cconv._threads.for_work``).
     """
     npairs = pair_count(x.shape[0], k.shape[0])
     shape = (npairs, x.shape[1] - k.shape[1] + 1, x.shape[2] - k.shape[2] + 1)
     dtype = x.dtype
     view = np.dtype(_UNSIGNED[dtype.itemsize]) if dtype.kind in "iu" else dtype
     out = np.empty(shape, view)
-    threads = for_work(math.prod(shape) * k.shape[1] * k.shape[2])
+    if threads is None:
+        threads = for_work(math.prod(shape) * k.shape[1] * k.shape[2])
     exact_module().correlate_exact(x.view(view), k.view(view), out, threads)
     return out.view(dtype)
 
 
-def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.ndarray:
+def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray, out: np.ndarray | None = None,
+                       threads: int | None = None) -> np.ndarray:
     """Valid correlation of each ``x[n]`` with ``k``, summed as ``scipy.ndimage`` sums.
 
     Parameters
@@ -236,6 +261,11 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     present : ndarray of bool, shape of ``k``
         The taps that are terms; the others are left out of the sum (SciPy
         leaves out weights of magnitude at most DBL_EPSILON).
+    out : ndarray, optional
+        Where to write the result (float64, C-contiguous, of its shape).
+    threads : int, optional
+        The loops' thread count (default: as the work asks,
+        ``cconv._threads.for_work``).
 
     Returns
     -------
@@ -247,8 +277,10 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     """
     n, spatial = x.shape[0], x.shape[1:]
     out_shape = tuple(s - t + 1 for s, t in zip(spatial, k.shape))
-    out = np.zeros((n, *out_shape))
+    if out is None:
+        out = np.empty((n, *out_shape))
     if out.size == 0 or not present.any():
+        out[...] = 0
         return out
     steps = np.array(x.strides[1:], dtype=np.intp) // x.itemsize
     toff = np.ascontiguousarray(np.argwhere(present) @ steps, dtype=np.intp)
@@ -257,7 +289,9 @@ def correlate_in_order(x: np.ndarray, k: np.ndarray, present: np.ndarray) -> np.
     rows = np.indices((n, *out_shape[:-1])).reshape(len(out_shape), -1).T
     starts = np.ascontiguousarray(rows @ np.concatenate([[math.prod(spatial)], steps[:-1]]), dtype=np.intp)
     flat = out.reshape(-1, out_shape[-1])
-    exact_module().correlate_ordered(x.reshape(-1), starts, toff, tw, flat, for_work(out.size * toff.size))
+    if threads is None:
+        threads = for_work(out.size * toff.size)
+    exact_module().correlate_ordered(x.reshape(-1), starts, toff, tw, flat, threads)
     return out
 
 

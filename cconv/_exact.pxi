@@ -166,3 +166,76 @@ def correlate_ordered(const double[::1] x, const Py_ssize_t[::1] starts, const P
         else:
             for j in range(W):
                 _ordered_strip(o + j, xr + j, &toff[0], &tw[0], taps, 1)
+
+
+# ---------------------------------------------------------------------------
+# Double sums of symmetric and antisymmetric 1-D weights, as
+# scipy.ndimage.correlate1d makes them: the two samples a weight multiplies
+# are added (or subtracted) first, then multiplied once.
+
+cdef inline void _paired_strip(double* o, const double* x, Py_ssize_t center, double wc,
+                               const Py_ssize_t* dist, const double* tw, Py_ssize_t pairs, double sign,
+                               Py_ssize_t width) noexcept nogil:
+    """``o[j] = x[c+j]*wc + (x[c-d0+j] + sign*x[c+d0+j])*tw[0] + ...``, ``j < width``.
+
+    ``sign`` is +1 or -1: ``sign * x`` is ``x`` or ``-x`` exactly, so each
+    pair is SciPy's ``x[c-d] + x[c+d]`` or ``x[c-d] - x[c+d]``, rounded once.
+    """
+    cdef double acc[ORDERED_LANES]
+    cdef Py_ssize_t t, j
+    cdef const double* xl
+    cdef const double* xr
+    cdef double wt
+    for j in range(width):
+        acc[j] = x[center + j] * wc
+    for t in range(pairs):
+        xl = x + center - dist[t]
+        xr = x + center + dist[t]
+        wt = tw[t]
+        for j in range(width):
+            acc[j] = acc[j] + (xl[j] + sign * xr[j]) * wt
+    for j in range(width):
+        o[j] = acc[j]
+
+
+def correlate_paired(const double[::1] x, const Py_ssize_t[::1] starts, Py_ssize_t center, double wc,
+                     const Py_ssize_t[::1] dist, const double[::1] tw, double sign, double[:, ::1] out,
+                     int threads):
+    """``out[r, j] = x[s+c+j]*wc + sum over t, in order, of (x[s+c-d_t+j] + sign*x[s+c+d_t+j]) * tw[t]``.
+
+    ``s = starts[r]``, ``c = center``, ``d_t = dist[t]``: the sum
+    ``scipy.ndimage.correlate1d`` makes for symmetric (``sign`` +1) or
+    antisymmetric (-1) weights, every operation rounded to double as SciPy
+    rounds it.  ``x`` is the extended input, flattened; the caller keeps
+    every read inside it.  Parallel over the rows of ``out``, on
+    ``threads`` threads.
+    """
+    cdef Py_ssize_t R = out.shape[0], W = out.shape[1], pairs = dist.shape[0]
+    cdef Py_ssize_t wide = ORDERED_LANES
+    cdef Py_ssize_t narrow = NARROW_BYTES // sizeof(double)
+    cdef Py_ssize_t r, j
+    cdef double* o
+    cdef const double* xr
+    cdef const Py_ssize_t* dp = &dist[0] if pairs > 0 else NULL
+    cdef const double* wp = &tw[0] if pairs > 0 else NULL
+    if R == 0 or W == 0:
+        return
+    for r in prange(R, nogil=True, schedule="static", num_threads=threads):
+        o = &out[r, 0]
+        xr = &x[0] + starts[r]
+        j = 0
+        if W >= wide:
+            while j < W:
+                if j + wide > W:
+                    j = W - wide
+                _paired_strip(o + j, xr + j, center, wc, dp, wp, pairs, sign, ORDERED_LANES)
+                j = j + wide
+        elif W >= narrow:
+            while j < W:
+                if j + narrow > W:
+                    j = W - narrow
+                _paired_strip(o + j, xr + j, center, wc, dp, wp, pairs, sign, NARROW_BYTES // sizeof(double))
+                j = j + narrow
+        else:
+            for j in range(W):
+                _paired_strip(o + j, xr + j, center, wc, dp, wp, pairs, sign, 1)

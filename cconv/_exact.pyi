@@ -17,3 +17,14 @@ def correlate_ordered(
     out: npt.NDArray[np.float64],
     threads: int,
 ) -> None: ...
+def correlate_paired(
+    x: npt.NDArray[np.float64],
+    starts: npt.NDArray[np.intp],
+    center: int,
+    wc: float,
+    dist: npt.NDArray[np.intp],
+    tw: npt.NDArray[np.float64],
+    sign: float,
+    out: npt.NDArray[np.float64],
+    threads: int,
+) -> None: ...

@@ -1,6 +1,6 @@
 """Sums whose every rounding is SciPy's, for the SciPy drop-ins.
 
-Two kinds, each matching one of SciPy's own loops bit for bit:
+Three kinds, each matching one of SciPy's own loops bit for bit:
 
 - ``correlate_exact``: a valid correlation summed in the data's own type,
   as ``scipy.signal.correlate2d`` sums it: integers modulo 2**bits (uint8
@@ -12,6 +12,9 @@ Two kinds, each matching one of SciPy's own loops bit for bit:
   integer or bool output truncates that double, so a sum rounded another
   way (another order, or a fused multiply-add) would turn one ulp into an
   off-by-one: 1.0 against 0.9999999999999999 is 1 against 0.
+- ``correlate_paired``: the double sums ``scipy.ndimage.correlate1d`` makes
+  of symmetric and antisymmetric weights, where the two samples of a
+  weight are added (or subtracted) before the one multiplication.
 
 So this family is compiled with floating-point contraction off (setup.py):
 no multiply and add are fused into an FMA on any build.  The float loops

@@ -35,18 +35,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import os
-import queue
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.fft
 
 from ._nonfinite import any_nonfinite, finite_part, restore
-from ._threads import SERIAL_WORK
+from ._threads import SERIAL_WORK, Job, run_jobs
 from ._validation import check_memory
 from ._workspace import kept_array, scratch
 
@@ -75,7 +71,6 @@ class Product(NamedTuple):
     reduce: bool
 
 
-Job = Callable[[], None]
 Memory = Literal["new", "kept", "scratch"]
 
 
@@ -130,8 +125,8 @@ def rfft2(arrays: Sequence[np.ndarray], shape: tuple[int, int], memory: Memory =
     for a, spec in zip(arrays, specs):
         rows += [_job(_rows_forward, a, spec, q, b, r) for b, r in _blocks(a.shape[0], a.shape[1], parts)]
         cols += [_job(_cols_forward, spec, a.shape[1], b, c) for b, c in _blocks(a.shape[0], q // 2 + 1, parts)]
-    _run(rows, threads)
-    _run(cols, threads)
+    run_jobs(rows, threads)
+    run_jobs(cols, threads)
     return specs
 
 
@@ -174,9 +169,9 @@ def irfft2(products: Sequence[Product], shape: tuple[int, int], threads: int = 1
         mult += [_job(_product, t, prod, b, r) for b, r in _blocks(n, p, parts)]
         cols += [_job(_in_place, scipy.fft.ifft, prod[b, :, c]) for b, c in _blocks(n, q // 2 + 1, parts)]
         rows += [_job(_rows_inverse, prod, out, q, b, r) for b, r in _blocks(n, t.crop[0], parts)]
-    _run(mult, threads)
-    _run(cols, threads)
-    _run(rows, threads)
+    run_jobs(mult, threads)
+    run_jobs(cols, threads)
+    run_jobs(rows, threads)
     return outs
 
 
@@ -262,60 +257,6 @@ def _team(threads: int, transforms: int, shape: tuple[int, int]) -> int:
     size = shape[0] * shape[1]
     return threads if transforms * size * math.log2(max(size, 2)) >= SERIAL_WORK else 1
 
-
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The pool, with at least ``workers`` threads."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="cconv-fft"), workers
-        return _pool
-
-
-def _forget_pool() -> None:
-    """In a forked child: the parent's pool threads do not exist there."""
-    global _pool, _pool_size, _pool_lock
-    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _run(jobs: list[Job], threads: int) -> None:
-    """Run ``jobs`` on ``threads`` threads (the caller's among them), each
-    thread taking the next job when done with one."""
-    helpers = min(threads, len(jobs)) - 1
-    if helpers <= 0:
-        for job in jobs:
-            job()
-        return
-    todo: queue.SimpleQueue[Job] = queue.SimpleQueue()
-    for job in jobs:
-        todo.put(job)
-
-    def drain() -> None:
-        while True:
-            try:
-                job = todo.get_nowait()
-            except queue.Empty:
-                return
-            job()
-
-    pool = _executor(helpers)
-    futures = [pool.submit(drain) for _ in range(helpers)]
-    try:
-        drain()
-    finally:
-        for f in futures:
-            f.result()
 
 # ---------------------------------------------------------------------------
 # The route

@@ -11,21 +11,26 @@ input extended by the rule.
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _engine, _filter2d
+from . import _engine, _filter2d, _ndfilter
 from ._boundary import extend
 from ._engine import METHODS, Method
+from ._fallback import scipy_function, warn_once
 from ._nonfinite import finite_part, restore
 from ._validation import check_choice, check_memory
 
 __all__ = ["correlate", "convolve"]
+
+# The most axes (of weights of size above 1) cconv filters along; SciPy the rest.
+MAX_AXES = 3
 
 
 # SciPy's modes, and the extension rule each one is for a filter.
@@ -156,6 +161,7 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
                 "Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
                 "(weights.shape[k]-1) // 2"
             )
+    fresh = not isinstance(output, np.ndarray)  # cconv makes the output array
     output = _get_output(output, input)
     if not isinstance(mode, str) and isinstance(mode, Iterable):
         raise RuntimeError("A sequence of modes is not supported")
@@ -171,13 +177,11 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
     # SciPy checks the types element by element: an empty input takes any.
     if input.size and (input.dtype.char not in _TYPES or output.dtype.char not in _TYPES):
         raise RuntimeError("array type not supported")
-    if len(axes) != 2:
-        raise NotImplementedError(
-            f"cconv.ndimage filters along two axes with 2-D weights; got a {input.ndim}-D input with "
-            f"{weights.ndim}-D weights over axes {axes}: use scipy.ndimage.correlate (or correlate1d)"
-        )
     if not output.flags.writeable:  # SciPy wrote to a temporary, then fails to copy it back
         raise ValueError("assignment destination is read-only")
+    if len(axes) != 2:
+        return _other_rank(input, weights, output, axes, mode, cval, origins, method,
+                           "convolve" if convolution else "correlate", fresh)
     view = np.moveaxis(output, axes, (-2, -1))
     if output.dtype.kind in "biu":
         # Truncation turns one ulp into an off-by-one: SciPy's doubles, summed its way.
@@ -191,6 +195,34 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
         if result is into:
             return output
     _store(view, result)
+    return output
+
+
+def _other_rank(input: np.ndarray, weights: np.ndarray, output: np.ndarray, axes: tuple[int, ...], mode: str,
+                cval: float, origins: list[int], method: Method, name: str, fresh: bool) -> np.ndarray:
+    """Weights along other than two axes: ``cconv._ndfilter`` if at most three
+    have a size above 1 (the others read no neighbour: a batch); else SciPy.
+    ``fresh``: ``output`` was made here, so a result of its dtype and
+    layout may take its place instead of being copied into it."""
+    kept = [i for i, n in enumerate(weights.shape) if n != 1] or [len(axes) - 1]
+    if not axes or len(kept) > MAX_AXES:
+        if axes:
+            warn_once("ndimage", name, f"weights along {len(kept)} axes (cconv filters along 1 to {MAX_AXES})",
+                      stacklevel=6)
+        return scipy_function("ndimage", "correlate")(input, weights, output, mode, cval, origins, axes=axes)
+    axes = tuple(axes[i] for i in kept)
+    weights = np.ascontiguousarray(weights.reshape([weights.shape[i] for i in kept]))
+    last = tuple(range(-len(axes), 0))
+    in_place = axes == tuple(range(input.ndim - len(axes), input.ndim))  # already the last axes
+    x = input if in_place else np.moveaxis(input, axes, last)
+    float32 = input.dtype == np.float32 and output.dtype == np.float32
+    batch = math.prod(x.shape[: -len(axes)])
+    result = _ndfilter.correlate(x.reshape(batch, *x.shape[-len(axes):]), weights, [origins[i] for i in kept],
+                                 _RULES[mode], cval, method, np.float32 if float32 else np.float64,
+                                 ordered=output.dtype.kind in "biu")
+    if fresh and in_place and result.dtype == output.dtype:
+        return np.ascontiguousarray(result).reshape(output.shape)
+    _store(output if in_place else np.moveaxis(output, axes, last), result.reshape(x.shape))
     return output
 
 
@@ -301,10 +333,21 @@ def _store(output: np.ndarray, result: np.ndarray) -> None:
 def _complex(input: np.ndarray, weights: np.ndarray, output: Any, mode: Any, cval: Any, origin: Any,
              axes: Any, method: Method, convolution: bool) -> np.ndarray:
     """SciPy's complex filtering: real filters of the real and imaginary parts."""
-    complex_input, complex_weights = input.dtype.kind == "c", weights.dtype.kind == "c"
-    if complex_weights and not convolution:
+    if weights.dtype.kind == "c" and not convolution:
         weights = weights.conj()
     output = _get_output(output, input, complex_output=True)
+
+    def real_filter(x: np.ndarray, w: np.ndarray, out: np.ndarray | None, c: Any) -> np.ndarray:
+        return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)
+
+    return complex_parts(real_filter, input, weights, output, cval)
+
+
+def complex_parts(real_filter: Callable[[np.ndarray, np.ndarray, np.ndarray | None, Any], np.ndarray],
+                  input: np.ndarray, weights: np.ndarray, output: np.ndarray, cval: Any) -> np.ndarray:
+    """SciPy's complex filtering into the complex ``output``: ``real_filter(x, w, out, cval)``
+    of the real and imaginary parts of ``input`` and ``weights`` (one of them complex)."""
+    complex_input, complex_weights = input.dtype.kind == "c", weights.dtype.kind == "c"
     if not complex_input and np.iscomplexobj(cval):
         raise ValueError("Cannot provide a complex-valued cval when the input is real.")
     if np.may_share_memory(input, output):
@@ -313,24 +356,20 @@ def _complex(input: np.ndarray, weights: np.ndarray, output: Any, mode: Any, cva
         # 1.17.1 does: with output=input its imaginary part is filtered from
         # the real part's result).
         input = input.copy()
-
-    def part(x: np.ndarray, w: np.ndarray, out: np.ndarray | None, c: Any) -> np.ndarray:
-        return _correlate_or_convolve(x, w, out, mode, c, origin, axes, method, convolution)
-
     # The same real filters as SciPy's, into the same arrays, so that each
     # part is stored (and rounded) in the same dtype as SciPy's.
     with np.errstate(invalid="ignore", over="ignore"):
         if complex_input and complex_weights:
-            part(input.real, weights.real, output.real, np.real(cval))
-            output.real -= part(input.imag, weights.imag, None, np.imag(cval))
-            part(input.real, weights.imag, output.imag, np.real(cval))
-            output.imag += part(input.imag, weights.real, None, np.imag(cval))
+            real_filter(input.real, weights.real, output.real, np.real(cval))
+            output.real -= real_filter(input.imag, weights.imag, None, np.imag(cval))
+            real_filter(input.real, weights.imag, output.imag, np.real(cval))
+            output.imag += real_filter(input.imag, weights.real, None, np.imag(cval))
         elif complex_input:
-            part(input.real, weights, output.real, np.real(cval))
-            part(input.imag, weights, output.imag, np.imag(cval))
+            real_filter(input.real, weights, output.real, np.real(cval))
+            real_filter(input.imag, weights, output.imag, np.imag(cval))
         else:
-            part(input, weights.real, output.real, cval)
-            part(input, weights.imag, output.imag, cval)
+            real_filter(input, weights.real, output.real, cval)
+            real_filter(input, weights.imag, output.imag, cval)
     return output
 
 

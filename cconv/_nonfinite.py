@@ -42,7 +42,8 @@ import scipy.fft
 
 from ._validation import check_memory
 
-__all__ = ["any_nonfinite", "finite_part", "restore", "classes", "term_flags", "write_flags", "ZERO", "NONE"]
+__all__ = ["any_nonfinite", "all_finite", "finite_part", "restore", "classes", "term_bits", "term_flags",
+           "write_flags", "NAN_BIT", "POS_BIT", "NEG_BIT", "ZERO", "NONE"]
 
 # Cells around an image: (top, bottom, left, right).
 Pad = tuple[int, int, int, int]
@@ -51,6 +52,20 @@ Pad = tuple[int, int, int, int]
 def any_nonfinite(spec: np.ndarray) -> bool:
     """Whether the operand of ``spec`` (a batch of 2-D spectra) held NaN or Inf."""
     return not np.isfinite(spec[..., 0, 0]).all()
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite.
+
+    For a large ``a``, whether its sum is: one pass, no temporary array (a
+    finite but huge ``a`` may overflow its sum, and then only takes the
+    slower, exact path).  A small one is tested value by value, cheaper
+    than setting up NumPy's error state for the sum.
+    """
+    if a.size <= 4096:
+        return bool(np.isfinite(a).all())
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(np.sum(a)))
 
 
 def finite_part(a: np.ndarray) -> np.ndarray:
@@ -81,6 +96,11 @@ def classes(a: np.ndarray, pad: Pad | None = None, pad_class: int = ZERO) -> np.
         top, bottom, left, right = pad
         c = np.pad(c, ((0, 0), (top, bottom), (left, right)), constant_values=pad_class)
     return c
+
+
+def term_bits(a_classes: np.ndarray | np.integer, b_classes: np.ndarray) -> np.ndarray:
+    """The bits (NAN_BIT, POS_BIT, NEG_BIT) of the term a * b, for classes (:func:`classes`) of values of a and b."""
+    return _PRODUCT[a_classes, b_classes]
 
 
 def restore(out: np.ndarray, x: np.ndarray, k: np.ndarray, *, reduce: bool, pad: Pad | None = None,

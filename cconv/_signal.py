@@ -182,9 +182,8 @@ def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, bo
 
 def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
     """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
-    (h1, w1), (h2, w2) = shape1, shape2
-    ok1 = h1 >= h2 and w1 >= w2
-    ok2 = h2 >= h1 and w2 >= w1
+    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
+    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
     if not (ok1 or ok2):
         raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
     return not ok1

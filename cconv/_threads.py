@@ -33,15 +33,19 @@ loops' results do not depend on their thread count, so neither do cconv's.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import _runtime
 
-__all__ = ["MAX_THREADS", "SERIAL_WORK", "get_num_threads", "set_num_threads", "threads", "for_work", "free_cores"]
+__all__ = ["MAX_THREADS", "SERIAL_WORK", "Job", "get_num_threads", "set_num_threads", "threads", "for_work",
+           "free_cores", "run_jobs"]
 
 # The largest count set_num_threads accepts.  OpenMP (libgomp) stores the
 # count in an int and starts that many threads at the next parallel loop,
@@ -289,3 +293,69 @@ def for_work(work: float) -> int:
         return ceiling
     free = _load.free_cores()
     return ceiling if free is None else min(ceiling, free)
+
+
+# ---------------------------------------------------------------------------
+# A pool of Python threads for jobs that release the GIL
+
+#: One job of :func:`run_jobs`.
+Job = Callable[[], None]
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The pool, with at least ``workers`` threads."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="cconv-jobs"), workers
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def run_jobs(jobs: list[Job], threads: int) -> None:
+    """Run ``jobs`` on ``threads`` threads (the caller's among them), each
+    thread taking the next job when done with one.
+
+    The helpers are Python threads of a small pool made on first use (the
+    FFT route's passes, the 3-D planes of the N-D route): each job releases
+    the GIL in the compiled code or ``scipy.fft`` it calls.
+    """
+    helpers = min(threads, len(jobs)) - 1
+    if helpers <= 0:
+        for job in jobs:
+            job()
+        return
+    todo: queue.SimpleQueue[Job] = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+
+    def drain() -> None:
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            job()
+
+    pool = _executor(helpers)
+    futures = [pool.submit(drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:
+        for f in futures:
+            f.result()

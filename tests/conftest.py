@@ -63,3 +63,44 @@ def correlate_build(request, monkeypatch):
 
     monkeypatch.setattr(_filter2d, "_loops", request.param)
     return request.param
+
+
+@pytest.fixture(params=_builds("_exact"))
+def exact_build(request, monkeypatch):
+    """Every call of the test runs on one build of the exact sums (``cconv._exact``)."""
+    from cconv import _build
+
+    monkeypatch.setattr(_build, "_exact", request.param)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def exact_build_names():
+    """The names of the builds ``exact_build`` runs the tests on."""
+    return [p.id for p in _builds("_exact")]
+
+
+@pytest.fixture
+def on_build():
+    """``on_build(kernels, script)``: the script's output, run in a process
+    whose compiled loops are capped at one build (``CCONV_KERNELS``); skips
+    the test where the CPU does not run that build, fails where the script
+    fails or ran another build of the exact sums than asked for (its last
+    line must print ``cconv._build.exact_module().__name__``)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from cconv import _runtime
+
+    def run(kernels: str, script: str) -> str:
+        if {"baseline": 0, "v3": 3, "v4": 4}[kernels] > _runtime.cpu_level():
+            pytest.skip(f"this CPU does not run the {kernels} build")
+        done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "CCONV_KERNELS": kernels},
+                              capture_output=True, text=True, timeout=300, cwd=pathlib.Path(__file__).resolve().parent)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+        return done.stdout
+
+    return run

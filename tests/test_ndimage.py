@@ -102,34 +102,10 @@ def test_integer_output_exact_on_every_method(name, method, out, rng):
 # Integer outputs: SciPy's doubles, truncated as SciPy truncates them (issue 21)
 
 
-def _exact_builds():
-    """(name, module) of every build of the exact sums this CPU runs."""
-    from cconv import _runtime
-
-    found = []
-    for suffix, level in (("", 0), ("_v3", 3), ("_v4", 4)):
-        if level > _runtime.cpu_level():
-            continue
-        try:
-            found.append(pytest.param(importlib.import_module(f"cconv._exact{suffix}"), id=suffix.strip("_") or "baseline"))
-        except ImportError:
-            continue
-    return found
-
-
-@pytest.fixture(params=_exact_builds())
-def exact_build(request, monkeypatch):
-    """Every call of the test runs on one build of the exact sums."""
-    from cconv import _build
-
-    monkeypatch.setattr(_build, "_exact", request.param)
-    return request.param
-
-
-def test_every_build_of_the_exact_sums_is_tested():
+def test_every_build_of_the_exact_sums_is_tested(exact_build_names):
     import platform
 
-    names = {p.id for p in _exact_builds()}
+    names = set(exact_build_names)
     assert "baseline" in names
     from cconv import _runtime
 
@@ -165,24 +141,11 @@ print(b.exact_module().__name__)
 
 
 @pytest.mark.parametrize("kernels", ["baseline", "v3", "v4"])
-def test_issue_21_cases_on_every_build(kernels):
+def test_issue_21_cases_on_every_build(kernels, on_build):
     # The calls of the report, in a process whose kernels are capped at one
     # build (CCONV_KERNELS): the mean filter of uint8 pixels, a 2x1 filter
     # whose exact sums are integers, a 0-d cval, float16 with a 0-d cval.
-    import os
-    import subprocess
-    import sys
-
-    from cconv import _runtime
-
-    level = {"baseline": 0, "v3": 3, "v4": 4}[kernels]
-    if level > _runtime.cpu_level():
-        pytest.skip(f"this CPU does not run the {kernels} build")
-    env = {**os.environ, "CCONV_KERNELS": kernels}
-    done = subprocess.run([sys.executable, "-c", ISSUE_21], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parent)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("_exact" if kernels == "baseline" else f"_exact_{kernels}")
+    on_build(kernels, ISSUE_21)
 
 
 INT_OUTPUTS = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
@@ -488,18 +451,6 @@ def test_nd_input_with_two_axes_is_a_batch(name, method, rng):
               theirs(x, w, axes=axes, origin=origin, mode="mirror"), method, exact=method == "direct")
     with pytest.raises(ValueError, match="unique"):
         ours(x, w, axes=(1, -3))
-
-
-@pytest.mark.parametrize("name", FUNCS)
-def test_out_of_scope_is_not_implemented(name):
-    ours, _ = both(name)
-    cases = [(np.ones(5), np.ones(3), {}),  # 1-D
-             (np.ones((4, 5, 6)), np.ones((3, 3, 3)), {}),  # 3-D weights
-             (np.ones((4, 5, 6)), np.ones(3), {"axes": (1,)})]  # one axis
-    for x, w, kw in cases:
-        with pytest.raises(NotImplementedError, match="scipy.ndimage") as info:
-            ours(x, w, **kw)
-        assert isinstance(info.value, RuntimeError)
 
 
 @pytest.mark.parametrize("name", FUNCS)

@@ -22,7 +22,7 @@ wheel=$1 python=$2 work=$3 scope=${4:-full} oldest=${5:-}
 mkdir -p "$work"
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-OLDEST_SKIP=(test_signal.py test_ndimage.py)
+OLDEST_SKIP=(test_signal.py test_ndimage.py test_signal_nd.py test_ndimage_nd.py)
 
 # Nothing but the package, its type information and its compiled modules.
 listing=$(unzip -l "$wheel")

@@ -5,6 +5,7 @@ ORDER = [
     "plot_find_the_eye.py",
     "plot_cnn_digits.py",
     "plot_template_bank.py",
+    "plot_scipy_dropin.py",
     "plot_dask_large_image.py",
     "plot_gradient_check.py",
 ]

@@ -2,7 +2,10 @@
 
 ``cconv.signal.correlate2d`` / ``convolve2d`` and ``cconv.ndimage.correlate``
 / ``convolve`` are called with what Hypothesis draws, and so is SciPy's
-function of the same name, with the same arguments:
+function of the same name, with the same arguments (the N-D functions of
+issue 25 -- ``convolve`` / ``correlate``, ``fftconvolve`` / ``oaconvolve``,
+1-D and 3-D weights, ``correlate1d`` / ``convolve1d`` -- at the end, each
+with its own notes):
 
 - shapes: 0 to 8 samples an axis, kernels larger than the image, 1x1, 1xN,
   empty axes (SciPy is never called where it dies: 'full' with 'wrap' or
@@ -47,6 +50,7 @@ import scipy.signal
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+import cconv._convolve
 import cconv.ndimage
 import cconv.signal
 
@@ -580,3 +584,366 @@ def test_signal_fillvalue_of_every_kind(name, fillvalue, dt1, dt2, boundary, met
     assert our_warn == their_warn, (our_warn, their_warn)
     scale = _abs_sum_scale(in1, in2, "same", boundary, fillvalue) if theirs.dtype.kind in "fc" else 0
     assert_same_values(ours, theirs, scale, in2.size)
+
+
+# --------------------------------------------------------------------------
+# scipy.signal.convolve / correlate (issue 25): ranks 1 to 3 on cconv's
+# engine, the rest (rank 4, empty, bool, float16, object) handed to SciPy.
+
+ND_SIGNAL_DTYPES = "?bBhiIqQefdgFDO"
+
+
+def _both(ours_call, theirs_call, snaps):
+    """cconv's call, then SciPy's; where SciPy raises, cconv must raise the
+    same class (None is returned), else (ours, our warnings, theirs, their
+    warnings).  The inputs ``snaps`` recorded must be unchanged by cconv."""
+    ours, our_exc, our_warn = _call(ours_call)
+    _unchanged(snaps)
+    theirs, their_exc, their_warn = _call(theirs_call)
+    event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
+    if their_exc is not None:
+        assert_same_exception(our_exc, their_exc, context=repr(ours))
+        return None
+    assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
+    return ours, our_warn, theirs, their_warn
+
+
+def _nd_shapes(draw, rank, small=6):
+    """Two shapes of ``rank`` axes (0 to ``small`` samples), sometimes with
+    axes where both have size 1, or one containing the other."""
+    s1 = [draw(st.integers(0, small)) for _ in range(rank)]
+    s2 = [draw(st.integers(0, small)) for _ in range(rank)]
+    if draw(st.booleans()):
+        s1, s2 = [max(1, n) for n in s1], [max(1, n) for n in s2]
+    if rank > 1 and draw(st.booleans()):
+        ax = draw(st.integers(0, rank - 1))
+        s1[ax] = s2[ax] = 1
+    return tuple(s1), tuple(s2)
+
+
+@st.composite
+def nd_signal_cases(draw):
+    rank = draw(_mostly(st.integers(1, 3), st.just(4)))
+    s1, s2 = _nd_shapes(draw, rank)
+    common = draw(st.sampled_from("dfiDBqF?g"))
+    dt1 = draw(st.sampled_from(ND_SIGNAL_DTYPES) | st.just(common))
+    dt2 = draw(st.sampled_from(ND_SIGNAL_DTYPES) | st.just(dt1))
+    in1 = draw(arrays(s1, dt1))
+    in2 = draw(arrays(s2, dt2))
+    mode = draw(_mostly(st.sampled_from(MODES), st.sampled_from(("bogus", "VALID"))))
+    method = draw(_mostly(st.sampled_from(METHODS), st.just("bacon"), 95))
+    return in1, in2, mode, method
+
+
+def _nd_scale(name, in1, in2, mode):
+    """The largest absolute sum of terms of any output (finite parts, float64), for the tolerance."""
+    a = np.abs(_finite(np.asarray(in1, dtype=np.result_type(in1, np.float64)))).astype(np.float64)
+    b = np.abs(_finite(np.asarray(in2, dtype=np.result_type(in2, np.float64)))).astype(np.float64)
+    out = getattr(scipy.signal, name)(a, b, mode, method="direct")
+    return float(np.max(out)) if out.size else 0.0
+
+
+def _cconv_warnings(caught):
+    return [w for w in caught if w != "SciPyFallbackWarning"]
+
+
+@pytest.mark.parametrize("name", ["convolve", "correlate"])
+@FUZZ
+@given(case=nd_signal_cases())
+def test_nd_signal_against_scipy(name, case):
+    # cconv's result on every method is SciPy's direct one: integers exact,
+    # NaN and Inf where SciPy's direct sums put them (SciPy's FFT spreads
+    # them); errors as SciPy raises them for the method given.
+    in1, in2, mode, method = case
+    note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, method={method!r}")
+    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, method=method),
+                 lambda: getattr(scipy.signal, name)(in1, in2, mode, method=method), _snapshot(in1, in2))
+    if both is None:
+        return
+    ours, our_warn, theirs, _ = both
+    handled = np.asarray(in1).ndim > 0 and cconv._convolve._scipys(np.asarray(in1), np.asarray(in2)) is None
+    if not handled:  # SciPy's own result
+        assert np.asarray(ours).dtype == np.asarray(theirs).dtype and np.shape(ours) == np.shape(theirs)
+        if np.asarray(theirs).dtype.kind == "O":  # NaN in objects: equal only to themselves
+            assert all(p == q or (p != p and q != q) for p, q in zip(np.ravel(ours), np.ravel(theirs)))
+        else:
+            np.testing.assert_array_equal(ours, theirs)
+        return
+    assert "RuntimeWarning" not in our_warn, our_warn  # no spread NaN to warn about
+    # SciPy's direct sums of the same values (in native byte order: NumPy's
+    # 1-D convolve multiplies byte-swapped complex infinities differently)
+    direct, _, _ = _call(getattr(scipy.signal, name), *(a.astype(a.dtype.newbyteorder("=")) for a in (in1, in2)),
+                         mode, method="direct")
+    assert type(ours) is np.ndarray
+    scale = _nd_scale(name, in1, in2, "full") if direct.dtype.kind in "fc" else 0
+    if direct.dtype.kind == "c" and in1.ndim == 1 and not (np.isfinite(in1).all() and np.isfinite(in2).all()):
+        # SciPy's 1-D direct route is NumPy's dot, whose complex infinities
+        # depend on the BLAS; cconv sums the parts' products (as SciPy's N-D
+        # route does): compared where both are finite.
+        event("complex infinities on NumPy's 1-D route")
+        both = np.isfinite(ours) & np.isfinite(direct)
+        ours, direct = ours[both], direct[both]
+    assert_same_values(ours, direct, scale, min(in1.size, in2.size) + 16)
+
+
+# --------------------------------------------------------------------------
+# scipy.signal.fftconvolve / oaconvolve: axes, broadcast, NaN and Inf kept
+# local (the one deliberate difference: compared with a plain-NumPy direct
+# sum of the overlapping products where SciPy's FFT spreads them)
+
+
+@st.composite
+def fft_cases(draw):
+    rank = draw(_mostly(st.integers(1, 4), st.just(5)))
+    s1 = [draw(st.integers(1, 6)) for _ in range(rank)]
+    s2 = [draw(st.sampled_from([n, 1, draw(st.integers(1, 6))])) for n in s1]
+    axes = draw(st.none() | st.lists(st.integers(-rank, rank - 1), min_size=1, max_size=rank, unique=True)
+                | st.integers(-rank, rank - 1))
+    if axes is not None and not isinstance(axes, int):
+        # other axes: equal sizes, or 1
+        for ax in range(rank):
+            if ax not in [a % rank for a in axes] and s1[ax] != s2[ax]:
+                s2[ax] = draw(st.sampled_from([1, s1[ax]]))
+    if draw(_mostly(st.just(False), st.just(True))):
+        s2[0] = 0  # empty
+    dt1 = draw(st.sampled_from("dfiDF?eg") | st.just("d"))
+    dt2 = draw(st.sampled_from("dfiDF?eg") | st.just(dt1))
+    in1 = draw(arrays(tuple(s1), dt1))
+    in2 = draw(arrays(tuple(s2), dt2))
+    mode = draw(_mostly(st.sampled_from(MODES), st.just("bogus")))
+    bad_axes = draw(_mostly(st.none(), st.sampled_from([[], [0, 0], [rank], [1.5]]), 95))
+    return in1, in2, mode, bad_axes if bad_axes is not None else axes
+
+
+def _overlap_reference(in1, in2, mode, axes):
+    """SciPy's fftconvolve as the specification defines it, by plain direct
+    sums of the products of overlapping samples (float64 or complex128)."""
+    a, b = np.asarray(in1), np.asarray(in2)
+    nd = a.ndim
+    axes = list(range(nd)) if axes is None else [ax % nd for ax in np.atleast_1d(axes)]
+    axes = [ax for ax in axes if a.shape[ax] != 1 and b.shape[ax] != 1]
+    if mode == "valid" and not all(a.shape[ax] >= b.shape[ax] for ax in axes):
+        a, b = b, a
+    dt = np.complex128 if np.result_type(a, b).kind == "c" else np.float64
+    a, b = a.astype(dt), b.astype(dt)
+    full = [a.shape[ax] + b.shape[ax] - 1 if ax in axes else max(a.shape[ax], b.shape[ax]) for ax in range(nd)]
+    out = np.zeros(full, dt)
+    with np.errstate(all="ignore"):
+        for j in np.ndindex(*[b.shape[ax] for ax in axes]):
+            where = [slice(None)] * nd
+            bj = [slice(None)] * nd
+            for ax, jj in zip(axes, j):
+                where[ax] = slice(jj, jj + a.shape[ax])
+                bj[ax] = slice(jj, jj + 1)
+            out[tuple(where)] = out[tuple(where)] + a * b[tuple(bj)]
+    s1 = np.asarray(in1).shape if mode == "same" else a.shape
+    if mode == "same":
+        keep = s1
+    elif mode == "valid":
+        keep = [s1[ax] - b.shape[ax] + 1 if ax in axes else full[ax] for ax in range(nd)]
+    else:
+        keep = full
+    return out[tuple(slice((f - k) // 2, (f - k) // 2 + k) for f, k in zip(full, keep))]
+
+
+@pytest.mark.parametrize("name", ["fftconvolve", "oaconvolve"])
+@FUZZ
+@given(case=fft_cases())
+def test_fft_functions_against_scipy(name, case):
+    in1, in2, mode, axes = case
+    note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, axes={axes!r}")
+    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, axes=axes),
+                 lambda: getattr(scipy.signal, name)(in1, in2, mode, axes=axes), _snapshot(in1, in2))
+    if both is None:
+        return
+    ours, _, theirs, _ = both
+    assert np.asarray(ours).dtype == np.asarray(theirs).dtype and np.shape(ours) == np.shape(theirs)
+    conv_axes = [ax % in1.ndim for ax in (range(in1.ndim) if axes is None else np.atleast_1d(axes))]
+    if np.size(theirs) == 0 or np.float16 in (in1.dtype.type, in2.dtype.type) or theirs.dtype.kind not in "fc" or \
+            sum(1 for ax in conv_axes if in1.shape[ax] != 1 and in2.shape[ax] != 1) > 3:
+        # SciPy's own: empty, float16 data, 4 axes; no axis to convolve: a product in the inputs' type
+        np.testing.assert_array_equal(ours, theirs)
+        return
+    expected = _overlap_reference(in1, in2, mode, axes).astype(np.asarray(theirs).dtype)
+    a = np.abs(_finite(np.asarray(in1, dtype=np.result_type(in1, np.float64))))
+    b = np.abs(_finite(np.asarray(in2, dtype=np.result_type(in2, np.float64))))
+    # an FFT's error is relative to the whole output's magnitude, not the region's
+    scale_ref = _overlap_reference(a.astype(np.float64), b.astype(np.float64), "full", axes)
+    scale = float(np.max(scale_ref)) if scale_ref.size else 0.0
+    event("non-finite input" if not (np.isfinite(a).all() and np.isfinite(b).all()) else "finite input")
+    if ours.dtype in (np.longdouble, np.clongdouble):  # FFTs in long double are as exact as in double
+        ours, expected = (z.astype(np.complex128 if z.dtype.kind == "c" else np.float64) for z in (ours, expected))
+    assert_same_values(ours, expected, scale, int(np.log2(max(in1.size, in2.size, 2))) + 16)
+
+
+# --------------------------------------------------------------------------
+# scipy.ndimage.correlate / convolve with 1-D and 3-D weights
+
+
+@st.composite
+def ndimage_nd_cases(draw):
+    rank = draw(st.sampled_from([1, 3, 3, 1, 4]))  # filtered axes (4: SciPy's)
+    batch = draw(st.sampled_from([(), (), (2,)]))
+    sizes = [draw(st.integers(0, 6)) for _ in range(rank)]
+    if draw(st.booleans()):
+        sizes = [max(1, n) for n in sizes]
+    wshape = tuple(draw(st.integers(1, 5)) for _ in range(rank))
+    shape = (*batch, *sizes)
+    axes = None
+    if batch:
+        axes = tuple(draw(st.permutations(range(len(shape))))[:rank])
+        full = list(batch)
+        for ax, n in sorted(zip(axes, sizes)):
+            full.insert(ax, n)
+        shape = tuple(full)
+    in_dt = draw(_mostly(st.sampled_from(ND_TYPES + "FD"), st.sampled_from("eg")))
+    w_dt = draw(st.sampled_from("?ibdfFD") | st.just("d"))
+    x = draw(arrays(shape, in_dt))
+    weights = draw(arrays(wshape, w_dt, kinds=("small", "normal", "small")))
+    mode = draw(_mostly(st.sampled_from(ND_MODES), st.just("bogus")))
+    cval = draw(st.sampled_from((0.0, 1.5, -3, np.nan, np.inf, np.float32(0.25))))
+    valid = [st.integers(-(n // 2), (n - 1) // 2) for n in wshape]
+    origin = draw(_mostly(st.tuples(*valid), st.integers(-4, 4)))
+    out_kind = draw(st.sampled_from(("none", "none", "dtype", "array", "input")))
+    out_dt = draw(st.just(in_dt) | st.sampled_from(ND_TYPES + "FD"))
+    method = draw(st.sampled_from(METHODS))
+    return x, weights, mode, cval, origin, axes, out_kind, out_dt, method
+
+
+def _abs_parts(x):
+    """|re| + |im| of the finite parts of ``x``, float64: the terms' magnitudes for the tolerance."""
+    x = np.asarray(x)
+    parts = (x.real, x.imag) if x.dtype.kind == "c" else (x,)
+    return sum(np.abs(_finite(np.asarray(p, dtype=np.result_type(p, np.float64)))).astype(np.float64) for p in parts)
+
+
+def _nd_reach_before_start(weights_shape, origins, convolve):
+    return _reach_before_start(weights_shape, origins, convolve)
+
+
+@pytest.mark.parametrize("name", ["correlate", "convolve"])
+@FUZZ
+@given(case=ndimage_nd_cases())
+def test_ndimage_nd_against_scipy(name, case):
+    x, weights, mode, cval, origin, axes, out_kind, out_dt, method = case
+    note(f"input {x.dtype}{x.shape} axes={axes}, weights {weights.dtype}{weights.shape}, mode={mode!r}, "
+         f"cval={cval!r}, origin={origin!r}, output={out_kind} {np.dtype(out_dt)}, method={method!r}")
+    kwargs = dict(mode=mode, cval=cval, origin=origin, axes=axes)
+    ours_out, theirs_out = _output(out_kind, out_dt, x)
+    x_ours = ours_out if out_kind == "input" else x
+    x_theirs = theirs_out if out_kind == "input" else np.array(x)
+    if out_kind == "input" and x.dtype.kind == "c":
+        x_theirs, theirs_out = np.array(x), np.zeros_like(x)  # SciPy's complex output=input bug (above)
+    snaps = _snapshot(weights) + ([] if out_kind == "input" else _snapshot(x))
+    both = _both(lambda: getattr(cconv.ndimage, name)(x_ours, weights, ours_out, method=method, **kwargs),
+                 lambda: getattr(scipy.ndimage, name)(x_theirs, weights, theirs_out, **kwargs), snaps)
+    if both is None:
+        return
+    ours, our_warn, theirs, their_warn = both
+    assert _cconv_warnings(our_warn) == their_warn, (our_warn, their_warn)
+    # SciPy's N-D 'reflect' is wrong where the weights reach 4n samples
+    # before an axis of length n: there only the shape and dtype are checked.
+    origins = [origin] * weights.ndim if np.ndim(origin) == 0 else list(origin)
+    lengths = [x.shape[a] for a in (sorted(a % x.ndim for a in axes) if axes else range(x.ndim))]
+    reach = _nd_reach_before_start(weights.shape, origins if axes is None else
+                                   [origins[i] for i in np.argsort([a % x.ndim for a in axes])], name == "convolve")
+    assert type(ours) is np.ndarray and ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    if out_kind in ("array", "input"):
+        assert ours is ours_out
+    if mode in ("reflect", "grid-mirror") and any(r >= 4 * n > 0 for r, n in zip(reach, lengths)):
+        event("SciPy's reflect is wrong here: shape and dtype only")
+        return
+    if ours.size == 0:
+        return
+    if ours.dtype.kind in "biu":
+        sums = getattr(scipy.ndimage, name)(np.array(x), weights, np.float64, **kwargs)
+        info = np.iinfo(ours.dtype) if ours.dtype.kind != "b" else np.iinfo(np.uint8)
+        with np.errstate(invalid="ignore"):
+            defined = np.isfinite(sums) & (sums > float(info.min) - 1) & (sums < float(info.max) + 1)
+        np.testing.assert_array_equal(ours[defined], theirs[defined])
+        return
+    xs = _abs_parts(x)
+    c = abs(complex(cval))
+    scale_out = scipy.ndimage.correlate(xs, np.abs(np.asarray(weights)).astype(np.float64), mode=mode,
+                                        cval=c if np.isfinite(c) else 0.0, axes=axes)
+    scale = float(np.max(scale_out))
+    eps_dt = np.float32 if np.dtype(x.dtype).char in "fF" and (ours.dtype.char in "fF" or x.dtype.kind == "c") \
+        else ours.dtype
+    assert_same_values(ours, theirs, max(scale, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(ours.dtype).eps)),
+                       weights.size)
+
+
+# --------------------------------------------------------------------------
+# scipy.ndimage.correlate1d / convolve1d
+
+
+@st.composite
+def line_cases(draw):
+    rank = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(0, 7)) for _ in range(rank))
+    if draw(st.booleans()):
+        shape = tuple(max(1, n) for n in shape)
+    size = draw(st.integers(1, 9))
+    in_dt = draw(_mostly(st.sampled_from(ND_TYPES + "FD"), st.sampled_from("egO")))
+    w_dt = draw(st.sampled_from("?ibdfFD") | st.just("d"))
+    x = draw(arrays(shape, in_dt))
+    weights = draw(arrays((size,), w_dt, kinds=("small", "normal", "small")))
+    symmetry = draw(st.sampled_from(["", "", "symmetric", "antisymmetric"]))
+    if symmetry and weights.dtype.kind not in "b":
+        with np.errstate(all="ignore"):
+            weights = np.array(weights + weights[::-1] if symmetry == "symmetric" else weights - weights[::-1])
+    if draw(_mostly(st.just(False), st.just(True))):
+        weights = draw(st.sampled_from([np.zeros(0), np.ones((2, 2)), np.array(1.0)]))
+    # (a float axis: SciPy 1.17.1 may die of it, SystemError with a pending TypeError; unit-tested)
+    axis = draw(_mostly(st.integers(-rank, rank - 1), st.sampled_from([rank, -rank - 1])))
+    mode = draw(_mostly(st.sampled_from(ND_MODES), st.sampled_from(["bogus", ("wrap",)])))
+    cval = draw(st.sampled_from((0.0, 1.5, -3, np.nan, np.inf, np.float32(0.25), np.array(2.0))))
+    n = max(size, 1)
+    origin = draw(_mostly(st.integers(-(n // 2), (n - 1) // 2), st.sampled_from([-5, 5, True, np.int8(0)])))
+    out_kind = draw(st.sampled_from(("none", "none", "dtype", "array", "input", "str")))
+    out_dt = draw(st.just(in_dt) | st.sampled_from(ND_TYPES + "FD"))
+    method = draw(st.sampled_from(METHODS))
+    return x, weights, axis, mode, cval, origin, out_kind, out_dt, method
+
+
+@pytest.mark.parametrize("name", ["correlate1d", "convolve1d"])
+@FUZZ
+@given(case=line_cases())
+def test_1d_filters_against_scipy(name, case):
+    x, weights, axis, mode, cval, origin, out_kind, out_dt, method = case
+    note(f"input {x.dtype}{x.shape}, weights {weights.dtype}{weights.shape} {weights!r}, axis={axis!r}, "
+         f"mode={mode!r}, cval={cval!r}, origin={origin!r}, output={out_kind} {np.dtype(out_dt)}, method={method!r}")
+    ours_out, theirs_out = _output(out_kind, out_dt, x)
+    x_ours = ours_out if out_kind == "input" else x
+    x_theirs = theirs_out if out_kind == "input" else np.array(x)
+    if out_kind == "input" and x.dtype.kind == "c":
+        x_theirs, theirs_out = np.array(x), np.zeros_like(x)
+    snaps = _snapshot(weights) + ([] if out_kind == "input" else _snapshot(x))
+    args = (weights, axis, None, mode, cval, origin)
+    both = _both(lambda: getattr(cconv.ndimage, name)(x_ours, *args[:2], ours_out, *args[3:], method=method),
+                 lambda: getattr(scipy.ndimage, name)(x_theirs, *args[:2], theirs_out, *args[3:]), snaps)
+    if both is None:
+        return
+    ours, our_warn, theirs, their_warn = both
+    assert our_warn == their_warn, (our_warn, their_warn)
+    assert type(ours) is np.ndarray and ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    if out_kind in ("array", "input"):
+        assert ours is ours_out
+    if ours.size == 0:
+        return
+    if ours.dtype.kind in "biu":  # SciPy's doubles, truncated: exactly, where C's cast is defined
+        sums = getattr(scipy.ndimage, name)(np.array(x), *args[:2], np.float64, *args[3:])
+        info = np.iinfo(ours.dtype) if ours.dtype.kind != "b" else np.iinfo(np.uint8)
+        with np.errstate(invalid="ignore"):
+            defined = np.isfinite(sums) & (sums > float(info.min) - 1) & (sums < float(info.max) + 1)
+        np.testing.assert_array_equal(ours[defined], theirs[defined])
+        return
+    xs = _abs_parts(x)
+    c = abs(complex(np.asarray(cval).reshape(-1)[0]))
+    scale_out = scipy.ndimage.correlate1d(xs, np.abs(np.asarray(weights)).astype(np.float64), axis, mode=mode,
+                                          cval=c if np.isfinite(c) else 0.0)
+    scale = float(np.max(scale_out))
+    eps_dt = np.float32 if np.dtype(x.dtype).char in "fF" and (ours.dtype.char in "fF" or x.dtype.kind == "c") \
+        else ours.dtype
+    assert_same_values(ours, theirs, max(scale, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(ours.dtype).eps)),
+                       weights.size)

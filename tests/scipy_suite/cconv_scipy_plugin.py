@@ -4,27 +4,33 @@ Loaded by ``run.py`` beside this file (``python tests/scipy_suite/run.py``),
 which collects the installed SciPy's test modules
 
 - ``scipy.signal.tests.test_signaltools`` (the tests that call
-  ``convolve2d`` / ``correlate2d``), and
+  ``convolve2d`` / ``correlate2d``, ``convolve`` / ``correlate``,
+  ``fftconvolve`` / ``oaconvolve`` and ``choose_conv_method``), and
 - ``scipy.ndimage.tests.test_filters`` (the tests that call ``correlate`` /
-  ``convolve`` on 2-D data),
+  ``convolve`` and ``correlate1d`` / ``convolve1d``),
 
 and swaps SciPy's functions for cconv's in every selected test, the way the
 test modules reach them:
 
 - ``test_signaltools`` imports the names (``from scipy.signal import
-  convolve2d, correlate2d``) and also calls ``signal.convolve2d`` /
-  ``signal.correlate2d``: the module's globals and the attributes of
+  convolve2d, correlate2d, ...``) and also calls ``signal.convolve2d``,
+  ``signal.convolve``, ...: the module's globals and the attributes of
   ``scipy.signal`` are patched for the duration of each test;
-- ``test_filters`` calls ``ndimage.correlate`` / ``ndimage.convolve``: the
-  attributes of ``scipy.ndimage`` are patched for each test.  Its reference
-  helper ``_complex_correlate`` (the expected value of the complex tests)
-  keeps running SciPy's functions;
+- ``test_filters`` calls ``ndimage.correlate`` / ``ndimage.convolve`` /
+  ``ndimage.correlate1d`` / ``ndimage.convolve1d``: the attributes of
+  ``scipy.ndimage`` are patched for each test.  Its reference helper
+  ``_complex_correlate`` (the expected value of the complex tests) keeps
+  running SciPy's functions;
 - functions captured at import in ``@pytest.mark.parametrize`` lists
   (``func``, ``filter_func``) are swapped in the collected items' parameters.
 
 Only the signal module's names are patched in signal tests and only the
 ndimage ones in ndimage tests: a SciPy function another module's test uses
 as its reference (``ndi.convolve`` in ``TestConvolve2d``) stays SciPy's.
+Where a test's expected value comes from another function of the same
+module (``fftconvolve`` in ``TestOAConvolve``, ``convolve2d`` in
+``TestFFTConvolve::test_random_data_multidim_axes``), ``SCIPY_REFERENCES``
+keeps that one SciPy's, so that cconv is compared with SciPy, not with itself.
 
 Selection: ``SELECT`` names, per module, the tests (classes, functions, or
 parametrized tests whose function parameter is one of the swapped functions)
@@ -59,15 +65,26 @@ MODULES = (SIGNAL, NDIMAGE)
 # for the parameter sets that name a swapped function.
 SELECT = {
     SIGNAL: (
+        "TestConvolve::",
         "TestConvolve2d::",
+        "TestFFTConvolve::",
+        "TestOAConvolve::",
+        "TestAllFreqConvolves::",
+        "test_convolve_longdtype_input",
+        "TestCorrelateReal::",
+        "TestCorrelate::",
+        "TestCorrelateComplex::",
+        "TestCorrelate2d::test_consistency_correlate_funcs",
         "TestCorrelate2d::test_consistency_correlate_funcs_2",
         "TestCorrelate2d::test_invalid_shapes",
         "TestCorrelate2d::test_complex_input",
-        # fftconvolve checked against convolve2d('full') of complex data
-        "TestFFTConvolve::test_random_data_multidim_axes",
+        "test_correlation_lags",
+        "test_choose_conv_method",
+        "test_choose_conv_method_2",
     ),
     NDIMAGE: (
-        *(f"TestNdimageFilters::test_correlate{i:02d}" for i in range(1, 20)),
+        *(f"TestNdimageFilters::test_correlate{i:02d}" for i in range(1, 27)),
+        "TestNdimageFilters::test_correlate01_overlap",
         "TestNdimageFilters::test_correlate_mode_sequence",
         "TestNdimageFilters::test_correlate_complex_kernel",
         "TestNdimageFilters::test_correlate_complex_kernel_cval",
@@ -75,68 +92,63 @@ SELECT = {
         "TestNdimageFilters::test_correlate_complex_input",
         "TestNdimageFilters::test_correlate_complex_input_and_kernel",
         "TestNdimageFilters::test_correlate_complex_input_and_kernel_cval",
+        "TestNdimageFilters::test_correlate1d_complex_kernel",
+        "TestNdimageFilters::test_correlate1d_complex_kernel_cval",
+        "TestNdimageFilters::test_correlate1d_complex_input",
+        "TestNdimageFilters::test_correlate1d_complex_input_cval",
+        "TestNdimageFilters::test_correlate1d_complex_input_and_kernel",
+        "TestNdimageFilters::test_correlate1d_complex_input_and_kernel_cval",
         "TestNdimageFilters::test_correlate_convolve_axes",
         "TestNdimageFilters::test_filter_weights_subset_axes_origins",
         "TestNdimageFilters::test_filter_invalid_axes",
         "TestNdimageFilters::test_filter_invalid_footprint_ndim",
         "TestNdimageFilters::test_filter_tuple_length_mismatch",
-        # correlate is the reference of generic_filter here, on 3x4 data
+        # correlate1d is the reference of SciPy's prewitt, sobel, laplace and
+        # generic_filter1d here; correlate that of generic_filter, on 3x4 data
+        *(f"TestNdimageFilters::test_{f}{i:02d}" for f in ("prewitt", "sobel") for i in (1, 2, 3)),
+        "TestNdimageFilters::test_laplace01",
+        "TestNdimageFilters::test_laplace02",
+        "TestNdimageFilters::test_generic_filter1d01",
         "TestNdimageFilters::test_generic_filter01",
-        *(f"TestNdimageFilters::test_extend{i:02d}" for i in (5, 6, 7, 8, 9, 10)),
+        *(f"TestNdimageFilters::test_extend{i:02d}" for i in range(1, 11)),
         "test_bad_convolve_and_correlate_origins",
         "TestThreading::test_correlate",
+        "TestThreading::test_correlate1d",
     ),
 }
 
 # --------------------------------------------------------------------------
-# Out of scope, each with the reason: cconv.ndimage filters 2-D data with
-# 2-D weights (an N-D input with two ``axes`` as a batch); 1-D data and N-D
-# weights raise NotImplementedError by design.  Keys as in SELECT (a prefix
-# of the node id inside the module).
-_ONE_D = "1-D input and weights: out of scope (cconv.ndimage is 2-D)"
+# Deselected, each with the reason.  Keys as in SELECT (a prefix of the node
+# id inside the module).
+_NAN_LOCAL = ("NaN and Inf stay local on cconv's FFT route, the one deliberate difference from SciPy "
+              "(which spreads them and warns): no warning to expect")
 DESELECT = {
-    SIGNAL: {},
-    NDIMAGE: {
-        "TestNdimageFilters::test_correlate01": _ONE_D,
-        "TestNdimageFilters::test_correlate02": _ONE_D,
-        "TestNdimageFilters::test_correlate03": _ONE_D,
-        "TestNdimageFilters::test_correlate04": _ONE_D,
-        "TestNdimageFilters::test_correlate05": _ONE_D,
-        "TestNdimageFilters::test_correlate06": _ONE_D,
-        "TestNdimageFilters::test_correlate07": _ONE_D,
-        "TestNdimageFilters::test_correlate08": _ONE_D,
-        "TestNdimageFilters::test_correlate09": _ONE_D,  # empty 1-D
-        "TestNdimageFilters::test_correlate17": _ONE_D,  # 1-D with origin
-        "TestNdimageFilters::test_extend07": _ONE_D,
-        "TestNdimageFilters::test_extend09": _ONE_D,
+    SIGNAL: {
+        "TestFFTConvolve::test_fft_nan": _NAN_LOCAL,
     },
+    NDIMAGE: {},
 }
 
-# Tests whose *expected* value comes from the same function called with
-# weights of another rank than 2 (out of scope): there those calls run
-# SciPy's function, the calls under test (2-D weights) run cconv's.
-SCIPY_REFERENCE_FOR_ND_WEIGHTS = {
-    # output = func(3-D array, 2-D weights, axes=...) is cconv's; the expected
-    # func(3-D array, 3-D weights with a unit axis) is SciPy's.
-    f"{NDIMAGE}::TestNdimageFilters::test_correlate_convolve_axes",
+# Tests whose *expected* value comes from another function of the module
+# that cconv also replaces: there that function stays SciPy's (the
+# reference), and only the one under test is cconv's.
+SCIPY_REFERENCES = {
+    f"{SIGNAL}::TestOAConvolve": ("fftconvolve",),
+    f"{SIGNAL}::TestFFTConvolve::test_random_data_multidim_axes": ("convolve2d",),
+    f"{SIGNAL}::test_convolve_longdtype_input": ("convolve",),
 }
 
 
 class _State:
     calls = 0  # calls of cconv's functions in the running test
-    scipy_reference = False  # the running test may send N-D weights to SciPy
 
 
 _state = _State()
 
 
-def _counted(cconv_function, scipy_function, nd_weights_to_scipy: bool):
+def _counted(cconv_function, scipy_function):
     @functools.wraps(cconv_function)
     def wrapper(*args, **kwargs):
-        if nd_weights_to_scipy and _state.scipy_reference:
-            weights = kwargs.get("weights", args[1] if len(args) > 1 else None)
-            if np.ndim(weights) != 2:
-                return scipy_function(*args, **kwargs)
         _state.calls += 1
         return cconv_function(*args, **kwargs)
 
@@ -150,12 +162,12 @@ def _swaps() -> dict[str, dict[str, tuple]]:
     import scipy.signal
 
     out = {SIGNAL: {}, NDIMAGE: {}}
-    for name in ("convolve2d", "correlate2d"):
+    for name in cconv.signal.__all__:
         f = getattr(scipy.signal, name)
-        out[SIGNAL][name] = (f, _counted(getattr(cconv.signal, name), f, False))
-    for name in ("correlate", "convolve"):
+        out[SIGNAL][name] = (f, _counted(getattr(cconv.signal, name), f))
+    for name in cconv.ndimage.__all__:
         f = getattr(scipy.ndimage, name)
-        out[NDIMAGE][name] = (f, _counted(getattr(cconv.ndimage, name), f, True))
+        out[NDIMAGE][name] = (f, _counted(getattr(cconv.ndimage, name), f))
     return out
 
 
@@ -221,7 +233,7 @@ def pytest_collection_modifyitems(session, config, items):
             reason = "array-API backend other than NumPy: out of scope (cconv takes NumPy arrays)"
         if reason is not None:
             config._cconv_deselected[module][reason] += 1
-            report[module]["deselected (out of scope)"] += 1
+            report[module]["deselected"] += 1
             dropped.append(item)
             continue
         # Functions captured in parametrize lists at import time.
@@ -241,10 +253,15 @@ def pytest_runtest_setup(item):
     module = _module_of(item)
     patch = pytest.MonkeyPatch()
     item._cconv_patch = patch
+    base = f"{module}::{_local_id(item).split('[', 1)[0]}"
+    references = {name for key, names in SCIPY_REFERENCES.items() if base == key or base.startswith(key + "::")
+                  for name in names}
     if module == SIGNAL:
         import scipy.signal
 
         for name, (_, wrapper) in SWAPS[SIGNAL].items():
+            if name in references:
+                continue
             patch.setattr(scipy.signal, name, wrapper)
             if hasattr(item.module, name):
                 patch.setattr(item.module, name, wrapper)
@@ -257,7 +274,6 @@ def pytest_runtest_setup(item):
         if reference is not None:
             patch.setattr(item.module, "_complex_correlate", _with_scipy(reference))
     _state.calls = 0
-    _state.scipy_reference = f"{module}::{_local_id(item).split('[', 1)[0]}" in SCIPY_REFERENCE_FOR_ND_WEIGHTS
     yield
 
 
@@ -286,7 +302,6 @@ def pytest_runtest_teardown(item, nextitem):
     patch = getattr(item, "_cconv_patch", None)
     if patch is not None:
         patch.undo()
-    _state.scipy_reference = False
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -323,7 +338,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         skipped = outcomes["skipped"] + outcomes["xfailed"]
         tr.write_line(
             f"{module}: {ran} ran, {passed} passed, {failed} failed, {skipped} skipped; "
-            f"{counts.get('deselected (out of scope)', 0)} deselected (out of scope); "
+            f"{counts.get('deselected', 0)} deselected; "
             f"{counts.get('not selected (do not call the functions)', 0)} not selected "
             f"(do not call the functions) of {counts.get('collected', 0)} collected"
         )
