@@ -182,7 +182,7 @@ def _correlate_or_convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output:
     if len(axes) != 2:
         return _other_rank(input, weights, output, axes, mode, cval, origins, method,
                            "convolve" if convolution else "correlate", fresh)
-    view = np.moveaxis(output, axes, (-2, -1))
+    view = _axes_last(output, axes)
     if output.dtype.kind in "biu":
         # Truncation turns one ulp into an off-by-one: SciPy's doubles, summed its way.
         result = _filter_in_order(input, weights, axes, _RULES[mode], cval, origins)
@@ -259,18 +259,20 @@ def _filter(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], rule:
 
     Written into ``into`` (that shape and dtype) where given, and returned.
     """
-    x = np.moveaxis(input, axes, (-2, -1))
-    skipped = ~_terms(weights)
-    if input.size == 0 or skipped.all():  # no terms at all: zeros, even over NaN and Inf
+    x = _axes_last(input, axes)
+    present = _terms(weights)
+    terms = np.count_nonzero(present)
+    if input.size == 0 or not terms:  # no terms at all: zeros, even over NaN and Inf
         if into is None:
             return np.zeros(x.shape, dtype)
         into[...] = 0
         return into
     (h, w), (kh, kw) = x.shape[-2:], weights.shape
     batch = x.size // (h * w)
+    skipped = ~present
     # (C order: np.where keeps a Fortran or transposed layout, the loops take C)
-    k = np.ascontiguousarray(np.where(skipped, 0.0, weights), dtype=dtype)
-    if skipped.any():
+    k = np.ascontiguousarray(weights if terms == weights.size else np.where(skipped, 0.0, weights), dtype=dtype)
+    if terms < weights.size:
         with np.errstate(invalid="ignore", over="ignore"):
             nonfinite = not (np.isfinite(np.sum(x)) and (rule != "fill" or np.isfinite(cval)))
         if nonfinite:  # NaN and Inf must not meet the skipped taps: restore them without those
@@ -305,13 +307,18 @@ def _filter_in_order(input: np.ndarray, weights: np.ndarray, axes: tuple[int, ..
     magnitude above DBL_EPSILON one after the other in C order, each
     product and addition rounded, no fused multiply-add.
     """
-    x = np.moveaxis(input, axes, (-2, -1))
+    x = _axes_last(input, axes)
     present = _terms(weights)
     if input.size == 0 or not present.any():  # no terms at all: zeros, even over NaN and Inf
         return np.zeros(x.shape)
     _check_memory(input, x, weights, 8, 0)
     xe = _extended(x, weights, rule, cval, origins, np.float64)
     return _engine.correlate_in_order(xe, np.ascontiguousarray(weights), present).reshape(x.shape)
+
+
+def _axes_last(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``a`` with the two filtered ``axes`` (sorted) last: ``a`` itself where they are already."""
+    return a if axes[0] == a.ndim - 2 and axes[1] == a.ndim - 1 else np.moveaxis(a, axes, (-2, -1))
 
 
 def _terms(weights: np.ndarray) -> np.ndarray:
@@ -381,9 +388,11 @@ def _get_output(output: object, input: np.ndarray, complex_output: bool = False)
     filter would pay its page faults.
     """
     if output is None:
+        if complex_output:
+            return np.empty(input.shape, dtype=np.promote_types(input.dtype, np.complex64))
         # by name, as SciPy: a byte-swapped input gives a native output
-        dtype = np.promote_types(input.dtype, np.complex64) if complex_output else input.dtype.name
-        return np.empty(input.shape, dtype=dtype)
+        native = input.dtype.isnative and input.dtype.kind in "biuf"  # its own name (and much faster)
+        return np.empty(input.shape, dtype=input.dtype if native else input.dtype.name)
     if isinstance(output, (type, np.dtype)):
         if complex_output and np.dtype(output).kind != "c":
             warnings.warn("promoting specified output dtype to complex", stacklevel=4)
