@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ import numpy.typing as npt
 from . import _conv, _engine, _layer_plan
 from ._conv import ConvCache
 from ._engine import Method
+from ._layer_plan import Layer, LayerShape
 from ._nonfinite import finite_part, restore
 from ._threads import for_work
 from ._validation import (
@@ -99,75 +100,44 @@ class Conv2dCache:
         )
 
 
-class LayerShape(NamedTuple):
-    """The sizes of one layer: x is (n, c, ih, iw), w is (f, cg, kh, kw)."""
-
-    n: int
-    c: int
-    ih: int
-    iw: int
-    f: int
-    cg: int
-    kh: int
-    kw: int
-
-
-class Layer:
-    """The options of one layer, checked, and the sizes they imply."""
-
-    __slots__ = ("shape", "stride", "dilation", "pad", "groups", "out_size")
-
-    def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: IntPair, padding: Padding,
-                 dilation: IntPair, groups: int) -> None:
-        self.shape = s = LayerShape(*x_shape, *w_shape)
-        self.stride = int_pair(stride, "stride", 1)
-        self.dilation = int_pair(dilation, "dilation", 1)
-        self.groups = check_int(groups, "groups", 1)
-        if s.c % self.groups or s.f % self.groups:
+def _layer(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: IntPair, padding: Padding,
+           dilation: IntPair, groups: int) -> Layer:
+    """The layer's options, checked, and the sizes they imply."""
+    s = LayerShape(*x_shape, *w_shape)
+    strides = int_pair(stride, "stride", 1)
+    dilations = int_pair(dilation, "dilation", 1)
+    groups_ = check_int(groups, "groups", 1)
+    if s.c % groups_ or s.f % groups_:
+        raise ValueError(
+            f"groups={groups} must divide both x's channels C={s.c} and w's filters F={s.f} "
+            f"(x{x_shape}, w{w_shape})"
+        )
+    if s.cg * groups_ != s.c:
+        raise ValueError(
+            f"w's channel size {s.cg} does not match x's: w{w_shape} with groups={groups} "
+            f"expects C // groups = {s.c // groups_} channels per filter (x{x_shape})"
+        )
+    extent = (dilations[0] * (s.kh - 1) + 1, dilations[1] * (s.kw - 1) + 1)
+    pad = _padding(padding, extent, strides, stride)
+    sizes = []
+    for size, (lo, hi), e, step, axis in zip((s.ih, s.iw), pad, extent, strides, ("height", "width")):
+        if size + lo + hi < e:
             raise ValueError(
-                f"groups={groups} must divide both x's channels C={s.c} and w's filters F={s.f} "
-                f"(x{x_shape}, w{w_shape})"
+                f"no output: the filter's {axis} {e} (w{w_shape}, dilation={dilation!r}) "
+                f"exceeds x's padded {axis} {size + lo + hi} (x{x_shape}, padding={padding!r})"
             )
-        if s.cg * self.groups != s.c:
-            raise ValueError(
-                f"w's channel size {s.cg} does not match x's: w{w_shape} with groups={groups} "
-                f"expects C // groups = {s.c // self.groups} channels per filter (x{x_shape})"
-            )
-        extent = (self.dilation[0] * (s.kh - 1) + 1, self.dilation[1] * (s.kw - 1) + 1)
-        self.pad = _padding(padding, extent, self.stride, stride)
-        sizes = []
-        for size, (lo, hi), e, step, axis in zip((s.ih, s.iw), self.pad, extent, self.stride, ("height", "width")):
-            if size + lo + hi < e:
-                raise ValueError(
-                    f"no output: the filter's {axis} {e} (w{w_shape}, dilation={dilation!r}) "
-                    f"exceeds x's padded {axis} {size + lo + hi} (x{x_shape}, padding={padding!r})"
-                )
-            sizes.append((size + lo + hi - e) // step + 1)
-        self.out_size = (sizes[0], sizes[1])
-        # Past the padded size, a larger stride or a 1-tap dilation changes
-        # nothing: clamp them, so that huge values reach the loops as C ints.
-        sh, sw = (min(step, size + lo + hi) for step, size, (lo, hi) in zip(self.stride, (s.ih, s.iw), self.pad))
-        self.stride = (sh, sw)
-        self.dilation = (1 if s.kh == 1 else self.dilation[0], 1 if s.kw == 1 else self.dilation[1])
+        sizes.append((size + lo + hi - e) // step + 1)
+    # Past the padded size, a larger stride or a 1-tap dilation changes
+    # nothing: clamp them, so that huge values reach the loops as C ints.
+    sh, sw = (min(step, size + lo + hi) for step, size, (lo, hi) in zip(strides, (s.ih, s.iw), pad))
+    dh, dw = (1 if s.kh == 1 else dilations[0], 1 if s.kw == 1 else dilations[1])
+    return Layer(s, (sh, sw), (dh, dw), pad, groups_, (sizes[0], sizes[1]))
 
-    @property
-    def out_shape(self) -> tuple[int, int, int, int]:
-        return (self.shape.n, self.shape.f, *self.out_size)
 
-    def single_channel(self) -> bool:
-        """Whether the 3-D layer's engine can compute this layer."""
-        s = self.shape
-        return s.c == 1 and self.stride == (1, 1) and self.dilation == (1, 1) and (s.n == 1 or s.f == 1)
-
-    def geometry(self) -> tuple[int, int, int, int, int, int]:
-        """(stride h, stride w, pad top, pad left, dilation h, dilation w), as the loops take it."""
-        (sh, sw), (dh, dw), ((pt, _), (pl, _)) = self.stride, self.dilation, self.pad
-        return (sh, sw, pt, pl, dh, dw)
-
-    def kernel_shape(self) -> tuple[int, int, int, int, int, int, int]:
-        """(cg, ih, iw, kh, kw, oh, ow), as the loops take it."""
-        s = self.shape
-        return (s.cg, s.ih, s.iw, s.kh, s.kw, *self.out_size)
+def _single_channel(layer: Layer) -> bool:
+    """Whether the 3-D layer's engine can compute this layer."""
+    s = layer.shape
+    return s.c == 1 and layer.stride == (1, 1) and layer.dilation == (1, 1) and (s.n == 1 or s.f == 1)
 
 
 def _padding(padding: Padding, extent: tuple[int, int], stride: tuple[int, int],
@@ -302,7 +272,7 @@ def conv2d_forward(
     w = as_real_array(w, "w")
     b = None if b is None else as_real_array(b, "b")
     _check_arrays(x, w, b)
-    layer = Layer(x.shape, w.shape, stride, padding, dilation, groups)
+    layer = _layer(x.shape, w.shape, stride, padding, dilation, groups)
     operands = [(x, "x"), (w, "w")] + ([] if b is None else [(b, "b")])
     dtype = compute_dtype(*operands)
     route = _route(check_choice(method, "method", METHODS), layer)
@@ -352,7 +322,7 @@ def _route(method: str, layer: Layer) -> Literal["single", "direct"]:
     """'direct' or 'single' (the 3-D layer's engine, which then resolves 'auto')."""
     if method in ("gemm", "direct"):
         return "direct"
-    if layer.single_channel():
+    if _single_channel(layer):
         return "single"
     if method == "auto":
         return "direct"

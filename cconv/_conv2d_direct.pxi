@@ -28,6 +28,27 @@ cdef extern from "_conv2d_kernels.h" nogil:
                       Py_ssize_t drs, Py_ssize_t rows, Py_ssize_t ow, double* acc)
 
 
+# The plans of the passes, filled from cconv._layer_plan's dicts of the same
+# names (Cython converts a dict with these keys; a missing key is an error).
+ctypedef struct DirectPlan:
+    Py_ssize_t images, groups, block, fblocks, filters
+    Py_ssize_t src_image, src_group, src_row
+    Py_ssize_t out_image, out_filter, out_row, out_col
+    Py_ssize_t fchunk, band
+    int threads
+
+ctypedef struct DwPlan:
+    Py_ssize_t images, groups, kblocks, fblocks
+    Py_ssize_t src_image, src_group, src_row
+    Py_ssize_t out_rows, out_cols, band, sums, parts
+    int threads
+
+ctypedef struct DotPlan:
+    Py_ssize_t groups, filters, channels, tblocks
+    Py_ssize_t src_image, src_channel, src_row
+    int threads
+
+
 def blocking():
     """This build's register blocking: (vector bytes, max forward rows, dw rows, dw filter vectors, depthwise taps)."""
     return (CC_VBYTES, CC_RF_MAX, CC_RC, CC_NV, CC_NT)
@@ -104,7 +125,7 @@ cdef inline void _fwd(int rf, int np, const real* w, const real* src, const Py_s
 
 def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] koff,
                 const Py_ssize_t[:, ::1] phases, real[::1] out, const real[::1] bias,
-                real[:, ::1] tmp, tuple dims):
+                real[:, ::1] tmp, DirectPlan plan):
     """``out[n, g*fg + f, i, j] = sum_k wp[g, f, k] * src[n*src_n + g*src_g + i*ws + j + koff[k]]``.
 
     The direct convolution of the forward pass and of dx, on a flattened
@@ -118,6 +139,7 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     padded with zero filters that are dropped.  Pixel ``(i, j)`` of filter
     ``f`` of image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base +
     i*ors + j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).
+    The sizes and strides are ``plan``'s (``cconv._layer_plan.DirectPlan``).
 
     Several outputs may share one source: each row of ``phases`` is one,
     ``(K, start in koff, start in wp, base, oh, ow)`` (dx: one per stride
@@ -127,10 +149,12 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     Work items are (image, group, block of ``fchunk`` filter blocks, band of
     ``band`` tiles); each output is written by one item, summed in the order
     of ``koff``, so the result does not depend on the thread count.
-    ``tmp`` has one row per thread (``rf * tile(rf)`` long).
+    ``tmp`` has a row for each of ``plan.threads`` threads (``rf * tile(rf)`` long).
     """
-    cdef Py_ssize_t N, G, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band
-    (N, G, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band) = dims
+    cdef Py_ssize_t N = plan.images, G = plan.groups, rf = plan.block, nfb = plan.fblocks, fg = plan.filters
+    cdef Py_ssize_t src_n = plan.src_image, src_g = plan.src_group, ws = plan.src_row
+    cdef Py_ssize_t out_n = plan.out_image, out_f = plan.out_filter, ors = plan.out_row, ocs = plan.out_col
+    cdef Py_ssize_t fchunk = plan.fchunk, band = plan.band
     cdef Py_ssize_t TP = cc_tile(<int>rf, sizeof(real))
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
     cdef Py_ssize_t nq = phases.shape[0]
@@ -149,7 +173,7 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     cdef real bv
     if items == 0:
         return
-    for item in prange(items, nogil=True, schedule="dynamic", num_threads=tmp.shape[0]):
+    for item in prange(items, nogil=True, schedule="dynamic", num_threads=plan.threads):
         n = item // (G * nfc * nbands)
         g = (item // (nfc * nbands)) % G
         fc = (item // nbands) % nfc
@@ -248,7 +272,7 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
 
 
 def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
-            real[::1] acc, tuple dims, int threads):
+            real[::1] acc, DwPlan plan):
     """dw^T, summed over images and output pixels, into ``acc`` (zeros first).
 
     ``acc`` is (S, G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of
@@ -265,8 +289,9 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
     of dw is so summed in an order fixed by S alone, whatever the thread
     count and whichever thread runs an item.
     """
-    cdef Py_ssize_t N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band, S, P
-    N, G, nkb, nfb, src_n, src_g, ws, oh, ow, band, S, P = dims
+    cdef Py_ssize_t N = plan.images, G = plan.groups, nkb = plan.kblocks, nfb = plan.fblocks
+    cdef Py_ssize_t src_n = plan.src_image, src_g = plan.src_group, ws = plan.src_row
+    cdef Py_ssize_t oh = plan.out_rows, ow = plan.out_cols, band = plan.band, S = plan.sums, P = plan.parts
     cdef Py_ssize_t FB = CC_NV * CC_VBYTES // sizeof(real)
     cdef Py_ssize_t blk = CC_RC * FB
     cdef Py_ssize_t npix = oh * ow
@@ -276,7 +301,7 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
     cdef Py_ssize_t item, grp, part, ch, n, i0, rows, b, g, kb, fb
     if blocks == 0 or npix == 0 or nchunks == 0:
         return
-    for item in prange(S * P, nogil=True, schedule="dynamic", num_threads=threads):
+    for item in prange(S * P, nogil=True, schedule="dynamic", num_threads=plan.threads):
         grp = item // P
         part = item % P
         for ch in range(grp * nchunks // S, (grp + 1) * nchunks // S):
@@ -300,7 +325,7 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
 
 
 def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
-           real[::1] acc, tuple dims, int threads):
+           real[::1] acc, DotPlan plan):
     """dw of layers with few filters per group (depthwise ones), into ``acc`` (zeros first).
 
     ``acc`` is (G, fg, cg, ntb, NT, lanes): lanes of the sums of block ``tb``
@@ -308,14 +333,14 @@ def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1
     rows ``ws`` long) of channel ``c`` against filter ``f`` of each group,
     over every image, in image order; the caller adds the lanes up.
     """
-    cdef Py_ssize_t G, fg, cg, ntb, src_n, src_c, ws
-    G, fg, cg, ntb, src_n, src_c, ws = dims
+    cdef Py_ssize_t G = plan.groups, fg = plan.filters, cg = plan.channels, ntb = plan.tblocks
+    cdef Py_ssize_t src_n = plan.src_image, src_c = plan.src_channel, ws = plan.src_row
     cdef Py_ssize_t N = d.shape[0], oh = d.shape[2], ow = d.shape[3]
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
     cdef Py_ssize_t item, g, fl, c, tb, n
     if N == 0 or oh == 0 or ow == 0:
         return
-    for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic", num_threads=threads):
+    for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic", num_threads=plan.threads):
         g = item // (fg * cg * ntb)
         fl = (item // (cg * ntb)) % fg
         c = (item // ntb) % cg

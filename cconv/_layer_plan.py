@@ -39,17 +39,102 @@ parts and the non-finite pattern counted by the same kernel on class masks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
 from . import _build
 from ._nonfinite import classes, finite_part, term_flags, write_flags
 
-if TYPE_CHECKING:
-    from ._conv2d import Layer
+__all__ = ["Layer", "LayerShape", "backward", "forward", "workspace_bytes"]
 
-__all__ = ["backward", "forward", "workspace_bytes"]
+
+class LayerShape(NamedTuple):
+    """The sizes of one layer: x is (n, c, ih, iw), w is (f, cg, kh, kw)."""
+
+    n: int
+    c: int
+    ih: int
+    iw: int
+    f: int
+    cg: int
+    kh: int
+    kw: int
+
+
+class Layer(NamedTuple):
+    """One layer's options, checked (by ``cconv._conv2d``), and the output size they imply.
+
+    ``pad`` is ((top, bottom), (left, right)); a stride beyond the padded
+    size is clamped to it, and the dilation of a one-tap axis is 1.
+    """
+
+    shape: LayerShape
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad: tuple[tuple[int, int], tuple[int, int]]
+    groups: int
+    out_size: tuple[int, int]
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.shape.n, self.shape.f, *self.out_size)
+
+
+# The plans the kernels take (``cconv._conv2d_direct``'s structs of the same
+# names and fields): what each pass computes, how it is blocked, on how many
+# threads.  Sizes and strides are in elements.
+
+
+class DirectPlan(TypedDict):
+    """One ``direct_pass``: blocks of filters x tiles of output positions, per image and group."""
+
+    images: int  # N
+    groups: int  # G
+    block: int  # filters per block (rf): the packed filters' last axis
+    fblocks: int  # blocks per group
+    filters: int  # filters per group (the last block is padded with zero filters)
+    src_image: int  # source elements between images
+    src_group: int  # ... between groups
+    src_row: int  # ... between rows of a plane (ws)
+    out_image: int  # output elements between images
+    out_filter: int  # ... between filters
+    out_row: int  # ... between output rows
+    out_col: int  # ... between output columns
+    fchunk: int  # filter blocks per work item
+    band: int  # tiles per work item
+    threads: int
+
+
+class DwPlan(TypedDict):
+    """One ``dw_pass``: rows (channel, tap) of dw^T against vectors of filters, summed over pixels."""
+
+    images: int
+    groups: int
+    kblocks: int  # blocks of CC_RC rows (channel, tap) per group
+    fblocks: int  # blocks of filters per group, CC_NV vectors each
+    src_image: int
+    src_group: int
+    src_row: int
+    out_rows: int  # oh
+    out_cols: int  # ow
+    band: int  # output rows per chunk
+    sums: int  # chunk groups, each its own partial sum
+    parts: int  # work items per chunk group
+    threads: int
+
+
+class DotPlan(TypedDict):
+    """One ``dw_dot``: lanes of pixel sums per tap, one (filter, channel) pair per work item."""
+
+    groups: int
+    filters: int  # filters per group
+    channels: int  # channels per group
+    tblocks: int  # blocks of CC_NT taps
+    src_image: int
+    src_channel: int
+    src_row: int
+    threads: int
 
 # Cache budgets of one work item (bytes): the packed filters it reuses over a
 # band of tiles, and the band of input planes it reuses over filter blocks.
@@ -148,15 +233,16 @@ def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, t
 
 
 def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, int, int]], out: np.ndarray,
-                bias: np.ndarray, dims: tuple[int, ...], rf: int, ws: int, threads: int, dtype: np.dtype,
+                bias: np.ndarray, sizes: dict[str, int], rf: int, ws: int, threads: int, dtype: np.dtype,
                 x_tile_bytes: int) -> None:
     """One direct_pass call, blocked.
 
     ``parts`` lists the outputs sharing ``src``: (packed filters, koff, base,
-    oh, ow) each; ``dims`` = (N, G, nfb, fg, src_n, src_g, out_n, out_f, ors, ocs).
+    oh, ow) each; ``sizes`` has the plan's images, groups, fblocks, filters,
+    src_image, src_group, out_image, out_filter, out_row and out_col.
     """
     mod = _kernels()
-    n, g, nfb, fg, src_n, src_g, out_n, out_f, ors, ocs = dims
+    n, g, nfb = sizes["images"], sizes["groups"], sizes["fblocks"]
     tp = mod.tile(rf, dtype.itemsize)
     ntiles = max(-(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
     k_all = sum(koff.size for _, koff, _, _, _ in parts)
@@ -170,9 +256,13 @@ def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, 
     wp_all = np.concatenate([wp for wp, *_ in parts])
     koff_all = np.concatenate([koff for _, koff, *_ in parts])
     flops = 2 * n * g * nfb * rf * k_all * ntiles * tp
-    tmp = np.empty((_threads_for(threads, flops), rf * tp), dtype)
-    mod.direct_pass(src, wp_all, koff_all, phases, out, bias, tmp,
-                    (n, g, rf, nfb, fg, src_n, src_g, ws, out_n, out_f, ors, ocs, fchunk, band))
+    threads = _threads_for(threads, flops)
+    tmp = np.empty((threads, rf * tp), dtype)
+    plan = DirectPlan(images=n, groups=g, block=rf, fblocks=nfb, filters=sizes["filters"],
+                      src_image=sizes["src_image"], src_group=sizes["src_group"], src_row=ws,
+                      out_image=sizes["out_image"], out_filter=sizes["out_filter"], out_row=sizes["out_row"],
+                      out_col=sizes["out_col"], fchunk=fchunk, band=band, threads=threads)
+    mod.direct_pass(src, wp_all, koff_all, phases, out, bias, tmp, plan)
 
 
 def _slack(images_channels: int, chan: int, oh: int, ws: int, tp: int, maxoff: int) -> int:
@@ -203,9 +293,9 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, th
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
     x_tile = s.cg * len(planes.phases) * dtype.itemsize
-    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias,
-                (s.n, g, nfb, fg, s.c * planes.chan, s.cg * planes.chan, s.f * oh * ow, oh * ow, ow, 1),
-                rf, planes.ws, threads, dtype, x_tile)
+    sizes = dict(images=s.n, groups=g, fblocks=nfb, filters=fg, src_image=s.c * planes.chan,
+                 src_group=s.cg * planes.chan, out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
+    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias, sizes, rf, planes.ws, threads, dtype, x_tile)
     return out.reshape(layer.out_shape)
 
 
@@ -270,9 +360,9 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         wp = np.ascontiguousarray(wp.reshape(g, ncb, rc, k).transpose(0, 1, 3, 2)).ravel()
         parts.append((wp, koff, qy * s.iw + qx, ny, nx))
     # Every phase at once: a band of dout is read from memory once for all of them.
-    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype),
-                (s.n, g, ncb, s.cg, s.f * hd * wd, fg * hd * wd, s.c * s.ih * s.iw, s.ih * s.iw, sh * s.iw, sw),
-                rc, wd, threads, dtype, fg * dtype.itemsize)
+    sizes = dict(images=s.n, groups=g, fblocks=ncb, filters=s.cg, src_image=s.f * hd * wd, src_group=fg * hd * wd,
+                 out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw, out_col=sw)
+    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype), sizes, rc, wd, threads, dtype, fg * dtype.itemsize)
     return dx
 
 
@@ -295,8 +385,9 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         ntb = -(-taps // nt)
         toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
         acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
-        mod.dw_dot(src, dout, toff, acc, (g, fg, s.cg, ntb, s.c * planes.chan, planes.chan, planes.ws),
-                   _threads_for(threads, flops))
+        mod.dw_dot(src, dout, toff, acc,
+                   DotPlan(groups=g, filters=fg, channels=s.cg, tblocks=ntb, src_image=s.c * planes.chan,
+                           src_channel=planes.chan, src_row=planes.ws, threads=_threads_for(threads, flops)))
         with np.errstate(invalid="ignore", over="ignore"):
             dw = acc.reshape(s.f, s.cg, ntb * nt, lanes)[:, :, :taps].sum(axis=-1)
         return dw.reshape(s.f, s.cg, s.kh, s.kw)
@@ -319,8 +410,9 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // groups_)))
     acc = np.zeros(groups_ * blocks * rc * fb, dtype)
     mod.dw_pass(src, d_t, roff, acc,
-                (s.n, g, nkb, nfb, s.c * planes.chan, s.cg * planes.chan, planes.ws, oh, ow, band, groups_, parts),
-                threads)
+                DwPlan(images=s.n, groups=g, kblocks=nkb, fblocks=nfb, src_image=s.c * planes.chan,
+                       src_group=s.cg * planes.chan, src_row=planes.ws, out_rows=oh, out_cols=ow, band=band,
+                       sums=groups_, parts=parts, threads=threads))
     with np.errstate(invalid="ignore", over="ignore"):
         acc = acc.reshape(groups_, -1).sum(axis=0) if groups_ > 1 else acc
     dwt = acc.reshape(g, nkb, nfb, rc, fb).transpose(0, 1, 3, 2, 4).reshape(g, nkb * rc, nfb * fb)[:, :k, :fg]

@@ -165,18 +165,18 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def direct_pass(self, src, wp, koff, phases, out, bias, tmp, dims):
-            n, g, rf, nfb, *_, fchunk, band = dims
-            tp = real.tile(rf, out.itemsize)
-            ntiles = max(-(-(int(oh) * dims[7]) // tp) for oh in phases[:, 4])
-            items.setdefault("direct_pass", []).append(n * g * -(-nfb // fchunk) * -(-ntiles // band))
-            items.setdefault("threads", []).append(tmp.shape[0])
-            return real.direct_pass(src, wp, koff, phases, out, bias, tmp, dims)
+        def direct_pass(self, src, wp, koff, phases, out, bias, tmp, plan):
+            tp = real.tile(plan["block"], out.itemsize)
+            ntiles = max(-(-(int(oh) * plan["src_row"]) // tp) for oh in phases[:, 4])
+            items.setdefault("direct_pass", []).append(
+                plan["images"] * plan["groups"] * -(-plan["fblocks"] // plan["fchunk"]) * -(-ntiles // plan["band"]))
+            items.setdefault("threads", []).append(plan["threads"])
+            return real.direct_pass(src, wp, koff, phases, out, bias, tmp, plan)
 
-        def dw_pass(self, src, d_t, roff, acc, dims, nthreads):
-            items["dw_pass"] = dims[-2] * dims[-1]
-            items["threads"].append(nthreads)
-            return real.dw_pass(src, d_t, roff, acc, dims, nthreads)
+        def dw_pass(self, src, d_t, roff, acc, plan):
+            items["dw_pass"] = plan["sums"] * plan["parts"]
+            items["threads"].append(plan["threads"])
+            return real.dw_pass(src, d_t, roff, acc, plan)
 
     monkeypatch.setattr(_build, "_conv2d", Recorder())
     # The thread count as set, not fewer on a busy machine.
@@ -201,7 +201,7 @@ def test_small_layers_run_on_one_thread(monkeypatch):
             return getattr(real, name)
 
         def direct_pass(self, *args):
-            used.append(args[6].shape[0])
+            used.append(args[7]["threads"])
             return real.direct_pass(*args)
 
     monkeypatch.setattr(_build, "_conv2d", Recorder())
