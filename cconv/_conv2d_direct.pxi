@@ -4,7 +4,7 @@
 # layouts, offsets and blocking they are given.
 
 from cython.parallel cimport prange, threadid
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cconv._fused cimport real
 
@@ -12,8 +12,14 @@ include "_build_info.pxi"
 
 
 cdef extern from "_conv2d_kernels.h" nogil:
-    int CC_RF_MAX, CC_RC, CC_NV, CC_NT, CC_VBYTES
+    int CC_RF_MAX, CC_RC, CC_NV, CC_NT, CC_VBYTES, CC_CV_ACC, CC_CV_NV
     Py_ssize_t cc_tile(int rf, int itemsize)
+    void cc_cv_f32(int nv, int npx, const float* w, const float* src, const Py_ssize_t* koff,
+                   Py_ssize_t K, float* tmp)
+    void cc_cv_f64(int nv, int npx, const double* w, const double* src, const Py_ssize_t* koff,
+                   Py_ssize_t K, double* tmp)
+    void cc_row_f32(float* d, const float* s, Py_ssize_t n, float b, int add)
+    void cc_row_f64(double* d, const double* s, Py_ssize_t n, double b, int add)
     void cc_fwd_f32(int rf, int np, const float* w, const float* src, const Py_ssize_t* koff,
                     Py_ssize_t K, float* tmp)
     void cc_fwd_f64(int rf, int np, const double* w, const double* src, const Py_ssize_t* koff,
@@ -30,12 +36,21 @@ cdef extern from "_conv2d_kernels.h" nogil:
 
 # The plans of the passes, filled from cconv._layer_plan's dicts of the same
 # names (Cython converts a dict with these keys; a missing key is an error).
+ctypedef struct PackPlan:
+    Py_ssize_t in_channels, in_rows, in_cols  # the source: (N, in_channels, in_rows, in_cols)
+    Py_ssize_t channels  # channels per group (packed together by a work item)
+    Py_ssize_t stride_h, stride_w, top, left, rows, cols  # the planes' geometry
+    Py_ssize_t slack  # zeros after a work item's planes
+    int threads
+
 ctypedef struct DirectPlan:
     Py_ssize_t images, groups, block, fblocks, filters
     Py_ssize_t src_image, src_group, src_row
     Py_ssize_t out_image, out_filter, out_row, out_col
-    Py_ssize_t fchunk, band
-    int threads
+    Py_ssize_t fchunk, band, tile, row_tiles
+    int channels, threads
+    int packed  # 1: src is the unpadded input, each work item packs its planes itself (pack)
+    PackPlan pack
 
 ctypedef struct DwPlan:
     Py_ssize_t images, groups, kblocks, fblocks
@@ -47,11 +62,20 @@ ctypedef struct DotPlan:
     Py_ssize_t groups, filters, channels, tblocks
     Py_ssize_t src_image, src_channel, src_row
     int threads
+    int packed  # 1: src is the unpadded input, packed plane by plane into work (pack)
+    PackPlan pack
 
 
 def blocking():
-    """This build's register blocking: (vector bytes, max forward rows, dw rows, dw filter vectors, depthwise taps)."""
-    return (CC_VBYTES, CC_RF_MAX, CC_RC, CC_NV, CC_NT)
+    """This build's register blocking, by name (``cconv._layer_plan`` reads it).
+
+    ``vector_bytes``; the pixel kernel's most filter rows ``rf_max``; the
+    channel kernel's accumulators ``cv_acc`` and most filter vectors
+    ``cv_vectors``; dw's rows ``dw_rows`` and filter vectors ``dw_vectors``;
+    the depthwise dw's taps per call ``dot_taps``.
+    """
+    return {"vector_bytes": CC_VBYTES, "rf_max": CC_RF_MAX, "cv_acc": CC_CV_ACC, "cv_vectors": CC_CV_NV,
+            "dw_rows": CC_RC, "dw_vectors": CC_NV, "dot_taps": CC_NT}
 
 
 def tile(int rf, int itemsize):
@@ -59,117 +83,174 @@ def tile(int rf, int itemsize):
     return cc_tile(rf, itemsize)
 
 
-def pack_planes(const real[:, :, :, ::1] x, real[::1] out, const Py_ssize_t[:, ::1] phases,
-                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
-                Py_ssize_t hs, Py_ssize_t ws, int threads):
+cdef void _pack_plane(const real* x, real* o, Py_ssize_t py, Py_ssize_t px,
+                      const PackPlan* pk) noexcept nogil:
+    """Phase plane ``(py, px)`` of one channel ``x`` (in_rows x in_cols), zero-padded, into ``o``.
+
+    ``o[r, q]`` (rows x cols) is ``x[r*stride_h + py - top, q*stride_w + px - left]``,
+    or zero outside ``x``.
+    """
+    cdef Py_ssize_t ih = pk.in_rows, iw = pk.in_cols, hs = pk.rows, ws = pk.cols
+    cdef Py_ssize_t sh = pk.stride_h, sw = pk.stride_w, top = pk.top, left = pk.left
+    cdef Py_ssize_t r, q, y, q0, q1
+    cdef const real* row
+    # Columns q whose source column q*sw + px - left is inside x: [q0, q1).
+    q0 = 0
+    if left - px > 0:
+        q0 = (left - px + sw - 1) // sw
+    q1 = 0
+    if iw - 1 + left - px >= 0:
+        q1 = (iw - 1 + left - px) // sw + 1
+    if q1 > ws:
+        q1 = ws
+    if q0 > q1:
+        q0 = q1
+    for r in range(hs):
+        y = r * sh + py - top
+        if y < 0 or y >= ih:
+            memset(o + r * ws, 0, ws * sizeof(real))
+            continue
+        row = x + y * iw + px - left
+        for q in range(q0):
+            o[r * ws + q] = 0
+        if sw == 1:
+            memcpy(o + r * ws + q0, row + q0, (q1 - q0) * sizeof(real))
+        else:
+            for q in range(q0, q1):
+                o[r * ws + q] = row[q * sw]
+        for q in range(q1, ws):
+            o[r * ws + q] = 0
+
+
+def pack_planes(const real[::1] x, real[::1] out, const Py_ssize_t[:, ::1] phases, PackPlan pack):
     """Zero-padded phase planes of every image and channel, flattened into ``out``.
 
-    Plane ``(n, c, p)`` with phase ``phases[p] = (py, px)`` holds, at row
-    ``r < hs`` and column ``q < ws``, ``x[n, c, r*sh + py - top, q*sw + px - left]``,
-    or zero outside ``x``.  Planes follow one another from ``out[0]``; the
-    rest of ``out`` (slack read by the last tiles) is zeroed.  Every loop
-    here runs on ``threads`` threads (1 for small work: waking threads costs
-    more than it saves there).
+    ``x`` is (N, in_channels, in_rows, in_cols), flattened.  Plane ``(n, c,
+    p)`` with phase ``phases[p] = (py, px)`` holds, at row ``r < rows`` and
+    column ``q < cols``, ``x[n, c, r*stride_h + py - top, q*stride_w + px -
+    left]``, or zero outside ``x``.  Planes follow one another from
+    ``out[0]``; the rest of ``out`` (slack read by the last tiles) is zeroed.
+    The loop runs on ``pack.threads`` threads (1 for small work: waking
+    threads costs more than it saves there).
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], ih = x.shape[2], iw = x.shape[3]
-    cdef Py_ssize_t P = phases.shape[0], plane = hs * ws
-    cdef Py_ssize_t item, n, c, p, r, q, y, q0, q1, py, px, i
-    cdef real* o
-    cdef const real* src
-    for item in prange(N * C * P, nogil=True, schedule="dynamic", num_threads=threads):
-        n = item // (C * P)
-        c = (item // P) % C
-        p = item % P
-        py = phases[p, 0]
-        px = phases[p, 1]
-        o = &out[0] + item * plane
-        # Columns q whose source column q*sw + px - left is inside x: [q0, q1).
-        q0 = 0
-        if left - px > 0:
-            q0 = (left - px + sw - 1) // sw
-        q1 = 0
-        if iw - 1 + left - px >= 0:
-            q1 = (iw - 1 + left - px) // sw + 1
-        if q1 > ws:
-            q1 = ws
-        if q0 > q1:
-            q0 = q1
-        for r in range(hs):
-            y = r * sh + py - top
-            if y < 0 or y >= ih:
-                for q in range(ws):
-                    o[r * ws + q] = 0
-                continue
-            src = &x[n, c, y, 0] + px - left
-            for q in range(q0):
-                o[r * ws + q] = 0
-            if sw == 1:
-                for q in range(q0, q1):
-                    o[r * ws + q] = src[q]
+    cdef Py_ssize_t C = pack.in_channels, xplane = pack.in_rows * pack.in_cols
+    cdef Py_ssize_t N = x.shape[0] // (C * xplane) if C * xplane else 0
+    cdef Py_ssize_t P = phases.shape[0], plane = pack.rows * pack.cols
+    cdef Py_ssize_t item, p
+    if N * C * P:
+        for item in prange(N * C * P, nogil=True, schedule="dynamic", num_threads=pack.threads):
+            p = item % P
+            _pack_plane(&x[0] + (item // P) * xplane, &out[0] + item * plane, phases[p, 0], phases[p, 1], &pack)
+    if out.shape[0] > N * C * P * plane:
+        memset(&out[0] + N * C * P * plane, 0, (out.shape[0] - N * C * P * plane) * sizeof(real))
+
+
+cdef inline Py_ssize_t _tile_start(Py_ssize_t t, Py_ssize_t tile, Py_ssize_t per_row, Py_ssize_t ws,
+                                   Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t* width) noexcept nogil:
+    """Flattened position of tile ``t``'s first output (-1: no tile ``t``), its width into ``width``.
+
+    ``per_row`` 0: tiles of ``tile`` positions over the flattened rows (the
+    ``ws - ow`` columns past ``ow`` computed and dropped), the last moved back
+    to end at the last position.  ``per_row`` > 0: that many tiles along each
+    output row, the last moved back to end at the row's end, so no dropped
+    column is computed (unless the row is shorter than a tile).
+    """
+    cdef Py_ssize_t total, p0, i, col
+    width[0] = tile
+    if per_row == 0:
+        total = oh * ws
+        p0 = t * tile
+        if p0 >= total:
+            return -1
+        if p0 + tile > total:
+            if total >= tile:
+                p0 = total - tile
             else:
-                for q in range(q0, q1):
-                    o[r * ws + q] = src[q * sw]
-            for q in range(q1, ws):
-                o[r * ws + q] = 0
-    for i in range(N * C * P * plane, out.shape[0]):
-        out[i] = 0
-
-
-cdef inline void _fwd(int rf, int np, const real* w, const real* src, const Py_ssize_t* koff,
-                      Py_ssize_t K, real* tmp) noexcept nogil:
-    if real is float:
-        cc_fwd_f32(rf, np, w, src, koff, K, tmp)
-    else:
-        cc_fwd_f64(rf, np, w, src, koff, K, tmp)
+                width[0] = total
+        return p0
+    i = t // per_row
+    col = (t % per_row) * tile
+    if i >= oh or (col > 0 and col >= ow):
+        return -1
+    if col + tile > ow:
+        col = ow - tile if ow > tile else 0
+    return i * ws + col
 
 
 def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] koff,
-                const Py_ssize_t[:, ::1] phases, real[::1] out, const real[::1] bias,
-                real[:, ::1] tmp, DirectPlan plan):
+                const Py_ssize_t[:, ::1] parts, real[::1] out, const real[::1] bias,
+                real[:, ::1] tmp, DirectPlan plan, const Py_ssize_t[:, ::1] planes):
     """``out[n, g*fg + f, i, j] = sum_k wp[g, f, k] * src[n*src_n + g*src_g + i*ws + j + koff[k]]``.
 
     The direct convolution of the forward pass and of dx, on a flattened
     source whose rows are ``ws`` long: output pixel ``(i, j)`` is flattened
-    position ``i*ws + j``, computed in tiles of ``tile(rf)`` positions (the
-    ``ws - ow`` columns of each row past ``ow`` are computed and dropped),
-    the last tile only as many vectors wide as the positions left need and
-    ending at the last position, so that a source of at least one tile
-    needs no slack past the reads of its valid positions.
-    ``wp`` is packed (G, nfb, K, rf): blocks of ``rf`` filters, the last
-    padded with zero filters that are dropped.  Pixel ``(i, j)`` of filter
-    ``f`` of image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base +
-    i*ors + j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).
-    The sizes and strides are ``plan``'s (``cconv._layer_plan.DirectPlan``).
+    position ``i*ws + j``, computed in tiles of ``plan.tile`` positions (see
+    ``_tile_start``), by one of two kernels:
 
-    Several outputs may share one source: each row of ``phases`` is one,
+    - ``plan.channels`` 0, the pixel kernel (``cc_fwd``): blocks of
+      ``block`` filters (a power of two up to ``CC_RF_MAX``) x tiles of
+      pixel vectors, the filters broadcast;
+    - ``plan.channels`` 1, the channel kernel (``cc_cv``): blocks of one or
+      two vectors of filters x tiles of up to ``CC_CV_ACC // vectors``
+      positions, the input broadcast.
+
+    ``wp`` is packed (G, nfb, K, block): blocks of filters, the last padded
+    with zero filters that are dropped.  Pixel ``(i, j)`` of filter ``f`` of
+    image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base + i*ors +
+    j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).  The sizes and
+    strides are ``plan``'s (``cconv._layer_plan.DirectPlan``).  A tile may
+    read up to ``tile + max(koff)`` positions past its first, past the last
+    row too: the caller leaves that slack after the source.
+
+    Several outputs may share one source: each row of ``parts`` is one,
     ``(K, start in koff, start in wp, base, oh, ow)`` (dx: one per stride
     phase).  They are computed tile by tile together, so the source a tile
     reads is read once from memory for all of them.
 
+    ``plan.packed``: ``src`` is the unpadded input (``plan.pack``'s shape),
+    and each work item (then a whole image and group) first packs its
+    group's phase planes (``planes``, as ``pack_planes`` does) into its
+    thread's ``tmp`` row, after the tile: the planes are read from cache,
+    with no pass over memory of their own.
+
     Work items are (image, group, block of ``fchunk`` filter blocks, band of
-    ``band`` tiles); each output is written by one item, summed in the order
-    of ``koff``, so the result does not depend on the thread count.
-    ``tmp`` has a row for each of ``plan.threads`` threads (``rf * tile(rf)`` long).
+    ``band`` tiles); each output is written by one item (or by two, with the
+    same bits, where tiles overlap), summed in the order of ``koff``, so the
+    result does not depend on the thread count.  ``tmp`` has a row for each
+    of ``plan.threads`` threads, ``block * tile`` long (the channel kernel's
+    tile rounded up to whole vectors), plus the planes of one group when
+    ``plan.packed``.
     """
     cdef Py_ssize_t N = plan.images, G = plan.groups, rf = plan.block, nfb = plan.fblocks, fg = plan.filters
     cdef Py_ssize_t src_n = plan.src_image, src_g = plan.src_group, ws = plan.src_row
     cdef Py_ssize_t out_n = plan.out_image, out_f = plan.out_filter, ors = plan.out_row, ocs = plan.out_col
-    cdef Py_ssize_t fchunk = plan.fchunk, band = plan.band
-    cdef Py_ssize_t TP = cc_tile(<int>rf, sizeof(real))
+    cdef Py_ssize_t fchunk = plan.fchunk, band = plan.band, TP = plan.tile, per_row = plan.row_tiles
+    cdef bint channels = plan.channels, packed = plan.packed
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
-    cdef Py_ssize_t nq = phases.shape[0]
+    cdef Py_ssize_t nq = parts.shape[0]
     cdef Py_ssize_t ntiles = 0, q
     for q in range(nq):
-        ntiles = max(ntiles, (phases[q, 4] * ws + TP - 1) // TP)
+        if per_row:
+            ntiles = max(ntiles, parts[q, 4] * per_row)
+        else:
+            ntiles = max(ntiles, (parts[q, 4] * ws + TP - 1) // TP)
+    cdef Py_ssize_t tile_len = rf * ((TP + L - 1) // L * L if channels else TP)
+    cdef Py_ssize_t P = planes.shape[0], plane = plan.pack.rows * plan.pack.cols
+    cdef Py_ssize_t xplane = plan.pack.in_rows * plan.pack.in_cols, cp = plan.pack.channels
+    cdef Py_ssize_t c, pp
     cdef Py_ssize_t nfc = (nfb + fchunk - 1) // fchunk
     cdef Py_ssize_t nbands = (ntiles + band - 1) // band
     cdef Py_ssize_t items = N * G * nfc * nbands
     cdef bint has_bias = bias.shape[0] != 0
     cdef Py_ssize_t item, n, g, fc, bd, fb, fb1, t, t1, p0, i, jlo, jhi, j, r, f, rows, tw
-    cdef Py_ssize_t K, oh, ow, base, total
-    cdef int npv
+    cdef Py_ssize_t K, oh, ow, base, rs
     cdef real* tp
     cdef real* o
+    cdef const real* tr
+    cdef const real* w0
+    cdef const real* s0
+    cdef const real* sb
+    cdef real* pk
     cdef real bv
     if items == 0:
         return
@@ -179,6 +260,16 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
         fc = (item // nbands) % nfc
         bd = item % nbands
         tp = &tmp[threadid(), 0]
+        if packed:
+            pk = tp + tile_len
+            for c in range(cp):
+                for pp in range(P):
+                    _pack_plane(&src[0] + (n * plan.pack.in_channels + g * cp + c) * xplane,
+                                pk + (c * P + pp) * plane, planes[pp, 0], planes[pp, 1], &plan.pack)
+            memset(pk + cp * P * plane, 0, plan.pack.slack * sizeof(real))
+            sb = pk
+        else:
+            sb = &src[0] + n * src_n + g * src_g
         fb1 = (fc + 1) * fchunk
         if fb1 > nfb:
             fb1 = nfb
@@ -190,29 +281,31 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
             if rows > rf:
                 rows = rf
             for t in range(bd * band, t1):
-                p0 = t * TP
                 for q in range(nq):
-                    p0 = t * TP
-                    K = phases[q, 0]
-                    oh = phases[q, 4]
-                    ow = phases[q, 5]
-                    base = phases[q, 3]
-                    total = oh * ws
-                    if K == 0 or p0 >= total:
+                    K = parts[q, 0]
+                    oh = parts[q, 4]
+                    ow = parts[q, 5]
+                    base = parts[q, 3]
+                    p0 = _tile_start(t, TP, per_row, ws, oh, ow, &tw)
+                    if K == 0 or p0 < 0:
                         continue
-                    npv = <int>(TP // L)
-                    if total - p0 < TP:
-                        # The last tile: as few vectors as the positions left
-                        # need, moved back to end at the last position (when
-                        # there is room), so that it reads nothing past the
-                        # source's last row.  Positions computed twice get the
-                        # same sum in the same order: the same bits.
-                        npv = <int>((total - p0 + L - 1) // L)
-                        if total >= npv * L:
-                            p0 = total - npv * L
-                    tw = npv * L
-                    _fwd(<int>rf, npv, &wp[0] + phases[q, 2] + (g * nfb + fb) * K * rf,
-                         &src[0] + n * src_n + g * src_g + p0, &koff[0] + phases[q, 1], K, tp)
+                    w0 = &wp[0] + parts[q, 2] + (g * nfb + fb) * K * rf
+                    s0 = sb + p0
+                    # Element (filter r, position p0 + p) of the tile is at tp[r*rs + p].
+                    if channels:
+                        if real is float:
+                            cc_cv_f32(<int>(rf // L), <int>tw, w0, s0, &koff[0] + parts[q, 1], K, tp)
+                        else:
+                            cc_cv_f64(<int>(rf // L), <int>tw, w0, s0, &koff[0] + parts[q, 1], K, tp)
+                        rs = (tw + L - 1) // L * L
+                        ps = 1
+                    else:
+                        tw = (tw + L - 1) // L * L
+                        if real is float:
+                            cc_fwd_f32(<int>rf, <int>(tw // L), w0, s0, &koff[0] + parts[q, 1], K, tp)
+                        else:
+                            cc_fwd_f64(<int>rf, <int>(tw // L), w0, s0, &koff[0] + parts[q, 1], K, tp)
+                        rs = tw
                     # The tile's positions, row by row of the output.
                     i = p0 // ws
                     while i < oh and i * ws < p0 + tw:
@@ -228,18 +321,19 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         for r in range(rows):
                             f = g * fg + fb * rf + r
                             o = &out[0] + n * out_n + f * out_f + base + i * ors
+                            tr = tp + r * rs + i * ws - p0
                             bv = bias[f] if has_bias else 0
-                            if ocs == 1 and not has_bias:
-                                memcpy(o + jlo, tp + r * tw + i * ws + jlo - p0, (jhi - jlo) * sizeof(real))
-                            elif ocs == 1:
-                                for j in range(jlo, jhi):
-                                    o[j] = tp[r * tw + i * ws + j - p0] + bv
+                            if ocs == 1:
+                                if real is float:
+                                    cc_row_f32(o + jlo, tr + jlo, jhi - jlo, bv, has_bias)
+                                else:
+                                    cc_row_f64(o + jlo, tr + jlo, jhi - jlo, bv, has_bias)
                             elif has_bias:
                                 for j in range(jlo, jhi):
-                                    o[j * ocs] = tp[r * tw + i * ws + j - p0] + bv
+                                    o[j * ocs] = tr[j] + bv
                             else:
                                 for j in range(jlo, jhi):
-                                    o[j * ocs] = tp[r * tw + i * ws + j - p0]
+                                    o[j * ocs] = tr[j]
                         i = i + 1
 
 
@@ -325,19 +419,28 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
 
 
 def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,
-           real[::1] acc, DotPlan plan):
+           real[::1] acc, DotPlan plan, const Py_ssize_t[:, ::1] planes, real[:, ::1] work):
     """dw of layers with few filters per group (depthwise ones), into ``acc`` (zeros first).
 
     ``acc`` is (G, fg, cg, ntb, NT, lanes): lanes of the sums of block ``tb``
     of NT taps (offsets ``toff[tb*NT:(tb+1)*NT]`` of the flattened planes,
     rows ``ws`` long) of channel ``c`` against filter ``f`` of each group,
     over every image, in image order; the caller adds the lanes up.
+
+    ``plan.packed``: ``src`` is the unpadded input, and a work item packs
+    each image's planes of its channel (``planes``, as ``pack_planes``
+    does) into its thread's row of ``work`` before summing over them.
     """
     cdef Py_ssize_t G = plan.groups, fg = plan.filters, cg = plan.channels, ntb = plan.tblocks
     cdef Py_ssize_t src_n = plan.src_image, src_c = plan.src_channel, ws = plan.src_row
     cdef Py_ssize_t N = d.shape[0], oh = d.shape[2], ow = d.shape[3]
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
-    cdef Py_ssize_t item, g, fl, c, tb, n
+    cdef Py_ssize_t P = planes.shape[0], plane = plan.pack.rows * plan.pack.cols
+    cdef Py_ssize_t xplane = plan.pack.in_rows * plan.pack.in_cols
+    cdef bint packed = plan.packed
+    cdef Py_ssize_t item, g, fl, c, tb, n, pp
+    cdef const real* x
+    cdef real* pk
     if N == 0 or oh == 0 or ow == 0:
         return
     for item in prange(G * fg * cg * ntb, nogil=True, schedule="dynamic", num_threads=plan.threads):
@@ -346,9 +449,18 @@ def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1
         c = (item // ntb) % cg
         tb = item % ntb
         for n in range(N):
-            if real is float:
-                cc_dwdot_f32(&src[0] + n * src_n + (g * cg + c) * src_c, &toff[0] + tb * CC_NT, ws,
-                             &d[n, g * fg + fl, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
+            if packed:
+                pk = &work[threadid(), 0]
+                for pp in range(P):
+                    _pack_plane(&src[0] + (n * plan.pack.in_channels + g * cg + c) * xplane, pk + pp * plane,
+                                planes[pp, 0], planes[pp, 1], &plan.pack)
+                memset(pk + P * plane, 0, plan.pack.slack * sizeof(real))
+                x = pk
             else:
-                cc_dwdot_f64(&src[0] + n * src_n + (g * cg + c) * src_c, &toff[0] + tb * CC_NT, ws,
-                             &d[n, g * fg + fl, 0, 0], ow, oh, ow, &acc[0] + item * CC_NT * L)
+                x = &src[0] + n * src_n + (g * cg + c) * src_c
+            if real is float:
+                cc_dwdot_f32(x, &toff[0] + tb * CC_NT, ws, &d[n, g * fg + fl, 0, 0], ow, oh, ow,
+                             &acc[0] + item * CC_NT * L)
+            else:
+                cc_dwdot_f64(x, &toff[0] + tb * CC_NT, ws, &d[n, g * fg + fl, 0, 0], ow, oh, ow,
+                             &acc[0] + item * CC_NT * L)

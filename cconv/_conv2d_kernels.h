@@ -6,13 +6,21 @@
  * GCC/Clang vector extensions, so that the accumulators are named vector
  * registers rather than arrays the compiler may or may not keep in them.
  *
- * Two kernels, each a small matrix product whose operands are read in place
+ * The kernels, each a small matrix product whose operands are read in place
  * through offset tables (no im2col):
  *
  *  cc_fwd_*   a tile of RF output rows (filters) x NP vectors of output
  *             pixels.  ``out[r, p] = sum_k w[k, r] * src[koff[k] + p]``:
  *             w packed as [K][RF] (broadcast), src a flattened image read
- *             with unaligned vector loads.  Forward pass and dx.
+ *             with unaligned vector loads.  Forward pass and dx, for few
+ *             filters per group (the "pixel" kernel).
+ *  cc_cv_*    the same product vectorised over filters (the "channel"
+ *             kernel): a tile of NPX output positions x NV vectors of
+ *             filters, ``out[p, f] = sum_k src[koff[k] + p] * w[k, f]``, w
+ *             packed as [K][NV*lanes].  Each step loads NV weight vectors
+ *             and broadcasts NPX input values, on AVX-512 inside the FMA's
+ *             memory operand (vfmadd231ps zmm, zmm, [mem]{1to16}): about
+ *             one micro-op per FMA, and no lane idles along short rows.
  *  cc_dwf_*   RC rows of dw^T x NV vectors of filters, summed over pixels:
  *             ``acc[r, f] += sum_(i, j) x[roff[r] + i*xrs + j] * d[i, j, f]``
  *             with d the output gradient, filters last.  Only real output
@@ -53,6 +61,16 @@
 #  define CC_NV 2
 #endif
 #define CC_NT 9 /* taps per depthwise dw call: a 3x3 filter in one */
+
+/* The channel kernel's accumulators (npx * nv of them): 28 of AVX-512's 32
+ * registers (14 positions x 2 vectors, or 28 x 1), 12 of the 16 elsewhere
+ * (6 x 2, or 12 x 1), leaving room for the weights and a broadcast. */
+#if CC_VBYTES == 64
+#  define CC_CV_ACC 28
+#else
+#  define CC_CV_ACC 12
+#endif
+#define CC_CV_NV 2 /* at most this many vectors of filters */
 #define CC_PF 16 /* k-steps ahead that the forward tile prefetches its input */
 
 typedef float cc_vf __attribute__((vector_size(CC_VBYTES)));
@@ -186,8 +204,189 @@ static void cc_dwdot_##SUF(const T* restrict x, const ptrdiff_t* restrict toff, 
     }                                                                                 \
 }
 
+
+/* An L x L block of one vector per row, transposed in place, for the lane
+ * counts of this build: log2(L) rounds pairing row i with row i + L/2
+ * through a zip of their low halves and one of their high halves (each a
+ * two-register permute).  Without __builtin_shufflevector (GCC before 12),
+ * through memory. */
+#define CC_ZIP_LO_2 0, 2
+#define CC_ZIP_HI_2 1, 3
+#define CC_ZIP_LO_4 0, 4, 1, 5
+#define CC_ZIP_HI_4 2, 6, 3, 7
+#define CC_ZIP_LO_8 0, 8, 1, 9, 2, 10, 3, 11
+#define CC_ZIP_HI_8 4, 12, 5, 13, 6, 14, 7, 15
+#define CC_ZIP_LO_16 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define CC_ZIP_HI_16 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#if CC_VBYTES == 64
+#  define CC_ZIP_LO_f32 CC_ZIP_LO_16
+#  define CC_ZIP_HI_f32 CC_ZIP_HI_16
+#  define CC_ZIP_LO_f64 CC_ZIP_LO_8
+#  define CC_ZIP_HI_f64 CC_ZIP_HI_8
+#elif CC_VBYTES == 32
+#  define CC_ZIP_LO_f32 CC_ZIP_LO_8
+#  define CC_ZIP_HI_f32 CC_ZIP_HI_8
+#  define CC_ZIP_LO_f64 CC_ZIP_LO_4
+#  define CC_ZIP_HI_f64 CC_ZIP_HI_4
+#else
+#  define CC_ZIP_LO_f32 CC_ZIP_LO_4
+#  define CC_ZIP_HI_f32 CC_ZIP_HI_4
+#  define CC_ZIP_LO_f64 CC_ZIP_LO_2
+#  define CC_ZIP_HI_f64 CC_ZIP_HI_2
+#endif
+#if defined(__has_builtin)
+#  if __has_builtin(__builtin_shufflevector)
+#    define CC_HAVE_SHUFFLE 1
+#  endif
+#endif
+
+#ifdef CC_HAVE_SHUFFLE
+#define CC_DEFINE_TRANSPOSE(T, V, SUF)                                                \
+CC_INLINE void cc_transpose_##SUF(V* r) {                                             \
+    const int L = (int)CC_LANES_##SUF;                                                \
+    _Pragma("GCC unroll 4") for (int round = 1; round < L; round *= 2) {             \
+        V n[CC_LANES_##SUF];                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < L / 2; i++) {                    \
+            n[2 * i] = __builtin_shufflevector(r[i], r[i + L / 2], CC_ZIP_LO_##SUF);  \
+            n[2 * i + 1] = __builtin_shufflevector(r[i], r[i + L / 2], CC_ZIP_HI_##SUF); \
+        }                                                                             \
+        _Pragma("GCC unroll 16") for (int i = 0; i < L; i++) r[i] = n[i];            \
+    }                                                                                 \
+}
+#else
+#define CC_DEFINE_TRANSPOSE(T, V, SUF)                                                \
+CC_INLINE void cc_transpose_##SUF(V* r) {                                             \
+    const int L = (int)CC_LANES_##SUF;                                                \
+    T m[CC_LANES_##SUF][CC_LANES_##SUF];                                              \
+    for (int i = 0; i < L; i++) cc_store_##SUF(m[i], r[i]);                           \
+    for (int i = 0; i < L; i++)                                                       \
+        for (int j = 0; j < L; j++) r[i][j] = m[j][i];                                \
+}
+#endif
+
+/* The channel kernel: npx positions x nv vectors of filters into tmp, as
+ * [nv * lanes][S], S = npx rounded up to whole vectors (the positions of a
+ * filter in a row, as the pixel kernel leaves them).  npx * nv <= CC_CV_ACC, nv <= CC_CV_NV; both constants
+ * in each instantiation, so the loops unroll into named registers. */
+#define CC_DEFINE_CV(T, V, SUF)                                                       \
+CC_INLINE void cc_cv_body_##SUF(const int NPX, const int NV, const T* restrict w,    \
+                                 const T* restrict src, const ptrdiff_t* restrict koff, \
+                                 ptrdiff_t K, T* restrict tmp) {                      \
+    const ptrdiff_t L = CC_LANES_##SUF;                                               \
+    V acc[CC_CV_ACC][CC_CV_NV];                                                       \
+    _Pragma("GCC unroll 28") for (int p = 0; p < NPX; p++)                           \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[p][v] = cc_bcast_##SUF(0); \
+    for (ptrdiff_t k = 0; k < K; k++) {                                               \
+        const T* s = src + koff[k];                                                   \
+        if (k + CC_PF < K) __builtin_prefetch(src + koff[k + CC_PF]);                 \
+        V wv[CC_CV_NV];                                                               \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) wv[v] = cc_load_##SUF(w + v * L); \
+        _Pragma("GCC unroll 28") for (int p = 0; p < NPX; p++) {                     \
+            V xb = cc_bcast_##SUF(s[p]);                                              \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[p][v] += xb * wv[v]; \
+        }                                                                             \
+        w += NV * L;                                                                  \
+    }                                                                                 \
+    /* Out as rows of filters: L x L blocks (positions x filters) transposed. */ \
+    const int S = (NPX + (int)L - 1) / (int)L * (int)L;                               \
+    _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                             \
+        _Pragma("GCC unroll 4") for (int c = 0; c < S / (int)L; c++) {               \
+            V blk[CC_LANES_##SUF];                                                    \
+            _Pragma("GCC unroll 16") for (int i = 0; i < (int)L; i++)                \
+                blk[i] = c * (int)L + i < NPX ? acc[c * L + i][v] : cc_bcast_##SUF(0); \
+            cc_transpose_##SUF(blk);                                                  \
+            _Pragma("GCC unroll 16") for (int i = 0; i < (int)L; i++)                \
+                cc_store_##SUF(tmp + (v * L + i) * S + c * L, blk[i]);                \
+        }                                                                             \
+}
+
+#define CC_CV_ONE(T, SUF, NV, NPX)                                                    \
+static void cc_cv_##SUF##_##NV##_##NPX(const T* w, const T* s, const ptrdiff_t* o,     \
+                                       ptrdiff_t K, T* t)                             \
+{ cc_cv_body_##SUF(NPX, NV, w, s, o, K, t); }
+#define CC_CV_CASE(T, SUF, NV, NPX) case NPX: cc_cv_##SUF##_##NV##_##NPX(w, src, koff, K, tmp); break;
+
+/* Lists of tile widths: 1..12 everywhere, 13..28 with AVX-512's registers. */
+#define CC_NPX_6(M, T, SUF, NV) M(T, SUF, NV, 1) M(T, SUF, NV, 2) M(T, SUF, NV, 3) M(T, SUF, NV, 4) \
+    M(T, SUF, NV, 5) M(T, SUF, NV, 6)
+#define CC_NPX_12(M, T, SUF, NV) CC_NPX_6(M, T, SUF, NV) M(T, SUF, NV, 7) M(T, SUF, NV, 8)         \
+    M(T, SUF, NV, 9) M(T, SUF, NV, 10) M(T, SUF, NV, 11) M(T, SUF, NV, 12)
+#define CC_NPX_14(M, T, SUF, NV) CC_NPX_12(M, T, SUF, NV) M(T, SUF, NV, 13) M(T, SUF, NV, 14)
+#define CC_NPX_28(M, T, SUF, NV) CC_NPX_14(M, T, SUF, NV) M(T, SUF, NV, 15) M(T, SUF, NV, 16)       \
+    M(T, SUF, NV, 17) M(T, SUF, NV, 18) M(T, SUF, NV, 19) M(T, SUF, NV, 20) M(T, SUF, NV, 21)    \
+    M(T, SUF, NV, 22) M(T, SUF, NV, 23) M(T, SUF, NV, 24) M(T, SUF, NV, 25) M(T, SUF, NV, 26)    \
+    M(T, SUF, NV, 27) M(T, SUF, NV, 28)
+#if CC_CV_ACC == 28
+#  define CC_NPX_NV1 CC_NPX_28
+#  define CC_NPX_NV2 CC_NPX_14
+#else
+#  define CC_NPX_NV1 CC_NPX_12
+#  define CC_NPX_NV2 CC_NPX_6
+#endif
+
+/* One channel tile: npx positions (1 .. CC_CV_ACC / nv) x nv vectors (1 or 2). */
+#define CC_DEFINE_CV_DISPATCH(T, SUF)                                                 \
+CC_NPX_NV1(CC_CV_ONE, T, SUF, 1)                                                      \
+CC_NPX_NV2(CC_CV_ONE, T, SUF, 2)                                                      \
+static inline void cc_cv_##SUF(int nv, int npx, const T* w, const T* src,            \
+                               const ptrdiff_t* koff, ptrdiff_t K, T* tmp) {          \
+    if (nv == 1) {                                                                    \
+        switch (npx) { CC_NPX_NV1(CC_CV_CASE, T, SUF, 1) default: break; }            \
+    } else {                                                                          \
+        switch (npx) { CC_NPX_NV2(CC_CV_CASE, T, SUF, 2) default: break; }            \
+    }                                                                                 \
+}
+
 CC_DEFINE(float, cc_vf, f32)
 CC_DEFINE(double, cc_vd, f64)
+CC_DEFINE_TRANSPOSE(float, cc_vf, f32)
+CC_DEFINE_TRANSPOSE(double, cc_vd, f64)
+CC_DEFINE_CV(float, cc_vf, f32)
+CC_DEFINE_CV(double, cc_vd, f64)
+CC_DEFINE_CV_DISPATCH(float, f32)
+CC_DEFINE_CV_DISPATCH(double, f64)
+
+/* d[j] = s[j] (+ b) for j < n: a tile's row of one filter into the output.
+ * Whole vectors, the last one moved back to end at n; below a vector,
+ * two overlapping copies of the largest power of two not above n (memcpy of
+ * a constant size: one load and one store).  Overlaps write the same value
+ * twice. */
+#define CC_DEFINE_ROW(T, V, SUF)                                                      \
+CC_INLINE void cc_chunk_##SUF(T* restrict d, const T* restrict s, const int bytes,   \
+                              T b, int add) {                                         \
+    T v[CC_VBYTES / sizeof(T)];                                                       \
+    memcpy(v, s, bytes);                                                              \
+    if (add)                                                                          \
+        for (int i = 0; i < bytes / (int)sizeof(T); i++) v[i] += b;                   \
+    memcpy(d, v, bytes);                                                              \
+}                                                                                     \
+static inline void cc_row_##SUF(T* restrict d, const T* restrict s, ptrdiff_t n,     \
+                                T b, int add) {                                       \
+    const ptrdiff_t L = CC_LANES_##SUF;                                               \
+    if (n >= L) {                                                                     \
+        ptrdiff_t j = 0;                                                              \
+        for (; j + L <= n; j += L) cc_chunk_##SUF(d + j, s + j, CC_VBYTES, b, add);   \
+        if (j < n) cc_chunk_##SUF(d + n - L, s + n - L, CC_VBYTES, b, add);           \
+        return;                                                                       \
+    }                                                                                 \
+    for (int bytes = CC_VBYTES / 2; bytes >= (int)sizeof(T); bytes /= 2) {            \
+        const ptrdiff_t m = bytes / (ptrdiff_t)sizeof(T);                             \
+        if (n >= m) {                                                                 \
+            cc_chunk_##SUF(d, s, bytes, b, add);                                      \
+            cc_chunk_##SUF(d + n - m, s + n - m, bytes, b, add);                      \
+            return;                                                                   \
+        }                                                                             \
+    }                                                                                 \
+}
+
+CC_DEFINE_ROW(float, cc_vf, f32)
+CC_DEFINE_ROW(double, cc_vd, f64)
+
+/* The channel tile's positions in tmp, per filter: npx in whole vectors. */
+static inline ptrdiff_t cc_cv_stride(ptrdiff_t npx, int itemsize) {
+    const ptrdiff_t L = CC_VBYTES / itemsize;
+    return (npx + L - 1) / L * L;
+}
 
 /* The forward tile's pixels for rf rows. */
 static inline ptrdiff_t cc_tile(int rf, int itemsize) {

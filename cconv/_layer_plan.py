@@ -86,6 +86,23 @@ class Layer(NamedTuple):
 # threads.  Sizes and strides are in elements.
 
 
+class PackPlan(TypedDict):
+    """Zero-padded phase planes of an input (``pack_planes``, or each work item its own)."""
+
+    in_channels: int  # the input, (N, in_channels, in_rows, in_cols)
+    in_rows: int
+    in_cols: int
+    channels: int  # channels per group: the planes a work item packs
+    stride_h: int
+    stride_w: int
+    top: int  # padding before the first row and column
+    left: int
+    rows: int  # the planes' rows (hs) and columns (ws)
+    cols: int
+    slack: int  # zeros after a work item's planes
+    threads: int
+
+
 class DirectPlan(TypedDict):
     """One ``direct_pass``: blocks of filters x tiles of output positions, per image and group."""
 
@@ -103,7 +120,12 @@ class DirectPlan(TypedDict):
     out_col: int  # ... between output columns
     fchunk: int  # filter blocks per work item
     band: int  # tiles per work item
+    tile: int  # output positions per tile
+    row_tiles: int  # tiles along each output row; 0: tiles over the flattened rows
+    channels: int  # 1: the channel kernel (filters in the vector), 0: the pixel kernel
     threads: int
+    packed: int  # 1: the source is the unpadded input; each work item packs its group's planes (pack)
+    pack: PackPlan
 
 
 class DwPlan(TypedDict):
@@ -135,6 +157,8 @@ class DotPlan(TypedDict):
     src_channel: int
     src_row: int
     threads: int
+    packed: int  # 1: the source is the unpadded input, packed plane by plane (pack)
+    pack: PackPlan
 
 # Cache budgets of one work item (bytes): the packed filters it reuses over a
 # band of tiles, and the band of input planes it reuses over filter blocks.
@@ -149,6 +173,10 @@ DW_PARTIALS_BYTES = 32 * 2**20
 # dw by lanes of pixels (one filter at a time) when a group's filters fill at
 # most 1/DOT_FILTERS of the filter lanes of the blocked dw kernel.
 DOT_FILTERS = 4
+# A work item packs its own group's planes (no pass over memory for them)
+# when they take at most this many bytes, and there are enough items (whole
+# images and groups) for the threads: depthwise layers, small images.
+PACK_ITEM_BYTES = 192 * 2**10
 # At least this many work items per thread, for balance.
 ITEMS_PER_THREAD = 4
 # Below these, a pass runs on one thread: waking the others (a few
@@ -167,12 +195,82 @@ def _kernels() -> Any:
 
 
 def _rf(count: int, rf_max: int) -> int:
-    """Rows of a forward tile for ``count`` filters per group: the power of two
+    """Rows of a pixel tile for ``count`` filters per group: the power of two
     up to rf_max that covers them (3 filters: one block of 4, padded, not two of 2)."""
     rf = 1
     while rf < min(count, rf_max):
         rf *= 2
     return rf
+
+
+# The kernel choice: cycles estimated from the tile's shape, per reduction
+# step (k), on a core that issues FMA_PER_CYCLE vector FMAs and
+# LOADS_PER_CYCLE loads a cycle, an FMA's result ready FMA_LATENCY cycles
+# later (a step takes at least that: each accumulator waits for its last).
+# LOADS_PER_CYCLE is below the two load ports of current x86 cores: fitted
+# to the channel kernel's 28 x 1 tile, which is load-bound at 80% of the FMA
+# peak where 14 x 2 reaches 98% (a single-core run of the kernels alone).
+FMA_PER_CYCLE = 2.0
+FMA_LATENCY = 4.0
+LOADS_PER_CYCLE = 1.6
+# Cycles per output element to write a tile out: memcpy rows (the pixel
+# kernel) or a transposing copy (the channel kernel); and per kernel call.
+WRITE_PIXELS = 0.25
+WRITE_CHANNELS = 1.0
+CALL_CYCLES = 30.0
+
+#: Tests set this to force the kernel of every direct pass: ("pixel", 0, False),
+#: or ("channel", vectors, rows) (1 or 2 vectors of filters; tiles within rows or over them).
+FORCE_KERNEL: tuple[str, int, bool] | None = None
+#: Tests set this to force every pass that can to pack its planes per work item (True), or never (False).
+FORCE_PACK: bool | None = None
+
+
+class Kernel(NamedTuple):
+    """How a direct pass runs: the kernel and its tiles (see ``direct_pass``)."""
+
+    channels: bool  # the channel kernel (filters in the vector), else the pixel kernel
+    block: int  # filters per block
+    tile: int  # output positions per tile
+    row_tiles: int  # tiles along each output row; 0: tiles over the flattened rows
+    cycles: float  # the estimate it was chosen by
+
+
+def _choose_kernel(count: int, outputs: list[tuple[int, int, int]], ws: int, itemsize: int,
+                   flat_only: bool) -> Kernel:
+    """The fastest kernel by estimate for ``count`` filters per group and outputs
+    (steps k per output, oh, ow) read from rows ``ws`` long (``flat_only``: no row
+    tiles, so that the source can be read in place; unless forced, see FORCE_KERNEL)."""
+    blk = _kernels().blocking()
+    lanes = blk["vector_bytes"] // itemsize
+    candidates = []
+    # The pixel kernel: rf filters (broadcast) x np vectors of positions (loaded, unaligned).
+    rf = _rf(count, blk["rf_max"])
+    npv = _kernels().tile(rf, itemsize) // lanes
+    tile = npv * lanes
+    step = max(rf * npv / FMA_PER_CYCLE, FMA_LATENCY, (2 * npv + rf) / LOADS_PER_CYCLE)
+    cycles = sum(-(-(oh * ws) // tile) * (k * step + CALL_CYCLES + WRITE_PIXELS * rf * tile) for k, oh, _ in outputs)
+    candidates.append(Kernel(False, rf, tile, 0, -(-count // rf) * cycles))
+    # The channel kernel: nv vectors of filters (loaded) x npx positions (broadcast).
+    for nv in range(1, blk["cv_vectors"] + 1):
+        block = nv * lanes
+        widest = blk["cv_acc"] // nv
+        ow_max = max(ow for _, _, ow in outputs)
+        per_row = -(-ow_max // widest)
+        shapes = [(widest, 0), (-(-ow_max // per_row), per_row)]
+        for npx, rows in shapes:
+            step = max(npx * nv / FMA_PER_CYCLE, FMA_LATENCY, (npx + nv) / LOADS_PER_CYCLE)
+            cycles = sum((oh * rows if rows else -(-(oh * ws) // npx)) * (k * step + CALL_CYCLES + WRITE_CHANNELS
+                                                                          * block * npx) for k, oh, _ in outputs)
+            candidates.append(Kernel(True, block, npx, rows, -(-count // block) * cycles))
+    if FORCE_KERNEL is not None:
+        kind, vectors, rows_ = FORCE_KERNEL
+        forced = [c for c in candidates if c.channels == (kind == "channel")
+                  and (kind == "pixel" or (c.block == vectors * lanes and (c.row_tiles > 0) == rows_))]
+        if not forced:
+            raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r} names no kernel of this build")
+        return forced[0]
+    return min((c for c in candidates if not (flat_only and c.row_tiles)), key=lambda c: c.cycles)
 
 
 class _Planes:
@@ -194,27 +292,46 @@ class _Planes:
         self.tapoff = np.array(
             [index[(py, px)] * self.plane + ry * self.ws + rx for py, ry in ty for px, rx in tx], dtype=np.intp
         )
-        self.stride, self.pad = (sh, sw), (layer.pad[0][0], layer.pad[1][0])
-
-        s_ = layer.shape
+        self.layer = layer
         # Stride 1, no padding, one filter column (1x1 above all): the planes
         # are x itself, read in place.
-        self.in_place = (self.phases == [(0, 0)] and layer.pad == ((0, 0), (0, 0)) and s_.kw == 1
-                         and (self.hs, self.ws) == (s_.ih, s_.iw))
+        self.in_place = (self.phases == [(0, 0)] and layer.pad == ((0, 0), (0, 0)) and s.kw == 1
+                         and (self.hs, self.ws) == (s.ih, s.iw))
 
     def size(self, images: int, channels: int) -> int:
         return images * channels * self.chan
 
-    def pack(self, x: np.ndarray, threads: int, slack: int = 0, tile: int = 0) -> np.ndarray:
-        """The planes of ``x`` (x itself, flattened, where that needs no slack)."""
-        if self.in_place and (slack <= 0 or self.hs * self.ws >= tile):
+    def phase_table(self) -> np.ndarray:
+        return np.array(self.phases, dtype=np.intp).reshape(-1, 2)
+
+    def pack_plan(self, channels: int, slack: int, threads: int) -> PackPlan:
+        s = self.layer.shape
+        return PackPlan(in_channels=s.c, in_rows=s.ih, in_cols=s.iw, channels=channels,
+                        stride_h=self.layer.stride[0], stride_w=self.layer.stride[1], top=self.layer.pad[0][0],
+                        left=self.layer.pad[1][0], rows=self.hs, cols=self.ws, slack=slack, threads=threads)
+
+    def pack(self, x: np.ndarray, threads: int, slack: int = 0, in_place: bool = True) -> np.ndarray:
+        """The planes of ``x``: x itself, flattened, where they are (``in_place`` and
+        ``self.in_place``) and no tile reads past them (``slack`` 0)."""
+        if in_place and self.in_place and slack <= 0:
             return x.reshape(-1)
         n, c = x.shape[:2]
         out = np.empty(self.size(n, c) + max(slack, 0), x.dtype)
-        (sh, sw), (top, left) = self.stride, self.pad
-        _kernels().pack_planes(x, out, np.array(self.phases, dtype=np.intp).reshape(-1, 2),
-                               sh, sw, top, left, self.hs, self.ws, _threads_for(threads, nbytes=out.nbytes))
+        plan = self.pack_plan(c, 0, _threads_for(threads, nbytes=out.nbytes))
+        _kernels().pack_planes(x.reshape(-1), out, self.phase_table(), plan)
         return out
+
+
+def _packs_per_item(items: int, group_bytes: int, threads: int) -> bool:
+    """Whether each work item (an image and group) packs its own planes."""
+    if FORCE_PACK is not None:
+        return FORCE_PACK
+    return group_bytes <= PACK_ITEM_BYTES and (threads == 1 or items >= ITEMS_PER_THREAD * threads)
+
+
+def _no_pack(threads: int) -> PackPlan:
+    return PackPlan(in_channels=0, in_rows=0, in_cols=0, channels=0, stride_h=1, stride_w=1, top=0, left=0,
+                    rows=0, cols=0, slack=0, threads=threads)
 
 
 def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, threads: int) -> tuple[int, int]:
@@ -233,69 +350,91 @@ def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, t
 
 
 def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, int, int]], out: np.ndarray,
-                bias: np.ndarray, sizes: dict[str, int], rf: int, ws: int, threads: int, dtype: np.dtype,
-                x_tile_bytes: int) -> None:
+                bias: np.ndarray, sizes: dict[str, int], kernel: Kernel, ws: int, threads: int, dtype: np.dtype,
+                x_tile_bytes: int, pack: tuple[PackPlan, np.ndarray, int] | None = None) -> None:
     """One direct_pass call, blocked.
 
     ``parts`` lists the outputs sharing ``src``: (packed filters, koff, base,
     oh, ow) each; ``sizes`` has the plan's images, groups, fblocks, filters,
     src_image, src_group, out_image, out_filter, out_row and out_col.
+    ``pack``: (plan, phases, elements of a group's planes and slack) when each
+    work item packs its own planes from ``src``, the unpadded input.
     """
-    mod = _kernels()
     n, g, nfb = sizes["images"], sizes["groups"], sizes["fblocks"]
-    tp = mod.tile(rf, dtype.itemsize)
-    ntiles = max(-(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
+    tp, per_row = kernel.tile, kernel.row_tiles
+    ntiles = max(oh * per_row if per_row else -(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
     k_all = sum(koff.size for _, koff, _, _, _ in parts)
-    fchunk, band = _blocks(n * g, nfb, ntiles, rf * k_all * dtype.itemsize, x_tile_bytes * tp, threads)
-    phases = np.zeros((len(parts), 6), dtype=np.intp)
+    if pack is None:
+        fchunk, band = _blocks(n * g, nfb, ntiles, kernel.block * k_all * dtype.itemsize, x_tile_bytes * tp, threads)
+    else:
+        fchunk, band = nfb, ntiles  # an item is an image and a group: it packs them once
+    table = np.zeros((len(parts), 6), dtype=np.intp)
     k0 = w0 = 0
     for q, (wp, koff, base, oh, ow) in enumerate(parts):
-        phases[q] = (koff.size, k0, w0, base, oh, ow)
+        table[q] = (koff.size, k0, w0, base, oh, ow)
         k0 += koff.size
         w0 += wp.size
-    wp_all = np.concatenate([wp for wp, *_ in parts])
-    koff_all = np.concatenate([koff for _, koff, *_ in parts])
-    flops = 2 * n * g * nfb * rf * k_all * ntiles * tp
+    wp_all = np.concatenate([wp for wp, *_ in parts]) if len(parts) > 1 else parts[0][0]
+    koff_all = np.concatenate([koff for _, koff, *_ in parts]) if len(parts) > 1 else parts[0][1]
+    flops = 2 * n * g * nfb * kernel.block * k_all * ntiles * tp
     threads = _threads_for(threads, flops)
-    tmp = np.empty((threads, rf * tp), dtype)
-    plan = DirectPlan(images=n, groups=g, block=rf, fblocks=nfb, filters=sizes["filters"],
+    lanes = _kernels().blocking()["vector_bytes"] // dtype.itemsize
+    row = kernel.block * (-(-tp // lanes) * lanes if kernel.channels else tp)
+    pack_plan, phases, group_len = pack if pack is not None else (_no_pack(threads), np.zeros((0, 2), np.intp), 0)
+    tmp = np.empty((threads, row + group_len), dtype)
+    plan = DirectPlan(images=n, groups=g, block=kernel.block, fblocks=nfb, filters=sizes["filters"],
                       src_image=sizes["src_image"], src_group=sizes["src_group"], src_row=ws,
                       out_image=sizes["out_image"], out_filter=sizes["out_filter"], out_row=sizes["out_row"],
-                      out_col=sizes["out_col"], fchunk=fchunk, band=band, threads=threads)
-    mod.direct_pass(src, wp_all, koff_all, phases, out, bias, tmp, plan)
+                      out_col=sizes["out_col"], fchunk=fchunk, band=band, tile=tp, row_tiles=per_row,
+                      channels=int(kernel.channels), threads=threads, packed=int(pack is not None),
+                      pack=pack_plan)
+    _kernels().direct_pass(src, wp_all, koff_all, table, out, bias, tmp, plan, phases)
 
 
-def _slack(images_channels: int, chan: int, oh: int, ws: int, tp: int, maxoff: int) -> int:
-    """Elements past the planes that the last tiles read."""
-    ntiles = -(-(oh * ws) // tp)
-    return (images_channels - 1) * chan + ntiles * tp + maxoff + 1 - images_channels * chan
+def _slack(chan: int, oh: int, ws: int, tile: int, maxoff: int) -> int:
+    """Elements past the last channel's planes (``chan`` long) that the last tiles may
+    read (see ``direct_pass``), the tap offsets within a channel's planes up to ``maxoff``."""
+    return max(0, oh * ws + tile + maxoff - chan)
+
+
+def _pack_filters(w: np.ndarray, groups: int, count: int, k: int, block: int) -> np.ndarray:
+    """(G, count, k) filters as (G, blocks, k, block), flattened: zero filters pad the last block."""
+    nb = -(-count // block)
+    wp = np.zeros((groups, nb * block, k), w.dtype)
+    wp[:, :count] = w.reshape(groups, count, k)
+    return np.ascontiguousarray(wp.reshape(groups, nb, block, k).transpose(0, 1, 3, 2)).ravel()
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, threads: int) -> np.ndarray:
     """The forward output (N, F, oh, ow) of C-contiguous ``x`` and ``w`` of one dtype."""
-    mod = _kernels()
     dtype = x.dtype
     s = layer.shape
     g = layer.groups
     fg = s.f // g
     oh, ow = layer.out_size
     planes = _Planes(layer)
-    taps = s.kh * s.kw
-    k = s.cg * taps
-    rf = _rf(fg, mod.blocking()[1])
-    nfb = -(-fg // rf)
-    wp = np.zeros((g, nfb * rf, k), dtype)
-    wp[:, :fg] = w.reshape(g, fg, k)
-    wp = np.ascontiguousarray(wp.reshape(g, nfb, rf, k).transpose(0, 1, 3, 2)).ravel()
+    k = s.cg * s.kh * s.kw
+    kernel = _choose_kernel(fg, [(k, oh, ow)], planes.ws, dtype.itemsize, planes.in_place)
+    # x read in place: tiles over its flattened rows, each inside one plane.
+    in_place = planes.in_place and kernel.row_tiles == 0 and planes.plane >= kernel.tile
+    wp = _pack_filters(w, g, fg, k, kernel.block)
     koff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
-    tp = mod.tile(rf, dtype.itemsize)
-    src = planes.pack(x, threads, _slack(s.n * s.c, planes.chan, oh, planes.ws, tp, int(planes.tapoff.max())), tp)
+    maxoff = int(planes.tapoff.max())
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
-    x_tile = s.cg * len(planes.phases) * dtype.itemsize
-    sizes = dict(images=s.n, groups=g, fblocks=nfb, filters=fg, src_image=s.c * planes.chan,
+    sizes = dict(images=s.n, groups=g, fblocks=-(-fg // kernel.block), filters=fg, src_image=s.c * planes.chan,
                  src_group=s.cg * planes.chan, out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
-    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias, sizes, rf, planes.ws, threads, dtype, x_tile)
+    group_len = planes.size(1, s.cg)
+    pack = None
+    if not in_place and _packs_per_item(s.n * g, group_len * dtype.itemsize, threads):
+        slack = _slack(planes.chan, oh, planes.ws, kernel.tile, maxoff)
+        pack = (planes.pack_plan(s.cg, slack, threads), planes.phase_table(), group_len + slack)
+        src = x.reshape(-1)
+    else:
+        src = planes.pack(x, threads, 0 if in_place else _slack(planes.chan, oh, planes.ws, kernel.tile, maxoff),
+                          in_place)
+    x_tile = s.cg * len(planes.phases) * dtype.itemsize
+    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias, sizes, kernel, planes.ws, threads, dtype, x_tile, pack)
     return out.reshape(layer.out_shape)
 
 
@@ -312,7 +451,6 @@ def _axis_phases(size: int, out: int, stride: int, pad: int, dil: int,
 
 def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarray:
     """dx of C-contiguous ``dout`` and ``w`` of one dtype: every term of dout, and zeros around it."""
-    mod = _kernels()
     dtype = dout.dtype
     s = layer.shape
     g = layer.groups
@@ -321,48 +459,53 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     (sh, sw), (dh, dw), ((pt, _), (pl, _)) = layer.stride, layer.dilation, layer.pad
     rows = _axis_phases(s.ih, oh, sh, pt, dh, s.kh)
     cols = _axis_phases(s.iw, ow, sw, pl, dw, s.kw)
-    dx = np.zeros((s.n, s.c, s.ih, s.iw), dtype)
     offs_y = [o for _, _, taps in rows for _, o in taps]
     offs_x = [o for _, _, taps in cols for _, o in taps]
+    # Where every phase has taps, the kernel writes every element of dx.
+    covered = all(taps for _, _, taps in rows) and all(taps for _, _, taps in cols)
+    dx = (np.empty if covered else np.zeros)((s.n, s.c, s.ih, s.iw), dtype)
     if not offs_y or not offs_x:
         return dx  # no tap reaches any input pixel
     top, left = max(0, -min(offs_y)), max(0, -min(offs_x))
     hd = max(n - 1 + max(o for _, o in taps) for _, n, taps in rows if taps) + top + 1
     wd = max(n - 1 + max(o for _, o in taps) for _, n, taps in cols if taps) + left + 1
-    rc = _rf(s.cg, mod.blocking()[1])
-    ncb = -(-s.cg // rc)
-    tp = mod.tile(rc, dtype.itemsize)
-    plan = []
-    slack = 0
-    for qy, ny, ty in rows:
-        for qx, nx, tx in cols:
-            if not ty or not tx or ny == 0 or nx == 0:
-                continue
-            toff = np.array([(oy + top) * wd + ox + left for _, oy in ty for _, ox in tx], dtype=np.intp)
-            koff = (np.arange(fg, dtype=np.intp)[:, None] * (hd * wd) + toff[None, :]).ravel()
-            slack = max(slack, _slack(s.n * s.f, hd * wd, ny, wd, tp, int(toff.max())))
-            plan.append((qy, qx, ny, nx, [a for a, _ in ty], [b for b, _ in tx], koff))
-    if (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1) and oh * ow >= tp:
-        src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
-    else:
-        src = np.empty(s.n * s.f * hd * wd + max(slack, 0), dtype)
-        mod.pack_planes(dout, src, np.zeros((1, 2), dtype=np.intp), 1, 1, top, left, hd, wd,
-                        _threads_for(threads, nbytes=src.nbytes))
+    phases = [(qy, qx, ny, nx, ty, tx) for qy, ny, ty in rows for qx, nx, tx in cols
+              if ty and tx and ny and nx]
+    in_place = (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1)
+    kernel = _choose_kernel(s.cg, [(fg * len(ty) * len(tx), ny, nx) for _, _, ny, nx, ty, tx in phases], wd,
+                            dtype.itemsize, in_place)
     wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
     parts = []
-    for qy, qx, ny, nx, ay, bx, koff in plan:
+    slack = 0
+    for qy, qx, ny, nx, ty, tx in phases:
+        toff = np.array([(oy + top) * wd + ox + left for _, oy in ty for _, ox in tx], dtype=np.intp)
+        koff = (np.arange(fg, dtype=np.intp)[:, None] * (hd * wd) + toff[None, :]).ravel()
+        slack = max(slack, _slack(hd * wd, ny, wd, kernel.tile, int(toff.max())))
+        ay, bx = [a for a, _ in ty], [b for b, _ in tx]
         taps = len(ay) * len(bx)
-        k = fg * taps
         # (G, cg, fg, taps): the phase's taps of the transposed filters.
-        wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3).reshape(g, s.cg, k)
-        wp = np.zeros((g, ncb * rc, k), dtype)
-        wp[:, : s.cg] = wq
-        wp = np.ascontiguousarray(wp.reshape(g, ncb, rc, k).transpose(0, 1, 3, 2)).ravel()
-        parts.append((wp, koff, qy * s.iw + qx, ny, nx))
+        wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3)
+        parts.append((_pack_filters(wq, g, s.cg, fg * taps, kernel.block), koff, qy * s.iw + qx, ny, nx))
+    def dout_planes(slack: int, threads_: int) -> PackPlan:  # dout, zero-padded: one plane per filter
+        return PackPlan(in_channels=s.f, in_rows=oh, in_cols=ow, channels=fg, stride_h=1, stride_w=1, top=top,
+                        left=left, rows=hd, cols=wd, slack=slack, threads=threads_)
+
+    pack = None
+    if in_place and kernel.row_tiles == 0 and oh * ow >= kernel.tile:
+        src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
+    elif _packs_per_item(s.n * g, fg * hd * wd * dtype.itemsize, threads):
+        pack = (dout_planes(slack, threads), np.zeros((1, 2), np.intp), fg * hd * wd + slack)
+        src = dout.reshape(-1)
+    else:
+        src = np.empty(s.n * s.f * hd * wd + slack, dtype)
+        _kernels().pack_planes(dout.reshape(-1), src, np.zeros((1, 2), dtype=np.intp),
+                               dout_planes(0, _threads_for(threads, nbytes=src.nbytes)))
     # Every phase at once: a band of dout is read from memory once for all of them.
-    sizes = dict(images=s.n, groups=g, fblocks=ncb, filters=s.cg, src_image=s.f * hd * wd, src_group=fg * hd * wd,
-                 out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw, out_col=sw)
-    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype), sizes, rc, wd, threads, dtype, fg * dtype.itemsize)
+    sizes = dict(images=s.n, groups=g, fblocks=-(-s.cg // kernel.block), filters=s.cg, src_image=s.f * hd * wd,
+                 src_group=fg * hd * wd, out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw,
+                 out_col=sw)
+    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype), sizes, kernel, wd, threads, dtype,
+                fg * dtype.itemsize, pack)
     return dx
 
 
@@ -376,8 +519,8 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     oh, ow = layer.out_size
     planes = _Planes(layer)
     taps = s.kh * s.kw
-    src = planes.pack(x, threads)
-    vbytes, _, rc, nv, nt = mod.blocking()
+    blk = mod.blocking()
+    vbytes, rc, nv, nt = blk["vector_bytes"], blk["dw_rows"], blk["dw_vectors"], blk["dot_taps"]
     flops = 2.0 * s.n * s.f * oh * ow * s.cg * taps
     fb = nv * vbytes // dtype.itemsize
     if fg * DOT_FILTERS <= fb:  # depthwise, few filters: lanes of pixels, per tap
@@ -385,12 +528,19 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         ntb = -(-taps // nt)
         toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
         acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
+        threads = _threads_for(threads, flops)
+        # Each item packs one channel's planes of each image: no pass over memory for them.
+        packed = not planes.in_place and _packs_per_item(s.f * s.cg * ntb, planes.chan * dtype.itemsize, threads)
+        src = x.reshape(-1) if packed else planes.pack(x, threads)
         mod.dw_dot(src, dout, toff, acc,
                    DotPlan(groups=g, filters=fg, channels=s.cg, tblocks=ntb, src_image=s.c * planes.chan,
-                           src_channel=planes.chan, src_row=planes.ws, threads=_threads_for(threads, flops)))
+                           src_channel=planes.chan, src_row=planes.ws, threads=threads, packed=int(packed),
+                           pack=planes.pack_plan(1, 0, threads)),
+                   planes.phase_table(), np.empty((threads, planes.chan if packed else 0), dtype))
         with np.errstate(invalid="ignore", over="ignore"):
             dw = acc.reshape(s.f, s.cg, ntb * nt, lanes)[:, :, :taps].sum(axis=-1)
         return dw.reshape(s.f, s.cg, s.kh, s.kw)
+    src = planes.pack(x, threads)
     nfb = -(-fg // fb)
     d_t = np.empty(s.n * g * nfb * oh * ow * fb, dtype)
     mod.filters_last(dout, d_t, g, fb, _threads_for(threads, nbytes=d_t.nbytes))
@@ -445,13 +595,15 @@ def _dx_nonfinite_filter(dout: np.ndarray, w: np.ndarray, layer: Layer, threads:
     return dx
 
 
-def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool) -> int:
-    """Bytes the direct route allocates besides its results (an upper bound)."""
+def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool, threads: int) -> int:
+    """Bytes the direct route allocates besides its results on ``threads`` threads (an upper bound)."""
     s = layer.shape
     planes = _Planes(layer)
     oh, ow = layer.out_size
+    # The planes, in one pass (no more than one work item per thread packs its own).
     total = planes.size(s.n, s.c) + 64 * planes.ws + 4096
-    total += (s.f + 16) * (s.cg + 16) * s.kh * s.kw  # packed filters
+    total += (s.f + 64) * (s.cg + 64) * s.kh * s.kw  # packed filters
+    total += threads * (64 * 32 + 2 * 64 * planes.ws)  # each thread's tile and slack
     if backward_pass:
         (sh, sw), (dh, dw) = layer.stride, layer.dilation
         hd = oh + (s.kh - 1) * dh // sh + s.ih // sh + 2

@@ -2,9 +2,17 @@
 
 Every kernel of ``cconv._conv2d_direct`` is run in every build this CPU can
 run (baseline, x86-64-v3, x86-64-v4), not only the one ``cconv._build``
-picks, so that no build hides behind another:
+picks, and on every path of the direct passes, not only the one
+``cconv._layer_plan`` would choose, so that no build or path hides behind
+another (``FORCE_KERNEL`` and ``FORCE_PACK`` force them; a forced path that
+does not exist is an error, never a fallback):
 
-- forward tiles of 8, 4, 2 and 1 filter rows (``rf``), with padded blocks;
+- the pixel kernel's tiles of 8, 4, 2 and 1 filter rows (``rf``), with
+  padded blocks;
+- the channel kernel's tiles of one and two vectors of filters, over the
+  flattened rows and within each output row, with padded blocks (channel
+  and filter counts that are not multiples of a vector);
+- the input's planes packed in one pass, or by each work item for itself;
 - dx by stride phase (strides above the filter, phases without taps);
 - dw over blocks of (channel, tap) rows and filter vectors, and the
   depthwise dw (one channel and one filter per group);
@@ -30,7 +38,7 @@ from cases import max_rel_err, tol
 from reference import layer_backward, layer_forward
 
 import cconv
-from cconv import _build, _runtime
+from cconv import _build, _layer_plan, _runtime
 from cconv.testing import numerical_gradient
 
 
@@ -54,6 +62,29 @@ def build(request, monkeypatch):
     return request.param
 
 
+# The direct passes' kernels (cconv._layer_plan.FORCE_KERNEL): the pixel
+# kernel; the channel kernel with 1 or 2 vectors of filters, its tiles over
+# the flattened rows or within each output row.
+KERNELS = {
+    "pixel": ("pixel", 0, False),
+    "channel1": ("channel", 1, False),
+    "channel2": ("channel", 2, False),
+    "channel1-rows": ("channel", 1, True),
+    "channel2-rows": ("channel", 2, True),
+}
+
+
+@pytest.fixture(params=[(k, pack) for k in KERNELS for pack in (False, True)],
+                ids=lambda p: f"{p[0]}-{'packed' if p[1] else 'planes'}")
+def path(request, monkeypatch):
+    """Force one path of every direct pass: a kernel, and planes packed in a pass of
+    their own or by each work item (FORCE_PACK; the depthwise dw's too)."""
+    name, pack = request.param
+    monkeypatch.setattr(_layer_plan, "FORCE_KERNEL", KERNELS[name])
+    monkeypatch.setattr(_layer_plan, "FORCE_PACK", pack)
+    return request.param
+
+
 # (N, C, H, W, F, KH, KW, options), chosen to reach each kernel and block shape.
 CASES = [
     (2, 3, 9, 11, 8, 3, 3, {"padding": 1}),  # rf 8 (v4) / 4: full blocks
@@ -73,6 +104,11 @@ CASES = [
     (2, 4, 7, 8, 6, 3, 3, {"groups": 2, "padding": "same", "dilation": 2}),
     (1, 16, 9, 9, 24, 3, 3, {"groups": 4, "padding": 1}),  # K = 36 rows: blocks of 6 rows
     (3, 1, 12, 11, 2, 4, 3, {"padding": "same"}),  # one channel, several images and filters
+    (2, 17, 9, 10, 19, 3, 3, {"padding": 1}),  # odd counts: a part-filled vector of filters
+    (1, 6, 8, 9, 33, 3, 3, {"groups": 3, "stride": 2}),  # 11 filters a group, 2 channels
+    (1, 3, 30, 61, 37, 3, 3, {"dilation": 2, "padding": 2}),  # rows of several tiles, the last moved back
+    (1, 8, 13, 40, 16, 5, 5, {"groups": 8, "padding": 2}),  # depthwise, 2 filters a channel, wide rows
+    (2, 5, 7, 31, 35, 1, 1, {"stride": (1, 2)}),  # 1x1, 35 filters, stride along the rows only
 ]
 
 
@@ -93,7 +129,7 @@ def _make(rng, case, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_each_build_against_reference(rng, build, case, dtype):
+def test_each_build_and_path_against_reference(rng, build, path, case, dtype):
     x, w, b, opts = _make(rng, case, dtype)
     out, cache = cconv.conv2d_forward(x, w, b, **opts, method="direct")
     assert cache.method == "direct"
@@ -113,7 +149,7 @@ def test_each_build_against_reference(rng, build, case, dtype):
      (1, 3, 9, 9, 5, 7, 7, {"stride": 2, "padding": 3})],
     ids=_ids,
 )
-def test_gradients_by_finite_differences(rng, case):
+def test_gradients_by_finite_differences(rng, path, case):
     x, w, b, opts = _make(rng, case, np.float64)
     out, cache = cconv.conv2d_forward(x, w, b, **opts, method="direct")
     dout = rng.standard_normal(out.shape)
@@ -139,7 +175,7 @@ REPRO = [  # each pass above the size that runs serially (SERIAL_FLOPS)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", REPRO, ids=_ids)
-def test_bit_identical_over_thread_counts_and_runs(rng, build, case, dtype):
+def test_bit_identical_over_thread_counts_and_runs(rng, build, path, case, dtype):
     x, w, b, opts = _make(rng, case, dtype)
     results = []
     for threads in (1, 2, 3, 1, 5):
@@ -165,13 +201,14 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def direct_pass(self, src, wp, koff, phases, out, bias, tmp, plan):
-            tp = real.tile(plan["block"], out.itemsize)
-            ntiles = max(-(-(int(oh) * plan["src_row"]) // tp) for oh in phases[:, 4])
+        def direct_pass(self, src, wp, koff, parts, out, bias, tmp, plan, planes):
+            tile, per_row = plan["tile"], plan["row_tiles"]
+            ntiles = max(int(oh) * per_row if per_row else -(-(int(oh) * plan["src_row"]) // tile)
+                         for oh in parts[:, 4])
             items.setdefault("direct_pass", []).append(
                 plan["images"] * plan["groups"] * -(-plan["fblocks"] // plan["fchunk"]) * -(-ntiles // plan["band"]))
             items.setdefault("threads", []).append(plan["threads"])
-            return real.direct_pass(src, wp, koff, phases, out, bias, tmp, plan)
+            return real.direct_pass(src, wp, koff, parts, out, bias, tmp, plan, planes)
 
         def dw_pass(self, src, d_t, roff, acc, plan):
             items["dw_pass"] = plan["sums"] * plan["parts"]
@@ -189,6 +226,42 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
     assert len(items["direct_pass"]) == 2  # forward, and dx (its four stride phases in one call)
     assert min(items["direct_pass"]) >= threads and items["dw_pass"] >= threads, items
     assert items["threads"] == [threads] * 3, items
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[5], CASES[17]], ids=_ids)
+def test_forced_paths_reach_the_kernels(monkeypatch, build, path, case):
+    """The plans every direct pass and the depthwise dw hand the kernels are the forced path's."""
+    name, pack = path
+    kind, vectors, rows = KERNELS[name]
+    plans = []
+
+    class Recorder:
+        def __getattr__(self, attr):
+            return getattr(build, attr)
+
+        def direct_pass(self, *args):
+            plans.append(("direct_pass", args[7]))
+            return build.direct_pass(*args)
+
+        def dw_dot(self, *args):
+            plans.append(("dw_dot", args[4]))
+            return build.dw_dot(*args)
+
+    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    for dtype in (np.float32, np.float64):
+        x, w, b, opts = _make(np.random.default_rng(0), case, dtype)
+        out, cache = cconv.conv2d_forward(x, w, b, **opts, method="direct")
+        cconv.conv2d_backward(out, cache, method="direct")
+        lanes = build.blocking()["vector_bytes"] // np.dtype(dtype).itemsize
+        direct = [p for f, p in plans if f == "direct_pass"]
+        assert len(direct) == 2, plans  # forward and dx
+        for plan in direct:
+            assert plan["channels"] == (kind == "channel"), plan
+            assert plan["packed"] == pack, plan  # every case has padding: nothing is read in place
+            if kind == "channel":
+                assert plan["block"] == vectors * lanes and (plan["row_tiles"] > 0) == rows, plan
+        assert all(p["packed"] == pack for f, p in plans if f == "dw_dot")
+        plans.clear()
 
 
 def test_small_layers_run_on_one_thread(monkeypatch):
@@ -237,7 +310,7 @@ NONFINITE = [
 
 @pytest.mark.parametrize("where", ["x", "w", "dout", "all"])
 @pytest.mark.parametrize("case", NONFINITE, ids=_ids)
-def test_nonfinite_as_torch(rng, build, case, where):
+def test_nonfinite_as_torch(rng, build, path, case, where):
     x, w, _, opts = _make(rng, case, np.float64)
     out_shape = cconv.conv2d_forward(x, w, **opts, method="direct")[0].shape
     dout = rng.standard_normal(out_shape)
@@ -264,9 +337,13 @@ TORCH_OPTIONS = [
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("opts", TORCH_OPTIONS, ids=str)
-def test_direct_against_torch_grid(rng, opts, dtype):
+def test_direct_against_torch_grid(rng, monkeypatch, build, kernel, opts, dtype):
+    """Every option against PyTorch, on every build and kernel (packing per item on half the options)."""
     torch = pytest.importorskip("torch", reason="PyTorch is an optional test peer")
+    monkeypatch.setattr(_layer_plan, "FORCE_KERNEL", KERNELS[kernel])
+    monkeypatch.setattr(_layer_plan, "FORCE_PACK", TORCH_OPTIONS.index(opts) % 2 == 0)
     x = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
     w = rng.standard_normal((8, 4 // opts["groups"], 3, 2)).astype(dtype)
     b = rng.standard_normal(8).astype(dtype)
