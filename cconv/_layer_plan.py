@@ -45,6 +45,7 @@ import numpy as np
 
 from . import _build
 from ._nonfinite import classes, finite_part, term_flags, write_flags
+from ._threads import get_num_threads
 
 __all__ = ["Layer", "LayerShape", "backward", "forward", "workspace_bytes"]
 
@@ -595,15 +596,15 @@ def _dx_nonfinite_filter(dout: np.ndarray, w: np.ndarray, layer: Layer, threads:
     return dx
 
 
-def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool, threads: int) -> int:
-    """Bytes the direct route allocates besides its results on ``threads`` threads (an upper bound)."""
+def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool) -> int:
+    """Bytes the direct route allocates besides its results (an upper bound)."""
     s = layer.shape
     planes = _Planes(layer)
     oh, ow = layer.out_size
     # The planes, in one pass (no more than one work item per thread packs its own).
     total = planes.size(s.n, s.c) + 64 * planes.ws + 4096
     total += (s.f + 64) * (s.cg + 64) * s.kh * s.kw  # packed filters
-    total += threads * (64 * 32 + 2 * 64 * planes.ws)  # each thread's tile and slack
+    total += get_num_threads() * (64 * 32 + 2 * 64 * planes.ws)  # each thread's tile and slack
     if backward_pass:
         (sh, sw), (dh, dw) = layer.stride, layer.dilation
         hd = oh + (s.kh - 1) * dh // sh + s.ih // sh + 2
