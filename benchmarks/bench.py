@@ -30,6 +30,7 @@ formats are in ``_bench_common``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -435,23 +436,66 @@ def plot_auto(series, path: str) -> None:
 
 
 # The 4-D layer on real networks' layers, against PyTorch's CPU convolution
-# (oneDNN), with issue 16's goals: float32 at most torch's time (speed-up at
-# least 1), float64 at most half of it (speed-up at least 2) and, on the
-# compute-bound layers, at least 70% of the float64 matmul ceiling.
-# name, x shape, w shape, options, compute-bound (the ceiling goal applies)
-LAYERS: list[tuple[str, tuple[int, int, int, int], tuple[int, int, int, int], dict[str, Any], bool]] = [
+# (oneDNN), with issue 23's goals, as time ratios (cconv's time / torch's):
+# float32 at most 1.0 on every layer and at most 0.85 on the dense 3x3
+# layers (layer1-3; the depthwise 3x3 layer has its own goal, at most 1.0);
+# float64 at most 0.5 on every layer and, on the compute-bound layers, at
+# least 70% of the float64 matmul ceiling.  The digits CNN's two layers
+# (examples/plot_cnn_digits.py) are shown for their small-call cost, with no
+# goal against torch: issue 23 asks only that they do not get slower.
+# name, x shape, w shape, options, kind: "3x3" (the dense 3x3 layers),
+# "bound" (other compute-bound layers), "dw" (depthwise), "other", "digits"
+LAYERS: list[tuple[str, tuple[int, int, int, int], tuple[int, int, int, int], dict[str, Any], str]] = [
     ("ResNet-18 conv1, 7x7 s2, C3->64, 224^2 (N4)", (4, 3, 224, 224), (64, 3, 7, 7),
-     dict(stride=2, padding=3), True),
-    ("ResNet-18 layer1, 3x3, C64->64, 56^2 (N8)", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), True),
-    ("ResNet-18 layer2, 3x3, C128->128, 28^2 (N8)", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), True),
-    ("ResNet-18 layer3, 3x3, C256->256, 14^2 (N8)", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), True),
-    ("ResNet-18 downsample, 1x1 s2, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), dict(stride=2), False),
+     dict(stride=2, padding=3), "bound"),
+    ("ResNet-18 layer1, 3x3, C64->64, 56^2 (N8)", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "3x3"),
+    ("ResNet-18 layer2, 3x3, C128->128, 28^2 (N8)", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), "3x3"),
+    ("ResNet-18 layer3, 3x3, C256->256, 14^2 (N8)", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "3x3"),
+    ("ResNet-18 downsample, 1x1 s2, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), dict(stride=2),
+     "other"),
     ("MobileNet depthwise, 3x3, C64, groups 64, 56^2 (N8)", (8, 64, 56, 56), (64, 1, 3, 3),
-     dict(padding=1, groups=64), False),
-    ("MobileNet pointwise, 1x1, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), {}, False),
+     dict(padding=1, groups=64), "dw"),
+    ("MobileNet pointwise, 1x1, C64->128, 56^2 (N8)", (8, 64, 56, 56), (128, 64, 1, 1), {}, "other"),
+    ("digits CNN conv1, 3x3, C1->8, 8^2 (N32)", (32, 1, 8, 8), (8, 1, 3, 3), dict(padding=1), "digits"),
+    ("digits CNN conv2, 3x3 s2, C8->16, 8^2 (N32)", (32, 8, 8, 8), (16, 8, 3, 3), dict(stride=2, padding=1),
+     "digits"),
 ]
-LAYER_SPEEDUP_GOAL = {"float32": 1.0, "float64": 2.0}  # torch's time / cconv's time, at least
 LAYER_CEILING_GOAL = 0.70  # float64, compute-bound layers: share of the matmul ceiling, at least
+
+
+def layer_goal(dtype: str, kind: str) -> tuple[float, float] | None:
+    """(cconv time / torch time at most, share of the matmul ceiling at least) for a layer, or None."""
+    if kind == "digits":
+        return None
+    if dtype == "float32":
+        return (0.85 if kind == "3x3" else 1.0), 0.0
+    return 0.5, (LAYER_CEILING_GOAL if kind in ("3x3", "bound") else 0.0)
+
+
+def alternate(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn ``repeats`` times after a warm-up call each."""
+    if COLLECT.on:
+        return [float("nan")] * len(fns)
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn()
+    for _ in range(repeats):
+        for fn, into in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
+@contextlib.contextmanager
+def thread_policy(on: bool) -> Iterator[None]:
+    """cconv's busy-machine thread policy switched on or off (``CCONV_ADAPTIVE_THREADS``) for the block."""
+    saved = cconv._threads.ADAPTIVE
+    cconv._threads.ADAPTIVE = on
+    try:
+        yield
+    finally:
+        cconv._threads.ADAPTIVE = saved
 
 
 def ref_layer(x, w, b, dout, stride=1, padding=0, groups=1):
@@ -485,20 +529,23 @@ def layer_step(x, w, b, dout, opts) -> Callable[[], object]:
 
 @register("layers")
 def layers(run: Run) -> None:
-    """The 4-D layer (conv2d_forward / conv2d_backward) on ResNet-18 and MobileNet layers against torch.
+    """The 4-D layer (conv2d_forward / conv2d_backward) on CNN layers against torch, with issue 23's goals.
 
     For each layer, both dtypes, forward and forward+backward: cconv's and
-    ``torch.nn.functional.conv2d``'s median times, taken in alternation;
-    cconv's GFLOP/s and share of the matmul ceiling of its dtype; issue
-    16's goal and whether it is met.  cconv's output and gradients, and
-    torch's, are first checked against a NumPy reference.
+    ``torch.nn.functional.conv2d``'s median times, taken in alternation,
+    cconv's with its busy-machine thread policy switched off (the kernels'
+    time, which the goals judge) and on (the default); cconv's time over
+    torch's; cconv's GFLOP/s and share of the matmul ceiling of its dtype,
+    and the time ratio it would reach at that ceiling (the machine's limit
+    on the goal); issue 23's goal and whether it is met.  cconv's output and
+    gradients, and torch's, are first checked against a NumPy reference.
     """
     reps = run.reps
     rng = np.random.default_rng(0)
     rows = []
     met_count = judged = 0
-    for name, xs, ws, opts, bound in LAYERS:
-        if run.quick:  # one image per layer
+    for name, xs, ws, opts, kind in LAYERS:
+        if run.quick and kind != "digits":  # one image per layer
             xs = (1,) + xs[1:]
             name = name.rsplit(" (N", 1)[0] + " (N1)"
         for dt in (np.float32, np.float64):
@@ -534,32 +581,49 @@ def layers(run: Run) -> None:
                     check(got.numpy(), want, f"{what} {part}, torch")
                 pairs = [("fwd", c_fwd, t_fwd, 1), ("fwd+bwd", c_both, t_both, 3)]
             fl = 2.0 * out.size * ws[1] * ws[2] * ws[3]
+            goal = layer_goal(dname, kind)
             for label, fc, ft, mult in pairs:
+                def policy_off(fc=fc):
+                    with thread_policy(False):
+                        return fc()
+
+                def policy_on(fc=fc):
+                    with thread_policy(True):
+                        return fc()
+
                 if ft is None:
-                    tc, tt = timeit(fc, reps), float("nan")
+                    tc, ton = alternate([policy_off, policy_on], reps)
+                    tt = float("nan")
                 else:
-                    tc, tt = timeit_pair(fc, ft, reps)
+                    tc, ton, tt = alternate([policy_off, policy_on, ft], reps)
                 gflops = mult * fl / tc / 1e9
-                share = gflops / run.machine.ceiling[dname]
-                goal = f"speed-up >= {LAYER_SPEEDUP_GOAL[dname]:.1f}"
-                needs_ceiling = dname == "float64" and bound
-                if needs_ceiling:
-                    goal += f", >= {LAYER_CEILING_GOAL:.0%} of ceiling"
-                if ft is None:
-                    met = "-"
+                ceiling = run.machine.ceiling[dname]
+                share = gflops / ceiling
+                at_ceiling = mult * fl / (ceiling * 1e9) / tt  # the time ratio at the ceiling: the limit
+                if goal is None:
+                    goal_text, met = "-", "-"
                 else:
-                    ok = tt / tc >= LAYER_SPEEDUP_GOAL[dname] and (not needs_ceiling or share >= LAYER_CEILING_GOAL)
-                    met, met_count, judged = ("yes" if ok else "**no**"), met_count + ok, judged + 1
-                rows.append([name, dname, label, ms(tc), ms(tt) if ft else "-",
-                             speedup(tt, tc) if ft else "(torch not installed)", f"{gflops:.1f}",
-                             f"{share:.0%}", goal, met])
+                    bound_ratio, bound_share = goal
+                    goal_text = f"time <= {bound_ratio:.2f}x" + (f", >= {bound_share:.0%} of ceiling"
+                                                                   if bound_share else "")
+                    if ft is None:
+                        met = "-"
+                    else:
+                        ok = tc / tt <= bound_ratio and share >= bound_share
+                        met, met_count, judged = ("yes" if ok else "**no**"), met_count + ok, judged + 1
+                have_torch = ft is not None
+                rows.append([name, dname, label, ms(tc), ms(ton), ms(tt) if have_torch else "-",
+                             f"{tc / tt:.2f}" if have_torch else "(torch not installed)", f"{gflops:.1f}",
+                             f"{share:.0%}", f"{at_ceiling:.2f}" if have_torch else "-", goal_text, met])
     version = torch.__version__ if torch else "(not installed)"
     n_threads = cconv.get_num_threads()
     smoke = " --quick: one image per layer (N=1), a smoke run, not the goals' measurement." if run.quick else ""
     table(f"4-D layer against torch {version} conv2d (timed alternately), {n_threads} thread{'s' * (n_threads > 1)}; "
-          f"goals of issue 16; {SPEEDUP}.{smoke}",
-          ["layer", "dtype", "pass", "cconv ms", "torch ms", "speed-up vs torch", "cconv GFLOP/s",
-           "% of matmul ceiling", "goal", "met"], rows)
+          "goals of issue 23, as time ratios: cconv's time / torch's (below 1: cconv faster). 'cconv ms' has "
+          "the thread policy off (CCONV_ADAPTIVE_THREADS=0: the kernels' time, which the goals judge), 'policy on' "
+          f"is the default; 'at ceiling' is the ratio cconv would have at its dtype's matmul ceiling.{smoke}",
+          ["layer", "dtype", "pass", "cconv ms", "cconv ms, policy on", "torch ms", "cconv / torch",
+           "cconv GFLOP/s", "% of matmul ceiling", "at ceiling", "goal", "met"], rows)
     if not COLLECT.on and judged:
         print(f"\n{met_count} of {judged} cells meet the goal.")
 

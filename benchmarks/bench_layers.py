@@ -7,7 +7,7 @@ there, ``bench.layers``): for each layer of ``bench.LAYERS`` (ResNet-18 and
 MobileNet shapes), both dtypes, forward and forward+backward, the median
 times of cconv and of ``torch.nn.functional.conv2d`` taken in alternation,
 the speed-up (torch's time / cconv's time), cconv's GFLOP/s and its share of
-the matrix-product ceiling of its dtype, issue 16's goal and whether it is
+the matrix-product ceiling of its dtype, issue 23's goal and whether it is
 met.  ``--threads`` sets cconv's and torch's thread count (default: cconv's).
 """
 

@@ -18,8 +18,15 @@ cdef extern from "_conv2d_kernels.h" nogil:
                    Py_ssize_t K, float* tmp)
     void cc_cv_f64(int nv, int npx, const double* w, const double* src, const Py_ssize_t* koff,
                    Py_ssize_t K, double* tmp)
-    void cc_row_f32(float* d, const float* s, Py_ssize_t n, float b, int add)
-    void cc_row_f64(double* d, const double* s, Py_ssize_t n, double b, int add)
+    void cc_prefetch_rows(const char* p, Py_ssize_t stride_bytes, Py_ssize_t rows, Py_ssize_t span)
+    void cc_rowk_f32(Py_ssize_t rows, Py_ssize_t rf, const float* w, const float* src, const Py_ssize_t* koff,
+                     Py_ssize_t K, Py_ssize_t n, float* out, Py_ssize_t ostride, const float* b)
+    void cc_rowk_f64(Py_ssize_t rows, Py_ssize_t rf, const double* w, const double* src, const Py_ssize_t* koff,
+                     Py_ssize_t K, Py_ssize_t n, double* out, Py_ssize_t ostride, const double* b)
+    void cc_rows_f32(float* d, Py_ssize_t dstride, const float* s, Py_ssize_t sstride, Py_ssize_t rows,
+                     Py_ssize_t n, const float* b)
+    void cc_rows_f64(double* d, Py_ssize_t dstride, const double* s, Py_ssize_t sstride, Py_ssize_t rows,
+                     Py_ssize_t n, const double* b)
     void cc_fwd_f32(int rf, int np, const float* w, const float* src, const Py_ssize_t* koff,
                     Py_ssize_t K, float* tmp)
     void cc_fwd_f64(int rf, int np, const double* w, const double* src, const Py_ssize_t* koff,
@@ -48,7 +55,7 @@ ctypedef struct DirectPlan:
     Py_ssize_t src_image, src_group, src_row
     Py_ssize_t out_image, out_filter, out_row, out_col
     Py_ssize_t fchunk, band, tile, row_tiles
-    int channels, threads
+    int kernel, threads  # kernel: 0 pixel, 1 channel, 2 row
     int packed  # 1: src is the unpadded input, each work item packs its planes itself (pack)
     PackPlan pack
 
@@ -83,11 +90,11 @@ def tile(int rf, int itemsize):
     return cc_tile(rf, itemsize)
 
 
-cdef void _pack_plane(const real* x, real* o, Py_ssize_t py, Py_ssize_t px,
+cdef void _pack_plane(const real* x, real* o, Py_ssize_t py, Py_ssize_t px, Py_ssize_t r0,
                       const PackPlan* pk) noexcept nogil:
-    """Phase plane ``(py, px)`` of one channel ``x`` (in_rows x in_cols), zero-padded, into ``o``.
+    """Rows ``r0`` on of phase plane ``(py, px)`` of one channel ``x`` (in_rows x in_cols), into ``o``.
 
-    ``o[r, q]`` (rows x cols) is ``x[r*stride_h + py - top, q*stride_w + px - left]``,
+    ``o[r, q]`` (rows x cols) is ``x[(r0 + r)*stride_h + py - top, q*stride_w + px - left]``,
     or zero outside ``x``.
     """
     cdef Py_ssize_t ih = pk.in_rows, iw = pk.in_cols, hs = pk.rows, ws = pk.cols
@@ -106,7 +113,7 @@ cdef void _pack_plane(const real* x, real* o, Py_ssize_t py, Py_ssize_t px,
     if q0 > q1:
         q0 = q1
     for r in range(hs):
-        y = r * sh + py - top
+        y = (r0 + r) * sh + py - top
         if y < 0 or y >= ih:
             memset(o + r * ws, 0, ws * sizeof(real))
             continue
@@ -140,7 +147,7 @@ def pack_planes(const real[::1] x, real[::1] out, const Py_ssize_t[:, ::1] phase
     if N * C * P:
         for item in prange(N * C * P, nogil=True, schedule="dynamic", num_threads=pack.threads):
             p = item % P
-            _pack_plane(&x[0] + (item // P) * xplane, &out[0] + item * plane, phases[p, 0], phases[p, 1], &pack)
+            _pack_plane(&x[0] + (item // P) * xplane, &out[0] + item * plane, phases[p, 0], phases[p, 1], 0, &pack)
     if out.shape[0] > N * C * P * plane:
         memset(&out[0] + N * C * P * plane, 0, (out.shape[0] - N * C * P * plane) * sizeof(real))
 
@@ -185,14 +192,17 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     The direct convolution of the forward pass and of dx, on a flattened
     source whose rows are ``ws`` long: output pixel ``(i, j)`` is flattened
     position ``i*ws + j``, computed in tiles of ``plan.tile`` positions (see
-    ``_tile_start``), by one of two kernels:
+    ``_tile_start``), by one of three kernels (``plan.kernel``):
 
-    - ``plan.channels`` 0, the pixel kernel (``cc_fwd``): blocks of
-      ``block`` filters (a power of two up to ``CC_RF_MAX``) x tiles of
-      pixel vectors, the filters broadcast;
-    - ``plan.channels`` 1, the channel kernel (``cc_cv``): blocks of one or
-      two vectors of filters x tiles of up to ``CC_CV_ACC // vectors``
-      positions, the input broadcast.
+    - 0, the pixel kernel (``cc_fwd``): blocks of ``block`` filters (a
+      power of two up to ``CC_RF_MAX``) x tiles of pixel vectors, the
+      filters broadcast;
+    - 1, the channel kernel (``cc_cv``): blocks of one or two vectors of
+      filters x tiles of up to ``CC_CV_ACC // vectors`` positions, the input
+      broadcast;
+    - 2, the row kernel (``cc_rowk``): the pixel kernel's sums for a block
+      of filters, a whole output row at a time (one tile per row), written
+      straight into ``out`` (``out_col`` 1 only).
 
     ``wp`` is packed (G, nfb, K, block): blocks of filters, the last padded
     with zero filters that are dropped.  Pixel ``(i, j)`` of filter ``f`` of
@@ -208,10 +218,13 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     reads is read once from memory for all of them.
 
     ``plan.packed``: ``src`` is the unpadded input (``plan.pack``'s shape),
-    and each work item (then a whole image and group) first packs its
-    group's phase planes (``planes``, as ``pack_planes`` does) into its
-    thread's ``tmp`` row, after the tile: the planes are read from cache,
-    with no pass over memory of their own.
+    and each work item first packs the rows its tiles read of its group's
+    phase planes (``planes``, as ``pack_planes`` does) into its thread's
+    ``tmp`` row, after the tile: ``plan.pack.rows`` rows of each plane from
+    the item's first output row on (with tiles within rows; all of them
+    with tiles over the flattened rows, whose items then take all tiles).
+    The planes are read from cache, with no pass over memory of their own;
+    ``koff`` then has offsets into that layout.
 
     Work items are (image, group, block of ``fchunk`` filter blocks, band of
     ``band`` tiles); each output is written by one item (or by two, with the
@@ -225,7 +238,7 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     cdef Py_ssize_t src_n = plan.src_image, src_g = plan.src_group, ws = plan.src_row
     cdef Py_ssize_t out_n = plan.out_image, out_f = plan.out_filter, ors = plan.out_row, ocs = plan.out_col
     cdef Py_ssize_t fchunk = plan.fchunk, band = plan.band, TP = plan.tile, per_row = plan.row_tiles
-    cdef bint channels = plan.channels, packed = plan.packed
+    cdef bint channels = plan.kernel == 1, rowk = plan.kernel == 2, packed = plan.packed
     cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
     cdef Py_ssize_t nq = parts.shape[0]
     cdef Py_ssize_t ntiles = 0, q
@@ -234,10 +247,10 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
             ntiles = max(ntiles, parts[q, 4] * per_row)
         else:
             ntiles = max(ntiles, (parts[q, 4] * ws + TP - 1) // TP)
-    cdef Py_ssize_t tile_len = rf * ((TP + L - 1) // L * L if channels else TP)
+    cdef Py_ssize_t tile_len = 0 if rowk else rf * ((TP + L - 1) // L * L if channels else TP)
     cdef Py_ssize_t P = planes.shape[0], plane = plan.pack.rows * plan.pack.cols
     cdef Py_ssize_t xplane = plan.pack.in_rows * plan.pack.in_cols, cp = plan.pack.channels
-    cdef Py_ssize_t c, pp
+    cdef Py_ssize_t c, pp, i0, soff
     cdef Py_ssize_t nfc = (nfb + fchunk - 1) // fchunk
     cdef Py_ssize_t nbands = (ntiles + band - 1) // band
     cdef Py_ssize_t items = N * G * nfc * nbands
@@ -261,15 +274,19 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
         bd = item % nbands
         tp = &tmp[threadid(), 0]
         if packed:
+            # The item's first output row: its planes' rows start there.
+            i0 = (bd * band) // per_row if per_row else 0
             pk = tp + tile_len
             for c in range(cp):
                 for pp in range(P):
                     _pack_plane(&src[0] + (n * plan.pack.in_channels + g * cp + c) * xplane,
-                                pk + (c * P + pp) * plane, planes[pp, 0], planes[pp, 1], &plan.pack)
+                                pk + (c * P + pp) * plane, planes[pp, 0], planes[pp, 1], i0, &plan.pack)
             memset(pk + cp * P * plane, 0, plan.pack.slack * sizeof(real))
             sb = pk
+            soff = i0 * ws
         else:
             sb = &src[0] + n * src_n + g * src_g
+            soff = 0
         fb1 = (fc + 1) * fchunk
         if fb1 > nfb:
             fb1 = nfb
@@ -290,7 +307,23 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                     if K == 0 or p0 < 0:
                         continue
                     w0 = &wp[0] + parts[q, 2] + (g * nfb + fb) * K * rf
-                    s0 = sb + p0
+                    s0 = sb + (p0 - soff)
+                    # The output lines the tile writes, fetched while it computes.
+                    i = p0 // ws
+                    j = p0 - i * ws
+                    if i < oh and j < ow and ocs == 1 and not rowk:
+                        cc_prefetch_rows(<char*>(&out[0] + n * out_n + (g * fg + fb * rf) * out_f + base + i * ors + j),
+                                         out_f * sizeof(real), rows, (min(tw, ow - j) - 1) * sizeof(real))
+                    if rowk:  # a whole row (tw = ow), straight into the output
+                        f = g * fg + fb * rf
+                        o = &out[0] + n * out_n + f * out_f + base + (p0 // ws) * ors
+                        if real is float:
+                            cc_rowk_f32(rows, rf, w0, s0, &koff[0] + parts[q, 1], K, ow, o, out_f,
+                                        &bias[f] if has_bias else NULL)
+                        else:
+                            cc_rowk_f64(rows, rf, w0, s0, &koff[0] + parts[q, 1], K, ow, o, out_f,
+                                        &bias[f] if has_bias else NULL)
+                        continue
                     # Element (filter r, position p0 + p) of the tile is at tp[r*rs + p].
                     if channels:
                         if real is float:
@@ -318,33 +351,40 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         if jhi <= jlo:  # the tile starts among the dropped columns
                             i = i + 1
                             continue
-                        for r in range(rows):
-                            f = g * fg + fb * rf + r
-                            o = &out[0] + n * out_n + f * out_f + base + i * ors
-                            tr = tp + r * rs + i * ws - p0
-                            bv = bias[f] if has_bias else 0
-                            if ocs == 1:
-                                if real is float:
-                                    cc_row_f32(o + jlo, tr + jlo, jhi - jlo, bv, has_bias)
-                                else:
-                                    cc_row_f64(o + jlo, tr + jlo, jhi - jlo, bv, has_bias)
-                            elif has_bias:
-                                for j in range(jlo, jhi):
-                                    o[j * ocs] = tr[j] + bv
+                        f = g * fg + fb * rf
+                        o = &out[0] + n * out_n + f * out_f + base + i * ors
+                        tr = tp + i * ws - p0
+                        if ocs == 1:
+                            if real is float:
+                                cc_rows_f32(o + jlo, out_f, tr + jlo, rs, rows, jhi - jlo,
+                                            &bias[f] if has_bias else NULL)
                             else:
+                                cc_rows_f64(o + jlo, out_f, tr + jlo, rs, rows, jhi - jlo,
+                                            &bias[f] if has_bias else NULL)
+                        elif has_bias:
+                            for r in range(rows):
+                                bv = bias[f + r]
                                 for j in range(jlo, jhi):
-                                    o[j * ocs] = tr[j]
+                                    o[r * out_f + j * ocs] = tr[r * rs + j] + bv
+                        else:
+                            for r in range(rows):
+                                for j in range(jlo, jhi):
+                                    o[r * out_f + j * ocs] = tr[r * rs + j]
                         i = i + 1
 
 
 def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes,
                  int threads):
     """``d`` (N, F, oh, ow) as (N, G, nfb, oh*ow, fb_lanes): each group's filters
-    in blocks of ``fb_lanes``, filters last, the last block padded with zeros."""
+    in blocks of ``fb_lanes``, filters last, the last block padded with zeros.
+
+    A transpose, done in blocks of 64 pixels: each filter's run of them is
+    read in order, and the block written stays in cache.
+    """
     cdef Py_ssize_t N = d.shape[0], F = d.shape[1], P = d.shape[2] * d.shape[3]
     cdef Py_ssize_t fg = F // G
     cdef Py_ssize_t nfb = (fg + fb_lanes - 1) // fb_lanes
-    cdef Py_ssize_t item, n, g, b, p, lane, f, nl
+    cdef Py_ssize_t item, n, g, b, p, p0, p1, lane, nl
     cdef real* o
     cdef const real* s
     if N == 0 or F == 0 or P == 0:
@@ -358,11 +398,14 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
         if nl > fb_lanes:
             nl = fb_lanes
         s = &d[n, g * fg + b * fb_lanes, 0, 0]
-        for p in range(P):
+        for p0 in range(0, P, 64):
+            p1 = min(P, p0 + 64)
             for lane in range(nl):
-                o[p * fb_lanes + lane] = s[lane * P + p]
-            for lane in range(nl, fb_lanes):
-                o[p * fb_lanes + lane] = 0
+                for p in range(p0, p1):
+                    o[p * fb_lanes + lane] = s[lane * P + p]
+            for p in range(p0, p1):
+                for lane in range(nl, fb_lanes):
+                    o[p * fb_lanes + lane] = 0
 
 
 def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
@@ -453,7 +496,7 @@ def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1
                 pk = &work[threadid(), 0]
                 for pp in range(P):
                     _pack_plane(&src[0] + (n * plan.pack.in_channels + g * cg + c) * xplane, pk + pp * plane,
-                                planes[pp, 0], planes[pp, 1], &plan.pack)
+                                planes[pp, 0], planes[pp, 1], 0, &plan.pack)
                 memset(pk + P * plane, 0, plan.pack.slack * sizeof(real))
                 x = pk
             else:

@@ -14,6 +14,10 @@
  *             w packed as [K][RF] (broadcast), src a flattened image read
  *             with unaligned vector loads.  Forward pass and dx, for few
  *             filters per group (the "pixel" kernel).
+ *  cc_rowk_*  the pixel kernel for whole output rows written in place (the
+ *             "row" kernel): rf filters, one after the other, vectors of
+ *             positions along a row, no tile in between.  Depthwise layers,
+ *             whose few filters make the tile's write-out the cost.
  *  cc_cv_*    the same product vectorised over filters (the "channel"
  *             kernel): a tile of NPX output positions x NV vectors of
  *             filters, ``out[p, f] = sum_k src[koff[k] + p] * w[k, f]``, w
@@ -346,41 +350,115 @@ CC_DEFINE_CV(double, cc_vd, f64)
 CC_DEFINE_CV_DISPATCH(float, f32)
 CC_DEFINE_CV_DISPATCH(double, f64)
 
-/* d[j] = s[j] (+ b) for j < n: a tile's row of one filter into the output.
- * Whole vectors, the last one moved back to end at n; below a vector,
- * two overlapping copies of the largest power of two not above n (memcpy of
- * a constant size: one load and one store).  Overlaps write the same value
- * twice. */
+/* A tile's rows into the output: d[r*dstride + j] = s[r*sstride + j] (+ b[r]
+ * when b is not NULL), rows r < rows, j < n.  Each row by whole vectors, the
+ * last moved back to end at n; a row shorter than a vector by two
+ * overlapping copies of the largest power of two of lanes not above n (a
+ * constant-size memcpy is one load and one store).  An overlap writes the
+ * same value twice. */
 #define CC_DEFINE_ROW(T, V, SUF)                                                      \
-CC_INLINE void cc_chunk_##SUF(T* restrict d, const T* restrict s, const int bytes,   \
-                              T b, int add) {                                         \
+CC_INLINE void cc_chunk_##SUF(T* restrict d, const T* restrict s, const int m,       \
+                              const T* b) {                                           \
     T v[CC_VBYTES / sizeof(T)];                                                       \
-    memcpy(v, s, bytes);                                                              \
-    if (add)                                                                          \
-        for (int i = 0; i < bytes / (int)sizeof(T); i++) v[i] += b;                   \
-    memcpy(d, v, bytes);                                                              \
+    memcpy(v, s, m * sizeof(T));                                                      \
+    if (b)                                                                            \
+        for (int i = 0; i < m; i++) v[i] += *b;                                       \
+    memcpy(d, v, m * sizeof(T));                                                      \
 }                                                                                     \
-static inline void cc_row_##SUF(T* restrict d, const T* restrict s, ptrdiff_t n,     \
-                                T b, int add) {                                       \
-    const ptrdiff_t L = CC_LANES_##SUF;                                               \
-    if (n >= L) {                                                                     \
-        ptrdiff_t j = 0;                                                              \
-        for (; j + L <= n; j += L) cc_chunk_##SUF(d + j, s + j, CC_VBYTES, b, add);   \
-        if (j < n) cc_chunk_##SUF(d + n - L, s + n - L, CC_VBYTES, b, add);           \
-        return;                                                                       \
-    }                                                                                 \
-    for (int bytes = CC_VBYTES / 2; bytes >= (int)sizeof(T); bytes /= 2) {            \
-        const ptrdiff_t m = bytes / (ptrdiff_t)sizeof(T);                             \
-        if (n >= m) {                                                                 \
-            cc_chunk_##SUF(d, s, bytes, b, add);                                      \
-            cc_chunk_##SUF(d + n - m, s + n - m, bytes, b, add);                      \
-            return;                                                                   \
+CC_INLINE void cc_pair_##SUF(T* restrict d, const T* restrict s, ptrdiff_t n,        \
+                             const int m, const T* b) {                               \
+    cc_chunk_##SUF(d, s, m, b);                                                       \
+    cc_chunk_##SUF(d + n - m, s + n - m, m, b);                                       \
+}                                                                                     \
+static void cc_rows_##SUF(T* restrict d, ptrdiff_t dstride, const T* restrict s,     \
+                          ptrdiff_t sstride, ptrdiff_t rows, ptrdiff_t n, const T* b) { \
+    const int L = (int)CC_LANES_##SUF;                                                \
+    for (ptrdiff_t r = 0; r < rows; r++, d += dstride, s += sstride) {               \
+        const T* br = b ? b + r : NULL;                                               \
+        if (n >= L) {                                                                 \
+            ptrdiff_t j = 0;                                                          \
+            for (; j + L <= n; j += L) cc_chunk_##SUF(d + j, s + j, L, br);           \
+            if (j < n) cc_chunk_##SUF(d + n - L, s + n - L, L, br);                   \
+        } else if (2 * n >= L) {                                                      \
+            cc_pair_##SUF(d, s, n, L / 2, br);                                        \
+        } else if (4 * n >= L && L >= 4) {                                            \
+            cc_pair_##SUF(d, s, n, L / 4, br);                                        \
+        } else {                                                                      \
+            for (ptrdiff_t j = 0; j < n; j++) d[j] = br ? s[j] + *br : s[j];          \
         }                                                                             \
     }                                                                                 \
 }
 
 CC_DEFINE_ROW(float, cc_vf, f32)
 CC_DEFINE_ROW(double, cc_vd, f64)
+
+/* The output a tile will write, asked for ahead (for writing) while the
+ * tile computes: rows lines from p, stride elements apart, and the line
+ * span bytes on (a tile's first and last output of each filter). */
+static inline void cc_prefetch_rows(const char* p, ptrdiff_t stride_bytes, ptrdiff_t rows, ptrdiff_t span) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        __builtin_prefetch(p + r * stride_bytes, 1);
+        __builtin_prefetch(p + r * stride_bytes + span, 1);
+    }
+}
+
+
+/* The row kernel: out[r*ostride + j] = sum_k w[k*rf + r] * src[koff[k] + j]
+ * (+ b[r] when b is not NULL) for r < rows (of a block of rf), j < n, summed
+ * in k's order.
+ * Four vectors of positions at a time; the one to three vectors left in one
+ * step too (independent sums), moved back to end at n (positions summed
+ * twice get the same bits); a row shorter than those vectors is summed into
+ * a local buffer first (reading up to a vector past n). */
+#define CC_DEFINE_ROWK(T, V, SUF)                                                     \
+CC_INLINE void cc_rowk_vecs_##SUF(const int NP, const T* restrict w, ptrdiff_t rf,   \
+                                  const T* restrict s, const ptrdiff_t* restrict koff, \
+                                  ptrdiff_t K, T* restrict o, const T* b) {           \
+    const ptrdiff_t L = CC_LANES_##SUF;                                               \
+    V acc[4];                                                                         \
+    for (int p = 0; p < NP; p++) acc[p] = cc_bcast_##SUF(0);                          \
+    for (ptrdiff_t k = 0; k < K; k++) {                                               \
+        V wv = cc_bcast_##SUF(w[k * rf]);                                             \
+        for (int p = 0; p < NP; p++) acc[p] += wv * cc_load_##SUF(s + koff[k] + p * L); \
+    }                                                                                 \
+    for (int p = 0; p < NP; p++) {                                                    \
+        if (b) acc[p] += cc_bcast_##SUF(*b);                                          \
+        cc_store_##SUF(o + p * L, acc[p]);                                            \
+    }                                                                                 \
+}                                                                                     \
+static void cc_rowk_vecs_any_##SUF(int np, const T* w, ptrdiff_t rf, const T* s,     \
+                                   const ptrdiff_t* koff, ptrdiff_t K, T* o, const T* b) { \
+    switch (np) {                                                                     \
+    case 1: cc_rowk_vecs_##SUF(1, w, rf, s, koff, K, o, b); break;                    \
+    case 2: cc_rowk_vecs_##SUF(2, w, rf, s, koff, K, o, b); break;                    \
+    case 3: cc_rowk_vecs_##SUF(3, w, rf, s, koff, K, o, b); break;                    \
+    default: cc_rowk_vecs_##SUF(4, w, rf, s, koff, K, o, b); break;                   \
+    }                                                                                 \
+}                                                                                     \
+static void cc_rowk_##SUF(ptrdiff_t rows, ptrdiff_t rf, const T* w, const T* src,  \
+                          const ptrdiff_t* koff, ptrdiff_t K, ptrdiff_t n, T* out,   \
+                          ptrdiff_t ostride, const T* b) {                            \
+    const ptrdiff_t L = CC_LANES_##SUF;                                               \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                            \
+        T* o = out + r * ostride;                                                     \
+        const T* br = b ? b + r : NULL;                                               \
+        ptrdiff_t j = 0;                                                              \
+        for (; j + 4 * L <= n; j += 4 * L)                                            \
+            cc_rowk_vecs_##SUF(4, w + r, rf, src + j, koff, K, o + j, br);            \
+        if (j == n) continue;                                                         \
+        const int np = (int)((n - j + L - 1) / L);                                    \
+        if (n >= np * L) {                                                            \
+            cc_rowk_vecs_any_##SUF(np, w + r, rf, src + n - np * L, koff, K, o + n - np * L, br); \
+        } else {                                                                      \
+            T v[4 * CC_VBYTES / sizeof(T)];                                           \
+            cc_rowk_vecs_any_##SUF(np, w + r, rf, src, koff, K, v, br);               \
+            for (ptrdiff_t i = 0; i < n; i++) o[i] = v[i];                            \
+        }                                                                             \
+    }                                                                                 \
+}
+
+CC_DEFINE_ROWK(float, cc_vf, f32)
+CC_DEFINE_ROWK(double, cc_vd, f64)
 
 /* The channel tile's positions in tmp, per filter: npx in whole vectors. */
 static inline ptrdiff_t cc_cv_stride(ptrdiff_t npx, int itemsize) {

@@ -123,7 +123,7 @@ class DirectPlan(TypedDict):
     band: int  # tiles per work item
     tile: int  # output positions per tile
     row_tiles: int  # tiles along each output row; 0: tiles over the flattened rows
-    channels: int  # 1: the channel kernel (filters in the vector), 0: the pixel kernel
+    kernel: int  # 0: the pixel kernel, 1: the channel kernel (filters in the vector), 2: the row kernel
     threads: int
     packed: int  # 1: the source is the unpadded input; each work item packs its group's planes (pack)
     pack: PackPlan
@@ -217,12 +217,14 @@ LOADS_PER_CYCLE = 1.6
 # Cycles per output element to write a tile out: memcpy rows (the pixel
 # kernel) or a transposing copy (the channel kernel); and per kernel call.
 WRITE_PIXELS = 0.25
-WRITE_CHANNELS = 1.0
+WRITE_CHANNELS = 0.25
 CALL_CYCLES = 30.0
 
 #: Tests set this to force the kernel of every direct pass: ("pixel", 0, False),
-#: or ("channel", vectors, rows) (1 or 2 vectors of filters; tiles within rows or over them).
+#: ("channel", vectors, rows) (1 or 2 vectors of filters; tiles within rows or over them),
+#: or ("row", 0, True) (where the output's columns are contiguous, else the pixel kernel).
 FORCE_KERNEL: tuple[str, int, bool] | None = None
+KINDS = {"pixel": 0, "channel": 1, "row": 2}
 #: Tests set this to force every pass that can to pack its planes per work item (True), or never (False).
 FORCE_PACK: bool | None = None
 
@@ -230,7 +232,7 @@ FORCE_PACK: bool | None = None
 class Kernel(NamedTuple):
     """How a direct pass runs: the kernel and its tiles (see ``direct_pass``)."""
 
-    channels: bool  # the channel kernel (filters in the vector), else the pixel kernel
+    kind: str  # "pixel", "channel" (filters in the vector) or "row" (the pixel kernel's rows in place)
     block: int  # filters per block
     tile: int  # output positions per tile
     row_tiles: int  # tiles along each output row; 0: tiles over the flattened rows
@@ -238,10 +240,14 @@ class Kernel(NamedTuple):
 
 
 def _choose_kernel(count: int, outputs: list[tuple[int, int, int]], ws: int, itemsize: int,
-                   flat_only: bool) -> Kernel:
+                   flat_only: bool, contiguous: bool = True) -> Kernel:
     """The fastest kernel by estimate for ``count`` filters per group and outputs
-    (steps k per output, oh, ow) read from rows ``ws`` long (``flat_only``: no row
-    tiles, so that the source can be read in place; unless forced, see FORCE_KERNEL)."""
+    (steps k per output, oh, ow) read from rows ``ws`` long.
+
+    ``flat_only``: no tiles within rows (so that the source can be read in
+    place); ``contiguous``: the output's columns are contiguous (the row
+    kernel writes them in place).  Both apply unless forced (FORCE_KERNEL).
+    """
     blk = _kernels().blocking()
     lanes = blk["vector_bytes"] // itemsize
     candidates = []
@@ -251,27 +257,35 @@ def _choose_kernel(count: int, outputs: list[tuple[int, int, int]], ws: int, ite
     tile = npv * lanes
     step = max(rf * npv / FMA_PER_CYCLE, FMA_LATENCY, (2 * npv + rf) / LOADS_PER_CYCLE)
     cycles = sum(-(-(oh * ws) // tile) * (k * step + CALL_CYCLES + WRITE_PIXELS * rf * tile) for k, oh, _ in outputs)
-    candidates.append(Kernel(False, rf, tile, 0, -(-count // rf) * cycles))
+    candidates.append(Kernel("pixel", rf, tile, 0, -(-count // rf) * cycles))
+    # The row kernel: the pixel kernel's sums, one filter at a time, rows in place.
+    row_vectors = max(-(-ow // lanes) for _, _, ow in outputs)
+    step = sum(max(v / FMA_PER_CYCLE, FMA_LATENCY, (2 * v + 1) / LOADS_PER_CYCLE)
+               for v in [4] * (row_vectors // 4) + [row_vectors % 4] if v)
+    cycles = sum(oh * (k * step + CALL_CYCLES) for k, oh, _ in outputs)
+    candidates.append(Kernel("row", rf, max(ow for _, _, ow in outputs), 1, count * cycles))
     # The channel kernel: nv vectors of filters (loaded) x npx positions (broadcast).
     for nv in range(1, blk["cv_vectors"] + 1):
         block = nv * lanes
         widest = blk["cv_acc"] // nv
         ow_max = max(ow for _, _, ow in outputs)
         per_row = -(-ow_max // widest)
-        shapes = [(widest, 0), (-(-ow_max // per_row), per_row)]
-        for npx, rows in shapes:
+        for npx, rows in [(widest, 0), (-(-ow_max // per_row), per_row)]:
             step = max(npx * nv / FMA_PER_CYCLE, FMA_LATENCY, (npx + nv) / LOADS_PER_CYCLE)
             cycles = sum((oh * rows if rows else -(-(oh * ws) // npx)) * (k * step + CALL_CYCLES + WRITE_CHANNELS
                                                                           * block * npx) for k, oh, _ in outputs)
-            candidates.append(Kernel(True, block, npx, rows, -(-count // block) * cycles))
+            candidates.append(Kernel("channel", block, npx, rows, -(-count // block) * cycles))
     if FORCE_KERNEL is not None:
         kind, vectors, rows_ = FORCE_KERNEL
-        forced = [c for c in candidates if c.channels == (kind == "channel")
-                  and (kind == "pixel" or (c.block == vectors * lanes and (c.row_tiles > 0) == rows_))]
+        if kind == "row" and not contiguous:
+            kind = "pixel"  # the row kernel writes contiguous columns only
+        forced = [c for c in candidates if c.kind == kind
+                  and (kind != "channel" or (c.block == vectors * lanes and (c.row_tiles > 0) == rows_))]
         if not forced:
             raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r} names no kernel of this build")
         return forced[0]
-    return min((c for c in candidates if not (flat_only and c.row_tiles)), key=lambda c: c.cycles)
+    usable = [c for c in candidates if not (flat_only and c.row_tiles) and (contiguous or c.kind != "row")]
+    return min(usable, key=lambda c: c.cycles)
 
 
 class _Planes:
@@ -289,10 +303,10 @@ class _Planes:
         self.ws = ow + max(r for _, r in tx)
         self.plane = self.hs * self.ws
         self.chan = len(self.phases) * self.plane
-        # Offset of tap (a, b), t = a*kw + b, in a channel's planes.
-        self.tapoff = np.array(
-            [index[(py, px)] * self.plane + ry * self.ws + rx for py, ry in ty for px, rx in tx], dtype=np.intp
-        )
+        # Tap (a, b), t = a*kw + b: its plane and its row and column offsets in it.
+        self.taps = [(index[(py, px)], ry, rx) for py, ry in ty for px, rx in tx]
+        self.tapoff = self.tap_offsets(self.hs)
+        self.maxrow = self.hs - oh
         self.layer = layer
         # Stride 1, no padding, one filter column (1x1 above all): the planes
         # are x itself, read in place.
@@ -302,14 +316,19 @@ class _Planes:
     def size(self, images: int, channels: int) -> int:
         return images * channels * self.chan
 
+    def tap_offsets(self, rows: int) -> np.ndarray:
+        """Each tap's offset in a channel's planes, the planes ``rows`` high (``hs``, or a band's)."""
+        return np.array([p * rows * self.ws + ry * self.ws + rx for p, ry, rx in self.taps], dtype=np.intp)
+
     def phase_table(self) -> np.ndarray:
         return np.array(self.phases, dtype=np.intp).reshape(-1, 2)
 
-    def pack_plan(self, channels: int, slack: int, threads: int) -> PackPlan:
+    def pack_plan(self, channels: int, slack: int, threads: int, rows: int = 0) -> PackPlan:
+        """Packing ``rows`` rows of each plane (default all) of ``channels`` channels at a time."""
         s = self.layer.shape
         return PackPlan(in_channels=s.c, in_rows=s.ih, in_cols=s.iw, channels=channels,
                         stride_h=self.layer.stride[0], stride_w=self.layer.stride[1], top=self.layer.pad[0][0],
-                        left=self.layer.pad[1][0], rows=self.hs, cols=self.ws, slack=slack, threads=threads)
+                        left=self.layer.pad[1][0], rows=rows or self.hs, cols=self.ws, slack=slack, threads=threads)
 
     def pack(self, x: np.ndarray, threads: int, slack: int = 0, in_place: bool = True) -> np.ndarray:
         """The planes of ``x``: x itself, flattened, where they are (``in_place`` and
@@ -323,11 +342,30 @@ class _Planes:
         return out
 
 
-def _packs_per_item(items: int, group_bytes: int, threads: int) -> bool:
-    """Whether each work item (an image and group) packs its own planes."""
-    if FORCE_PACK is not None:
-        return FORCE_PACK
-    return group_bytes <= PACK_ITEM_BYTES and (threads == 1 or items >= ITEMS_PER_THREAD * threads)
+def _band_rows(items: int, channels: int, phases: int, ws: int, oh: int, maxrow: int, row_tiles: int,
+               itemsize: int, threads: int, w_bytes: int = 0) -> int | None:
+    """Output rows per work item when each item packs the planes its tiles read, or None.
+
+    ``items``: images x groups; a group's planes have ``channels`` x
+    ``phases`` planes of rows ``ws`` long, of which ``maxrow`` more than the
+    ``oh`` output rows (the taps' reach).  Tiles over the flattened rows: all
+    rows, where a group's planes are small (a depthwise layer, a small
+    image) and there are items enough.  Tiles within rows: bands of rows
+    whose planes fit X_BUDGET, with items enough for the threads, where an
+    item can run all the group's filters (``w_bytes`` of them packed) from
+    cache, so that it packs its band once, and unless the bands would be so
+    thin that their shared rows double the packing.
+    """
+    if FORCE_PACK is False:
+        return None
+    whole = channels * phases * (oh + maxrow) * ws * itemsize <= PACK_ITEM_BYTES
+    enough = threads == 1 or items >= ITEMS_PER_THREAD * threads
+    if not row_tiles:
+        return oh if FORCE_PACK or (whole and enough) else None
+    rows = max(1, min(oh, X_BUDGET // max(1, channels * phases * ws * itemsize) - maxrow))
+    while items * -(-oh // rows) < ITEMS_PER_THREAD * threads and rows > 1:
+        rows = -(-rows // 2)
+    return rows if FORCE_PACK or (rows >= min(oh, 2 * maxrow) and w_bytes <= W_BUDGET) else None
 
 
 def _no_pack(threads: int) -> PackPlan:
@@ -352,58 +390,83 @@ def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, t
 
 def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, int, int]], out: np.ndarray,
                 bias: np.ndarray, sizes: dict[str, int], kernel: Kernel, ws: int, threads: int, dtype: np.dtype,
-                x_tile_bytes: int, pack: tuple[PackPlan, np.ndarray, int] | None = None) -> None:
+                x_tile_bytes: int, pack: tuple[PackPlan, np.ndarray, int, int] | None = None) -> None:
     """One direct_pass call, blocked.
 
     ``parts`` lists the outputs sharing ``src``: (packed filters, koff, base,
     oh, ow) each; ``sizes`` has the plan's images, groups, fblocks, filters,
     src_image, src_group, out_image, out_filter, out_row and out_col.
-    ``pack``: (plan, phases, elements of a group's planes and slack) when each
-    work item packs its own planes from ``src``, the unpadded input.
+    ``pack``: (plan, phases, elements of an item's planes and slack, output
+    rows per item) when each work item packs its own planes from ``src``,
+    the unpadded input.
     """
     n, g, nfb = sizes["images"], sizes["groups"], sizes["fblocks"]
     tp, per_row = kernel.tile, kernel.row_tiles
     ntiles = max(oh * per_row if per_row else -(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
     k_all = sum(koff.size for _, koff, _, _, _ in parts)
+    w_block = kernel.block * k_all * dtype.itemsize
     if pack is None:
-        fchunk, band = _blocks(n * g, nfb, ntiles, kernel.block * k_all * dtype.itemsize, x_tile_bytes * tp, threads)
-    else:
-        fchunk, band = nfb, ntiles  # an item is an image and a group: it packs them once
+        fchunk, band = _blocks(n * g, nfb, ntiles, w_block, x_tile_bytes * tp, threads)
+    else:  # an item packs its band once and runs every filter block on it (split only for the threads)
+        band = pack[3] * per_row if per_row else ntiles
+        fchunk = nfb
+        while n * g * -(-ntiles // band) * -(-nfb // fchunk) < ITEMS_PER_THREAD * threads and fchunk > 1:
+            fchunk = -(-fchunk // 2)
     table = np.zeros((len(parts), 6), dtype=np.intp)
     k0 = w0 = 0
     for q, (wp, koff, base, oh, ow) in enumerate(parts):
         table[q] = (koff.size, k0, w0, base, oh, ow)
         k0 += koff.size
         w0 += wp.size
-    wp_all = np.concatenate([wp for wp, *_ in parts]) if len(parts) > 1 else parts[0][0]
+    wp_all = parts[0][0]
+    if len(parts) > 1:  # each part's filters stay on a cache-line boundary: their blocks are whole lines
+        wp_all = _aligned(sum(wp.size for wp, *_ in parts), dtype)
+        np.concatenate([wp for wp, *_ in parts], out=wp_all)
     koff_all = np.concatenate([koff for _, koff, *_ in parts]) if len(parts) > 1 else parts[0][1]
     flops = 2 * n * g * nfb * kernel.block * k_all * ntiles * tp
     threads = _threads_for(threads, flops)
     lanes = _kernels().blocking()["vector_bytes"] // dtype.itemsize
-    row = kernel.block * (-(-tp // lanes) * lanes if kernel.channels else tp)
-    pack_plan, phases, group_len = pack if pack is not None else (_no_pack(threads), np.zeros((0, 2), np.intp), 0)
-    tmp = np.empty((threads, row + group_len), dtype)
+    # Each thread's tile (as direct_pass lays it out; the row kernel has none), then its planes.
+    row = {"pixel": kernel.block * tp, "channel": kernel.block * -(-tp // lanes) * lanes, "row": 0}[kernel.kind]
+    pack_plan, phases, group_len, _ = pack if pack is not None else (_no_pack(threads), np.zeros((0, 2), np.intp), 0, 0)
+    row_len = -(-(row + group_len) // 16) * 16  # each thread's row on a cache-line boundary
+    tmp = _aligned(threads * row_len, dtype).reshape(threads, row_len)
     plan = DirectPlan(images=n, groups=g, block=kernel.block, fblocks=nfb, filters=sizes["filters"],
                       src_image=sizes["src_image"], src_group=sizes["src_group"], src_row=ws,
                       out_image=sizes["out_image"], out_filter=sizes["out_filter"], out_row=sizes["out_row"],
                       out_col=sizes["out_col"], fchunk=fchunk, band=band, tile=tp, row_tiles=per_row,
-                      channels=int(kernel.channels), threads=threads, packed=int(pack is not None),
+                      kernel=KINDS[kernel.kind], threads=threads, packed=int(pack is not None),
                       pack=pack_plan)
     _kernels().direct_pass(src, wp_all, koff_all, table, out, bias, tmp, plan, phases)
 
 
 def _slack(chan: int, oh: int, ws: int, tile: int, maxoff: int) -> int:
     """Elements past the last channel's planes (``chan`` long) that the last tiles may
-    read (see ``direct_pass``), the tap offsets within a channel's planes up to ``maxoff``."""
-    return max(0, oh * ws + tile + maxoff - chan)
+    read (see ``direct_pass``; the row kernel's a vector of 64 bytes more), the tap
+    offsets within a channel's planes up to ``maxoff``."""
+    return max(0, oh * ws + tile + 64 + maxoff - chan)
+
+
+def _aligned(size: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised 1-D array whose first element is on a 64-byte boundary (a cache line).
+
+    NumPy aligns large arrays to 16 bytes only: a vector load of 64 bytes
+    would then cross a cache line every time.
+    """
+    raw = np.empty(size * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + size * dtype.itemsize].view(dtype)
 
 
 def _pack_filters(w: np.ndarray, groups: int, count: int, k: int, block: int) -> np.ndarray:
-    """(G, count, k) filters as (G, blocks, k, block), flattened: zero filters pad the last block."""
+    """(G, count, k) filters as (G, blocks, k, block), flattened and 64-byte aligned:
+    zero filters pad the last block."""
     nb = -(-count // block)
-    wp = np.zeros((groups, nb * block, k), w.dtype)
-    wp[:, :count] = w.reshape(groups, count, k)
-    return np.ascontiguousarray(wp.reshape(groups, nb, block, k).transpose(0, 1, 3, 2)).ravel()
+    padded = np.zeros((groups, nb * block, k), w.dtype)
+    padded[:, :count] = w.reshape(groups, count, k)
+    wp = _aligned(groups * nb * k * block, w.dtype)
+    wp.reshape(groups, nb, k, block)[...] = padded.reshape(groups, nb, block, k).transpose(0, 1, 3, 2)
+    return wp
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, threads: int) -> np.ndarray:
@@ -418,23 +481,27 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, th
     kernel = _choose_kernel(fg, [(k, oh, ow)], planes.ws, dtype.itemsize, planes.in_place)
     # x read in place: tiles over its flattened rows, each inside one plane.
     in_place = planes.in_place and kernel.row_tiles == 0 and planes.plane >= kernel.tile
+    phases = len(planes.phases)
+    rows = None if in_place else _band_rows(s.n * g, s.cg, phases, planes.ws, oh, planes.maxrow, kernel.row_tiles,
+                                            dtype.itemsize, threads, fg * k * dtype.itemsize)
+    # The planes' rows (all, or an item's band), and the taps' offsets in them.
+    height = planes.hs if rows is None or rows >= oh else rows + planes.maxrow
+    tapoff = planes.tap_offsets(height)
+    chan = phases * height * planes.ws
+    koff = (np.arange(s.cg, dtype=np.intp)[:, None] * chan + tapoff[None, :]).ravel()
+    slack = _slack(chan, rows or oh, planes.ws, kernel.tile, int(tapoff.max()))
     wp = _pack_filters(w, g, fg, k, kernel.block)
-    koff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
-    maxoff = int(planes.tapoff.max())
     out = np.empty(s.n * s.f * oh * ow, dtype)
     bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
-    sizes = dict(images=s.n, groups=g, fblocks=-(-fg // kernel.block), filters=fg, src_image=s.c * planes.chan,
-                 src_group=s.cg * planes.chan, out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
-    group_len = planes.size(1, s.cg)
+    sizes = dict(images=s.n, groups=g, fblocks=-(-fg // kernel.block), filters=fg, src_image=s.c * chan,
+                 src_group=s.cg * chan, out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
     pack = None
-    if not in_place and _packs_per_item(s.n * g, group_len * dtype.itemsize, threads):
-        slack = _slack(planes.chan, oh, planes.ws, kernel.tile, maxoff)
-        pack = (planes.pack_plan(s.cg, slack, threads), planes.phase_table(), group_len + slack)
+    if rows is not None:  # each work item packs its own band of planes
+        pack = (planes.pack_plan(s.cg, slack, threads, height), planes.phase_table(), s.cg * chan + slack, rows)
         src = x.reshape(-1)
     else:
-        src = planes.pack(x, threads, 0 if in_place else _slack(planes.chan, oh, planes.ws, kernel.tile, maxoff),
-                          in_place)
-    x_tile = s.cg * len(planes.phases) * dtype.itemsize
+        src = planes.pack(x, threads, 0 if in_place else slack, in_place)
+    x_tile = s.cg * phases * dtype.itemsize
     _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias, sizes, kernel, planes.ws, threads, dtype, x_tile, pack)
     return out.reshape(layer.out_shape)
 
@@ -474,28 +541,37 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
               if ty and tx and ny and nx]
     in_place = (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1)
     kernel = _choose_kernel(s.cg, [(fg * len(ty) * len(tx), ny, nx) for _, _, ny, nx, ty, tx in phases], wd,
-                            dtype.itemsize, in_place)
+                            dtype.itemsize, in_place, sw == 1)
+    in_place = in_place and kernel.row_tiles == 0 and oh * ow >= kernel.tile
+    # Each item packs the rows of dout its tiles read (rows i .. i + maxrow for output row i).
+    ny_max = max(ny for _, _, ny, _, _, _ in phases)
+    maxrow = max(oy + top for _, _, _, _, ty, _ in phases for _, oy in ty)
+    k_all = sum(fg * len(ty) * len(tx) for _, _, _, _, ty, tx in phases)
+    band = None if in_place else _band_rows(s.n * g, fg, 1, wd, ny_max, maxrow, kernel.row_tiles, dtype.itemsize,
+                                            threads, s.cg * k_all * dtype.itemsize)
+    height = hd if band is None or band >= ny_max else band + maxrow
     wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
     parts = []
     slack = 0
     for qy, qx, ny, nx, ty, tx in phases:
         toff = np.array([(oy + top) * wd + ox + left for _, oy in ty for _, ox in tx], dtype=np.intp)
-        koff = (np.arange(fg, dtype=np.intp)[:, None] * (hd * wd) + toff[None, :]).ravel()
-        slack = max(slack, _slack(hd * wd, ny, wd, kernel.tile, int(toff.max())))
+        koff = (np.arange(fg, dtype=np.intp)[:, None] * (height * wd) + toff[None, :]).ravel()
+        slack = max(slack, _slack(height * wd, band or ny, wd, kernel.tile, int(toff.max())))
         ay, bx = [a for a, _ in ty], [b for b, _ in tx]
         taps = len(ay) * len(bx)
         # (G, cg, fg, taps): the phase's taps of the transposed filters.
         wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3)
         parts.append((_pack_filters(wq, g, s.cg, fg * taps, kernel.block), koff, qy * s.iw + qx, ny, nx))
+
     def dout_planes(slack: int, threads_: int) -> PackPlan:  # dout, zero-padded: one plane per filter
         return PackPlan(in_channels=s.f, in_rows=oh, in_cols=ow, channels=fg, stride_h=1, stride_w=1, top=top,
-                        left=left, rows=hd, cols=wd, slack=slack, threads=threads_)
+                        left=left, rows=height, cols=wd, slack=slack, threads=threads_)
 
     pack = None
-    if in_place and kernel.row_tiles == 0 and oh * ow >= kernel.tile:
+    if in_place:
         src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
-    elif _packs_per_item(s.n * g, fg * hd * wd * dtype.itemsize, threads):
-        pack = (dout_planes(slack, threads), np.zeros((1, 2), np.intp), fg * hd * wd + slack)
+    elif band is not None:
+        pack = (dout_planes(slack, threads), np.zeros((1, 2), np.intp), fg * height * wd + slack, band)
         src = dout.reshape(-1)
     else:
         src = np.empty(s.n * s.f * hd * wd + slack, dtype)
@@ -504,7 +580,7 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     # Every phase at once: a band of dout is read from memory once for all of them.
     sizes = dict(images=s.n, groups=g, fblocks=-(-s.cg // kernel.block), filters=s.cg, src_image=s.f * hd * wd,
                  src_group=fg * hd * wd, out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw,
-                 out_col=sw)
+                 out_col=sw)  # src_image and src_group: of the planes packed in one pass (height = hd)
     _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype), sizes, kernel, wd, threads, dtype,
                 fg * dtype.itemsize, pack)
     return dx
@@ -531,7 +607,8 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
         acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
         threads = _threads_for(threads, flops)
         # Each item packs one channel's planes of each image: no pass over memory for them.
-        packed = not planes.in_place and _packs_per_item(s.f * s.cg * ntb, planes.chan * dtype.itemsize, threads)
+        packed = not planes.in_place and _band_rows(s.f * s.cg * ntb, 1, len(planes.phases), planes.ws, oh,
+                                                    planes.maxrow, 0, dtype.itemsize, threads) is not None
         src = x.reshape(-1) if packed else planes.pack(x, threads)
         mod.dw_dot(src, dout, toff, acc,
                    DotPlan(groups=g, filters=fg, channels=s.cg, tblocks=ntb, src_image=s.c * planes.chan,

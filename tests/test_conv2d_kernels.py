@@ -63,10 +63,13 @@ def build(request, monkeypatch):
 
 
 # The direct passes' kernels (cconv._layer_plan.FORCE_KERNEL): the pixel
-# kernel; the channel kernel with 1 or 2 vectors of filters, its tiles over
-# the flattened rows or within each output row.
+# kernel; the row kernel (the pixel kernel's rows written in place; dx with
+# a column stride keeps the pixel kernel); the channel kernel with 1 or 2
+# vectors of filters, its tiles over the flattened rows or within each
+# output row.
 KERNELS = {
     "pixel": ("pixel", 0, False),
+    "row": ("row", 0, True),
     "channel1": ("channel", 1, False),
     "channel2": ("channel", 2, False),
     "channel1-rows": ("channel", 1, True),
@@ -255,8 +258,11 @@ def test_forced_paths_reach_the_kernels(monkeypatch, build, path, case):
         lanes = build.blocking()["vector_bytes"] // np.dtype(dtype).itemsize
         direct = [p for f, p in plans if f == "direct_pass"]
         assert len(direct) == 2, plans  # forward and dx
-        for plan in direct:
-            assert plan["channels"] == (kind == "channel"), plan
+        stride = opts.get("stride", 1)
+        for which, plan in zip(("forward", "dx"), direct):
+            # dx with a column stride writes every sw-th column: the row kernel's rows are the pixel kernel's.
+            strided = which == "dx" and (stride if isinstance(stride, int) else stride[1]) > 1
+            assert plan["kernel"] == _layer_plan.KINDS["pixel" if kind == "row" and strided else kind], plan
             assert plan["packed"] == pack, plan  # every case has padding: nothing is read in place
             if kind == "channel":
                 assert plan["block"] == vectors * lanes and (plan["row_tiles"] > 0) == rows, plan
