@@ -410,7 +410,7 @@ def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssi
 
 def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
             real[::1] acc, DwPlan plan):
-    """dw^T, summed over images and output pixels, into ``acc`` (zeros first).
+    """dw^T, summed over images and output pixels, into ``acc`` (any values first).
 
     ``acc`` is (S, G, nkb, nfb, RC, NV*lanes): block ``kb`` of RC rows of
     dw^T (rows ``(c, t)``, at offsets ``roff[kb*RC:(kb+1)*RC]`` of the
@@ -424,7 +424,8 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
     block) blocks), in one parallel loop: an item runs its chunks in order,
     each against all its blocks while the chunk is in cache.  Every element
     of dw is so summed in an order fixed by S alone, whatever the thread
-    count and whichever thread runs an item.
+    count and whichever thread runs an item.  An item zeroes its blocks
+    first; :func:`dw_finish` then adds the partial sums up.
     """
     cdef Py_ssize_t N = plan.images, G = plan.groups, nkb = plan.kblocks, nfb = plan.fblocks
     cdef Py_ssize_t src_n = plan.src_image, src_g = plan.src_group, ws = plan.src_row
@@ -435,30 +436,68 @@ def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,
     cdef Py_ssize_t blocks = G * nkb * nfb
     cdef Py_ssize_t bands = (oh + band - 1) // band
     cdef Py_ssize_t nchunks = N * bands
-    cdef Py_ssize_t item, grp, part, ch, n, i0, rows, b, g, kb, fb
+    cdef Py_ssize_t item, grp, part, ch, n, i0, rows, b, g, kb, fb, lb
     if blocks == 0 or npix == 0 or nchunks == 0:
         return
     for item in prange(S * P, nogil=True, schedule="dynamic", num_threads=plan.threads):
         grp = item // P
         part = item % P
+        for b in range(part * blocks // P, (part + 1) * blocks // P):
+            lb = ((b // (nkb * nfb)) * nkb + b % nkb) * nfb + (b // nkb) % nfb
+            memset(&acc[0] + (grp * blocks + lb) * blk, 0, blk * sizeof(real))
         for ch in range(grp * nchunks // S, (grp + 1) * nchunks // S):
             n = ch // bands
             i0 = (ch % bands) * band
             rows = oh - i0
             if rows > band:
                 rows = band
+            # Blocks of rows fastest: the chunk's output gradient for one
+            # vector block of filters stays in L1 across them.
             for b in range(part * blocks // P, (part + 1) * blocks // P):
                 g = b // (nkb * nfb)
-                kb = (b // nfb) % nkb
-                fb = b % nfb
+                fb = (b // nkb) % nfb
+                kb = b % nkb
+                lb = (g * nkb + kb) * nfb + fb
                 if real is float:
                     cc_dwf_f32(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
                                &dT[0] + ((n * G + g) * nfb + fb) * npix * FB + i0 * ow * FB,
-                               rows, ow, &acc[0] + (grp * blocks + b) * blk)
+                               rows, ow, &acc[0] + (grp * blocks + lb) * blk)
                 else:
                     cc_dwf_f64(&src[0] + n * src_n + g * src_g + i0 * ws, &roff[0] + kb * CC_RC, ws,
                                &dT[0] + ((n * G + g) * nfb + fb) * npix * FB + i0 * ow * FB,
-                               rows, ow, &acc[0] + (grp * blocks + b) * blk)
+                               rows, ow, &acc[0] + (grp * blocks + lb) * blk)
+
+
+def dw_finish(const real[::1] acc, real[::1] dw, DwPlan plan, Py_ssize_t rows, Py_ssize_t filters):
+    """dw (G*filters, rows) from :func:`dw_pass`'s ``acc``: its S partial sums added in order.
+
+    ``dw[g*filters + f, kr] = acc[0, g, kb, fb, r, lane] + acc[1, ...] + ...``
+    (left to right) for row ``kr = kb*RC + r < rows`` (a channel and tap)
+    and filter ``f = fb*NV*lanes + lane < filters``.  Runs on ``plan.threads``.
+    """
+    cdef Py_ssize_t G = plan.groups, nkb = plan.kblocks, nfb = plan.fblocks, S = plan.sums
+    cdef Py_ssize_t FB = CC_NV * CC_VBYTES // sizeof(real)
+    cdef Py_ssize_t blk = CC_RC * FB
+    cdef Py_ssize_t part_len = G * nkb * nfb * blk
+    cdef Py_ssize_t item, g, kb, f, r, kr, s, i
+    cdef real v
+    if G * filters * rows == 0:
+        return
+    # By blocks of RC rows (a block of acc's rows): their RC lines of each
+    # vector of filters stay in cache while every filter is written.
+    for item in prange(G * nkb, nogil=True, schedule="static", num_threads=plan.threads):
+        g = item // nkb
+        kb = item % nkb
+        for f in range(filters):
+            for r in range(CC_RC):
+                kr = kb * CC_RC + r
+                if kr >= rows:
+                    break
+                i = (item * nfb + f // FB) * blk + r * FB + f % FB
+                v = acc[i]
+                for s in range(1, S):
+                    v = v + acc[s * part_len + i]
+                dw[(g * filters + f) * rows + kr] = v
 
 
 def dw_dot(const real[::1] src, const real[:, :, :, ::1] d, const Py_ssize_t[::1] toff,

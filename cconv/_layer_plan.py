@@ -168,9 +168,11 @@ W_BUDGET = 192 * 2**10
 X_BUDGET = 320 * 2**10
 # dw: input rows and output-gradient rows of one chunk.
 DW_BUDGET = 512 * 2**10
-# dw: at most this many chunk groups (partial sums), of at most this many bytes in all.
+# dw: at most this many chunk groups (partial sums), of at most this many bytes in all;
+# the work items the sums' count is chosen for (a shape's own number, not the threads').
 DW_GROUPS = 8
 DW_PARTIALS_BYTES = 32 * 2**20
+DW_ITEMS = 8
 # dw by lanes of pixels (one filter at a time) when a group's filters fill at
 # most 1/DOT_FILTERS of the filter lanes of the blocked dw kernel.
 DOT_FILTERS = 4
@@ -630,21 +632,35 @@ def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     band = max(1, min(oh, DW_BUDGET // max(1, row_bytes)))
     nchunks = s.n * -(-oh // band)
     blocks = g * nkb * nfb
-    block_bytes = rc * fb * dtype.itemsize
-    # Chunk groups, each its own partial dw: a number fixed by the shape (not
-    # the threads), so dw has the same bits on any thread count.
-    groups_ = max(1, min(nchunks, DW_GROUPS, DW_PARTIALS_BYTES // max(1, blocks * block_bytes)))
+    sums = _dw_sums(nchunks, blocks * rc * fb * dtype.itemsize, (src.size + d_t.size) * dtype.itemsize)
     threads = _threads_for(threads, flops)
-    parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // groups_)))
-    acc = np.zeros(groups_ * blocks * rc * fb, dtype)
-    mod.dw_pass(src, d_t, roff, acc,
-                DwPlan(images=s.n, groups=g, kblocks=nkb, fblocks=nfb, src_image=s.c * planes.chan,
-                       src_group=s.cg * planes.chan, src_row=planes.ws, out_rows=oh, out_cols=ow, band=band,
-                       sums=groups_, parts=parts, threads=threads))
-    with np.errstate(invalid="ignore", over="ignore"):
-        acc = acc.reshape(groups_, -1).sum(axis=0) if groups_ > 1 else acc
-    dwt = acc.reshape(g, nkb, nfb, rc, fb).transpose(0, 1, 3, 2, 4).reshape(g, nkb * rc, nfb * fb)[:, :k, :fg]
-    return np.ascontiguousarray(dwt.reshape(g, s.cg, taps, fg).transpose(0, 3, 1, 2)).reshape(s.f, s.cg, s.kh, s.kw)
+    parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // sums)))
+    acc = _aligned(sums * blocks * rc * fb, dtype)
+    plan = DwPlan(images=s.n, groups=g, kblocks=nkb, fblocks=nfb, src_image=s.c * planes.chan,
+                  src_group=s.cg * planes.chan, src_row=planes.ws, out_rows=oh, out_cols=ow, band=band,
+                  sums=sums, parts=parts, threads=threads)
+    mod.dw_pass(src, d_t, roff, acc, plan)
+    dw = np.empty((s.f, s.cg, s.kh, s.kw), dtype)
+    finish = plan.copy()
+    finish["threads"] = _threads_for(threads, nbytes=acc.nbytes)
+    mod.dw_finish(acc, dw.reshape(-1), finish, k, fg)
+    return dw
+
+
+def _dw_sums(chunks: int, dw_bytes: int, data_bytes: int) -> int:
+    """How many partial sums of dw the chunks of the pixels are split into (see ``dw_pass``).
+
+    Fixed by the shape alone, so that dw has the same bits on any thread
+    count.  Each partial costs a dw to write and add up (about three passes
+    over ``dw_bytes``); each of the work items that split the blocks of dw
+    among themselves reads all the ``data_bytes`` of its chunks.  The
+    estimate takes DW_ITEMS items, split between the two.
+    """
+    def cost(sums: int) -> float:
+        return 3.0 * sums * dw_bytes * (sums > 1) + data_bytes * -(-DW_ITEMS // sums)
+
+    candidates = [s for s in (1, 2, 4, 8) if s <= min(chunks, DW_GROUPS) and s * dw_bytes <= DW_PARTIALS_BYTES]
+    return min(candidates or [1], key=cost)
 
 
 def backward(x: np.ndarray, w: np.ndarray, dout: np.ndarray, layer: Layer,
