@@ -75,7 +75,8 @@
 #  define CC_CV_ACC 12
 #endif
 #define CC_CV_NV 2 /* at most this many vectors of filters */
-#define CC_PF 16 /* k-steps ahead that the forward tile prefetches its input */
+#define CC_PF 16 /* k-steps ahead that the forward tiles prefetch their input and weights */
+#define CC_DW_PF 8 /* pixels ahead that dw prefetches the output gradient */
 
 typedef float cc_vf __attribute__((vector_size(CC_VBYTES)));
 typedef double cc_vd __attribute__((vector_size(CC_VBYTES)));
@@ -170,7 +171,10 @@ static void cc_dwf_##SUF(const T* restrict x, const ptrdiff_t* restrict roff,   
         const T* di = d + i * ow * (CC_NV * L);                                       \
         for (ptrdiff_t j = 0; j < ow; j++) {                                          \
             V dv[CC_NV];                                                              \
-            for (int v = 0; v < CC_NV; v++) dv[v] = cc_load_##SUF(di + (j * CC_NV + v) * L); \
+            for (int v = 0; v < CC_NV; v++) {                                         \
+                __builtin_prefetch(di + ((j + CC_DW_PF) * CC_NV + v) * L);            \
+                dv[v] = cc_load_##SUF(di + (j * CC_NV + v) * L);                      \
+            }                                                                         \
             for (int r = 0; r < CC_RC; r++) {                                         \
                 V xb = cc_bcast_##SUF(xr[r][j]);                                      \
                 for (int v = 0; v < CC_NV; v++) acc[r][v] += xb * dv[v];              \
@@ -283,6 +287,8 @@ CC_INLINE void cc_cv_body_##SUF(const int NPX, const int NV, const T* restrict w
     for (ptrdiff_t k = 0; k < K; k++) {                                               \
         const T* s = src + koff[k];                                                   \
         if (k + CC_PF < K) __builtin_prefetch(src + koff[k + CC_PF]);                 \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                         \
+            __builtin_prefetch(w + (CC_PF * NV + v) * L);                             \
         V wv[CC_CV_NV];                                                               \
         _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) wv[v] = cc_load_##SUF(w + v * L); \
         _Pragma("GCC unroll 28") for (int p = 0; p < NPX; p++) {                     \
