@@ -39,6 +39,9 @@ parts and the non-finite pattern counted by the same kernel on class masks.
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
@@ -221,6 +224,11 @@ LOADS_PER_CYCLE = 1.6
 WRITE_PIXELS = 0.25
 WRITE_CHANNELS = 0.25
 CALL_CYCLES = 30.0
+# A pass over memory that makes the planes: bytes a cycle (one core), and
+# bytes moved per byte of planes (the input read, the planes written, then
+# read again by the kernel from memory rather than from cache).
+BYTES_PER_CYCLE = 8.0
+PACK_TRAFFIC = 3.0
 
 #: Tests set this to force the kernel of every direct pass: ("pixel", 0, False),
 #: ("channel", vectors, rows) (1 or 2 vectors of filters; tiles within rows or over them),
@@ -242,13 +250,16 @@ class Kernel(NamedTuple):
 
 
 def _choose_kernel(count: int, outputs: list[tuple[int, int, int]], ws: int, itemsize: int,
-                   flat_only: bool, contiguous: bool = True) -> Kernel:
+                   flat_only: bool, contiguous: bool = True,
+                   pack_cycles: Callable[[Kernel], float] | None = None) -> Kernel:
     """The fastest kernel by estimate for ``count`` filters per group and outputs
     (steps k per output, oh, ow) read from rows ``ws`` long.
 
     ``flat_only``: no tiles within rows (so that the source can be read in
     place); ``contiguous``: the output's columns are contiguous (the row
     kernel writes them in place).  Both apply unless forced (FORCE_KERNEL).
+    ``pack_cycles``: what making the planes costs with a kernel's tiles (a
+    pass over memory, or none where work items pack their own).
     """
     blk = _kernels().blocking()
     lanes = blk["vector_bytes"] // itemsize
@@ -287,7 +298,7 @@ def _choose_kernel(count: int, outputs: list[tuple[int, int, int]], ws: int, ite
             raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r} names no kernel of this build")
         return forced[0]
     usable = [c for c in candidates if not (flat_only and c.row_tiles) and (contiguous or c.kind != "row")]
-    return min(usable, key=lambda c: c.cycles)
+    return min(usable, key=lambda c: c.cycles + (pack_cycles(c) if pack_cycles else 0.0))
 
 
 class _Planes:
@@ -332,16 +343,24 @@ class _Planes:
                         stride_h=self.layer.stride[0], stride_w=self.layer.stride[1], top=self.layer.pad[0][0],
                         left=self.layer.pad[1][0], rows=rows or self.hs, cols=self.ws, slack=slack, threads=threads)
 
-    def pack(self, x: np.ndarray, threads: int, slack: int = 0, in_place: bool = True) -> np.ndarray:
-        """The planes of ``x``: x itself, flattened, where they are (``in_place`` and
-        ``self.in_place``) and no tile reads past them (``slack`` 0)."""
-        if in_place and self.in_place and slack <= 0:
+    def pack(self, x: np.ndarray, threads: int, slack: int = 0, in_place: bool = False) -> np.ndarray:
+        """The planes of ``x``, and ``slack`` zeros; x itself, flattened, where it is
+        its own planes and ``in_place`` allows that (no reads past them)."""
+        if in_place and self.in_place:
             return x.reshape(-1)
         n, c = x.shape[:2]
         out = np.empty(self.size(n, c) + max(slack, 0), x.dtype)
         plan = self.pack_plan(c, 0, _threads_for(threads, nbytes=out.nbytes))
         _kernels().pack_planes(x.reshape(-1), out, self.phase_table(), plan)
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _planes(layer: Layer) -> _Planes:
+    """The phase planes of ``layer``'s input (kept: a layer is planned once)."""
+    planes = _Planes(layer)
+    planes.tapoff.flags.writeable = False
+    return planes
 
 
 def _band_rows(items: int, channels: int, phases: int, ws: int, oh: int, maxrow: int, row_tiles: int,
@@ -390,23 +409,34 @@ def _blocks(items_base: int, nfb: int, ntiles: int, w_block: int, x_tile: int, t
     return fchunk, band
 
 
-def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, int, int]], out: np.ndarray,
-                bias: np.ndarray, sizes: dict[str, int], kernel: Kernel, ws: int, threads: int, dtype: np.dtype,
-                x_tile_bytes: int, pack: tuple[PackPlan, np.ndarray, int, int] | None = None) -> None:
-    """One direct_pass call, blocked.
+class DirectPass(NamedTuple):
+    """A direct pass, planned: all but the data (cached by layer, dtype and threads)."""
 
-    ``parts`` lists the outputs sharing ``src``: (packed filters, koff, base,
-    oh, ow) each; ``sizes`` has the plan's images, groups, fblocks, filters,
-    src_image, src_group, out_image, out_filter, out_row and out_col.
-    ``pack``: (plan, phases, elements of an item's planes and slack, output
-    rows per item) when each work item packs its own planes from ``src``,
-    the unpadded input.
+    kernel: Kernel
+    plan: DirectPlan  # what direct_pass takes (read only: shared by the calls of a plan)
+    parts: np.ndarray  # direct_pass's table of outputs sharing the source
+    koff: np.ndarray  # every part's offsets
+    phases: np.ndarray  # the phases of the planes a work item packs
+    tmp_row: int  # elements of each thread's scratch row
+
+
+def _direct_pass(parts: list[tuple[np.ndarray, int, int, int, int]], sizes: dict[str, int], kernel: Kernel, ws: int,
+                 threads: int, itemsize: int, x_tile_bytes: int,
+                 pack: tuple[PackPlan, np.ndarray, int, int] | None) -> DirectPass:
+    """The plan of one direct_pass call, blocked.
+
+    ``parts`` lists the outputs sharing the source: (koff, elements of
+    packed filters, base, oh, ow) each; ``sizes`` has the plan's images,
+    groups, fblocks, filters, src_image, src_group, out_image, out_filter,
+    out_row and out_col.  ``pack``: (plan, phases, elements of an item's
+    planes and slack, output rows per item) when each work item packs its
+    own planes from the unpadded input.
     """
     n, g, nfb = sizes["images"], sizes["groups"], sizes["fblocks"]
     tp, per_row = kernel.tile, kernel.row_tiles
     ntiles = max(oh * per_row if per_row else -(-(oh * ws) // tp) for _, _, _, oh, _ in parts)
-    k_all = sum(koff.size for _, koff, _, _, _ in parts)
-    w_block = kernel.block * k_all * dtype.itemsize
+    k_all = sum(koff.size for koff, *_ in parts)
+    w_block = kernel.block * k_all * itemsize
     if pack is None:
         fchunk, band = _blocks(n * g, nfb, ntiles, w_block, x_tile_bytes * tp, threads)
     else:  # an item packs its band once and runs every filter block on it (split only for the threads)
@@ -416,30 +446,32 @@ def _run_direct(src: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray, int, 
             fchunk = -(-fchunk // 2)
     table = np.zeros((len(parts), 6), dtype=np.intp)
     k0 = w0 = 0
-    for q, (wp, koff, base, oh, ow) in enumerate(parts):
+    for q, (koff, wsize, base, oh, ow) in enumerate(parts):
         table[q] = (koff.size, k0, w0, base, oh, ow)
         k0 += koff.size
-        w0 += wp.size
-    wp_all = parts[0][0]
-    if len(parts) > 1:  # each part's filters stay on a cache-line boundary: their blocks are whole lines
-        wp_all = _aligned(sum(wp.size for wp, *_ in parts), dtype)
-        np.concatenate([wp for wp, *_ in parts], out=wp_all)
-    koff_all = np.concatenate([koff for _, koff, *_ in parts]) if len(parts) > 1 else parts[0][1]
+        w0 += wsize
+    koff_all = np.concatenate([koff for koff, *_ in parts])
     flops = 2 * n * g * nfb * kernel.block * k_all * ntiles * tp
     threads = _threads_for(threads, flops)
-    lanes = _kernels().blocking()["vector_bytes"] // dtype.itemsize
+    lanes = _kernels().blocking()["vector_bytes"] // itemsize
     # Each thread's tile (as direct_pass lays it out; the row kernel has none), then its planes.
     row = {"pixel": kernel.block * tp, "channel": kernel.block * -(-tp // lanes) * lanes, "row": 0}[kernel.kind]
     pack_plan, phases, group_len, _ = pack if pack is not None else (_no_pack(threads), np.zeros((0, 2), np.intp), 0, 0)
-    row_len = -(-(row + group_len) // 16) * 16  # each thread's row on a cache-line boundary
-    tmp = _aligned(threads * row_len, dtype).reshape(threads, row_len)
     plan = DirectPlan(images=n, groups=g, block=kernel.block, fblocks=nfb, filters=sizes["filters"],
                       src_image=sizes["src_image"], src_group=sizes["src_group"], src_row=ws,
                       out_image=sizes["out_image"], out_filter=sizes["out_filter"], out_row=sizes["out_row"],
                       out_col=sizes["out_col"], fchunk=fchunk, band=band, tile=tp, row_tiles=per_row,
-                      kernel=KINDS[kernel.kind], threads=threads, packed=int(pack is not None),
-                      pack=pack_plan)
-    _kernels().direct_pass(src, wp_all, koff_all, table, out, bias, tmp, plan, phases)
+                      kernel=KINDS[kernel.kind], threads=threads, packed=int(pack is not None), pack=pack_plan)
+    for array in (table, koff_all, phases):
+        array.flags.writeable = False
+    # Each thread's row on a cache-line boundary.
+    return DirectPass(kernel, plan, table, koff_all, phases, -(-(row + group_len) // 16) * 16)
+
+
+def _run(dp: DirectPass, src: np.ndarray, wp: np.ndarray, out: np.ndarray, bias: np.ndarray) -> None:
+    """direct_pass as planned, on these arrays."""
+    tmp = _aligned(dp.plan["threads"] * dp.tmp_row, src.dtype).reshape(dp.plan["threads"], dp.tmp_row)
+    _kernels().direct_pass(src, wp, dp.koff, dp.parts, out, bias, tmp, dp.plan, dp.phases)
 
 
 def _slack(chan: int, oh: int, ws: int, tile: int, maxoff: int) -> int:
@@ -471,40 +503,75 @@ def _pack_filters(w: np.ndarray, groups: int, count: int, k: int, block: int) ->
     return wp
 
 
-def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, threads: int) -> np.ndarray:
-    """The forward output (N, F, oh, ow) of C-contiguous ``x`` and ``w`` of one dtype."""
-    dtype = x.dtype
+class ForwardPlan(NamedTuple):
+    """The forward pass of a layer, planned (see ``_forward_plan``)."""
+
+    direct: DirectPass
+    planes: _Planes
+    source: str  # "x": read in place; "items": work items pack their planes; "planes": one pass packs them
+    slack: int  # zeros after the planes of the pass
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...]) -> ForwardPlan:
+    """Kernel, tiles, packing and offsets of a forward pass: the same for every call
+    of a layer, dtype, thread count and ``_key()``."""
     s = layer.shape
     g = layer.groups
     fg = s.f // g
     oh, ow = layer.out_size
-    planes = _Planes(layer)
+    planes = _planes(layer)
     k = s.cg * s.kh * s.kw
-    kernel = _choose_kernel(fg, [(k, oh, ow)], planes.ws, dtype.itemsize, planes.in_place)
-    # x read in place: tiles over its flattened rows, each inside one plane.
-    in_place = planes.in_place and kernel.row_tiles == 0 and planes.plane >= kernel.tile
     phases = len(planes.phases)
-    rows = None if in_place else _band_rows(s.n * g, s.cg, phases, planes.ws, oh, planes.maxrow, kernel.row_tiles,
-                                            dtype.itemsize, threads, fg * k * dtype.itemsize)
+
+    def packing(kernel: Kernel) -> tuple[bool, int | None]:
+        """(x read in place, output rows per work item that packs its own planes, or None)."""
+        # In place: tiles over x's flattened rows, each inside one plane.
+        in_place = planes.in_place and kernel.row_tiles == 0 and planes.plane >= kernel.tile
+        return in_place, None if in_place else _band_rows(s.n * g, s.cg, phases, planes.ws, oh, planes.maxrow,
+                                                          kernel.row_tiles, itemsize, threads, fg * k * itemsize)
+
+    def pack_cycles(kernel: Kernel) -> float:
+        in_place, rows = packing(kernel)
+        passes = not in_place and rows is None
+        return passes * PACK_TRAFFIC * planes.size(s.n, s.c) * itemsize / BYTES_PER_CYCLE
+
+    kernel = _choose_kernel(fg, [(k, oh, ow)], planes.ws, itemsize, planes.in_place, True, pack_cycles)
+    in_place, rows = packing(kernel)
     # The planes' rows (all, or an item's band), and the taps' offsets in them.
     height = planes.hs if rows is None or rows >= oh else rows + planes.maxrow
     tapoff = planes.tap_offsets(height)
     chan = phases * height * planes.ws
     koff = (np.arange(s.cg, dtype=np.intp)[:, None] * chan + tapoff[None, :]).ravel()
     slack = _slack(chan, rows or oh, planes.ws, kernel.tile, int(tapoff.max()))
-    wp = _pack_filters(w, g, fg, k, kernel.block)
-    out = np.empty(s.n * s.f * oh * ow, dtype)
-    bias = np.zeros(0, dtype) if b is None else np.ascontiguousarray(b, dtype)
-    sizes = dict(images=s.n, groups=g, fblocks=-(-fg // kernel.block), filters=fg, src_image=s.c * chan,
-                 src_group=s.cg * chan, out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
+    nfb = -(-fg // kernel.block)
+    sizes = dict(images=s.n, groups=g, fblocks=nfb, filters=fg, src_image=s.c * chan, src_group=s.cg * chan,
+                 out_image=s.f * oh * ow, out_filter=oh * ow, out_row=ow, out_col=1)
     pack = None
     if rows is not None:  # each work item packs its own band of planes
         pack = (planes.pack_plan(s.cg, slack, threads, height), planes.phase_table(), s.cg * chan + slack, rows)
-        src = x.reshape(-1)
-    else:
-        src = planes.pack(x, threads, 0 if in_place else slack, in_place)
-    x_tile = s.cg * phases * dtype.itemsize
-    _run_direct(src, [(wp, koff, 0, oh, ow)], out, bias, sizes, kernel, planes.ws, threads, dtype, x_tile, pack)
+    source = "x" if in_place else "items" if pack is not None else "planes"
+    direct = _direct_pass([(koff, g * nfb * kernel.block * k, 0, oh, ow)], sizes, kernel, planes.ws, threads,
+                          itemsize, s.cg * phases * itemsize, pack)
+    return ForwardPlan(direct, planes, source, 0 if in_place else slack)
+
+
+def _key() -> tuple[Any, ...]:
+    """What a plan depends on besides the layer, dtype and threads: the build's
+    register blocking, and the paths tests force (FORCE_KERNEL, FORCE_PACK)."""
+    return (*_kernels().blocking().values(), FORCE_KERNEL, FORCE_PACK)
+
+
+def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, threads: int) -> np.ndarray:
+    """The forward output (N, F, oh, ow) of C-contiguous ``x`` and ``w`` of one dtype."""
+    fp = _forward_plan(layer, x.dtype.itemsize, threads, _key())
+    s = layer.shape
+    g = layer.groups
+    wp = _pack_filters(w, g, s.f // g, s.cg * s.kh * s.kw, fp.direct.kernel.block)
+    src = fp.planes.pack(x, threads, fp.slack) if fp.source == "planes" else x.reshape(-1)
+    out = np.empty(math.prod(layer.out_shape), x.dtype)
+    bias = np.zeros(0, x.dtype) if b is None else np.ascontiguousarray(b, x.dtype)
+    _run(fp.direct, src, wp, out, bias)
     return out.reshape(layer.out_shape)
 
 
@@ -519,9 +586,21 @@ def _axis_phases(size: int, out: int, stride: int, pad: int, dil: int,
     return result
 
 
-def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarray:
-    """dx of C-contiguous ``dout`` and ``w`` of one dtype: every term of dout, and zeros around it."""
-    dtype = dout.dtype
+class DxPlan(NamedTuple):
+    """The dx pass of a layer, planned (see ``_dx_plan``)."""
+
+    direct: DirectPass | None  # None: no tap reaches any input pixel
+    covered: bool  # every element of dx is written (no zeros to fill first)
+    taps: list[tuple[list[int], list[int]]]  # each part's filter taps, rows and columns
+    source: str  # "dout": read in place; "items": work items pack their planes; "planes": one pass packs them
+    dout_planes: PackPlan | None  # the pass's packing of dout
+    planes_size: int  # elements of that pass's planes and slack
+
+
+@functools.lru_cache(maxsize=64)
+def _dx_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...]) -> DxPlan:
+    """The dx pass, planned: a direct convolution of the zero-padded dout with the
+    flipped, transposed filters, one part per stride phase of dx."""
     s = layer.shape
     g = layer.groups
     fg = s.f // g
@@ -533,117 +612,181 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     offs_x = [o for _, _, taps in cols for _, o in taps]
     # Where every phase has taps, the kernel writes every element of dx.
     covered = all(taps for _, _, taps in rows) and all(taps for _, _, taps in cols)
-    dx = (np.empty if covered else np.zeros)((s.n, s.c, s.ih, s.iw), dtype)
     if not offs_y or not offs_x:
-        return dx  # no tap reaches any input pixel
+        return DxPlan(None, covered, [], "dout", None, 0)  # no tap reaches any input pixel
     top, left = max(0, -min(offs_y)), max(0, -min(offs_x))
     hd = max(n - 1 + max(o for _, o in taps) for _, n, taps in rows if taps) + top + 1
     wd = max(n - 1 + max(o for _, o in taps) for _, n, taps in cols if taps) + left + 1
     phases = [(qy, qx, ny, nx, ty, tx) for qy, ny, ty in rows for qx, nx, tx in cols
               if ty and tx and ny and nx]
-    in_place = (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1)
-    kernel = _choose_kernel(s.cg, [(fg * len(ty) * len(tx), ny, nx) for _, _, ny, nx, ty, tx in phases], wd,
-                            dtype.itemsize, in_place, sw == 1)
-    in_place = in_place and kernel.row_tiles == 0 and oh * ow >= kernel.tile
-    # Each item packs the rows of dout its tiles read (rows i .. i + maxrow for output row i).
+    readable = (top, left, hd, wd, s.kw) == (0, 0, oh, ow, 1)  # dout as its own zero-padded planes
+    # Each item may pack the rows of dout its tiles read (rows i .. i + maxrow for output row i).
     ny_max = max(ny for _, _, ny, _, _, _ in phases)
     maxrow = max(oy + top for _, _, _, _, ty, _ in phases for _, oy in ty)
     k_all = sum(fg * len(ty) * len(tx) for _, _, _, _, ty, tx in phases)
-    band = None if in_place else _band_rows(s.n * g, fg, 1, wd, ny_max, maxrow, kernel.row_tiles, dtype.itemsize,
-                                            threads, s.cg * k_all * dtype.itemsize)
+
+    def packing(kernel: Kernel) -> tuple[bool, int | None]:
+        """(dout read in place, output rows per work item that packs its own planes, or None)."""
+        in_place = readable and kernel.row_tiles == 0 and oh * ow >= kernel.tile
+        return in_place, None if in_place else _band_rows(s.n * g, fg, 1, wd, ny_max, maxrow, kernel.row_tiles,
+                                                          itemsize, threads, s.cg * k_all * itemsize)
+
+    def pack_cycles(kernel: Kernel) -> float:
+        in_place, band = packing(kernel)
+        return (not in_place and band is None) * PACK_TRAFFIC * s.n * s.f * hd * wd * itemsize / BYTES_PER_CYCLE
+
+    kernel = _choose_kernel(s.cg, [(fg * len(ty) * len(tx), ny, nx) for _, _, ny, nx, ty, tx in phases], wd,
+                            itemsize, readable, sw == 1, pack_cycles)
+    in_place, band = packing(kernel)
     height = hd if band is None or band >= ny_max else band + maxrow
-    wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
+    ncb = -(-s.cg // kernel.block)
     parts = []
+    taps = []
     slack = 0
     for qy, qx, ny, nx, ty, tx in phases:
         toff = np.array([(oy + top) * wd + ox + left for _, oy in ty for _, ox in tx], dtype=np.intp)
         koff = (np.arange(fg, dtype=np.intp)[:, None] * (height * wd) + toff[None, :]).ravel()
         slack = max(slack, _slack(height * wd, band or ny, wd, kernel.tile, int(toff.max())))
-        ay, bx = [a for a, _ in ty], [b for b, _ in tx]
-        taps = len(ay) * len(bx)
-        # (G, cg, fg, taps): the phase's taps of the transposed filters.
-        wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3)
-        parts.append((_pack_filters(wq, g, s.cg, fg * taps, kernel.block), koff, qy * s.iw + qx, ny, nx))
+        taps.append(([a for a, _ in ty], [b for b, _ in tx]))
+        parts.append((koff, g * ncb * kernel.block * koff.size, qy * s.iw + qx, ny, nx))
 
     def dout_planes(slack: int, threads_: int) -> PackPlan:  # dout, zero-padded: one plane per filter
         return PackPlan(in_channels=s.f, in_rows=oh, in_cols=ow, channels=fg, stride_h=1, stride_w=1, top=top,
                         left=left, rows=height, cols=wd, slack=slack, threads=threads_)
 
     pack = None
-    if in_place:
-        src = dout.reshape(-1)  # the zero-padded dout is dout itself: read in place
-    elif band is not None:
+    if band is not None:
         pack = (dout_planes(slack, threads), np.zeros((1, 2), np.intp), fg * height * wd + slack, band)
+    source = "dout" if in_place else "items" if pack is not None else "planes"
+    size = s.n * s.f * hd * wd + slack
+    # src_image and src_group: of the planes packed in one pass (height = hd).
+    sizes = dict(images=s.n, groups=g, fblocks=ncb, filters=s.cg, src_image=s.f * hd * wd, src_group=fg * hd * wd,
+                 out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw, out_col=sw)
+    direct = _direct_pass(parts, sizes, kernel, wd, threads, itemsize, fg * itemsize, pack)
+    return DxPlan(direct, covered, taps, source, dout_planes(0, _threads_for(threads, nbytes=size * itemsize)), size)
+
+
+def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarray:
+    """dx of C-contiguous ``dout`` and ``w`` of one dtype: every term of dout, and zeros around it."""
+    dtype = dout.dtype
+    xp = _dx_plan(layer, dtype.itemsize, threads, _key())
+    s = layer.shape
+    g = layer.groups
+    fg = s.f // g
+    dx = (np.empty if xp.covered else np.zeros)((s.n, s.c, s.ih, s.iw), dtype)
+    if xp.direct is None:
+        return dx
+    block = xp.direct.kernel.block
+    wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
+    packed = []
+    for ay, bx in xp.taps:
+        taps = len(ay) * len(bx)
+        # (G, cg, fg, taps): the phase's taps of the transposed filters.
+        wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3)
+        packed.append(_pack_filters(wq, g, s.cg, fg * taps, block))
+    wp = packed[0]
+    if len(packed) > 1:  # each part's filters stay on a cache-line boundary: their blocks are whole lines
+        wp = _aligned(sum(p.size for p in packed), dtype)
+        np.concatenate(packed, out=wp)
+    if xp.source == "planes":
+        src = np.empty(xp.planes_size, dtype)
+        _kernels().pack_planes(dout.reshape(-1), src, np.zeros((1, 2), dtype=np.intp), xp.dout_planes)
+    else:  # dout itself, read in place or packed by the work items
         src = dout.reshape(-1)
-    else:
-        src = np.empty(s.n * s.f * hd * wd + slack, dtype)
-        _kernels().pack_planes(dout.reshape(-1), src, np.zeros((1, 2), dtype=np.intp),
-                               dout_planes(0, _threads_for(threads, nbytes=src.nbytes)))
     # Every phase at once: a band of dout is read from memory once for all of them.
-    sizes = dict(images=s.n, groups=g, fblocks=-(-s.cg // kernel.block), filters=s.cg, src_image=s.f * hd * wd,
-                 src_group=fg * hd * wd, out_image=s.c * s.ih * s.iw, out_filter=s.ih * s.iw, out_row=sh * s.iw,
-                 out_col=sw)  # src_image and src_group: of the planes packed in one pass (height = hd)
-    _run_direct(src, parts, dx.reshape(-1), np.zeros(0, dtype), sizes, kernel, wd, threads, dtype,
-                fg * dtype.itemsize, pack)
+    _run(xp.direct, src, wp, dx.reshape(-1), np.zeros(0, dtype))
     return dx
+
+
+class DwPlanned(NamedTuple):
+    """The dw pass of a layer, planned (see ``_dw_plan``)."""
+
+    planes: _Planes
+    dot: DotPlan | None  # depthwise: lanes of pixels per tap (dw_dot)
+    blocked: DwPlan | None  # else: rows of dw^T against vectors of filters (dw_pass)
+    offsets: np.ndarray  # toff (dw_dot) or roff (dw_pass)
+    filter_lanes: int  # dw_pass: filters per block
+    work: int  # dw_dot, planes packed by work items: elements of each thread's planes
+    acc_size: int  # elements of the partial sums
+    finish_threads: int
+
+
+@functools.lru_cache(maxsize=64)
+def _dw_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...]) -> DwPlanned:
+    """The dw pass, planned (``key``: ``_key()``)."""
+    blk = _kernels().blocking()
+    s = layer.shape
+    g = layer.groups
+    fg = s.f // g
+    oh, ow = layer.out_size
+    planes = _planes(layer)
+    taps = s.kh * s.kw
+    vbytes, rc, nv, nt = blk["vector_bytes"], blk["dw_rows"], blk["dw_vectors"], blk["dot_taps"]
+    flops = 2.0 * s.n * s.f * oh * ow * s.cg * taps
+    fb = nv * vbytes // itemsize
+    threads = _threads_for(threads, flops)
+    if fg * DOT_FILTERS <= fb:  # depthwise, few filters: lanes of pixels, per tap
+        ntb = -(-taps // nt)
+        toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
+        # Each item may pack one channel's planes of each image, no pass over memory for them, where
+        # no other item packs them too (one filter a channel and one block of taps: depthwise).
+        packed = not planes.in_place and _band_rows(s.f * s.cg * ntb, 1, len(planes.phases), planes.ws, oh,
+                                                    planes.maxrow, 0, itemsize, threads) is not None
+        packed = packed and (fg * ntb == 1 or FORCE_PACK is True)
+        dot = DotPlan(groups=g, filters=fg, channels=s.cg, tblocks=ntb, src_image=s.c * planes.chan,
+                      src_channel=planes.chan, src_row=planes.ws, threads=threads, packed=int(packed),
+                      pack=planes.pack_plan(1, 0, threads))
+        toff.flags.writeable = False
+        return DwPlanned(planes, dot, None, toff, 0, planes.chan if packed else 0,
+                         s.f * s.cg * ntb * nt * (vbytes // itemsize), 1)
+    nfb = -(-fg // fb)
+    k = s.cg * taps
+    nkb = -(-k // rc)
+    roff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
+    roff = np.concatenate([roff, np.repeat(roff[-1:], nkb * rc - k)])
+    row_bytes = (s.c * len(planes.phases) * planes.ws + g * nfb * fb * ow) * itemsize
+    band = max(1, min(oh, DW_BUDGET // max(1, row_bytes)))
+    nchunks = s.n * -(-oh // band)
+    blocks = g * nkb * nfb
+    data = planes.size(s.n, s.c) + s.n * g * nfb * oh * ow * fb
+    sums = _dw_sums(nchunks, blocks * rc * fb * itemsize, data * itemsize)
+    parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // sums)))
+    plan = DwPlan(images=s.n, groups=g, kblocks=nkb, fblocks=nfb, src_image=s.c * planes.chan,
+                  src_group=s.cg * planes.chan, src_row=planes.ws, out_rows=oh, out_cols=ow, band=band,
+                  sums=sums, parts=parts, threads=threads)
+    roff.flags.writeable = False
+    acc_size = sums * blocks * rc * fb
+    return DwPlanned(planes, None, plan, roff, fb, 0, acc_size, _threads_for(threads, nbytes=acc_size * itemsize))
 
 
 def _dw(x: np.ndarray, dout: np.ndarray, layer: Layer, threads: int) -> np.ndarray:
     """dw of C-contiguous ``x`` and ``dout`` of one dtype."""
     mod = _kernels()
     dtype = x.dtype
+    dp = _dw_plan(layer, dtype.itemsize, threads, _key())
     s = layer.shape
     g = layer.groups
     fg = s.f // g
-    oh, ow = layer.out_size
-    planes = _Planes(layer)
     taps = s.kh * s.kw
-    blk = mod.blocking()
-    vbytes, rc, nv, nt = blk["vector_bytes"], blk["dw_rows"], blk["dw_vectors"], blk["dot_taps"]
-    flops = 2.0 * s.n * s.f * oh * ow * s.cg * taps
-    fb = nv * vbytes // dtype.itemsize
-    if fg * DOT_FILTERS <= fb:  # depthwise, few filters: lanes of pixels, per tap
-        lanes = vbytes // dtype.itemsize
-        ntb = -(-taps // nt)
-        toff = np.concatenate([planes.tapoff, np.repeat(planes.tapoff[-1:], ntb * nt - taps)])
-        acc = np.zeros(s.f * s.cg * ntb * nt * lanes, dtype)
-        threads = _threads_for(threads, flops)
-        # Each item packs one channel's planes of each image: no pass over memory for them.
-        packed = not planes.in_place and _band_rows(s.f * s.cg * ntb, 1, len(planes.phases), planes.ws, oh,
-                                                    planes.maxrow, 0, dtype.itemsize, threads) is not None
-        src = x.reshape(-1) if packed else planes.pack(x, threads)
-        mod.dw_dot(src, dout, toff, acc,
-                   DotPlan(groups=g, filters=fg, channels=s.cg, tblocks=ntb, src_image=s.c * planes.chan,
-                           src_channel=planes.chan, src_row=planes.ws, threads=threads, packed=int(packed),
-                           pack=planes.pack_plan(1, 0, threads)),
-                   planes.phase_table(), np.empty((threads, planes.chan if packed else 0), dtype))
+    if dp.dot is not None:
+        threads = dp.dot["threads"]
+        acc = np.zeros(dp.acc_size, dtype)
+        src = x.reshape(-1) if dp.dot["packed"] else dp.planes.pack(x, threads, in_place=True)
+        mod.dw_dot(src, dout, dp.offsets, acc, dp.dot, dp.planes.phase_table(), np.empty((threads, dp.work), dtype))
         with np.errstate(invalid="ignore", over="ignore"):
-            dw = acc.reshape(s.f, s.cg, ntb * nt, lanes)[:, :, :taps].sum(axis=-1)
+            dw = acc.reshape(s.f, s.cg, -1, mod.blocking()["vector_bytes"] // dtype.itemsize)[:, :, :taps].sum(axis=-1)
         return dw.reshape(s.f, s.cg, s.kh, s.kw)
-    src = planes.pack(x, threads)
-    nfb = -(-fg // fb)
-    d_t = np.empty(s.n * g * nfb * oh * ow * fb, dtype)
+    assert dp.blocked is not None
+    src = dp.planes.pack(x, threads, in_place=True)
+    fb = dp.filter_lanes
+    d_t = np.empty(s.n * g * dp.blocked["fblocks"] * math.prod(layer.out_size) * fb, dtype)
     mod.filters_last(dout, d_t, g, fb, _threads_for(threads, nbytes=d_t.nbytes))
-    k = s.cg * taps
-    nkb = -(-k // rc)
-    roff = (np.arange(s.cg, dtype=np.intp)[:, None] * planes.chan + planes.tapoff[None, :]).ravel()
-    roff = np.concatenate([roff, np.repeat(roff[-1:], nkb * rc - k)])
-    row_bytes = (s.c * len(planes.phases) * planes.ws + g * nfb * fb * ow) * dtype.itemsize
-    band = max(1, min(oh, DW_BUDGET // max(1, row_bytes)))
-    nchunks = s.n * -(-oh // band)
-    blocks = g * nkb * nfb
-    sums = _dw_sums(nchunks, blocks * rc * fb * dtype.itemsize, (src.size + d_t.size) * dtype.itemsize)
-    threads = _threads_for(threads, flops)
-    parts = max(1, min(blocks, -(-ITEMS_PER_THREAD * threads // sums)))
-    acc = _aligned(sums * blocks * rc * fb, dtype)
-    plan = DwPlan(images=s.n, groups=g, kblocks=nkb, fblocks=nfb, src_image=s.c * planes.chan,
-                  src_group=s.cg * planes.chan, src_row=planes.ws, out_rows=oh, out_cols=ow, band=band,
-                  sums=sums, parts=parts, threads=threads)
-    mod.dw_pass(src, d_t, roff, acc, plan)
+    acc = _aligned(dp.acc_size, dtype)
+    mod.dw_pass(src, d_t, dp.offsets, acc, dp.blocked)
     dw = np.empty((s.f, s.cg, s.kh, s.kw), dtype)
-    finish = plan.copy()
-    finish["threads"] = _threads_for(threads, nbytes=acc.nbytes)
-    mod.dw_finish(acc, dw.reshape(-1), finish, k, fg)
+    finish = dp.blocked.copy()
+    finish["threads"] = dp.finish_threads
+    mod.dw_finish(acc, dw.reshape(-1), finish, s.cg * taps, fg)
     return dw
 
 
@@ -692,7 +835,7 @@ def _dx_nonfinite_filter(dout: np.ndarray, w: np.ndarray, layer: Layer, threads:
 def workspace_bytes(layer: Layer, itemsize: int, backward_pass: bool) -> int:
     """Bytes the direct route allocates besides its results (an upper bound)."""
     s = layer.shape
-    planes = _Planes(layer)
+    planes = _planes(layer)
     oh, ow = layer.out_size
     # The planes, in one pass (no more than one work item per thread packs its own).
     total = planes.size(s.n, s.c) + 64 * planes.ws + 4096
