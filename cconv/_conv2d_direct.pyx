@@ -6,11 +6,13 @@ tables of offsets (``cconv._layer_plan`` builds them):
 
 - forward and dx (``direct_pass``): a tile of output pixels of a block of
   filters, ``out[f, p] = sum_k w[f, k] * src[p + koff[k]]``, over a
-  zero-padded copy of the input split by stride phase (``pack_planes``),
-  so every stride reads contiguous pixels;
-- dw (``dw_pass``): rows (channel, tap) of dw^T against blocks of filters,
-  summed over pixels, with the output gradient laid out filters last
-  (``filters_last``); ``dw_depthwise`` for one channel per group.
+  zero-padded copy of the input split by stride phase (``pack_planes``, or
+  packed by each work item), so every stride reads contiguous pixels; the
+  filters in the vector (channel kernel) or the pixels (pixel and row
+  kernels);
+- dw (``dw_pass``, then ``dw_finish``): rows (channel, tap) of dw^T against
+  blocks of filters, summed over pixels, with the output gradient laid out
+  filters last (``filters_last``); ``dw_dot`` for few filters per group.
 
 The micro-kernels (``_conv2d_kernels.h``) hold their accumulators in
 vector registers; this baseline build runs on any CPU, and

@@ -1,34 +1,44 @@
-"""The 4-D layer's direct route: layouts, offsets and blocking for the kernels.
+"""The 4-D layer's direct route: layouts, offsets, kernels and blocking for the passes.
 
 The kernels of ``cconv._conv2d_direct`` (one build per ISA, chosen by
 ``cconv._build``) take every pass as small matrix products whose operands
 are read in place through tables of offsets; this module lays the operands
-out, builds the tables and chooses the blocking, once per call:
+out, builds the tables and chooses kernel and blocking.  It plans each
+pass once per layer, dtype and thread count (the plans are kept), and
+passes the kernels named plans (``DirectPlan``, ``DwPlan``, ``DotPlan``,
+``PackPlan``) with their thread counts:
 
-- Input: zero-padded, split by stride phase (``pack_planes``): plane
-  ``(py, px)`` of channel c holds ``xpad[c, r*sh + py, q*sw + px]``, so a
-  tap ``(a, b)`` of any stride and dilation reads a contiguous run of
-  pixels at offset ``koff`` in one plane.  Only the phases some tap uses are
-  made (a 1x1 filter at stride 2 copies a quarter of x; at stride 1
-  without padding x is read in place, with no copy).  Rows are
+- Input: zero-padded, split by stride phase: plane ``(py, px)`` of
+  channel c holds ``xpad[c, r*sh + py, q*sw + px]``, so a tap ``(a, b)``
+  of any stride and dilation reads a contiguous run of pixels at offset
+  ``koff`` in one plane.  Only the phases some tap uses are made.  Rows are
   ``ws = ow + (largest tap column offset)`` long, so an output row and its
-  windows are one flattened run: a tile of the kernel spans rows, and the
-  few columns past ``ow`` are computed and dropped.  One copy of x (plus its
-  padding): no im2col.
-- Forward: tiles of ``rf`` filters x ``tile(rf)`` pixels (8 x 48 float32 in
-  the AVX-512 build), filters packed (G, nfb, K, rf), K = channels x taps.
+  windows are one flattened run.  The planes are made by one pass over
+  memory (``pack_planes``), or by each work item for the rows its tiles
+  read, in cache (small groups such as depthwise channels, and bands of
+  rows where the group's filters fit the cache budget); at stride 1
+  without padding a 1x1 layer reads x in place.  No im2col.
+- Forward: one of three kernels, chosen per pass from an estimate of their
+  tile shapes' issue cost, the pass over memory their packing needs and
+  their write-out: the channel kernel (a vector or two of filters x up to
+  28 positions, the input broadcast: dense layers), the pixel kernel (up
+  to 8 filters x vectors of positions, the filters broadcast: few filters
+  per group), the row kernel (the pixel kernel's sums a row at a time,
+  written in place: depthwise).  Tiles run over the flattened rows (the
+  ``ws - ow`` columns past ``ow`` computed and dropped) or within each
+  output row.
 - dx: a direct convolution of the zero-padded output gradient with the
   flipped, transposed filters, one stride phase of dx at a time (the taps
-  that reach that phase): the same kernel, no col2im, no atomics.
+  that reach that phase): the same kernels, no col2im, no atomics.
 - dw: rows (channel, tap) of dw^T against vectors of filters, summed over
   pixels, with the output gradient laid out filters last.  Chunks of output
   rows form a fixed number of groups (set by the shape, not the threads),
   each summing its chunks in order into its own partial dw; the partials
-  are added in order.  One parallel loop over (group, part of the blocks),
-  no barrier per chunk, and dw has the same bits on every run and thread
-  count.
-  Depthwise layers and others with few filters per group: lanes of pixels
-  per tap, one (filter, channel) pair per item, summed over images in order.
+  are added in order (``dw_finish``).  One parallel loop over (group, part
+  of the blocks), no barrier per chunk, and dw has the same bits on every
+  run and thread count.  Depthwise layers and others with few filters per
+  group: lanes of pixels per tap, one (filter, channel) pair per item,
+  summed over images in order.
 
 NaN and Inf: the forward pass and dw sum exactly PyTorch's terms (padding
 zeros included, dropped columns and padded filter rows never reach the
