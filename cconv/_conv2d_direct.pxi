@@ -18,6 +18,8 @@ cdef extern from "_conv2d_kernels.h" nogil:
                    Py_ssize_t K, float* tmp)
     void cc_cv_f64(int nv, int npx, const double* w, const double* src, const Py_ssize_t* koff,
                    Py_ssize_t K, double* tmp)
+    void cc_filters_last_f32(const float* d, Py_ssize_t P, Py_ssize_t nl, Py_ssize_t fl, float* o)
+    void cc_filters_last_f64(const double* d, Py_ssize_t P, Py_ssize_t nl, Py_ssize_t fl, double* o)
     void cc_prefetch_rows(const char* p, Py_ssize_t stride_bytes, Py_ssize_t rows, Py_ssize_t span)
     void cc_rowk_f32(Py_ssize_t rows, Py_ssize_t rf, const float* w, const float* src, const Py_ssize_t* koff,
                      Py_ssize_t K, Py_ssize_t n, float* out, Py_ssize_t ostride, const float* b)
@@ -376,36 +378,26 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
 def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes,
                  int threads):
     """``d`` (N, F, oh, ow) as (N, G, nfb, oh*ow, fb_lanes): each group's filters
-    in blocks of ``fb_lanes``, filters last, the last block padded with zeros.
-
-    A transpose, done in blocks of 64 pixels: each filter's run of them is
-    read in order, and the block written stays in cache.
-    """
+    in blocks of ``fb_lanes`` (whole vectors), filters last, the last block
+    padded with zeros.  A transpose, by blocks of a vector of filters x a
+    vector of pixels transposed in registers."""
     cdef Py_ssize_t N = d.shape[0], F = d.shape[1], P = d.shape[2] * d.shape[3]
     cdef Py_ssize_t fg = F // G
     cdef Py_ssize_t nfb = (fg + fb_lanes - 1) // fb_lanes
-    cdef Py_ssize_t item, n, g, b, p, p0, p1, lane, nl
-    cdef real* o
-    cdef const real* s
+    cdef Py_ssize_t item, n, g, b, nl
     if N == 0 or F == 0 or P == 0:
         return
     for item in prange(N * G * nfb, nogil=True, schedule="dynamic", num_threads=threads):
         n = item // (G * nfb)
         g = (item // nfb) % G
         b = item % nfb
-        o = &out[0] + item * P * fb_lanes
         nl = fg - b * fb_lanes
         if nl > fb_lanes:
             nl = fb_lanes
-        s = &d[n, g * fg + b * fb_lanes, 0, 0]
-        for p0 in range(0, P, 64):
-            p1 = min(P, p0 + 64)
-            for lane in range(nl):
-                for p in range(p0, p1):
-                    o[p * fb_lanes + lane] = s[lane * P + p]
-            for p in range(p0, p1):
-                for lane in range(nl, fb_lanes):
-                    o[p * fb_lanes + lane] = 0
+        if real is float:
+            cc_filters_last_f32(&d[n, g * fg + b * fb_lanes, 0, 0], P, nl, fb_lanes, &out[0] + item * P * fb_lanes)
+        else:
+            cc_filters_last_f64(&d[n, g * fg + b * fb_lanes, 0, 0], P, nl, fb_lanes, &out[0] + item * P * fb_lanes)
 
 
 def dw_pass(const real[::1] src, const real[::1] dT, const Py_ssize_t[::1] roff,

@@ -48,22 +48,25 @@
 #  define CC_VBYTES 16
 #endif
 
-/* Register blocking.  AVX-512 has 32 vector registers: 8 x 3 accumulators
- * of the forward tile, 6 x 4 of dw's.  AVX2, SSE2 and NEON builds use 16
- * (NEON has 32, but keeps the 16-register blocking of the baseline). */
+/* Register blocking.  AVX-512 has 32 vector registers: 8 x 3 or 4 x 6
+ * accumulators of the pixel tile, 6 x 4 of dw's.  AVX2, SSE2 and NEON builds
+ * use 16 (NEON has 32, but keeps the 16-register blocking of the baseline). */
 #if CC_VBYTES == 64
 #  define CC_RF_MAX 8
 #  define CC_NP_BIG 3
+#  define CC_NP_4 6
 #  define CC_NP_SMALL 4
 #  define CC_RC 6
 #  define CC_NV 4
 #else
 #  define CC_RF_MAX 4
 #  define CC_NP_BIG 3
+#  define CC_NP_4 3
 #  define CC_NP_SMALL 4
 #  define CC_RC 6
 #  define CC_NV 2
 #endif
+#define CC_NP_MAX 6 /* the most vectors of pixels of any tile */
 #define CC_NT 9 /* taps per depthwise dw call: a 3x3 filter in one */
 
 /* The channel kernel's accumulators (npx * nv of them): 28 of AVX-512's 32
@@ -85,9 +88,10 @@ typedef double cc_vd __attribute__((vector_size(CC_VBYTES)));
 
 #define CC_INLINE static inline __attribute__((always_inline))
 
-/* Pixels of a forward tile with rf rows: NP_BIG vectors for wide blocks,
- * NP_SMALL for rf <= 2 (depthwise), whose loads are the bottleneck. */
-#define CC_NP_OF(rf) ((rf) > 2 ? CC_NP_BIG : CC_NP_SMALL)
+/* Pixels of a forward tile with rf rows: NP_BIG vectors for 8 rows, NP_4
+ * for 4 (as many accumulators where there are registers), NP_SMALL for
+ * rf <= 2 (depthwise), whose loads are the bottleneck. */
+#define CC_NP_OF(rf) ((rf) > 4 ? CC_NP_BIG : (rf) > 2 ? CC_NP_4 : CC_NP_SMALL)
 
 /* One instantiation of the forward tile: RF rows (capped at CC_RF_MAX) x NP vectors. */
 #define CC_FWD_ONE(T, SUF, RF, NP)                                                    \
@@ -108,7 +112,7 @@ CC_INLINE void cc_fwd_body_##SUF(const int RF, const int NP, const T* restrict w
                                   const T* restrict src, const ptrdiff_t* restrict koff, \
                                   ptrdiff_t K, T* restrict tmp) {                     \
     const ptrdiff_t L = CC_LANES_##SUF;                                               \
-    V acc[CC_RF_MAX][CC_NP_SMALL];                                                    \
+    V acc[CC_RF_MAX][CC_NP_MAX];                                                      \
     for (int r = 0; r < RF; r++)                                                      \
         for (int p = 0; p < NP; p++) acc[r][p] = cc_bcast_##SUF(0);                   \
     for (ptrdiff_t k = 0; k < K; k++) {                                               \
@@ -116,7 +120,7 @@ CC_INLINE void cc_fwd_body_##SUF(const int RF, const int NP, const T* restrict w
         /* The input a few k-steps on: taps jump between rows, planes and   \
          * channels, which the hardware prefetchers do not follow. */        \
         if (k + CC_PF < K) __builtin_prefetch(src + koff[k + CC_PF]);                 \
-        V xv[CC_NP_SMALL];                                                            \
+        V xv[CC_NP_MAX];                                                              \
         for (int p = 0; p < NP; p++) xv[p] = cc_load_##SUF(s + p * L);                \
         for (int r = 0; r < RF; r++) {                                                \
             V wv = cc_bcast_##SUF(w[r]);                                              \
@@ -130,6 +134,7 @@ CC_INLINE void cc_fwd_body_##SUF(const int RF, const int NP, const T* restrict w
                                                                                       \
 CC_FWD_ONE(T, SUF, 8, 1) CC_FWD_ONE(T, SUF, 8, 2) CC_FWD_ONE(T, SUF, 8, 3)           \
 CC_FWD_ONE(T, SUF, 4, 1) CC_FWD_ONE(T, SUF, 4, 2) CC_FWD_ONE(T, SUF, 4, 3)           \
+CC_FWD_ONE(T, SUF, 4, 4) CC_FWD_ONE(T, SUF, 4, 5) CC_FWD_ONE(T, SUF, 4, 6)           \
 CC_FWD_ONE(T, SUF, 2, 1) CC_FWD_ONE(T, SUF, 2, 2) CC_FWD_ONE(T, SUF, 2, 3)           \
 CC_FWD_ONE(T, SUF, 2, 4) CC_FWD_ONE(T, SUF, 1, 1) CC_FWD_ONE(T, SUF, 1, 2)           \
 CC_FWD_ONE(T, SUF, 1, 3) CC_FWD_ONE(T, SUF, 1, 4)                                    \
@@ -145,6 +150,9 @@ static inline void cc_fwd_##SUF(int rf, int np, const T* w, const T* src,       
     case 4 * 8 + 1: cc_fwd_##SUF##_4_1(w, src, koff, K, tmp); break;                  \
     case 4 * 8 + 2: cc_fwd_##SUF##_4_2(w, src, koff, K, tmp); break;                  \
     case 4 * 8 + 3: cc_fwd_##SUF##_4_3(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 4: cc_fwd_##SUF##_4_4(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 5: cc_fwd_##SUF##_4_5(w, src, koff, K, tmp); break;                  \
+    case 4 * 8 + 6: cc_fwd_##SUF##_4_6(w, src, koff, K, tmp); break;                  \
     case 2 * 8 + 1: cc_fwd_##SUF##_2_1(w, src, koff, K, tmp); break;                  \
     case 2 * 8 + 2: cc_fwd_##SUF##_2_2(w, src, koff, K, tmp); break;                  \
     case 2 * 8 + 3: cc_fwd_##SUF##_2_3(w, src, koff, K, tmp); break;                  \
@@ -272,6 +280,26 @@ CC_INLINE void cc_transpose_##SUF(V* r) {                                       
 }
 #endif
 
+/* d's rows (filters) nl of them, each P long and P apart, as o[p*fl + f]
+ * for f < fl (zeros past nl): L x L blocks transposed in registers, the
+ * last pixels (past whole vectors) one by one. */
+#define CC_DEFINE_FLAST(T, V, SUF)                                                    \
+static void cc_filters_last_##SUF(const T* restrict d, ptrdiff_t P, ptrdiff_t nl,    \
+                                  ptrdiff_t fl, T* restrict o) {                      \
+    const ptrdiff_t L = CC_LANES_##SUF;                                               \
+    ptrdiff_t p = 0;                                                                  \
+    for (; p + L <= P; p += L)                                                        \
+        for (ptrdiff_t f0 = 0; f0 < fl; f0 += L) {                                    \
+            V blk[CC_LANES_##SUF];                                                    \
+            for (ptrdiff_t i = 0; i < L; i++)                                         \
+                blk[i] = f0 + i < nl ? cc_load_##SUF(d + (f0 + i) * P + p) : cc_bcast_##SUF(0); \
+            cc_transpose_##SUF(blk);                                                  \
+            for (ptrdiff_t i = 0; i < L; i++) cc_store_##SUF(o + (p + i) * fl + f0, blk[i]); \
+        }                                                                             \
+    for (; p < P; p++)                                                                \
+        for (ptrdiff_t f = 0; f < fl; f++) o[p * fl + f] = f < nl ? d[f * P + p] : 0; \
+}
+
 /* The channel kernel: npx positions x nv vectors of filters into tmp, as
  * [nv * lanes][S], S = npx rounded up to whole vectors (the positions of a
  * filter in a row, as the pixel kernel leaves them).  npx * nv <= CC_CV_ACC, nv <= CC_CV_NV; both constants
@@ -351,6 +379,8 @@ CC_DEFINE(float, cc_vf, f32)
 CC_DEFINE(double, cc_vd, f64)
 CC_DEFINE_TRANSPOSE(float, cc_vf, f32)
 CC_DEFINE_TRANSPOSE(double, cc_vd, f64)
+CC_DEFINE_FLAST(float, cc_vf, f32)
+CC_DEFINE_FLAST(double, cc_vd, f64)
 CC_DEFINE_CV(float, cc_vf, f32)
 CC_DEFINE_CV(double, cc_vd, f64)
 CC_DEFINE_CV_DISPATCH(float, f32)
