@@ -122,8 +122,11 @@ cdef void _pack_plane(const real* x, real* o, Py_ssize_t py, Py_ssize_t px, Py_s
         row = x + y * iw + px - left
         for q in range(q0):
             o[r * ws + q] = 0
-        if sw == 1:
-            memcpy(o + r * ws + q0, row + q0, (q1 - q0) * sizeof(real))
+        if sw == 1:  # by whole vectors (a short row is no call to memcpy)
+            if real is float:
+                cc_rows_f32(o + r * ws + q0, 0, row + q0, 0, 1, q1 - q0, NULL)
+            else:
+                cc_rows_f64(o + r * ws + q0, 0, row + q0, 0, 1, q1 - q0, NULL)
         else:
             for q in range(q0, q1):
                 o[r * ws + q] = row[q * sw]
