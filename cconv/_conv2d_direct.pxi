@@ -378,6 +378,56 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
                         i = i + 1
 
 
+def pack_filters(const real[:, ::1] w, real[::1] out, const Py_ssize_t[::1] taps, Py_ssize_t G, Py_ssize_t T,
+                 Py_ssize_t block, bint transposed, int threads):
+    """Filters ``w`` (F, C/G * T), T taps a channel, packed for ``direct_pass`` as (G, nb, K, block).
+
+    Forward (``transposed`` false, ``taps`` unused): ``out[g, b, k, lane] =
+    w[g*fg + b*block + lane, k]``, K = C/G * T.  dx (``transposed``): the
+    transposed filters' taps ``taps``, ``out[g, b, f*nt + i, lane] = w[g*fg
+    + f, (b*block + lane)*T + taps[i]]``, K = fg * nt.  Lanes past a group's
+    filters (channels) are zeros.  A forward block of whole vectors goes
+    through registers, as ``filters_last`` does.
+    """
+    cdef Py_ssize_t F = w.shape[0], fg = F // G, cg = w.shape[1] // T, nt = taps.shape[0]
+    cdef Py_ssize_t count = cg if transposed else fg
+    cdef Py_ssize_t K = fg * nt if transposed else w.shape[1]
+    cdef Py_ssize_t nb = (count + block - 1) // block
+    cdef Py_ssize_t L = CC_VBYTES // sizeof(real)
+    cdef Py_ssize_t item, g, b, nl, k, lane, f, i
+    cdef real* o
+    cdef const real* src
+    if F == 0 or K == 0 or nb == 0:
+        return
+    for item in prange(G * nb, nogil=True, schedule="static", num_threads=threads):
+        g = item // nb
+        b = item % nb
+        o = &out[0] + item * K * block
+        nl = count - b * block
+        if nl > block:
+            nl = block
+        if not transposed and block % L == 0:
+            if real is float:
+                cc_filters_last_f32(&w[g * fg + b * block, 0], K, nl, block, o)
+            else:
+                cc_filters_last_f64(&w[g * fg + b * block, 0], K, nl, block, o)
+        elif not transposed:
+            for k in range(K):
+                for lane in range(nl):
+                    o[k * block + lane] = w[g * fg + b * block + lane, k]
+                for lane in range(nl, block):
+                    o[k * block + lane] = 0
+        else:
+            for f in range(fg):
+                for lane in range(nl):
+                    src = &w[g * fg + f, 0] + (b * block + lane) * T
+                    for i in range(nt):
+                        o[(f * nt + i) * block + lane] = src[taps[i]]
+                for lane in range(nl, block):
+                    for i in range(nt):
+                        o[(f * nt + i) * block + lane] = 0
+
+
 def filters_last(const real[:, :, :, ::1] d, real[::1] out, Py_ssize_t G, Py_ssize_t fb_lanes,
                  int threads):
     """``d`` (N, F, oh, ow) as (N, G, nfb, oh*ow, fb_lanes): each group's filters

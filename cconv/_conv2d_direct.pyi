@@ -18,6 +18,10 @@ def direct_pass(
     src: npt.NDArray[_Real], wp: npt.NDArray[_Real], koff: _Index, parts: _Index,
     out: npt.NDArray[_Real], bias: npt.NDArray[_Real], tmp: npt.NDArray[_Real], plan: _Plan, planes: _Index,
 ) -> None: ...
+def pack_filters(
+    w: npt.NDArray[_Real], out: npt.NDArray[_Real], taps: _Index, G: int, T: int, block: int, transposed: bool,
+    threads: int,
+) -> None: ...
 def filters_last(d: npt.NDArray[_Real], out: npt.NDArray[_Real], G: int, fb_lanes: int, threads: int) -> None: ...
 def dw_pass(
     src: npt.NDArray[_Real], dT: npt.NDArray[_Real], roff: _Index, acc: npt.NDArray[_Real], plan: _Plan,

@@ -7,5 +7,6 @@ from ._conv2d_direct import dw_dot as dw_dot
 from ._conv2d_direct import dw_finish as dw_finish
 from ._conv2d_direct import dw_pass as dw_pass
 from ._conv2d_direct import filters_last as filters_last
+from ._conv2d_direct import pack_filters as pack_filters
 from ._conv2d_direct import pack_planes as pack_planes
 from ._conv2d_direct import tile as tile

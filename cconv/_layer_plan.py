@@ -502,15 +502,26 @@ def _aligned(size: int, dtype: np.dtype) -> np.ndarray:
     return raw[start:start + size * dtype.itemsize].view(dtype)
 
 
-def _pack_filters(w: np.ndarray, groups: int, count: int, k: int, block: int) -> np.ndarray:
-    """(G, count, k) filters as (G, blocks, k, block), flattened and 64-byte aligned:
-    zero filters pad the last block."""
-    nb = -(-count // block)
-    padded = np.zeros((groups, nb * block, k), w.dtype)
-    padded[:, :count] = w.reshape(groups, count, k)
-    wp = _aligned(groups * nb * k * block, w.dtype)
-    wp.reshape(groups, nb, k, block)[...] = padded.reshape(groups, nb, block, k).transpose(0, 1, 3, 2)
-    return wp
+_NO_TAPS = np.zeros(0, np.intp)
+
+
+def _pack_filters(w: np.ndarray, groups: int, block: int, threads: int, taps: np.ndarray | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """``w`` (F, C/G, KH, KW) packed for direct_pass, (G, blocks, K, block) into ``out``
+    (64-byte aligned, made when None): zero filters pad the last block.
+
+    ``taps`` None: the forward pass's filters, K = C/G * KH * KW.  Else dx's:
+    the transposed filters of these taps (a * KW + b), K = F/G * len(taps),
+    blocks of channels.
+    """
+    f, cg, kh, kw = w.shape
+    count, k = (cg, f // groups * taps.size) if taps is not None else (f // groups, cg * kh * kw)
+    size = groups * -(-count // block) * k * block
+    if out is None:
+        out = _aligned(size, w.dtype)
+    _kernels().pack_filters(w.reshape(f, -1), out, _NO_TAPS if taps is None else taps, groups, kh * kw, block,
+                            taps is not None, _threads_for(threads, nbytes=size * w.dtype.itemsize))
+    return out
 
 
 class ForwardPlan(NamedTuple):
@@ -575,9 +586,7 @@ def _key() -> tuple[Any, ...]:
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: Layer, threads: int) -> np.ndarray:
     """The forward output (N, F, oh, ow) of C-contiguous ``x`` and ``w`` of one dtype."""
     fp = _forward_plan(layer, x.dtype.itemsize, threads, _key())
-    s = layer.shape
-    g = layer.groups
-    wp = _pack_filters(w, g, s.f // g, s.cg * s.kh * s.kw, fp.direct.kernel.block)
+    wp = _pack_filters(w, layer.groups, fp.direct.kernel.block, threads)
     src = fp.planes.pack(x, threads, fp.slack) if fp.source == "planes" else x.reshape(-1)
     out = np.empty(math.prod(layer.out_shape), x.dtype)
     bias = np.zeros(0, x.dtype) if b is None else np.ascontiguousarray(b, x.dtype)
@@ -601,7 +610,7 @@ class DxPlan(NamedTuple):
 
     direct: DirectPass | None  # None: no tap reaches any input pixel
     covered: bool  # every element of dx is written (no zeros to fill first)
-    taps: list[tuple[list[int], list[int]]]  # each part's filter taps, rows and columns
+    taps: list[np.ndarray]  # each part's filter taps (a * KW + b), in the order of its offsets
     source: str  # "dout": read in place; "items": work items pack their planes; "planes": one pass packs them
     dout_planes: PackPlan | None  # the pass's packing of dout
     planes_size: int  # elements of that pass's planes and slack
@@ -657,7 +666,9 @@ def _dx_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...]) ->
         toff = np.array([(oy + top) * wd + ox + left for _, oy in ty for _, ox in tx], dtype=np.intp)
         koff = (np.arange(fg, dtype=np.intp)[:, None] * (height * wd) + toff[None, :]).ravel()
         slack = max(slack, _slack(height * wd, band or ny, wd, kernel.tile, int(toff.max())))
-        taps.append(([a for a, _ in ty], [b for b, _ in tx]))
+        part_taps = np.array([a * s.kw + b for a, _ in ty for b, _ in tx], dtype=np.intp)
+        part_taps.flags.writeable = False
+        taps.append(part_taps)
         parts.append((koff, g * ncb * kernel.block * koff.size, qy * s.iw + qx, ny, nx))
 
     def dout_planes(slack: int, threads_: int) -> PackPlan:  # dout, zero-padded: one plane per filter
@@ -686,18 +697,12 @@ def _dx(dout: np.ndarray, w: np.ndarray, layer: Layer, threads: int) -> np.ndarr
     dx = (np.empty if xp.covered else np.zeros)((s.n, s.c, s.ih, s.iw), dtype)
     if xp.direct is None:
         return dx
-    block = xp.direct.kernel.block
-    wg = w.reshape(g, fg, s.cg, s.kh, s.kw)
-    packed = []
-    for ay, bx in xp.taps:
-        taps = len(ay) * len(bx)
-        # (G, cg, fg, taps): the phase's taps of the transposed filters.
-        wq = wg[:, :, :, ay][:, :, :, :, bx].reshape(g, fg, s.cg, taps).transpose(0, 2, 1, 3)
-        packed.append(_pack_filters(wq, g, s.cg, fg * taps, block))
-    wp = packed[0]
-    if len(packed) > 1:  # each part's filters stay on a cache-line boundary: their blocks are whole lines
-        wp = _aligned(sum(p.size for p in packed), dtype)
-        np.concatenate(packed, out=wp)
+    # Every part's transposed filters, each on a cache-line boundary (their blocks are whole lines).
+    wp = _aligned(int(xp.direct.parts[-1, 2]) + g * -(-s.cg // xp.direct.kernel.block) * xp.direct.kernel.block
+                  * fg * xp.taps[-1].size, dtype)
+    for q, part_taps in enumerate(xp.taps):
+        start = int(xp.direct.parts[q, 2])
+        _pack_filters(w, g, xp.direct.kernel.block, threads, part_taps, wp[start:])
     if xp.source == "planes":
         src = np.empty(xp.planes_size, dtype)
         _kernels().pack_planes(dout.reshape(-1), src, np.zeros((1, 2), dtype=np.intp), xp.dout_planes)
