@@ -374,7 +374,7 @@ def _planes(layer: Layer) -> _Planes:
 
 
 def _band_rows(items: int, channels: int, phases: int, ws: int, oh: int, maxrow: int, row_tiles: int,
-               itemsize: int, threads: int, w_bytes: int = 0) -> int | None:
+               itemsize: int, threads: int) -> int | None:
     """Output rows per work item when each item packs the planes its tiles read, or None.
 
     ``items``: images x groups; a group's planes have ``channels`` x
@@ -382,10 +382,11 @@ def _band_rows(items: int, channels: int, phases: int, ws: int, oh: int, maxrow:
     ``oh`` output rows (the taps' reach).  Tiles over the flattened rows: all
     rows, where a group's planes are small (a depthwise layer, a small
     image) and there are items enough.  Tiles within rows: bands of rows
-    whose planes fit X_BUDGET, with items enough for the threads, where an
-    item can run all the group's filters (``w_bytes`` of them packed) from
-    cache, so that it packs its band once, and unless the bands would be so
-    thin that their shared rows double the packing.
+    whose planes fit X_BUDGET, with items enough for the threads, unless the
+    bands would be so thin that their shared rows double the packing.  (An
+    item packs its band once and runs all the group's filters on it: on
+    layer2 and layer3, whose filters do not fit W_BUDGET, 4-7% faster on two
+    threads than a pass over memory that packs them all.)
     """
     if FORCE_PACK is False:
         return None
@@ -396,7 +397,7 @@ def _band_rows(items: int, channels: int, phases: int, ws: int, oh: int, maxrow:
     rows = max(1, min(oh, X_BUDGET // max(1, channels * phases * ws * itemsize) - maxrow))
     while items * -(-oh // rows) < ITEMS_PER_THREAD * threads and rows > 1:
         rows = -(-rows // 2)
-    return rows if FORCE_PACK or (rows >= min(oh, 2 * maxrow) and w_bytes <= W_BUDGET) else None
+    return rows if FORCE_PACK or rows >= min(oh, 2 * maxrow) else None
 
 
 def _no_pack(threads: int) -> PackPlan:
@@ -550,7 +551,7 @@ def _forward_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...
         # In place: tiles over x's flattened rows, each inside one plane.
         in_place = planes.in_place and kernel.row_tiles == 0 and planes.plane >= kernel.tile
         return in_place, None if in_place else _band_rows(s.n * g, s.cg, phases, planes.ws, oh, planes.maxrow,
-                                                          kernel.row_tiles, itemsize, threads, fg * k * itemsize)
+                                                          kernel.row_tiles, itemsize, threads)
 
     def pack_cycles(kernel: Kernel) -> float:
         in_place, rows = packing(kernel)
@@ -642,13 +643,12 @@ def _dx_plan(layer: Layer, itemsize: int, threads: int, key: tuple[Any, ...]) ->
     # Each item may pack the rows of dout its tiles read (rows i .. i + maxrow for output row i).
     ny_max = max(ny for _, _, ny, _, _, _ in phases)
     maxrow = max(oy + top for _, _, _, _, ty, _ in phases for _, oy in ty)
-    k_all = sum(fg * len(ty) * len(tx) for _, _, _, _, ty, tx in phases)
 
     def packing(kernel: Kernel) -> tuple[bool, int | None]:
         """(dout read in place, output rows per work item that packs its own planes, or None)."""
         in_place = readable and kernel.row_tiles == 0 and oh * ow >= kernel.tile
         return in_place, None if in_place else _band_rows(s.n * g, fg, 1, wd, ny_max, maxrow, kernel.row_tiles,
-                                                          itemsize, threads, s.cg * k_all * itemsize)
+                                                          itemsize, threads)
 
     def pack_cycles(kernel: Kernel) -> float:
         in_place, band = packing(kernel)
