@@ -30,7 +30,7 @@ formats are in ``_bench_common``.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -473,21 +473,27 @@ def layer_goal(dtype: str, kind: str) -> tuple[float, float] | None:
 
 
 def alternate(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each of ``fns``, called in turn ``repeats`` times after a warm-up call each."""
+    """Median seconds of each of ``fns``, called in turn ``repeats`` times after a warm-up call each.
+
+    Each round takes the next of all the orders of the calls, so that each
+    call comes right after each other one as often (a call right after
+    torch's meets its pool's threads still spinning).
+    """
     if COLLECT.on:
         return [float("nan")] * len(fns)
     times: list[list[float]] = [[] for _ in fns]
     for fn in fns:
         fn()
-    for _ in range(repeats):
-        for fn, into in zip(fns, times):
+    orders = list(itertools.permutations(range(len(fns))))
+    for r in range(repeats):
+        for j in orders[r % len(orders)]:
             start = time.perf_counter()
-            fn()
-            into.append(time.perf_counter() - start)
+            fns[j]()
+            times[j].append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
 
 
-@contextlib.contextmanager
+@contextmanager
 def thread_policy(on: bool) -> Iterator[None]:
     """cconv's busy-machine thread policy switched on or off (``CCONV_ADAPTIVE_THREADS``) for the block."""
     saved = cconv._threads.ADAPTIVE
