@@ -6,7 +6,7 @@ The compiled modules, one per family of loops:
   cconv._correlate    the direct loops of the 3-D engine; on x86-64 also
                       compiled as _correlate_v3 (x86-64-v3: AVX2, FMA) and
                       _correlate_v4 (x86-64-v4: AVX-512), of which
-                      cconv._build imports the best one the CPU supports
+                      cconv._dispatch imports the best one the CPU supports
   cconv._conv2d_direct the 4-D layer's blocked direct convolutions; twins
                       _conv2d_direct_v3 and _conv2d_direct_v4 as for _correlate
   cconv._match_cy     template matching's window sums and scores
@@ -40,6 +40,7 @@ Environment switches for a source build (overrides of what the probes find):
 """
 
 import contextlib
+import glob
 import os
 import sys
 import tempfile
@@ -57,7 +58,7 @@ MODULES = ("_runtime", "_correlate", "_conv2d_direct", "_match_cy", "_exact")
 # Which families get per-ISA twins, and which.  A twin is its own file,
 # cconv/<family>_<level>.pyx (with its .pyi), that includes the family's
 # loops, cconv/<family>.pxi, as cconv/<family>.pyx does;
-# cconv._build.load("<family>") imports the best one the CPU runs.
+# cconv._dispatch.load("<family>") imports the best one the CPU runs.
 ISA_TWINS = {"_correlate": ("v3", "v4"), "_conv2d_direct": ("v3", "v4"), "_exact": ("v3", "v4")}
 
 # The 3-D engine's loops are small inline functions called with constant
@@ -148,10 +149,9 @@ int main(void) {
 """
 
 
-# What every module may include or cimport: the shared declarations and each
-# twinned family's loops.
-DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi", "cconv/_conv2d_kernels.h", "cconv/src/correlate_kernels.h",
-            "cconv/src/dw_tiles.h"]
+# What every module may include or cimport: the shared declarations, the C
+# headers (cconv/src) and each twinned family's loops.
+DEPENDS = (["cconv/_fused.pxd", "cconv/_build_info.pxi"] + sorted(glob.glob("cconv/src/*.h"))
            + [f"cconv/{f}.pxi" for f in ISA_TWINS])
 
 # Where the compiled modules' C headers are (cconv/src/*.h).

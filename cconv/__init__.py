@@ -65,9 +65,9 @@ finally:
 
 from . import testing
 from ._config import show_config
-from ._conv import ConvCache, conv_backward, conv_forward
-from ._conv2d import Conv2dCache, conv2d_backward, conv2d_forward
 from ._fallback import SciPyFallbackWarning
+from ._layer3d import ConvCache, conv_backward, conv_forward
+from ._layer4d import Conv2dCache, conv2d_backward, conv2d_forward
 from ._match import Match, find_matches, match_template
 from ._threads import get_num_threads, set_num_threads, threads
 from ._version import __version__

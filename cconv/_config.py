@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import scipy
 
-from . import _build, _runtime, _validation
+from . import _dispatch, _runtime, _validation
 from ._threads import get_num_threads
 from ._version import __version__
 
@@ -21,7 +21,7 @@ def _cpu_level() -> str:
 
 def config() -> dict[str, object]:
     """The facts :func:`show_config` prints, as a dict."""
-    kernels = _build.correlate_module
+    kernels = _dispatch.correlate_module
     compiler, flags = kernels.build_info()
     return {
         "version": __version__,
@@ -29,7 +29,7 @@ def config() -> dict[str, object]:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "kernels": f"{_build.name} ({kernels.__name__})",
+        "kernels": f"{_dispatch.name} ({kernels.__name__})",
         "cpu_level": _cpu_level(),
         "compiler": compiler,
         "flags": flags,
@@ -37,7 +37,7 @@ def config() -> dict[str, object]:
         "threads": get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "CCONV_KERNELS": os.environ.get("CCONV_KERNELS", "(unset)"),
-        "conv2d_kernels": _build.conv2d_module().__name__,
+        "conv2d_kernels": _dispatch.conv2d_module().__name__,
         "memory_check": _validation.memory_check(),
     }
 

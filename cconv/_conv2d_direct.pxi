@@ -1,6 +1,6 @@
 # The 4-D layer's direct convolution loops.  Included by _conv2d_direct.pyx
 # and its per-ISA twins (_conv2d_direct_v3.pyx, _conv2d_direct_v4.pyx); see
-# _conv2d_direct.pyx for what they compute and cconv._layer_plan for the
+# _conv2d_direct.pyx for what they compute and cconv._layer4d_plan for the
 # layouts, offsets and blocking they are given.
 
 from cython.parallel cimport prange, threadid
@@ -11,7 +11,7 @@ from cconv._fused cimport real
 include "_build_info.pxi"
 
 
-cdef extern from "_conv2d_kernels.h" nogil:
+cdef extern from "conv2d_kernels.h" nogil:
     int CC_RF_MAX, CC_RC, CC_NV, CC_NT, CC_VBYTES, CC_CV_ACC, CC_CV_NV
     Py_ssize_t cc_tile(int rf, int itemsize)
     void cc_cv_f32(int nv, int npx, const float* w, const float* src, const Py_ssize_t* koff,
@@ -43,7 +43,7 @@ cdef extern from "_conv2d_kernels.h" nogil:
                       Py_ssize_t drs, Py_ssize_t rows, Py_ssize_t ow, double* acc)
 
 
-# The plans of the passes, filled from cconv._layer_plan's dicts of the same
+# The plans of the passes, filled from cconv._layer4d_plan's dicts of the same
 # names (Cython converts a dict with these keys; a missing key is an error).
 ctypedef struct PackPlan:
     Py_ssize_t in_channels, in_rows, in_cols  # the source: (N, in_channels, in_rows, in_cols)
@@ -76,7 +76,7 @@ ctypedef struct DotPlan:
 
 
 def blocking():
-    """This build's register blocking, by name (``cconv._layer_plan`` reads it).
+    """This build's register blocking, by name (``cconv._layer4d_plan`` reads it).
 
     ``vector_bytes``; the pixel kernel's most filter rows ``rf_max``; the
     channel kernel's accumulators ``cv_acc`` and most filter vectors
@@ -213,7 +213,7 @@ def direct_pass(const real[::1] src, const real[::1] wp, const Py_ssize_t[::1] k
     with zero filters that are dropped.  Pixel ``(i, j)`` of filter ``f`` of
     image ``n`` lands at ``out[n*out_n + (g*fg + f)*out_f + base + i*ors +
     j*ocs]`` (+ ``bias[g*fg + f]`` when ``bias`` is not empty).  The sizes and
-    strides are ``plan``'s (``cconv._layer_plan.DirectPlan``).  A tile may
+    strides are ``plan``'s (``cconv._layer4d_plan.DirectPlan``).  A tile may
     read up to ``tile + max(koff)`` positions past its first, past the last
     row too: the caller leaves that slack after the source.
 

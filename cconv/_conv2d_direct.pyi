@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 _Real = np.float32 | np.float64
 _Index = npt.NDArray[np.intp]
-# A plan of cconv._layer_plan (DirectPlan, DwPlan, DotPlan, PackPlan): a dict of ints (and plans).
+# A plan of cconv._layer4d_plan (DirectPlan, DwPlan, DotPlan, PackPlan): a dict of ints (and plans).
 _Plan = Mapping[str, object]
 
 def build_info() -> tuple[str, str]: ...

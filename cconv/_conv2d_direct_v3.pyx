@@ -1,6 +1,6 @@
 """The loops of ``cconv._conv2d_direct``, compiled with -march=x86-64-v3 (AVX2, FMA).
 
-``cconv._build`` imports this module instead of the baseline when the CPU
+``cconv._dispatch`` imports this module instead of the baseline when the CPU
 supports it.
 """
 

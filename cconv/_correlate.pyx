@@ -27,7 +27,7 @@ over output rows when cconv is built with OpenMP.
 
 This baseline build runs on any CPU; ``_correlate_v3`` and ``_correlate_v4``
 are the same source compiled for newer x86-64 instruction sets, and
-``cconv._build`` imports the best one the CPU supports.
+``cconv._dispatch`` imports the best one the CPU supports.
 """
 
 include "_correlate.pxi"

@@ -9,7 +9,7 @@ decides once, from the shapes: the method (the cost model of
 (``cconv._threads.for_work``), and the workspace the call allocates, which
 the public function's memory check reads.  This module then runs the pass
 on the compiled direct loops (``cconv._correlate``, in the build
-``cconv._build`` chose), with their task split and loop order, or on the
+``cconv._dispatch`` chose), with their task split and loop order, or on the
 FFT route (``cconv._fft``); and the sums that must round as SciPy's, on
 ``cconv._exact``.
 """
@@ -22,8 +22,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from . import _fft
-from ._build import correlate_module as _loops
-from ._build import exact_module
+from ._dispatch import correlate_module as _loops
+from ._dispatch import exact_module
 from ._threads import SERIAL_WORK, for_work
 
 __all__ = [

@@ -11,17 +11,8 @@ from cconv._fused cimport exact
 include "_build_info.pxi"
 
 
-cdef extern from *:
-    """
-    /* No contraction of a multiply and an add into an FMA, in the source as
-       in setup.py's flags (-ffp-contract=off; MSVC's /fp:precise contracts
-       on VS 2019 with /arch:AVX2, which the pragma stops). */
-    #if defined(_MSC_VER) && !defined(__clang__)
-    #pragma fp_contract (off)
-    #elif defined(__clang__)
-    #pragma STDC FP_CONTRACT OFF
-    #endif
-    """
+cdef extern from "no_contraction.h":
+    pass
 
 
 cdef enum:

@@ -24,7 +24,7 @@ documented tolerance of SciPy's, not equal to it.
 Every function trusts its caller (``cconv._engine``): arrays C-contiguous,
 shapes that agree, every read inside its array.  This baseline build runs on
 any CPU; ``_exact_v3`` and ``_exact_v4`` are the same source compiled for
-newer x86-64 instruction sets (``cconv._build`` imports the best one).
+newer x86-64 instruction sets (``cconv._dispatch`` imports the best one).
 """
 
 include "_exact.pxi"

@@ -1,6 +1,6 @@
 """The sums of ``cconv._exact``, compiled with -march=x86-64-v3 and contraction off.
 
-``cconv._build`` imports this module instead of the baseline when the CPU
+``cconv._dispatch`` imports this module instead of the baseline when the CPU
 supports it.
 """
 

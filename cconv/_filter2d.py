@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _engine
 from ._boundary import extend, source_index
-from ._build import correlate_module as _loops
+from ._dispatch import correlate_module as _loops
 from ._workspace import scratch_array
 
 __all__ = ["PATHS", "plan", "filter2d"]

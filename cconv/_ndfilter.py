@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _fftconv, _planes
-from ._build import exact_module
+from ._dispatch import exact_module
 from ._nonfinite import all_finite
 from ._threads import for_work
 from ._workspace import scratch_array

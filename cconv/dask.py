@@ -50,8 +50,8 @@ try:
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("cconv.dask needs Dask: pip install 'cconv[dask]'") from exc
 
-from ._conv import conv_forward as _conv_forward
 from ._engine import METHODS, Method
+from ._layer3d import conv_forward as _conv_forward
 from ._match import MATCH_METHODS, MatchMethod
 from ._match import match_template as _match_template
 from ._threads import check_thread_count, get_num_threads, threads

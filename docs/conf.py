@@ -2,7 +2,7 @@
 
 Build (from the repository root, with ``pip install ".[docs]"`` done)::
 
-    python -m sphinx -W -b html docs docs/_build/html
+    python -m sphinx -W -b html docs docs/_dispatch/html
 
 Warnings are errors.  The API pages are generated from the docstrings
 (autosummary, numpydoc); the gallery's scripts in ``examples/`` are run by
@@ -47,7 +47,7 @@ extensions = [
 ]
 
 # Files written below and included by the pages, not pages themselves.
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "user_guide/_bench_results.rst", "api/_dtypes.rst",
+exclude_patterns = ["_dispatch", "**.ipynb_checkpoints", "user_guide/_bench_results.rst", "api/_dtypes.rst",
                     "api/_dtype_refusals.rst"]
 templates_path = ["_templates"]
 default_role = "code"  # `x` is code, as in the docstrings

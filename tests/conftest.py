@@ -68,9 +68,9 @@ def correlate_build(request, monkeypatch):
 @pytest.fixture(params=_builds("_exact"))
 def exact_build(request, monkeypatch):
     """Every call of the test runs on one build of the exact sums (``cconv._exact``)."""
-    from cconv import _build
+    from cconv import _dispatch
 
-    monkeypatch.setattr(_build, "_exact", request.param)
+    monkeypatch.setitem(_dispatch.LOADED, "_exact", request.param)
     return request.param
 
 
@@ -86,7 +86,7 @@ def on_build():
     whose compiled loops are capped at one build (``CCONV_KERNELS``); skips
     the test where the CPU does not run that build, fails where the script
     fails or ran another build of the exact sums than asked for (its last
-    line must print ``cconv._build.exact_module().__name__``)."""
+    line must print ``cconv._dispatch.exact_module().__name__``)."""
     import os
     import pathlib
     import subprocess

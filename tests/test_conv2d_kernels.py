@@ -1,9 +1,9 @@
 """The 4-D layer's direct kernels (method='direct'), each one forced.
 
 Every kernel of ``cconv._conv2d_direct`` is run in every build this CPU can
-run (baseline, x86-64-v3, x86-64-v4), not only the one ``cconv._build``
+run (baseline, x86-64-v3, x86-64-v4), not only the one ``cconv._dispatch``
 picks, and on every path of the direct passes, not only the one
-``cconv._layer_plan`` would choose, so that no build or path hides behind
+``cconv._layer4d_plan`` would choose, so that no build or path hides behind
 another (``FORCE_KERNEL`` and ``FORCE_PACK`` force them; a forced path that
 does not exist is an error, never a fallback):
 
@@ -38,7 +38,7 @@ from cases import max_rel_err, tol
 from reference import layer_backward, layer_forward
 
 import cconv
-from cconv import _build, _layer_plan, _runtime
+from cconv import _dispatch, _layer4d_plan, _runtime
 from cconv.testing import numerical_gradient
 
 
@@ -58,11 +58,11 @@ def _builds():
 @pytest.fixture(params=_builds())
 def build(request, monkeypatch):
     """Force one build of the kernels for the test."""
-    monkeypatch.setattr(_build, "_conv2d", request.param)
+    monkeypatch.setitem(_dispatch.LOADED, "_conv2d_direct", request.param)
     return request.param
 
 
-# The direct passes' kernels (cconv._layer_plan.FORCE_KERNEL): the pixel
+# The direct passes' kernels (cconv._layer4d_plan.FORCE_KERNEL): the pixel
 # kernel; the row kernel (the pixel kernel's rows written in place; dx with
 # a column stride keeps the pixel kernel); the channel kernel with 1 or 2
 # vectors of filters, its tiles over the flattened rows or within each
@@ -83,8 +83,8 @@ def path(request, monkeypatch):
     """Force one path of every direct pass: a kernel, and planes packed in a pass of
     their own or by each work item (FORCE_PACK; the depthwise dw's too)."""
     name, pack = request.param
-    monkeypatch.setattr(_layer_plan, "FORCE_KERNEL", KERNELS[name])
-    monkeypatch.setattr(_layer_plan, "FORCE_PACK", pack)
+    monkeypatch.setattr(_layer4d_plan, "FORCE_KERNEL", KERNELS[name])
+    monkeypatch.setattr(_layer4d_plan, "FORCE_PACK", pack)
     return request.param
 
 
@@ -197,7 +197,7 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
     """Each pass splits one image of one group into at least as many work items as threads."""
     if not _runtime.openmp_enabled():
         pytest.skip("built without OpenMP: one thread")
-    real = _build.conv2d_module()
+    real = _dispatch.conv2d_module()
     items = {}
 
     class Recorder:
@@ -218,7 +218,7 @@ def test_single_image_single_group_has_work_for_every_thread(monkeypatch, thread
             items["threads"].append(plan["threads"])
             return real.dw_pass(src, d_t, roff, acc, plan)
 
-    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    monkeypatch.setitem(_dispatch.LOADED, "_conv2d_direct", Recorder())
     # The thread count as set, not fewer on a busy machine.
     monkeypatch.setattr(cconv._threads, "ADAPTIVE", False)
     x = np.ones((1, 64, 40, 40), np.float32)
@@ -250,7 +250,7 @@ def test_forced_paths_reach_the_kernels(monkeypatch, build, path, case):
             plans.append(("dw_dot", args[4]))
             return build.dw_dot(*args)
 
-    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    monkeypatch.setitem(_dispatch.LOADED, "_conv2d_direct", Recorder())
     for dtype in (np.float32, np.float64):
         x, w, b, opts = _make(np.random.default_rng(0), case, dtype)
         out, cache = cconv.conv2d_forward(x, w, b, **opts, method="direct")
@@ -262,7 +262,7 @@ def test_forced_paths_reach_the_kernels(monkeypatch, build, path, case):
         for which, plan in zip(("forward", "dx"), direct):
             # dx with a column stride writes every sw-th column: the row kernel's rows are the pixel kernel's.
             strided = which == "dx" and (stride if isinstance(stride, int) else stride[1]) > 1
-            assert plan["kernel"] == _layer_plan.KINDS["pixel" if kind == "row" and strided else kind], plan
+            assert plan["kernel"] == _layer4d_plan.KINDS["pixel" if kind == "row" and strided else kind], plan
             assert plan["packed"] == pack, plan  # every case has padding: nothing is read in place
             if kind == "channel":
                 assert plan["block"] == vectors * lanes and (plan["row_tiles"] > 0) == rows, plan
@@ -272,7 +272,7 @@ def test_forced_paths_reach_the_kernels(monkeypatch, build, path, case):
 
 def test_small_layers_run_on_one_thread(monkeypatch):
     """A tiny pass is not worth waking threads for: it runs serially."""
-    real = _build.conv2d_module()
+    real = _dispatch.conv2d_module()
     used = []
 
     class Recorder:
@@ -283,7 +283,7 @@ def test_small_layers_run_on_one_thread(monkeypatch):
             used.append(args[7]["threads"])
             return real.direct_pass(*args)
 
-    monkeypatch.setattr(_build, "_conv2d", Recorder())
+    monkeypatch.setitem(_dispatch.LOADED, "_conv2d_direct", Recorder())
     with cconv.threads(2):
         out, cache = cconv.conv2d_forward(np.ones((2, 4, 12, 11)), np.ones((6, 2, 3, 3)), groups=2,
                                           method="direct")
@@ -348,8 +348,8 @@ TORCH_OPTIONS = [
 def test_direct_against_torch_grid(rng, monkeypatch, build, kernel, opts, dtype):
     """Every option against PyTorch, on every build and kernel (packing per item on half the options)."""
     torch = pytest.importorskip("torch", reason="PyTorch is an optional test peer")
-    monkeypatch.setattr(_layer_plan, "FORCE_KERNEL", KERNELS[kernel])
-    monkeypatch.setattr(_layer_plan, "FORCE_PACK", TORCH_OPTIONS.index(opts) % 2 == 0)
+    monkeypatch.setattr(_layer4d_plan, "FORCE_KERNEL", KERNELS[kernel])
+    monkeypatch.setattr(_layer4d_plan, "FORCE_PACK", TORCH_OPTIONS.index(opts) % 2 == 0)
     x = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
     w = rng.standard_normal((8, 4 // opts["groups"], 3, 2)).astype(dtype)
     b = rng.standard_normal(8).astype(dtype)

@@ -1,7 +1,7 @@
 """The Examples sections of cconv's docstrings, run as doctests.
 
 Every Python module of the installed package is searched (the public
-functions live in private modules: ``cconv._conv``, ``cconv._match``, ...),
+functions live in private modules: ``cconv._layer3d``, ``cconv._match``, ...),
 as ``pytest --doctest-modules --pyargs cconv`` would, but from here, so that
 the README's test command runs them and a wheel's test run checks the
 wheel's own docstrings.  The printed outputs must hold on every NumPy cconv
@@ -51,7 +51,7 @@ MODULES = _modules_with_examples()
 
 def test_examples_found() -> None:
     """The search finds the examples (a broken search would pass vacuously)."""
-    for name in ("cconv._conv", "cconv._conv2d", "cconv._match", "cconv.testing", "cconv._signal", "cconv._ndimage"):
+    for name in ("cconv._layer3d", "cconv._layer4d", "cconv._match", "cconv.testing", "cconv._signal", "cconv._ndimage"):
         assert name in MODULES
 
 

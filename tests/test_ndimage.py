@@ -135,7 +135,7 @@ for f in (ndi.convolve, cn.convolve):
         assert "array type not supported" in str(e)
     else:
         raise AssertionError("no RuntimeError")
-import cconv._build as b
+import cconv._dispatch as b
 print(b.exact_module().__name__)
 """
 

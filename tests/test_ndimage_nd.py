@@ -294,7 +294,7 @@ for w in ([1 / 3, 1 / 3, 1 / 3], [1 / 7, 2 / 7, 1 / 7], [-1 / 3, 0, 1 / 3], [1 /
         assert np.array_equal(ndi.correlate1d(img, w, axis), cn.correlate1d(img, w, axis)), (w, axis)
 vol = rng.integers(0, 256, size=(12, 13, 14)).astype(np.uint8)
 assert np.array_equal(ndi.correlate(vol, np.ones((3, 3, 3)) / 27), cn.correlate(vol, np.ones((3, 3, 3)) / 27))
-import cconv._build as b
+import cconv._dispatch as b
 print(b.exact_module().__name__)
 """
 

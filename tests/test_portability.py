@@ -16,7 +16,7 @@ from contextlib import redirect_stdout
 import pytest
 
 import cconv
-from cconv import _build, _config, _runtime, _validation
+from cconv import _config, _dispatch, _runtime, _validation
 
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -73,7 +73,7 @@ def test_twins_built_only_for_x86_64_and_with_their_flags():
 
 def test_the_build_in_use_is_the_best_the_cpu_runs(monkeypatch):
     monkeypatch.delenv("CCONV_KERNELS", raising=False)
-    name, module = _build.load("_correlate")
+    name, module = _dispatch.load("_correlate")
     available = [b for b, level in (("v4", 4), ("v3", 3)) if level <= _runtime.cpu_level()
                  and importlib.util.find_spec(f"cconv._correlate_{b}") is not None]
     assert name == (available[0] if available else "baseline")

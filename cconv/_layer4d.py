@@ -5,12 +5,12 @@ groups, bias).  Options are checked here, then one of two routes runs:
 - 'direct' (the default for all but single-channel layers): every option.
   Blocked direct convolutions (``cconv._conv2d_direct``, one build per ISA)
   read a zero-padded, stride-phase-split copy of the input in place; the
-  layouts, offsets and blocking are chosen by ``cconv._layer_plan``.  No
+  layouts, offsets and blocking are chosen by ``cconv._layer4d_plan``.  No
   BLAS, no im2col; every pass runs on all of cconv's threads, and dw is the
   same bits on every run and thread count.  'gemm' is another name for it,
   kept for callers of the im2col + BLAS route it replaced.
 - the single-channel route ('direct' and 'fft'): the 3-D layer's own
-  engine (``cconv._conv``), for C = 1, stride 1, dilation 1 and one image
+  engine (``cconv._layer3d``), for C = 1, stride 1, dilation 1 and one image
   or one filter, where a matrix product would be a matrix-vector product.
   The zero padding is applied to a copy of ``x`` first.
 """
@@ -24,10 +24,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _conv, _engine, _layer_plan
-from ._conv import ConvCache
+from . import _engine, _layer3d, _layer4d_plan
 from ._engine import Method
-from ._layer_plan import Layer, LayerShape
+from ._layer3d import ConvCache
+from ._layer4d_plan import Layer, LayerShape
 from ._nonfinite import finite_part, restore
 from ._threads import for_work
 from ._validation import (
@@ -277,7 +277,8 @@ def conv2d_forward(
     dtype = compute_dtype(*operands)
     route = _route(check_choice(method, "method", METHODS), layer)
     if route == "direct":
-        extra = math.prod(layer.out_shape) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, False)
+        extra = (math.prod(layer.out_shape) * dtype.itemsize
+                 + _layer4d_plan.workspace_bytes(layer, dtype.itemsize, False))
     else:  # the padded copy of x, and what the 3-D layer's pass allocates
         single = _single_plan(layer, "fft" if method == "fft" else "auto", dtype, backward=False)
         extra = _padded_size(layer) * dtype.itemsize + single.workspace
@@ -339,7 +340,7 @@ def _forward_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: L
     xk = as_kernel_array(x, dtype)
     wk = as_kernel_array(w, dtype)
     bk = None if b is None else as_kernel_array(b, dtype)
-    out = _layer_plan.forward(xk, wk, bk, layer, for_work(_flops(layer)))
+    out = _layer4d_plan.forward(xk, wk, bk, layer, for_work(_flops(layer)))
     return out, Conv2dCache(xk, wk, b is not None, layer, "direct")
 
 
@@ -350,7 +351,7 @@ def _forward_single(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, layer: L
     x3 = as_kernel_array(x[:, 0], dtype)
     if pt or pb or pl or pr:
         x3 = np.pad(x3, ((0, 0), (pt, pb), (pl, pr)))
-    out3, inner = _conv.forward(x3, as_kernel_array(w[:, 0], dtype), 3, plan)
+    out3, inner = _layer3d.forward(x3, as_kernel_array(w[:, 0], dtype), 3, plan)
     out = out3.reshape(layer.out_shape)  # (N, 1, ...) or (1, F, ...): the same data
     if b is not None:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -462,7 +463,7 @@ def _backward_single(dout: np.ndarray, cache: Conv2dCache, method: Method,
         inner = ConvCache(x3, np.ascontiguousarray(cache.w[:, 0]), 3, "direct")
     dout3 = as_kernel_array(dout.reshape(inner.out_shape), dtype)
     if finite_filter:
-        dx3, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
+        dx3, dw3 = _layer3d.backward(dout3, inner, dtype, spectra, plan)
     else:
         dx3, dw3 = _backward_nonfinite_filter(dout3, inner, dtype, spectra, plan, second)
     (pt, _), (pl, _) = layer.pad
@@ -482,10 +483,10 @@ def _backward_nonfinite_filter(dout3: np.ndarray, inner: ConvCache, dtype: np.dt
     pass, as ``second`` plans it), then its NaN and infinities restored from
     the terms inside ``dout`` alone.
     """
-    _, dw3 = _conv.backward(dout3, inner, dtype, spectra, plan)
+    _, dw3 = _layer3d.backward(dout3, inner, dtype, spectra, plan)
     w = inner.w
     finite = ConvCache(inner.x, finite_part(w), 3, inner.method)
-    dx3, _ = _conv.backward(dout3, finite, dtype, None, second)
+    dx3, _ = _layer3d.backward(dout3, finite, dtype, None, second)
     kh, kw = w.shape[1:]
     reduce = inner.x.shape[0] == 1 and dout3.shape[0] != 1
     restore(dx3, dout3, w[:, ::-1, ::-1], reduce=reduce, pad=(kh - 1, kh - 1, kw - 1, kw - 1), pad_zeros=False)
@@ -497,7 +498,7 @@ def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> t
     s = layer.shape
     check_memory(
         copy_bytes(cache.x, dtype) + copy_bytes(cache.w, dtype) + copy_bytes(dout, dtype)
-        + (cache.x.size + cache.w.size) * dtype.itemsize + _layer_plan.workspace_bytes(layer, dtype.itemsize, True),
+        + (cache.x.size + cache.w.size) * dtype.itemsize + _layer4d_plan.workspace_bytes(layer, dtype.itemsize, True),
         lambda: f"conv2d_backward(dout{dout.shape}, cache of x{cache.x.shape}, w{cache.w.shape})",
     )
     x = as_kernel_array(cache.x, dtype)
@@ -505,4 +506,4 @@ def _backward_direct(dout: np.ndarray, cache: Conv2dCache, dtype: np.dtype) -> t
     dout = as_kernel_array(dout, dtype)
     if x.size == 0 or w.size == 0 or dout.size == 0:
         return np.zeros((s.n, s.c, s.ih, s.iw), dtype), np.zeros((s.f, s.cg, s.kh, s.kw), dtype)
-    return _layer_plan.backward(x, w, dout, layer, for_work(3 * _flops(layer)))
+    return _layer4d_plan.backward(x, w, dout, layer, for_work(3 * _flops(layer)))

@@ -1,4 +1,4 @@
-"""Which compiled build of the direct loops this process runs.
+"""Which compiled build of the loops this process runs, for each family of them.
 
 ``cconv._correlate`` (the 3-D engine's loops), ``cconv._conv2d_direct``
 (the 4-D layer's kernels) and ``cconv._exact`` (the sums rounded as
@@ -17,7 +17,7 @@ from types import ModuleType
 
 from . import _runtime
 
-__all__ = ["LEVELS", "conv2d_module", "correlate_module", "exact_module", "load", "name"]
+__all__ = ["LEVELS", "LOADED", "conv2d_module", "correlate_module", "exact_module", "load", "module", "name"]
 
 LEVELS = {"baseline": 0, "v3": 3, "v4": 4}
 
@@ -46,24 +46,24 @@ def load(family: str) -> tuple[str, ModuleType]:
 #: The build of the direct loops in use ('baseline', 'v3' or 'v4') and its module.
 name, correlate_module = load("_correlate")
 
+#: The other families' modules of the best build, imported when first asked for
+#: (tests put another build here, to run every build).
+LOADED: dict[str, ModuleType] = {}
+
+
+def module(family: str) -> ModuleType:
+    """``cconv.<family>`` of the best build (imported the first time it is asked for)."""
+    found = LOADED.get(family)
+    if found is None:
+        found = LOADED[family] = load(family)[1]
+    return found
+
 
 def conv2d_module() -> ModuleType:
-    """The 4-D layer's kernels of the best build (imported when first asked for)."""
-    global _conv2d
-    if _conv2d is None:
-        _conv2d = load("_conv2d_direct")[1]
-    return _conv2d
-
-
-_conv2d: ModuleType | None = None
+    """The 4-D layer's kernels (``cconv._conv2d_direct``) of the best build."""
+    return module("_conv2d_direct")
 
 
 def exact_module() -> ModuleType:
-    """The exact sums (``cconv._exact``) of the best build (imported when first asked for)."""
-    global _exact
-    if _exact is None:
-        _exact = load("_exact")[1]
-    return _exact
-
-
-_exact: ModuleType | None = None
+    """The exact sums (``cconv._exact``) of the best build."""
+    return module("_exact")

@@ -1,7 +1,7 @@
 """The 4-D layer's direct route: layouts, offsets, kernels and blocking for the passes.
 
 The kernels of ``cconv._conv2d_direct`` (one build per ISA, chosen by
-``cconv._build``) take every pass as small matrix products whose operands
+``cconv._dispatch``) take every pass as small matrix products whose operands
 are read in place through tables of offsets; this module lays the operands
 out, builds the tables and chooses kernel and blocking.  It plans each
 pass once per layer, dtype and thread count (the plans are kept), and
@@ -56,7 +56,7 @@ from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
-from . import _build
+from . import _dispatch
 from ._nonfinite import classes, finite_part, term_flags, write_flags
 from ._threads import get_num_threads
 
@@ -77,7 +77,7 @@ class LayerShape(NamedTuple):
 
 
 class Layer(NamedTuple):
-    """One layer's options, checked (by ``cconv._conv2d``), and the output size they imply.
+    """One layer's options, checked (by ``cconv._layer4d``), and the output size they imply.
 
     ``pad`` is ((top, bottom), (left, right)); a stride beyond the padded
     size is clamped to it, and the dilation of a one-tap axis is 1.
@@ -207,7 +207,7 @@ def _threads_for(threads: int, flops: float = 0, nbytes: float = 0) -> int:
 
 
 def _kernels() -> Any:
-    return _build.conv2d_module()
+    return _dispatch.conv2d_module()
 
 
 def _rf(count: int, rf_max: int) -> int:
