@@ -14,19 +14,18 @@ Busy machines.  A team of OpenMP threads waits at every barrier for its
 slowest member: a thread that has to queue for a core behind another
 process holds the whole call for a scheduler time slice, which turned a
 1 ms call into 20.  So a call runs on no more threads than there are cores
-that other processes leave free, at least one.  Other processes' work, not
-this process's: its own threads (PyTorch's and BLAS's pools spinning after
-their calls among them) are no competition to avoid.  It is measured over
-the last window of cconv's calls, between :data:`WINDOW` and :data:`STALE`
-seconds long: the CPU time the cores this process may run on spent busy
-(``/proc/stat``) less this process's own CPU time, divided by the window's
-length.  A call inside the window reuses the last decision, so the policy
-costs a clock read per call and reads files at most once a window.  The
-first call, and the first after a pause longer than :data:`STALE`, count
-the load at that instant instead: the machine's runnable threads
-(``/proc/loadavg``) less this process's own (``/proc/self/task``).  Where
-the system says none of this (not Linux), the count is the ceiling.  The
-loops' results do not depend on their thread count, so neither do cconv's.
+that other processes leave free, at least one.  Other processes' threads,
+not this process's: its own (PyTorch's and BLAS's pools spinning after
+their calls among them) are no competition to avoid.  The count is the
+machine's runnable threads (``/proc/loadavg``) less this process's own
+(``/proc/self/task``), scaled to the share of the machine's CPUs this
+process may run on; it stands for :data:`TTL` seconds, so the policy costs
+a clock read per call and reads files at most once in that time.  (A count
+of CPU time over a window of a tenth of a second, the other design tried,
+kept a machine's past load for that long: after a busy process ended, the
+next calls ran on one core for up to two windows.)  Where the system says
+none of this (not Linux), the count is the ceiling.  The loops' results do
+not depend on their thread count, so neither do cconv's.
 ``CCONV_ADAPTIVE_THREADS=0`` turns this off.
 """
 
@@ -155,56 +154,32 @@ def _affinity() -> frozenset[int]:
 
 _AFFINITY = _affinity()
 _CORES = len(_AFFINITY) if _AFFINITY else (os.cpu_count() or 1)
+# The share of the machine's CPUs this process may run on: the runnable
+# threads the system counts are spread over all of them.
+_SHARE = _CORES / max(_CORES, os.cpu_count() or 1)
 ADAPTIVE = os.environ.get("CCONV_ADAPTIVE_THREADS", "1") != "0"
 
 # Work (multiply-adds, or values moved or transformed) below which a call
 # runs on one thread: about 20 microseconds of one core's work, what waking
 # a sleeping thread costs on an idle virtual machine.
 SERIAL_WORK = 2**19
-# Other processes' CPU time is measured over a window of at least WINDOW
-# seconds (/proc/stat counts in clock ticks of 10 ms: shorter windows are
-# noise), and of at most STALE seconds: after a longer pause in cconv's
-# calls, the average would hide a process that started a moment ago, and
-# the load is counted as it is at this instant instead.
-WINDOW = 0.1
-STALE = 1.0
-_TICK = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
-
-
-def _machine_busy() -> float | None:
-    """CPU seconds the cores this process may run on have spent busy since boot (None where unknown).
-
-    The ``cpuN`` lines of ``/proc/stat``: user, nice, system, irq, softirq
-    and steal time (a hypervisor running another machine on our core); idle
-    and iowait are not busy.
-    """
-    try:
-        with open("/proc/stat", "rb") as f:
-            lines = f.read().split(b"\n")
-        busy = 0
-        for line in lines[1:]:
-            if not line.startswith(b"cpu"):
-                break
-            t = line.split()
-            if _AFFINITY and int(t[0][3:]) not in _AFFINITY:
-                continue
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in t[1:9])
-            busy += user + nice + system + irq + softirq + steal
-    except (OSError, ValueError, IndexError):
-        return None
-    return busy * _TICK
+# How long a count of the load stands (s): calls inside it reuse it.
+TTL = 0.02
 
 
 def _runnable_elsewhere() -> int | None:
     """Threads of other processes runnable at this instant (None where unknown).
 
     The machine's runnable count (``/proc/loadavg``) less this process's own
-    runnable threads (``/proc/self/task/*/stat``, state R): its BLAS or
-    PyTorch pool spinning after a call is no other process's work.
+    runnable threads (``/proc/self/task/*/stat``, state R, read only when the
+    machine count says there may be others): its BLAS or PyTorch pool
+    spinning after a call is no other process's work.
     """
     try:
         with open("/proc/loadavg", "rb") as f:
             running = int(f.read().split()[3].split(b"/")[0])
+        if running <= 1:  # the caller alone
+            return 0
         own = 0
         for task in os.listdir("/proc/self/task"):
             try:
@@ -219,59 +194,34 @@ def _runnable_elsewhere() -> int | None:
 
 
 class _Load:
-    """Cores kept busy by other processes: over the last window, or at this instant.
+    """The cores other processes leave free, counted at most every :data:`TTL` seconds.
 
-    Shared by every Python thread: each sample is one tuple, replaced whole,
-    so a racing reader sees an old sample or a new one, never a mix.
+    Shared by every Python thread: a racing reader sees an old count or a
+    new one, either of them right a moment ago.
     """
 
     def __init__(self) -> None:
         self.known = True  # False once the system has said it cannot tell
-        self.sample = self.take()  # (wall, cores' busy, own CPU) seconds
-        self.free: int | None = None  # the decision over the last window
-
-    def take(self) -> tuple[float, float, float] | None:
-        busy = _machine_busy() if self.known else None
-        if busy is None:
-            self.known = False
-            return None
-        return time.monotonic(), busy, time.process_time()
+        self.time = -float("inf")
+        self.free: int | None = None
 
     def free_cores(self) -> int | None:
         """Cores other processes leave free, at least one (None where unknown)."""
-        last = self.sample
         now = time.monotonic()
-        if last is not None and now - last[0] < WINDOW and self.free is not None:
+        if now - self.time < TTL or not self.known:
             return self.free
-        if not self.known:
-            return None
-        new = self.take()
-        if new is None:
-            return None
-        self.sample = new
-        if last is None or new[0] - last[0] < WINDOW or new[0] - last[0] > STALE:
-            # No window to average over: the load at this instant.
-            others: float | None = _runnable_elsewhere()
-            if others is None:
-                return None
+        others = _runnable_elsewhere()
+        if others is None:
+            self.known = False
+            self.free = None
         else:
-            others = ((new[1] - last[1]) - (new[2] - last[2])) / (new[0] - last[0])
-        # Round half up: a core busy more than half the window is taken.
-        self.free = max(1, min(_CORES, int(_CORES - others + 0.5)))
+            # Round half up: a core more than half wanted by others is taken.
+            self.free = max(1, min(_CORES, int(_CORES - others * _SHARE + 0.5)))
+        self.time = now
         return self.free
 
 
 _load = _Load()
-
-
-def _forget_load() -> None:
-    """In a forked child: its CPU time starts again, the parent's sample is no base."""
-    global _load
-    _load = _Load()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_load)
 
 
 def free_cores() -> int | None:
