@@ -55,7 +55,8 @@ def correlate1d(input: npt.ArrayLike, weights: npt.ArrayLike, axis: int = -1,
     Returns
     -------
     output : ndarray
-        The result (``output`` itself when it was given as an array).
+        The lines along ``axis`` filtered, in ``input``'s shape (``output``
+        itself when it was given as an array).
 
     Raises
     ------
@@ -95,6 +96,8 @@ def convolve1d(input: npt.ArrayLike, weights: npt.ArrayLike, axis: int = -1,
 
     Examples
     --------
+    The same line and weights as :func:`correlate1d`'s example, convolved:
+
     >>> import numpy as np
     >>> from cconv.ndimage import convolve1d
     >>> convolve1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), [1, 3])

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _engine, _fft
+from ._cache import LayerCache, checked_dout
 from ._engine import Method
 from ._validation import (
     as_batch,
@@ -25,7 +26,7 @@ from ._validation import (
 __all__ = ["ConvCache", "conv_forward", "conv_backward", "forward", "backward"]
 
 
-class ConvCache:
+class ConvCache(LayerCache):
     """What :func:`conv_backward` needs from a call of :func:`conv_forward`.
 
     Treat it as opaque: it holds the forward inputs, already converted to the
@@ -39,37 +40,20 @@ class ConvCache:
     FFT backward pass reuses, and whether either held NaN or Inf.
     """
 
-    __slots__ = ("_x", "_w", "_w_ndim", "_method", "_spectra", "_nonfinite")
+    __slots__ = ("_w_ndim", "_spectra", "_nonfinite")
 
     def __init__(self, x: np.ndarray, w: np.ndarray, w_ndim: int, method: str,
                  spectra: tuple[np.ndarray, np.ndarray] | None = None, nonfinite: bool = False) -> None:
-        self._x = x
-        self._w = w
+        super().__init__(x, w, method)
         self._w_ndim = w_ndim
-        self._method = method
         self._spectra = spectra
         self._nonfinite = nonfinite
-
-    @property
-    def x(self) -> np.ndarray:
-        """The images, as the kernels saw them: (Nx, H, W)."""
-        return self._x
-
-    @property
-    def w(self) -> np.ndarray:
-        """The filters, as the kernels saw them: (Nw, KH, KW)."""
-        return self._w
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
         """Shape of the forward output, and so of the ``dout`` backward takes."""
         (nx, ih, iw), (nw, kh, kw) = self._x.shape, self._w.shape
         return (_engine.pair_count(nx, nw), ih - kh + 1, iw - kw + 1)
-
-    @property
-    def method(self) -> str:
-        """How the forward pass was computed: 'direct' or 'fft'."""
-        return self._method
 
     def spectra_in(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
         """The spectra of x and w an FFT forward pass kept, if they have ``dtype``'s precision."""
@@ -233,17 +217,7 @@ def conv_backward(
     array([[4., 4.],
            [4., 4.]])
     """
-    if not isinstance(cache, ConvCache):
-        raise ValueError(
-            f"cache must be the ConvCache returned by cconv.conv_forward; "
-            f"got {type(cache).__name__}"
-        )
-    dout = as_real_array(dout, "dout")
-    expected = cache.out_shape
-    if dout.shape != expected:
-        raise ValueError(
-            f"dout has shape {dout.shape}, but the forward output had shape {expected}"
-        )
+    dout = checked_dout(cache, ConvCache, "conv_forward", dout)
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     (nx, ih, iw), (nw, kh, kw) = cache.x.shape, cache.w.shape
     spectra = cache.spectra_in(dtype)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _engine, _layer3d, _layer4d_plan
+from ._cache import LayerCache, checked_dout
 from ._engine import Method
 from ._layer3d import ConvCache
 from ._layer4d_plan import Layer, LayerShape
@@ -53,45 +54,29 @@ IntPair = int | Sequence[int]
 Padding = IntPair | Literal["valid", "same"]
 
 
-class Conv2dCache:
+class Conv2dCache(LayerCache):
     """What :func:`conv2d_backward` needs from a call of :func:`conv2d_forward`.
 
-    Treat it as opaque.  It holds ``x`` and ``w`` as the kernels saw them
-    (by reference when no conversion was needed: changing them in place
-    between the two calls changes the gradients), the layer's options, the
-    method the forward pass ran and whether there was a bias.
+    Treat it as opaque.  It holds ``x`` (N, C, H, W) and ``w`` (F, C //
+    groups, KH, KW) as the kernels saw them (by reference when no
+    conversion was needed: changing them in place between the two calls
+    changes the gradients), the layer's options, the method the forward pass
+    ran and whether there was a bias.
     """
 
-    __slots__ = ("_x", "_w", "_has_bias", "_layer", "_method", "_inner")
+    __slots__ = ("_has_bias", "_layer", "_inner")
 
     def __init__(self, x: np.ndarray, w: np.ndarray, has_bias: bool, layer: Layer, method: str,
                  inner: ConvCache | None = None) -> None:
-        self._x = x
-        self._w = w
+        super().__init__(x, w, method)
         self._has_bias = has_bias
         self._layer = layer
-        self._method = method
         self._inner = inner  # the 3-D layer's cache, on the single-channel route
-
-    @property
-    def x(self) -> np.ndarray:
-        """The input, (N, C, H, W)."""
-        return self._x
-
-    @property
-    def w(self) -> np.ndarray:
-        """The filters, (F, C // groups, KH, KW)."""
-        return self._w
 
     @property
     def out_shape(self) -> tuple[int, int, int, int]:
         """Shape of the forward output, and so of the ``dout`` backward takes."""
         return self._layer.out_shape
-
-    @property
-    def method(self) -> str:
-        """How the forward pass was computed: 'direct' or 'fft'."""
-        return self._method
 
     def __repr__(self) -> str:
         return (
@@ -421,17 +406,8 @@ def conv2d_backward(
     >>> db
     array([4.])
     """
-    if not isinstance(cache, Conv2dCache):
-        raise ValueError(
-            f"cache must be the Conv2dCache returned by cconv.conv2d_forward; "
-            f"got {type(cache).__name__}"
-        )
-    dout = as_real_array(dout, "dout")
+    dout = checked_dout(cache, Conv2dCache, "conv2d_forward", dout)
     layer = cache._layer
-    if dout.shape != layer.out_shape:
-        raise ValueError(
-            f"dout has shape {dout.shape}, but the forward output had shape {layer.out_shape}"
-        )
     route = _route(check_choice(method, "method", METHODS), layer)
     dtype = compute_dtype((dout, "dout"), (cache.x, "x"))
     if route == "single" and cache.x.size and cache.w.size:

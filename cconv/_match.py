@@ -42,20 +42,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _engine, _fft
+from . import _validation as valid
 from ._match_cy import Score, finish_scores, window_sums
 from ._threads import for_work
-from ._validation import (
-    as_batch,
-    as_real_array,
-    check_batch_pair,
-    check_bool,
-    check_choice,
-    check_int,
-    check_memory,
-    check_ndim,
-    compute_dtype,
-    copy_bytes,
-)
 
 __all__ = ["MATCH_METHODS", "Match", "match_template", "find_matches"]
 
@@ -160,14 +149,14 @@ def match_template(
     >>> round(float(scores.max()), 12)
     1.0
     """
-    image = as_real_array(image, "image")
-    templates = as_real_array(templates, "templates")
-    check_choice(method, "method", MATCH_METHODS)
-    pad_input = check_bool(pad_input, "pad_input")
-    check_batch_pair(image, templates, ("image", "templates"), images_ndim=(2, 3))
-    dtype = compute_dtype((image, "image"), (templates, "templates"))
-    x = as_batch(image)
-    t = np.array(as_batch(templates), dtype=np.float64, order="C")
+    image = valid.as_real_array(image, "image")
+    templates = valid.as_real_array(templates, "templates")
+    valid.check_choice(method, "method", MATCH_METHODS)
+    pad_input = valid.check_bool(pad_input, "pad_input")
+    valid.check_batch_pair(image, templates, ("image", "templates"), images_ndim=(2, 3))
+    dtype = valid.compute_dtype((image, "image"), (templates, "templates"))
+    x = valid.as_batch(image)
+    t = np.array(valid.as_batch(templates), dtype=np.float64, order="C")
     nx, nt = x.shape[0], t.shape[0]
     kh, kw = t.shape[1:]
     npairs = _engine.pair_count(nx, nt)
@@ -177,8 +166,8 @@ def match_template(
     correlate = _Correlator(nx, nt, (ih, iw), (kh, kw), dtype)
     # the image in float64 and the compute dtype, its window sums; the
     # scores, the correlations and a chunk of float64 work arrays
-    check_memory(
-        copy_bytes(x, dtype) + copy_bytes(t, dtype) + nx * ih * iw * (8 + dtype.itemsize)
+    valid.check_memory(
+        valid.copy_bytes(x, dtype) + valid.copy_bytes(t, dtype) + nx * ih * iw * (8 + dtype.itemsize)
         + nx * oh * ow * 16 + npairs * oh * ow * dtype.itemsize + correlate.plan.workspace + 4 * _CHUNK_BYTES,
         lambda: f"match_template(image{image.shape}, templates{templates.shape})",
     )
@@ -351,10 +340,10 @@ def find_matches(
     >>> cconv.find_matches(s, num=3, min_distance=1, threshold=0.5)
     [Match(pair=0, y=1, x=1, score=0.9), Match(pair=0, y=3, x=6, score=0.7)]
     """
-    s = as_real_array(scores, "scores")
-    check_ndim(s, "scores", (2, 3), "of shape (H', W') or (M, H', W')")
-    num = check_int(num, "num", 1)
-    min_distance = check_int(min_distance, "min_distance", 0)
+    s = valid.as_real_array(scores, "scores")
+    valid.check_ndim(s, "scores", (2, 3), "of shape (H', W') or (M, H', W')")
+    num = valid.check_int(num, "num", 1)
+    min_distance = valid.check_int(min_distance, "min_distance", 0)
     if threshold is not None:
         if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
             raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
@@ -364,8 +353,8 @@ def find_matches(
             limit = math.inf if threshold > 0 else -math.inf
         if math.isnan(limit):
             raise TypeError(f"threshold must be a real number or None; got {threshold!r}")
-    lower_is_better = check_bool(lower_is_better, "lower_is_better")
-    s3 = as_batch(s)
+    lower_is_better = valid.check_bool(lower_is_better, "lower_is_better")
+    s3 = valid.as_batch(s)
     if s3.dtype.kind != "f":
         s3 = s3.astype(np.float64)
     # Larger is better in `good`; NaN becomes -inf there, and is dropped below.

@@ -123,12 +123,15 @@ def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output: npt.ArrayLike
 
     Examples
     --------
+    Sums of 2x2 windows, zeros past the edges (an even size: the window of
+    an output reaches one sample on, not back):
+
     >>> import numpy as np
     >>> from cconv.ndimage import convolve
-    >>> convolve(np.eye(3), [[1, 2], [3, 4]], mode="constant")
-    array([[5., 2., 0.],
-           [3., 5., 2.],
-           [0., 3., 4.]])
+    >>> convolve(np.arange(12.0).reshape(3, 4), np.ones((2, 2)), mode="constant")
+    array([[10., 14., 18., 10.],
+           [26., 30., 34., 18.],
+           [17., 19., 21., 11.]])
     """
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, axes, method, convolution=True)
 

@@ -121,7 +121,8 @@ def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", bound
     Returns
     -------
     out : ndarray
-        Of dtype ``np.result_type(in1, in2)``, summed in that dtype.
+        The convolution over the requested region, of dtype
+        ``np.result_type(in1, in2)`` and summed in it, as SciPy sums.
 
     Raises
     ------
@@ -130,6 +131,8 @@ def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str = "full", bound
 
     Examples
     --------
+    A 2x2 kernel over the identity, 'same' keeping its top-left corner:
+
     >>> import numpy as np
     >>> from cconv.signal import convolve2d
     >>> convolve2d(np.eye(3), [[1, 2], [3, 4]], mode="same")
