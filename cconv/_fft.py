@@ -42,7 +42,7 @@ import numpy as np
 import scipy.fft
 
 from ._nonfinite import any_nonfinite, finite_part, restore
-from ._threads import SERIAL_WORK, Job, run_jobs
+from ._threads import Job, run_jobs
 from ._validation import check_memory
 from ._workspace import kept_array, scratch
 
@@ -54,6 +54,13 @@ __all__ = ["Product", "fft_shape", "rfft2", "irfft2", "finite_spectra", "correla
 # every SIMD width pocketfft groups lines by divides.
 BLOCKS_PER_THREAD = 2
 ALIGN = 16
+# Work (transforms x P*Q*log2(P*Q)) below which a pass runs on one thread.
+# The jobs are Python callables handing the GIL back and forth, which costs
+# far more than waking an OpenMP team (cconv._threads.SERIAL_WORK, 2**19):
+# measured on 2 cores, three 128^2 transforms (7e5) took 3.7x as long on two
+# threads as on one, and two threads paid only from about 4e6 (three 384^2
+# transforms into reused memory: 1.45x).
+TEAM_WORK = 2**22
 
 
 class Product(NamedTuple):
@@ -252,10 +259,9 @@ def _blocks(batch: int, lines: int, parts: int) -> list[tuple[slice, slice]]:
 
 def _team(threads: int, transforms: int, shape: tuple[int, int]) -> int:
     """Threads for ``transforms`` transforms of ``shape``: ``threads``, or one for work
-    below the serial threshold (``cconv._threads``), where waking a second thread
-    costs more than it saves."""
+    below :data:`TEAM_WORK`, where handing jobs between threads costs more than it saves."""
     size = shape[0] * shape[1]
-    return threads if transforms * size * math.log2(max(size, 2)) >= SERIAL_WORK else 1
+    return threads if transforms * size * math.log2(max(size, 2)) >= TEAM_WORK else 1
 
 
 # ---------------------------------------------------------------------------

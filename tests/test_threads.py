@@ -51,9 +51,9 @@ def test_thread_count_knob_and_results_independent_of_it(rng):
 @pytest.mark.parametrize(
     "x_shape, w_shape",
     [
-        ((1, 300, 257), (40, 33)),  # one image: its rows and columns split between the threads
-        ((5, 200, 180), (25, 17)),  # a filter broadcast over the images (dw summed over the pairs)
-        ((1, 150, 170), (3, 21, 9)),  # an image broadcast over the filters (dx summed)
+        ((1, 600, 517), (40, 33)),  # one image: its rows and columns split between the threads
+        ((8, 250, 230), (25, 17)),  # a filter broadcast over the images (dw summed over the pairs)
+        ((1, 300, 340), (3, 21, 9)),  # an image broadcast over the filters (dx summed)
     ],
 )
 def test_fft_route_bit_identical_across_thread_counts(monkeypatch, rng, dtype, x_shape, w_shape):
@@ -62,6 +62,9 @@ def test_fft_route_bit_identical_across_thread_counts(monkeypatch, rng, dtype, x
     monkeypatch.setattr(cconv._threads, "ADAPTIVE", False)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
+    # Large enough that the forward transforms do split between threads.
+    transforms = x_shape[0] + (w_shape[0] if len(w_shape) == 3 else 1)
+    assert cconv._fft._team(2, transforms, cconv._fft.fft_shape(*x_shape[1:])) == 2
     results = []
     for n in (1, 2, 3, 4):
         with cconv.threads(n):
