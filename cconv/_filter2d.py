@@ -114,11 +114,7 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
         x = np.zeros((n, 1, 1), x.dtype)
     elif x.strides[2] != x.itemsize:
         x = np.ascontiguousarray(x)
-    rows = _indices(r0, oh + kh - 1, h, rule)
-    cols = _indices(c0, ow + kw - 1, w, rule)
-    (ia, ib), (ja, jb) = _interior(r0, h, kh, oh, 1), _interior(c0, w, kw, ow, EDGE_BYTES // x.itemsize)
-    if ia >= ib or ja >= jb or PATH == "strips":
-        ia = ib = ja = jb = 0
+    rows, cols, (ia, ib, ja, jb) = _geometry((h, w), (kh, kw), (r0, c0), (oh, ow), rule, x.itemsize, PATH)
     block = ROWS_PER_ITEM
     scratch = scratch_array("filter2d", (plan.threads, (block + kh - 1) * (ow + kw - 1)), x.dtype)
     _loops.filter_rows(x, np.ascontiguousarray(k), out, rows, cols, x.dtype.type(fill), ia, ib, ja, jb, scratch,
@@ -127,24 +123,40 @@ def filter2d(x: np.ndarray, k: np.ndarray, rule: str, fill: float, start: tuple[
 
 
 @functools.lru_cache(maxsize=64)
+def _geometry(size: tuple[int, int], k_size: tuple[int, int], start: tuple[int, int], shape: tuple[int, int],
+              rule: str, itemsize: int, path: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The source rows and columns each extended row and column reads, and the interior
+    outputs ``[ia, ib) x [ja, jb)`` read in place (all zero on the 'strips' path).
+
+    Kept (the index arrays read-only): a filter called in a loop on images
+    of one size works them out once.
+    """
+    (h, w), (kh, kw), (r0, c0), (oh, ow) = size, k_size, start, shape
+    rows = _indices(r0, oh + kh - 1, h, rule)
+    cols = _indices(c0, ow + kw - 1, w, rule)
+    (ia, ib), (ja, jb) = _interior(r0, h, kh, oh, 1, path), _interior(c0, w, kw, ow, EDGE_BYTES // itemsize, path)
+    if ia >= ib or ja >= jb or path == "strips":
+        ia = ib = ja = jb = 0
+    return rows, cols, (ia, ib, ja, jb)
+
+
 def _indices(start: int, count: int, n: int, rule: str) -> np.ndarray:
-    """The index inside ``[0, n)`` each of ``start .. start + count - 1`` reads (read-only, kept:
-    a filter called in a loop on images of one size makes them once)."""
+    """The index inside ``[0, n)`` each of ``start .. start + count - 1`` reads, read-only."""
     index = source_index(np.arange(start, start + count), n, rule)
     index.flags.writeable = False
     return index
 
 
-def _interior(start: int, n: int, k: int, count: int, edge: int) -> tuple[int, int]:
+def _interior(start: int, n: int, k: int, count: int, edge: int, path: str) -> tuple[int, int]:
     """The outputs ``[lo, hi)`` of ``count`` whose windows (``start + i`` .. ``+ k - 1``) lie inside ``[0, n)``.
 
-    Unless the path is 'interior', an edge that is not empty is widened to
+    Unless ``path`` is 'interior', an edge that is not empty is widened to
     at least ``edge`` outputs (one vector), and the interior shrinks to match.
     """
     lo, hi = max(0, -start), min(count, n - k + 1 - start)
     if lo >= hi:
         return 0, 0
-    if PATH != "interior":
+    if path != "interior":
         if lo > 0:
             lo = max(lo, min(edge, hi))
         if hi < count:

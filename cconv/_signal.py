@@ -177,7 +177,7 @@ def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, bo
     dtype = common if common is not None and _summable(common) else None
     if dtype is None:
         raise ValueError("convolve2d not available for this type.")
-    fill = np.zeros((), dtype) if fill is None else fill
+    fill = _zero(dtype) if fill is None else fill
     out = _correlate(a, k, mode, rule, fill, dtype, method, convolve)
     # Swapped inputs: convolution commutes; correlation comes out flipped.
     return out[::-1, ::-1].copy() if swapped and not convolve else out
@@ -185,8 +185,9 @@ def _correlate_or_convolve(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: str, bo
 
 def _swap_needed(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
     """SciPy's rule for 'valid': the larger input goes first; one must contain the other."""
-    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
-    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    ok1 = ok2 = True
+    for s1, s2 in zip(shape1, shape2):
+        ok1, ok2 = ok1 and s1 >= s2, ok2 and s2 >= s1
     if not (ok1 or ok2):
         raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
     return not ok1
@@ -221,6 +222,8 @@ def _fill_value(fillvalue: object, dtype: np.dtype) -> np.ndarray:
     dtype), then refuses with a ValueError; an error of that detour is
     raised as it is.
     """
+    if type(fillvalue) is int and fillvalue == 0:  # the default
+        return _zero(dtype)
     try:
         value = _from_object(fillvalue, dtype)
     except (TypeError, ValueError, OverflowError):
@@ -233,6 +236,14 @@ def _fill_value(fillvalue: object, dtype: np.dtype) -> np.ndarray:
             raise ValueError("`fillvalue` cannot be an empty array.")
         raise ValueError("`fillvalue` must be scalar or an array with one element.")
     return value.reshape(())
+
+
+@functools.lru_cache(maxsize=32)
+def _zero(dtype: np.dtype) -> np.ndarray:
+    """A read-only 0-d zero of ``dtype``."""
+    zero = np.zeros((), dtype)
+    zero.flags.writeable = False
+    return zero
 
 
 def _from_object(value: object, dtype: np.dtype) -> np.ndarray:

@@ -52,10 +52,14 @@ def scratch(name: str, nbytes: int) -> np.ndarray:
 
 def scratch_array(name: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
     """A C-contiguous array of ``shape`` and ``dtype`` over :func:`scratch` space ``name``."""
-    dtype = np.dtype(dtype)
+    dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     if dtype.hasobject:  # references cannot live in raw bytes
         return np.empty(shape, dtype)
-    return scratch(name, math.prod(shape) * dtype.itemsize).view(dtype).reshape(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buf: np.ndarray | None = getattr(_local, name, None)
+    if buf is None or buf.nbytes < nbytes or nbytes > KEEP_BYTES:
+        buf = scratch(name, nbytes)
+    return buf[:nbytes].view(dtype).reshape(shape)
 
 
 # Kept buffers, each with a reference to the array last made over it: free
