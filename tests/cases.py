@@ -128,6 +128,37 @@ LAYOUTS = (
 # values) and "unaligned_readonly" (an unaligned view of a bytes object).
 
 
+def dropin_data(rng: np.random.Generator, shape, dtype, integral: bool = True, high: int = 50) -> np.ndarray:
+    """Test data for the drop-ins: bools, integers in ``[-high, high)`` (``[0, high)`` unsigned), or
+    floats (complex: both parts) that are small integers (``integral``) or normal samples."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return rng.random(shape) < 0.5
+    if dt.kind in "iu":
+        return rng.integers(0 if dt.kind == "u" else -high, high, size=shape).astype(dt)
+
+    def part():
+        return rng.integers(-8, 9, size=shape).astype(np.float64) if integral else rng.standard_normal(shape)
+
+    return (part() + 1j * part()).astype(dt) if dt.kind == "c" else part().astype(dt)
+
+
+def integer_mismatches(ours, theirs, pairs, out, modes, methods) -> tuple[int, int]:
+    """How many integers of ``ours`` differ from ``theirs`` (an ndimage filter, into ``out``), and
+    how many were compared: over the ``(x, w)`` pairs, every mode and method, ``cval`` the image's
+    largest value.  Each result must also have SciPy's dtype."""
+    differ = total = 0
+    for x, w in pairs:
+        for mode in modes:
+            for method in methods:
+                expected = theirs(x, w, output=out, mode=mode, cval=float(x.max()))
+                got = ours(x, w, output=out, mode=mode, cval=float(x.max()), method=method)
+                assert got.dtype == expected.dtype
+                differ += int(np.count_nonzero(got != expected))
+                total += expected.size
+    return differ, total
+
+
 def _sentinel(dt: np.dtype):
     """A value planted in the gaps of strided views: reading it would show."""
     if dt.kind in "fc":

@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 import pytest
 import scipy.ndimage
+from cases import dropin_data, integer_mismatches
 
 from cconv import ndimage as cnd
 
@@ -163,20 +164,13 @@ def _integral_sums(rng, shape, wshape):
 @pytest.mark.parametrize("name", FUNCS)
 @pytest.mark.parametrize("out", INT_OUTPUTS, ids=lambda d: np.dtype(d).name)
 def test_integer_outputs_are_scipys_integers(exact_build, name, out):
-    ours, theirs = both(name)
-    differ = total = 0
+    pairs = []
     for seed in range(12):
         rng = np.random.default_rng(seed)
         wshape = [(3, 3), (5, 5), (2, 1), (1, 7), (4, 3)][seed % 5]
         x, w = _integral_sums(rng, (13, 17), wshape)
-        x = x.astype(np.uint8 if x.max() < 256 and seed % 2 else np.int32)
-        for mode in MODES:
-            for method in METHODS:
-                expected = theirs(x, w, output=out, mode=mode, cval=float(x.max()))
-                got = ours(x, w, output=out, mode=mode, cval=float(x.max()), method=method)
-                assert got.dtype == expected.dtype
-                differ += int(np.count_nonzero(got != expected))
-                total += expected.size
+        pairs.append((x.astype(np.uint8 if x.max() < 256 and seed % 2 else np.int32), w))
+    differ, total = integer_mismatches(*both(name), pairs, out, MODES, METHODS)
     assert differ == 0, f"{differ} of {total} integers differ from SciPy's"
 
 
@@ -240,14 +234,8 @@ def test_integer_outputs_of_a_batch(exact_build, axes):
 
 
 def data(rng, shape, dtype, integral=False):
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        return rng.random(shape) < 0.5
-    if dt.kind in "iu":
-        return rng.integers(0 if dt.kind == "u" else -50, 50, size=shape).astype(dt)
-    part = (lambda: rng.integers(-8, 9, size=shape).astype(np.float64)) if integral else (
-        lambda: rng.standard_normal(shape))
-    return (part() + 1j * part()).astype(dt) if dt.kind == "c" else part().astype(dt)
+    return dropin_data(rng, shape, dtype, integral)
+
 
 
 def check(ours_result, expected, method, exact=False, float32_sums=False):

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 import pytest
 import scipy.ndimage
+from cases import dropin_data as data
+from cases import integer_mismatches
 
 from cconv import SciPyFallbackWarning
 from cconv import ndimage as cnd
@@ -28,15 +30,6 @@ def both(name):
     return getattr(cnd, name), getattr(scipy.ndimage, name)
 
 
-def data(rng, shape, dtype, integral=True):
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        return rng.random(shape) < 0.5
-    if dt.kind in "iu":
-        return rng.integers(0 if dt.kind == "u" else -50, 50, size=shape).astype(dt)
-    part = (lambda: rng.integers(-8, 9, size=shape).astype(np.float64)) if integral else (
-        lambda: rng.standard_normal(shape))
-    return (part() + 1j * part()).astype(dt) if dt.kind == "c" else part().astype(dt)
 
 
 def check(got, expected, exact=False, float32_sums=False):
@@ -244,19 +237,12 @@ def _integral_sums(rng, shape, size, symmetry):
 @pytest.mark.parametrize("symmetry", ["symmetric", "antisymmetric", "neither"])
 @pytest.mark.parametrize("out", INT_OUTPUTS, ids=lambda d: np.dtype(d).name)
 def test_1d_integer_outputs_are_scipys_integers(exact_build, name, symmetry, out):
-    ours, theirs = both(name)
-    differ = total = 0
+    pairs = []
     for seed in range(8):
         rng = np.random.default_rng(seed)
         x, w = _integral_sums(rng, (5, 23), [3, 5, 7, 4, 9, 1, 2, 11][seed], symmetry)
-        x = x.astype(np.uint8 if x.max() < 256 and seed % 2 else np.int32)
-        for mode in MODES:
-            for method in METHODS:
-                expected = theirs(x, w, output=out, mode=mode, cval=float(x.max()))
-                got = ours(x, w, output=out, mode=mode, cval=float(x.max()), method=method)
-                assert got.dtype == expected.dtype
-                differ += int(np.count_nonzero(got != expected))
-                total += expected.size
+        pairs.append((x.astype(np.uint8 if x.max() < 256 and seed % 2 else np.int32), w))
+    differ, total = integer_mismatches(*both(name), pairs, out, MODES, METHODS)
     assert differ == 0, f"{differ} of {total} integers differ from SciPy's"
 
 

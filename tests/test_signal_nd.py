@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.signal
+from cases import dropin_data
 
 from cconv import SciPyFallbackWarning, _fftconv, threads
 from cconv import signal as csig
@@ -29,14 +30,8 @@ def both(name):
 
 
 def data(rng, shape, dtype, integral=True):
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        return rng.random(shape) < 0.5
-    if dt.kind in "iu":
-        return rng.integers(0 if dt.kind == "u" else -9, 10, size=shape).astype(dt)
-    part = (lambda: rng.integers(-8, 9, size=shape).astype(np.float64)) if integral else (
-        lambda: rng.standard_normal(shape))
-    return (part() + 1j * part()).astype(dt) if dt.kind == "c" else part().astype(dt)
+    return dropin_data(rng, shape, dtype, integral, high=10)
+
 
 
 def assert_close(actual, expected, rtol):
