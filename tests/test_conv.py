@@ -1207,24 +1207,37 @@ def test_huge_declared_image_is_refused_before_allocating(method, dtype):
     assert peak < 64 * 2**20, f"allocated {peak / 2**20:.0f} MiB before refusing"
 
 
-def _traced_peak(fn):
+def _traced_peak(fn, between=None):
     """(result, peak bytes traced while ``fn`` ran), in a new Python thread: its
-    per-thread scratch space starts empty, so the call allocates all it uses."""
+    per-thread scratch space starts empty, so the call allocates all it uses.
+
+    ``fn`` runs once untraced first, in a thread of its own, so that one-time
+    Python state is not counted as the call's workspace: the caches a first
+    call fills and, on Python 3.10, the frame objects each function keeps for
+    reuse (some 10 KB along the engine's call chain).  ``between``, if given,
+    is called after that first run.
+    """
     import threading
 
     box = {}
 
-    def run():
-        tracemalloc.start()
+    def run(traced):
+        if traced:
+            tracemalloc.start()
         try:
             box["result"] = fn()
-            box["peak"] = tracemalloc.get_traced_memory()[1]
+            if traced:
+                box["peak"] = tracemalloc.get_traced_memory()[1]
         finally:
-            tracemalloc.stop()
+            if traced:
+                tracemalloc.stop()
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
+    for traced in (False, True):
+        t = threading.Thread(target=run, args=(traced,))
+        t.start()
+        t.join()
+        if between is not None and not traced:
+            between()
     return box["result"], box["peak"]
 
 
@@ -1234,20 +1247,23 @@ def _traced_peak(fn):
                                             ((6, 64, 64), (6, 9, 9)), ((2, 90, 80), (1, 60, 50))])
 def test_plan_workspace_bounds_the_traced_peak(method, dtype, xshape, wshape, rng):
     # The memory check reads the plan's workspace: it must bound what the
-    # passes really allocate (here the inputs need no copy).
+    # passes really allocate (here the inputs need no copy), give or take a
+    # few Python objects and the buffers of getbufsize() elements per operand
+    # that NumPy before 2.3 takes for a reduction over a strided axis (dw).
     from cconv import _engine
 
     x = random_array(rng, xshape, dtype)
     w = random_array(rng, wshape, dtype)
+    slack = 4096 + 2 * np.getbufsize() * x.itemsize
     w3 = w.reshape((1,) * (3 - w.ndim) + w.shape)
     fwd = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], x.itemsize)
     (out, cache), peak = _traced_peak(lambda: cconv.conv_forward(x, w, method=method))
-    assert peak <= fwd.workspace + 4096, (fwd, peak)
+    assert peak <= fwd.workspace + slack, (fwd, peak)
     dout = random_array(rng, out.shape, dtype)
     bwd = _engine.plan(method, x.shape[0], w3.shape[0], x.shape[1:], w3.shape[1:], x.itemsize, backward=True,
                        cached=cache.spectra_in(np.dtype(dtype)) is not None)
     _, peak = _traced_peak(lambda: cconv.conv_backward(dout, cache, method=method))
-    assert peak <= bwd.workspace + 4096, (bwd, peak)
+    assert peak <= bwd.workspace + slack, (bwd, peak)
 
 
 def test_restoring_nan_checks_its_own_memory(monkeypatch, rng):
@@ -1267,7 +1283,7 @@ def test_restoring_nan_checks_its_own_memory(monkeypatch, rng):
 
     monkeypatch.setattr("cconv._nonfinite.check_memory", recorded)
     monkeypatch.setattr("cconv._fft.check_memory", recorded)
-    (_, cache), peak = _traced_peak(lambda: cconv.conv_forward(x, w, method="fft"))
+    (_, cache), peak = _traced_peak(lambda: cconv.conv_forward(x, w, method="fft"), between=asked.clear)
     from cconv import _engine
 
     plan = _engine.plan("fft", 2, 1, x.shape[1:], w.shape, 8)
