@@ -297,8 +297,15 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def assert_same_specials(actual, expected, tol: float, what=""):
-    """Same NaN / +Inf / -Inf pattern; finite outputs within the normwise ``tol``."""
+def assert_same_specials(actual, expected, tol: float, what="", operands=()):
+    """Same NaN / +Inf / -Inf pattern; finite outputs within the normwise ``tol``.
+
+    The norm is the largest finite expected value, or, if larger, the
+    product of the largest finite magnitudes of ``operands`` (the two arrays
+    correlated): an FFT's rounding follows the size of its inputs, so where
+    every finite output is near zero (the rest NaN), its error is measured
+    against the data, not against that zero.
+    """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     assert a.shape == e.shape, what
@@ -307,7 +314,8 @@ def assert_same_specials(actual, expected, tol: float, what=""):
         assert not mismatch.any(), f"{what}: {name} differs at {np.argwhere(mismatch)[:5].tolist()}"
     finite = np.isfinite(e)
     if finite.any():
-        scale = max(float(np.max(np.abs(e[finite]))), 1e-300)
+        data = [np.abs(op[np.isfinite(op)]) for op in map(np.asarray, operands)]
+        scale = max(float(np.max(np.abs(e[finite]))), float(np.prod([d.max(initial=0.0) for d in data])), 1e-300)
         err = float(np.max(np.abs(a[finite] - e[finite]))) / scale
         assert err <= tol, f"{what}: normwise error {err:.2e}"
 

@@ -226,10 +226,10 @@ def test_fuzz_nan_and_inf_like_scipy(strategy, case, method, data):
     x, w = case
     with restoring_by(strategy):
         out, cache = cconv.conv_forward(x, w, method=method)
-    assert_same_specials(out, quiet(scipy_forward, x, w), specials_tol(x.dtype), f"out ({method})")
+    assert_same_specials(out, quiet(scipy_forward, x, w), specials_tol(x.dtype), f"out ({method})", (x, w))
     dout = data.draw(sprinkled(out.shape, x.dtype, most=3))
     with restoring_by(strategy):
         dx, dw = cconv.conv_backward(dout, cache, method=method)
     edx, edw = quiet(scipy_backward, x, w, dout)
-    assert_same_specials(dx, edx, specials_tol(x.dtype), f"dx ({method})")
-    assert_same_specials(dw, edw, specials_tol(x.dtype), f"dw ({method})")
+    assert_same_specials(dx, edx, specials_tol(x.dtype), f"dx ({method})", (dout, w))
+    assert_same_specials(dw, edw, specials_tol(x.dtype), f"dw ({method})", (x, dout))
