@@ -240,19 +240,27 @@ def line_rows(lines: np.ndarray, kw: int, start: int, ow: int, rule: str, fill: 
     windows (``kw - 1`` samples shared with the next), so that the loops'
     blocks of rows go to every thread; the rows are scratch space.
     """
-    n = lines.shape[0]
+    n, w = lines.shape
     cut = min(-(-LINE_ROWS // n), ow // LINE_CHUNK) if n < LINE_ROWS and ow >= LINE_CUT else 1
     step = -(-ow // cut)
     # the extension runs on past the last output's window: those samples
     # are read only by outputs cut off after
-    ext = _extended_lines(lines, start, cut * step + kw - 1, rule, fill, dtype, scratch=cut == 1)
     if cut == 1:
-        return ext, step
-    s0, s1 = ext.strides
-    windows = np.lib.stride_tricks.as_strided(ext, (n, cut, step + kw - 1), (s0, step * s1, s1), writeable=False)
-    rows = scratch_array("rows", (n * cut, step + kw - 1), ext.dtype)
-    rows.reshape(n, cut, -1)[...] = windows
-    return rows, cut * step
+        return _extended_lines(lines, start, step + kw - 1, rule, fill, dtype, scratch=True), step
+    # Row j holds samples [start + j * step, + step + kw - 1) of the
+    # extended line: the rows inside the line are copied straight from it
+    # (one pass over the data), only those that cross an edge are extended.
+    size = step + kw - 1
+    rows = scratch_array("rows", (n * cut, size), dtype).reshape(n, cut, size)
+    first = min(max(-(start // step), 0), cut)  # first row inside: start + first * step >= 0
+    last = max(min((w - size - start) // step + 1, cut), first)  # rows inside end here
+    if last > first:
+        s0, s1 = lines.strides
+        rows[:, first:last] = np.lib.stride_tricks.as_strided(
+            lines[:, start + first * step :], (n, last - first, size), (s0, step * s1, s1), writeable=False)
+    for j in (*range(first), *range(last, cut)):
+        rows[:, j] = _extended_lines(lines, start + j * step, size, rule, fill, dtype, scratch=True)
+    return rows.reshape(n * cut, size), cut * step
 
 
 def _extended_lines(lines: np.ndarray, start: int, length: int, rule: str, fill: object, dtype: npt.DTypeLike,

@@ -216,6 +216,30 @@ def test_1d_filters_of_a_long_signal(name, rng):
     np.testing.assert_array_equal(ours(si, w / 7, output=np.int32), theirs(si, w / 7, output=np.int32), strict=True)
 
 
+@pytest.mark.parametrize("name", FUNCS_1D)
+@pytest.mark.parametrize("size", [1, 2, 5, 30, 61])
+def test_1d_filters_of_lines_cut_into_rows(name, size, rng, monkeypatch):
+    # Lines cut into rows, made small: the rows inside a line are copied
+    # from it directly, those over an edge are extended by the mode; every
+    # mode, origin, a reversed view, one and three lines, float and integer
+    # outputs (the ordered sums), filters longer than a row.
+    from cconv import _planes
+
+    monkeypatch.setattr(_planes, "LINE_CUT", 64)
+    monkeypatch.setattr(_planes, "LINE_CHUNK", 16)
+    ours, theirs = both(name)
+    w = data(rng, (size,), np.float64, integral=False)
+    for shape in [(300,), (3, 200)]:
+        s = data(rng, shape, np.float64, integral=False)
+        for line in (s, s[..., ::-1]):
+            for mode in MODES:
+                for origin in {0, -(size // 2), (size - 1) // 2}:
+                    kw = dict(mode=mode, origin=origin, cval=1.5)
+                    check(ours(line, w, method="direct", **kw), theirs(line, w, **kw))
+                    li = (line * 20).astype(np.int32)
+                    check(ours(li, w / 7, output=np.int32, **kw), theirs(li, w / 7, output=np.int32, **kw))
+
+
 # --------------------------------------------------------------------------
 # Integer outputs: SciPy's doubles, truncated as SciPy truncates them
 

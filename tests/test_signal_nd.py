@@ -141,6 +141,25 @@ def test_large_inputs_every_method_and_fft_plan(name, rng):
                 assert_close(ours(a, b, mode, method=method), expected, 1e-12)
 
 
+@pytest.mark.parametrize("name", FUNCS)
+def test_long_signals_cut_into_rows_as_scipy(name, rng, monkeypatch):
+    # A long 1-D signal is cut into rows for the threads (made small here):
+    # rows inside it are copied straight from it, those over its ends are
+    # zero-extended; kernels longer than a row, reversed views, integers.
+    from cconv import _planes
+
+    monkeypatch.setattr(_planes, "LINE_CUT", 64)
+    monkeypatch.setattr(_planes, "LINE_CHUNK", 16)
+    ours, theirs = both(name)
+    for n1, n2 in [(300, 1), (300, 7), (257, 40), (40, 257), (500, 101)]:
+        for dtype in (np.float64, np.int32):
+            a, b = data(rng, (n1,), dtype), data(rng, (n2,), dtype)
+            for a1 in (a, a[::-1]):
+                for mode in MODES:
+                    np.testing.assert_array_equal(ours(a1, b, mode, method="direct"),
+                                                  theirs(a1, b, mode, method="direct"), strict=True)
+
+
 def test_fft_route_tiles_a_large_input_with_a_small_kernel():
     assert _fftconv.plan((2048, 2048), (31, 31), (0, 0), (2078, 2078)).tiled
     assert _fftconv.plan((10**6,), (101,), (0,), (10**6 + 100,)).tiled
