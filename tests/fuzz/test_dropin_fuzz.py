@@ -608,6 +608,13 @@ def _both(ours_call, theirs_call, snaps):
     return ours, our_warn, theirs, their_warn
 
 
+def _signal_both(name, in1, in2, mode, **kwargs):
+    """:func:`_both` of cconv.signal's ``name`` and SciPy's, called alike (the case noted first)."""
+    note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, {kwargs}")
+    return _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, **kwargs),
+                 lambda: getattr(scipy.signal, name)(in1, in2, mode, **kwargs), _snapshot(in1, in2))
+
+
 def _nd_shapes(draw, rank, small=6):
     """Two shapes of ``rank`` axes (0 to ``small`` samples), sometimes with
     axes where both have size 1, or one containing the other."""
@@ -655,9 +662,7 @@ def test_nd_signal_against_scipy(name, case):
     # NaN and Inf where SciPy's direct sums put them (SciPy's FFT spreads
     # them); errors as SciPy raises them for the method given.
     in1, in2, mode, method = case
-    note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, method={method!r}")
-    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, method=method),
-                 lambda: getattr(scipy.signal, name)(in1, in2, mode, method=method), _snapshot(in1, in2))
+    both = _signal_both(name, in1, in2, mode, method=method)
     if both is None:
         return
     ours, our_warn, theirs, _ = both
@@ -751,9 +756,7 @@ def _overlap_reference(in1, in2, mode, axes):
 @given(case=fft_cases())
 def test_fft_functions_against_scipy(name, case):
     in1, in2, mode, axes = case
-    note(f"in1 {in1.dtype}{in1.shape}, in2 {in2.dtype}{in2.shape}, {mode!r}, axes={axes!r}")
-    both = _both(lambda: getattr(cconv.signal, name)(in1, in2, mode, axes=axes),
-                 lambda: getattr(scipy.signal, name)(in1, in2, mode, axes=axes), _snapshot(in1, in2))
+    both = _signal_both(name, in1, in2, mode, axes=axes)
     if both is None:
         return
     ours, _, theirs, _ = both
