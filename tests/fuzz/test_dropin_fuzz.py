@@ -177,8 +177,12 @@ def _unchanged(snaps):
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
+    """``a`` with its NaN and Inf set to 0; for complex, in each part on its own (an element of
+    NaN real part keeps its imaginary part: cconv sums the parts apart, and so rounds them)."""
     a = np.asarray(a)
-    return np.where(np.isfinite(a), a, 0) if a.dtype.kind in "fc" else a
+    if a.dtype.kind == "c":
+        return _finite(a.real) + 1j * _finite(a.imag)
+    return np.where(np.isfinite(a), a, 0) if a.dtype.kind == "f" else a
 
 
 def assert_same_values(actual: np.ndarray, expected: np.ndarray, scale: float, terms: int):
@@ -243,8 +247,9 @@ def _scipy_dies(in1, mode, boundary) -> bool:
     return mode == "full" and boundary in ("wrap", "circular", "symm", "symmetric") and 0 in in1.shape
 
 
-def _abs_sum_scale(in1, in2, mode, boundary, fillvalue) -> float:
-    """The largest absolute sum of terms of any output (finite parts), for the tolerance."""
+def _abs_sum_scale(in1, in2, mode, boundary, fillvalue, method) -> float:
+    """The largest absolute sum of terms of any output (finite parts), for the tolerance; where the
+    FFTs may sum (``method`` 'fft' or 'auto'), at least max|in1| * sum|in2| (see :func:`_filter_scale`)."""
     try:
         fill = abs(complex(np.asarray(fillvalue).reshape(-1)[0]))
     except Exception:  # noqa: BLE001
@@ -254,7 +259,10 @@ def _abs_sum_scale(in1, in2, mode, boundary, fillvalue) -> float:
     if not np.isfinite(fill):
         fill = 0.0
     out = ref.correlate2d(a, k, mode, boundary, fill, dtype=np.float64)
-    return float(np.max(out)) if out.size else 0.0
+    scale = float(np.max(out)) if out.size else 0.0
+    if method != "direct":
+        scale = max(scale, max(float(np.max(a, initial=0.0)), fill) * float(k.sum()))
+    return scale
 
 
 @pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
@@ -292,7 +300,7 @@ def test_signal_against_scipy(name, case):
     assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
     assert type(ours) is np.ndarray
     assert our_warn == their_warn, (our_warn, their_warn)
-    scale = _abs_sum_scale(in1, in2, mode, boundary, fillvalue) if theirs.dtype.kind in "fc" else 0
+    scale = _abs_sum_scale(in1, in2, mode, boundary, fillvalue, method) if theirs.dtype.kind in "fc" else 0
     assert_same_values(ours, theirs, scale, in2.size if mode != "valid" else min(in1.size, in2.size))
 
 
@@ -396,7 +404,7 @@ def test_ndimage_against_scipy(name, case):
                    and any(r >= 4 * n > 0 for r, n in zip(reach, lengths)))
     if scipy_wrong:
         event("compared with plain NumPy (SciPy's reflect is wrong here)")
-        _check_against_numpy(ours, x, weights, kwargs, convolve, axes, out_kind, out_dt)
+        _check_against_numpy(ours, x, weights, kwargs, convolve, axes, out_kind, out_dt, method)
         return
     theirs, their_exc, their_warn = _call(getattr(scipy.ndimage, name), x_theirs, weights, theirs_out, **kwargs)
     event(f"SciPy raised {type(their_exc).__name__}" if their_exc is not None else "compared with SciPy")
@@ -414,14 +422,15 @@ def test_ndimage_against_scipy(name, case):
     if ours.dtype.kind in "iu" and ours.size and (ours != theirs).any():
         # SciPy's double sums, before its C cast into the integer output
         sums = getattr(scipy.ndimage, name)(np.array(x), weights, np.float64, **kwargs)
-    _assert_ndimage_values(ours, theirs, x, weights, mode, cval, origins, sorted_axes, convolve, sums)
+    _assert_ndimage_values(ours, theirs, x, weights, mode, cval, origins, sorted_axes, convolve, sums, method)
 
 
-def _sum_scale(x, weights, mode, cval, origins, axes, convolve):
-    """(largest absolute sum of terms, the float64 sums SciPy makes) for the tolerance."""
+def _sum_scale(x, weights, mode, cval, origins, axes, convolve, method):
+    """The largest absolute sum of terms of any output, for the tolerance; where the FFTs may sum
+    (``method`` 'fft' or 'auto'), at least max|x| * sum|weights| (see :func:`_filter_scale`)."""
     xs = np.asarray(x)
     if xs.dtype.kind == "c":
-        xs = np.abs(xs)
+        xs = _abs_parts(xs)
     w = np.asarray(weights)
     w = np.abs(w).astype(np.float64)
     xs = np.moveaxis(xs, axes or (0, 1), (-2, -1)) if xs.ndim > 2 else xs
@@ -434,15 +443,17 @@ def _sum_scale(x, weights, mode, cval, origins, axes, convolve):
         s = ref.ndimage_sum(p, w, mode if mode in ref.NDIMAGE_PAD else "constant", c, origins, convolve,
                             dtype=np.float64)
         scale = max(scale, float(np.max(s)) if s.size else 0.0)
+    if method != "direct":
+        scale = max(scale, max(float(np.max(_abs_parts(x), initial=0.0)), c) * float(w.sum()))
     return scale
 
 
-def _assert_ndimage_values(ours, theirs, x, weights, mode, cval, origins, axes, convolve, sums):
+def _assert_ndimage_values(ours, theirs, x, weights, mode, cval, origins, axes, convolve, sums, method):
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, (ours.dtype, ours.shape, theirs.dtype,
                                                                      theirs.shape)
     if ours.size == 0:
         return
-    scale = _sum_scale(x, weights, mode, cval, origins, axes, convolve)
+    scale = _sum_scale(x, weights, mode, cval, origins, axes, convolve, method)
     if ours.dtype.kind in "fc":
         # SciPy sums in double; float32 in and out is summed in float32 by cconv,
         # and complex64 input goes through float32 parts in both.
@@ -468,7 +479,7 @@ def _assert_ndimage_values(ours, theirs, x, weights, mode, cval, origins, axes, 
                           f"{ours[bad][:5]} vs SciPy {theirs[bad][:5]}"
 
 
-def _check_against_numpy(ours, x, weights, kwargs, convolve, axes, out_kind, out_dt):
+def _check_against_numpy(ours, x, weights, kwargs, convolve, axes, out_kind, out_dt, method):
     """cconv against the plain-NumPy reference (2-D real float input only; else just shape/dtype)."""
     assert type(ours) is np.ndarray and ours.shape == x.shape
     if x.ndim != 2 or x.dtype.kind not in "f" or weights.dtype.kind == "c" or ours.dtype.kind != "f":
@@ -476,7 +487,7 @@ def _check_against_numpy(ours, x, weights, kwargs, convolve, axes, out_kind, out
     expected = ref.ndimage_sum(x, weights, kwargs["mode"], kwargs["cval"], kwargs["origin"], convolve)
     scale = _sum_scale(x, weights, kwargs["mode"], kwargs["cval"],
                        [kwargs["origin"]] * 2 if np.ndim(kwargs["origin"]) == 0 else kwargs["origin"],
-                       None, convolve)
+                       None, convolve, method)
     eps_dt = np.float32 if x.dtype == np.float32 or ours.dtype == np.float32 else np.float64
     with np.errstate(all="ignore"):
         assert_same_values(ours, expected.astype(ours.dtype),
@@ -559,7 +570,7 @@ def test_ndimage_cval_of_every_kind(name, cval, in_dt, out_dt, out_kind, mode, o
         np.testing.assert_array_equal(ours[defined], theirs[defined])
     else:
         cv = complex(np.asarray(cval).reshape(-1)[0])
-        scale = _sum_scale(x, weights, mode, cv, [0, 0], None, name == "convolve")
+        scale = _sum_scale(x, weights, mode, cv, [0, 0], None, name == "convolve", method)
         eps_dt = np.float32 if np.dtype(in_dt).char in "fF" else np.float64
         assert_same_values(ours, theirs, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(theirs.dtype).eps),
                            weights.size)
@@ -582,7 +593,7 @@ def test_signal_fillvalue_of_every_kind(name, fillvalue, dt1, dt2, boundary, met
         return
     assert our_exc is None, f"cconv raised {type(our_exc).__name__}: {our_exc}; SciPy returned a result"
     assert our_warn == their_warn, (our_warn, their_warn)
-    scale = _abs_sum_scale(in1, in2, "same", boundary, fillvalue) if theirs.dtype.kind in "fc" else 0
+    scale = _abs_sum_scale(in1, in2, "same", boundary, fillvalue, method) if theirs.dtype.kind in "fc" else 0
     assert_same_values(ours, theirs, scale, in2.size)
 
 
@@ -820,6 +831,26 @@ def _abs_parts(x):
     return sum(np.abs(_finite(np.asarray(p, dtype=np.result_type(p, np.float64)))).astype(np.float64) for p in parts)
 
 
+def _filter_scale(ours, x, weights, cval, method, correlate_magnitudes) -> float:
+    """The ``scale`` of :func:`assert_same_values` for an ndimage filter's float result ``ours``.
+
+    The largest absolute sum of terms of any output: ``correlate_magnitudes(|x|, |weights|, |cval|)``
+    makes them as the call sums.  Where the FFTs may sum ('fft', 'auto') at least max|x| * sum|weights|:
+    their rounding follows the whole data, so an output whose terms are all 0 (3 and -3 weights over
+    a zero border, the 0 weight over the data) is 0 only to that rounding.  In units of the eps of the
+    dtype the sums ran in (float32 for float32 or complex64 data).
+    """
+    xs, ws = _abs_parts(x), np.abs(np.asarray(weights)).astype(np.float64)
+    c = abs(complex(np.asarray(cval).reshape(-1)[0]))
+    c = c if np.isfinite(c) else 0.0
+    scale = float(np.max(correlate_magnitudes(xs, ws, c)))
+    if method != "direct":
+        scale = max(scale, max(float(np.max(xs, initial=0.0)), c) * float(ws.sum()))
+    eps_dt = np.float32 if np.dtype(x.dtype).char in "fF" and (ours.dtype.char in "fF" or x.dtype.kind == "c") \
+        else ours.dtype
+    return max(scale, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(ours.dtype).eps))
+
+
 def _nd_reach_before_start(weights_shape, origins, convolve):
     return _reach_before_start(weights_shape, origins, convolve)
 
@@ -865,15 +896,9 @@ def test_ndimage_nd_against_scipy(name, case):
             defined = np.isfinite(sums) & (sums > float(info.min) - 1) & (sums < float(info.max) + 1)
         np.testing.assert_array_equal(ours[defined], theirs[defined])
         return
-    xs = _abs_parts(x)
-    c = abs(complex(cval))
-    scale_out = scipy.ndimage.correlate(xs, np.abs(np.asarray(weights)).astype(np.float64), mode=mode,
-                                        cval=c if np.isfinite(c) else 0.0, axes=axes)
-    scale = float(np.max(scale_out))
-    eps_dt = np.float32 if np.dtype(x.dtype).char in "fF" and (ours.dtype.char in "fF" or x.dtype.kind == "c") \
-        else ours.dtype
-    assert_same_values(ours, theirs, max(scale, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(ours.dtype).eps)),
-                       weights.size)
+    scale = _filter_scale(ours, x, weights, cval, method,
+                          lambda xs, ws, c: scipy.ndimage.correlate(xs, ws, mode=mode, cval=c, axes=axes))
+    assert_same_values(ours, theirs, scale, weights.size)
 
 
 # --------------------------------------------------------------------------
@@ -941,12 +966,6 @@ def test_1d_filters_against_scipy(name, case):
             defined = np.isfinite(sums) & (sums > float(info.min) - 1) & (sums < float(info.max) + 1)
         np.testing.assert_array_equal(ours[defined], theirs[defined])
         return
-    xs = _abs_parts(x)
-    c = abs(complex(np.asarray(cval).reshape(-1)[0]))
-    scale_out = scipy.ndimage.correlate1d(xs, np.abs(np.asarray(weights)).astype(np.float64), axis, mode=mode,
-                                          cval=c if np.isfinite(c) else 0.0)
-    scale = float(np.max(scale_out))
-    eps_dt = np.float32 if np.dtype(x.dtype).char in "fF" and (ours.dtype.char in "fF" or x.dtype.kind == "c") \
-        else ours.dtype
-    assert_same_values(ours, theirs, max(scale, scale * float(np.finfo(eps_dt).eps) / float(np.finfo(ours.dtype).eps)),
-                       weights.size)
+    scale = _filter_scale(ours, x, weights, cval, method,
+                          lambda xs, ws, c: scipy.ndimage.correlate1d(xs, ws, axis, mode=mode, cval=c))
+    assert_same_values(ours, theirs, scale, weights.size)
