@@ -202,7 +202,9 @@ def conv2d_forward(
         'gemm' is another name for 'direct' (the im2col + BLAS route it
         names was replaced by it).  'fft' is the 3-D layer's FFTs (see
         :func:`conv_forward`), for a single-channel layer only: C = 1,
-        stride 1, dilation 1, and N = 1 or F = 1.  'auto' (the default)
+        stride 1, dilation 1, and N = 1 or F = 1.  (Along an axis of one
+        filter tap any dilation counts as 1, and so does a stride past the
+        padded size, which leaves one output.)  'auto' (the default)
         uses the 3-D layer's choice (its direct loops or its FFTs) for a
         single-channel layer, 'direct' elsewhere.
 

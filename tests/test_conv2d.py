@@ -94,12 +94,15 @@ def test_against_reference(rng, case, dtype):
         (1, 1, 12, 11, 4, 3, 4, {"padding": 2}),
         (1, 1, 40, 37, 2, 15, 9, {"padding": "same"}),
         (4, 1, 9, 9, 1, 9, 9, {"padding": (1, 3)}),
+        (1, 1, 12, 11, 2, 1, 4, {"dilation": (3, 1)}),  # one tap high: any dilation there
+        (2, 1, 1, 9, 1, 1, 3, {"stride": (5, 1)}),  # one row: a stride past it
     ],
     ids=_ids,
 )
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_single_channel_methods(rng, case, method, dtype):
-    """C = 1 with one image or one filter also runs on the 3-D layer's loops and FFTs ('auto')."""
+    """C = 1 with one image or one filter also runs on the 3-D layer's loops and FFTs ('auto'),
+    counting the dilation of a one-tap axis and a stride past the padded size as 1."""
     x, w, b, opts = _make(rng, case, dtype)
     out, cache = cconv.conv2d_forward(x, w, b, method=method, **opts)
     assert cache.method in (("direct", "fft") if method == "auto" else (method,))

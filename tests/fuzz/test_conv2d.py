@@ -186,7 +186,11 @@ def _conv2d_expect(xa, wa, ba, has_b, opts: Options2d, method, expect: Expect):
                 expect.add(ValueError, name)
             return None
         out_hw.append((size + lo + hi - extent) // s + 1)
-    if method == "fft" and not _single_channel(xa.shape, wa.shape, stride, dilation):
+    # A stride past the padded size (one output) and the dilation of a
+    # one-tap axis change nothing: the layer counts them as 1.
+    steps = tuple(min(st_, size + lo + hi) for st_, size, (lo, hi) in zip(stride, (h, wd), pads))
+    spread = tuple(1 if k == 1 else d for k, d in zip((hh, ww), dilation))
+    if method == "fft" and not _single_channel(xa.shape, wa.shape, steps, spread):
         expect.add(ValueError, "method")
     if groups is None:
         return None
